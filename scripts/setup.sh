@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Make this machine ready for the workbench: the package, a Docker engine, the base image.
+# Idempotent: each step is skipped when already done. Safe to run as a normal user (steps that
+# need root are skipped with a note, and stages then run as local processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import workbench, duckdb, textual, lightgbm' 2>/dev/null \
+   || ! command -v workbench >/dev/null; then
+  log "installing the workbench package and its dependencies"
+  "$PYTHON" -m pip install -q -e . 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
+fi
+
+APT_UPDATED=
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  [ -n "$APT_UPDATED" ] || { as_root apt-get update -qq && APT_UPDATED=1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ "${WORKBENCH_SKIP_DOCKER:-}" != 1 ]; then
+  if ! docker info >/dev/null 2>&1; then
+    if ! command -v dockerd >/dev/null; then
+      log "installing the Docker engine (docker.io)"
+      apt_install docker.io || log "could not install Docker: stages will run as local processes"
+    fi
+    if command -v dockerd >/dev/null && [ ! -S /var/run/docker.sock ]; then
+      log "starting dockerd"
+      as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &' || true
+    fi
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  if docker info >/dev/null 2>&1; then
+    base=${WORKBENCH_BASE_IMAGE:-python:3.11-slim}
+    if ! docker image inspect "$base" >/dev/null 2>&1 \
+       && ! docker image inspect workbench/python-base:bookworm >/dev/null 2>&1 \
+       && ! docker pull -q "$base" >/dev/null 2>&1; then
+      log "no registry reachable for $base: building the offline base image"
+      command -v debootstrap >/dev/null || apt_install debootstrap
+      as_root workbench env bootstrap
+    fi
+    log "Docker engine ready ($(docker info --format '{{.ServerVersion}}'))"
+  else
+    log "no Docker engine: stages will run as local processes (--runner local)"
+  fi
+fi

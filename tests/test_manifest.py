@@ -1,0 +1,115 @@
+"""Manifest parsing: good manifests parse, bad ones name the file, the key and the problem."""
+
+import pytest
+
+from workbench.core.errors import ManifestError
+from workbench.core.manifest import parse_manifest, parse_size
+
+GOOD = """
+[project]
+name = "churn"
+primary_metric = "auc"
+
+[data]
+paths = ["data/*.csv"]
+target = "churn"
+sensitive = ["female"]
+
+[environment]
+memory = "512m"
+cpus = 2
+network = true
+
+[stages.validate]
+command = "python validate.py"
+inputs = ["validate.py", "data/*.csv"]
+outputs = ["report.json"]
+
+[stages.train]
+command = "python train.py"
+inputs = ["train.py", "params.toml"]
+depends_on = ["validate"]
+timeout_s = 60
+
+[gates]
+auc = ">= 0.80"
+"demographic_parity_difference.female" = "<= 0.1"
+
+[watch]
+debounce_ms = 500
+ignore = ["notebooks/**"]
+"""
+
+
+def test_good_manifest_parses_every_section():
+    m = parse_manifest(GOOD, "p/workbench.toml")
+    assert m.name == "churn" and m.primary_metric == "auc"
+    assert m.data.paths == ("data/*.csv",) and m.data.sensitive == ("female",)
+    assert m.environment.memory_bytes == 512 * 1024**2 and m.environment.cpus == 2.0 and m.environment.network
+    assert m.stage_order() == ["validate", "train"]
+    assert m.stages["train"].depends_on == ("validate",) and m.stages["train"].timeout_s == 60
+    assert [str(g) for g in m.gates] == ["auc >= 0.8", "demographic_parity_difference.female <= 0.1"]
+    assert m.watch.debounce_ms == 500 and "notebooks/**" in m.ignores and ".git/**" in m.ignores
+
+
+def test_minimal_manifest_gets_defaults():
+    m = parse_manifest('[project]\nname = "x"\n[stages.a]\ncommand = "true"\n')
+    assert m.environment.network is False and m.environment.memory == "2g" and m.watch.debounce_ms == 300
+    assert m.gates == () and m.stages["a"].inputs == ()
+
+
+def _with(replace: str, by: str) -> str:
+    assert replace in GOOD
+    return GOOD.replace(replace, by)
+
+
+BAD = [
+    ("not toml", "[project\nname=1", None, "not valid TOML"),
+    ("missing name", _with('name = "churn"', ""), "project.name", "is required"),
+    ("bad name", _with('name = "churn"', 'name = "my project"'), "project.name", "must be letters"),
+    ("typo key", _with('command = "python train.py"', 'command = "python train.py"\nimputs = []'),
+     "stages.train.imputs", "unknown key"),
+    ("wrong type", _with("cpus = 2", 'cpus = "two"'), "environment.cpus", "must be a number"),
+    ("bool for int", _with("debounce_ms = 500", "debounce_ms = true"), "watch.debounce_ms", "must be an integer"),
+    ("bad memory", _with('memory = "512m"', 'memory = "lots"'), "environment.memory", "not a size"),
+    ("tiny memory", _with('memory = "512m"', 'memory = "1m"'), "environment.memory", "minimum"),
+    ("unknown dep", _with('depends_on = ["validate"]', 'depends_on = ["prep"]'), "stages.train.depends_on",
+     "unknown stage 'prep'"),
+    ("cycle", _with('outputs = ["report.json"]', 'outputs = ["report.json"]\ndepends_on = ["train"]'), "stages",
+     "cycle: "),
+    ("bad gate", _with('auc = ">= 0.80"', 'auc = "at least 0.8"'), "gates.auc", "is not a rule"),
+    ("gate not string", _with('auc = ">= 0.80"', "auc = 0.8"), "gates.auc", "must be a string"),
+    ("no stages", '[project]\nname = "x"\n', "stages", "at least one stage"),
+    ("empty command", _with('command = "python train.py"', 'command = "  "'), "stages.train.command", "must not be empty"),
+    ("output escapes", _with('outputs = ["report.json"]', 'outputs = ["../x"]'), "stages.validate.outputs",
+     "inside the stage's output folder"),
+    ("bad goal", _with('primary_metric = "auc"', 'primary_metric = "auc"\nprimary_metric_goal = "up"'),
+     "project.primary_metric_goal", "maximize"),
+    ("list of ints", _with('sensitive = ["female"]', "sensitive = [1]"), "data.sensitive", "non-empty strings"),
+    ("unknown section", GOOD + "\n[extras]\nx = 1\n", "extras", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("case,text,key,problem", BAD, ids=[b[0] for b in BAD])
+def test_bad_manifest_names_file_key_and_problem(case, text, key, problem):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "proj/workbench.toml")
+    err = info.value
+    assert str(err).startswith("proj/workbench.toml")
+    assert err.key == key
+    assert problem in err.problem
+
+
+@pytest.mark.parametrize("text,expected", [("512m", 512 * 1024**2), ("2g", 2 * 1024**3), ("1.5G", int(1.5 * 1024**3)),
+                                           ("64MB", 64 * 1024**2), ("1000", 1000)])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+def test_example_project_manifest_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "projects" / "telco-churn" / "workbench.toml"
+    m = parse_manifest(path.read_text(), str(path))
+    assert m.stage_order() == ["validate", "train", "evaluate"]
+    assert any(g.metric == "auc" for g in m.gates)

@@ -1,0 +1,141 @@
+"""One function per subcommand. Each calls the session (service layer) and a Printer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.cli.render import Printer, fmt_duration, glyph
+from workbench.core.model import RunStatus
+from workbench.services.session import WorkbenchSession
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED = 0, 1, 2
+
+
+def _session(workspace: Path, printer: Printer, runner: str = "auto") -> WorkbenchSession:
+    return WorkbenchSession(workspace, runner=runner, notice=printer.notice)
+
+
+def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer, args.runner)
+    project = session.project(args.project)  # a bad name or manifest fails before any work
+    report = session.recover()
+    if report.interrupted_runs:
+        printer.notice(f"marked run(s) {', '.join(map(str, report.interrupted_runs))} interrupted: "
+                       "the workbench that ran them stopped")
+    if report.removed_containers:
+        printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
+    printer.show_logs = not args.quiet
+    record = session.run(str(project.path), stages=args.stages,
+                         on_event=printer.event)
+    if args.json:
+        printer.json(record)
+    if record.status is not RunStatus.SUCCEEDED:
+        return EXIT_RUN_FAILED
+    return EXIT_OK if record.gates_passed else EXIT_GATE_FAILED
+
+
+def cmd_runs(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer)
+    limit = args.limit if args.limit > 0 else 1 << 62
+    runs = session.runs(args.project, limit=limit, offset=args.offset)
+    if args.json:
+        printer.json(runs)
+    elif not runs:
+        printer.out.print("no runs recorded yet: try `workbench run PROJECT`")
+    else:
+        printer.runs_table(runs)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    record = _session(workspace, printer).get_run(args.run_id)
+    if args.json:
+        printer.json(record)
+        return EXIT_OK
+    con = printer.out
+    con.print(f"[bold]run {record.id}[/] · {escape(record.project)} · trigger {record.trigger} · "
+              f"runner {record.runner} · started {record.started_at:%Y-%m-%d %H:%M:%S}")
+    if record.changed_paths:
+        con.print(f"changed: {escape(', '.join(record.changed_paths))}")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("stage", "status", "duration", "detail"):
+        table.add_column(col)
+    for stage in record.stages:
+        detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
+        table.add_row(escape(stage.stage), glyph(stage.status), fmt_duration(stage.duration_s), escape(detail))
+    con.print(table)
+    for stage in record.stages:
+        if str(stage.status) == "failed" and stage.log_tail:
+            con.print(f"[bold]last lines of {escape(stage.stage)}:[/]")
+            for line in stage.log_tail:
+                con.print(f"  [dim]{escape(line)}[/]")
+    printer.run_summary(record)
+    return EXIT_OK
+
+
+def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    data = _session(workspace, printer).lineage(args.run_id)
+    if args.json:
+        printer.json(data)
+        return EXIT_OK
+    con = printer.out
+    run = data["run"]
+    con.print(f"[bold]run {run['id']}[/] · {escape(run['project'])} · {run['status']}")
+    con.print(f"image    {escape(str(run.get('image_tag') or '—'))}  {escape(str(run.get('image_id') or ''))}")
+    con.print(f"snapshot {escape(str(run.get('snapshot_id') or '—'))}")
+    for ds in data.get("datasets", []):
+        con.print(f"data     {escape(ds['path'])}  sha256 {ds['fingerprint'][:16]}…  {ds['row_count']} rows, "
+                  f"{len(ds.get('schema') or {})} columns")
+    for stage in data.get("stages", []):
+        reused = f" (reused from run {stage['reused_from_run']})" if stage.get("reused_from_run") else ""
+        con.print(f"\n[bold]{escape(stage['stage'])}[/] {stage['status']}{reused}  key {stage['cache_key'][:16]}…")
+        for f in stage.get("inputs", []):
+            con.print(f"  in   {escape(f['path'])}  {f['sha256'][:16]}…  {f['size']} B")
+        for key, value in sorted((stage.get("params") or {}).items()):
+            con.print(f"  param {escape(key)} = {escape(str(value))}")
+        for art in stage.get("artifacts", []):
+            con.print(f"  out  {escape(art['name'])} ({art['kind']})  {art['sha256'][:16]}…  {art['size']} B")
+    return EXIT_OK
+
+
+def cmd_projects(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    refs = _session(workspace, printer).projects()
+    if args.json:
+        printer.json([{"name": r.name, "path": str(r.path), "error": str(r.error) if r.error else None,
+                       "stages": list(r.manifest.stages) if r.manifest else []} for r in refs])
+        return EXIT_OK
+    if not refs:
+        printer.out.print(f"no projects (folders with a workbench.toml) in {workspace.resolve()}")
+    for ref in refs:
+        if ref.error:
+            printer.out.print(f"[red]✗[/] {escape(ref.name)}  {escape(str(ref.error))}")
+        else:
+            printer.out.print(f"[green]✓[/] {escape(ref.name)}  {escape(str(ref.path))}  "
+                              f"stages: {' → '.join(ref.manifest.stage_order())}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.services.doctor import run_checks
+
+    checks = run_checks(workspace)
+    if args.json:
+        printer.json(checks)
+    else:
+        for check in checks:
+            mark = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}[check.level]
+            printer.out.print(f"{mark} {check.name:<14} {escape(check.detail)}")
+    return EXIT_OK if all(c.level != "fail" for c in checks) else 3
+
+
+def cmd_env(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.services.doctor import bootstrap_base_image
+
+    image_id = bootstrap_base_image(tag=args.tag, force=args.force, on_log=lambda line: printer.out.print(
+        f"[dim]{escape(line)}[/]"))
+    printer.out.print(f"[green]✓[/] base image ready: {image_id}")
+    return EXIT_OK

@@ -1,0 +1,96 @@
+"""The `workbench` command: headless and scriptable. Every listing has `--json`.
+
+Exit codes: 0 success; 1 a run failed or was cancelled; 2 a gate failed; 3 bad input or
+environment (manifest, workspace, Docker); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from workbench import __version__
+from workbench.core.errors import WorkbenchError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Watched, containerized ML pipeline runs with lineage. See README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    parser.add_argument("--workspace", "-w", default=os.environ.get("WORKBENCH_WORKSPACE", "."),
+                        help="workspace folder (default: the current folder, or $WORKBENCH_WORKSPACE)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a project's pipeline (unchanged stages are reused)")
+    run.add_argument("project", help="project name in the workspace, or a path to its folder")
+    run.add_argument("--stage", action="append", dest="stages", metavar="NAME",
+                     help="run only this stage and what it depends on (repeatable)")
+    run.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
+                     help="where stages run (default: Docker when reachable, else local processes)")
+    run.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    run.add_argument("--json", action="store_true", help="print the finished run as JSON")
+
+    runs = sub.add_parser("runs", help="list recorded runs, newest first")
+    runs.add_argument("project", nargs="?", help="only this project's runs")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0 = all)")
+    runs.add_argument("--offset", type=int, default=0)
+    runs.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="one run: stages, metrics, gates")
+    show.add_argument("run_id", type=int)
+    show.add_argument("--json", action="store_true")
+
+    lineage = sub.add_parser("lineage", help="what exactly produced a run: code, data, params, image")
+    lineage.add_argument("run_id", type=int)
+    lineage.add_argument("--json", action="store_true")
+
+    projects = sub.add_parser("projects", help="list the workspace's projects")
+    projects.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="check Docker, the base image and the workspace")
+    doctor.add_argument("--json", action="store_true")
+
+    env = sub.add_parser("env", help="execution environments")
+    env_sub = env.add_subparsers(dest="env_command", metavar="ENV_COMMAND")
+    boot = env_sub.add_parser("bootstrap", help="build the offline Python base image (debootstrap, no registry)")
+    boot.add_argument("--tag", default=None, help="image tag (default: workbench/python-base:bookworm)")
+    boot.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workbench.cli import commands
+    from workbench.cli.render import Printer
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    printer = Printer(json_mode=getattr(args, "json", False))
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    if args.command == "env" and args.env_command is None:
+        parser.parse_args(["env", "--help"])
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return handler(args, printer, Path(args.workspace))
+    except WorkbenchError as exc:
+        printer.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        printer.error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def dump_json(value) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""How the CLI shows things: rich on a terminal, plain JSON with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.core.events import (
+    EnvironmentLog, RunEvent, RunFinished, RunStarted, StageFinished, StageLog, StageProgress, StageStarted,
+)
+from workbench.core.model import RunRecord, RunSummary, StageStatus
+from workbench.core.serialize import to_jsonable
+
+GLYPHS = {
+    "succeeded": ("✓", "green"),
+    "reused": ("↺", "cyan"),
+    "failed": ("✗", "red"),
+    "skipped": ("–", "dim"),
+    "cancelled": ("⊘", "yellow"),
+    "superseded": ("⇢", "yellow"),
+    "interrupted": ("!", "magenta"),
+    "running": ("●", "blue"),
+}
+
+
+def glyph(status: str) -> str:
+    mark, colour = GLYPHS.get(str(status), ("?", "white"))
+    return f"[{colour}]{mark} {status}[/]"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def fmt_metric(value: float | None) -> str:
+    if value is None or value != value:
+        return "—"
+    return f"{value:.4g}"
+
+
+class Printer:
+    def __init__(self, json_mode: bool = False):
+        self.json_mode = json_mode
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.show_logs = True
+        self._progress_shown: dict[str, int] = {}
+
+    def json(self, value) -> None:
+        sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
+
+    def error(self, message: str) -> None:
+        self.err.print(f"[bold red]error:[/] {escape(message)}")
+
+    def notice(self, message: str) -> None:
+        self.err.print(f"[yellow]note:[/] {escape(message)}")
+
+    # -- live run events -------------------------------------------------------------------
+    def event(self, event: RunEvent) -> None:
+        if self.json_mode:
+            return
+        con = self.out
+        match event:
+            case RunStarted():
+                con.print(f"[bold]▶ run {event.run_id}[/] · {escape(event.project)} · {event.runner} · "
+                          f"trigger {event.trigger} · stages: {' → '.join(event.stages)}")
+            case EnvironmentLog():
+                if self.show_logs:
+                    con.print(f"  [dim]env │ {escape(event.line)}[/]")
+            case StageStarted():
+                con.print(f"  [blue]● {event.stage}[/] started")
+            case StageLog():
+                if self.show_logs:
+                    con.print(f"  [dim]{escape(event.stage)} │ {escape(event.line)}[/]")
+            case StageProgress():
+                # A line per quarter is enough in a scrolling log; the TUI shows a bar.
+                step = max(1, event.total // 4)
+                if event.done == event.total or event.done // step != self._progress_shown.get(event.stage, -1):
+                    self._progress_shown[event.stage] = event.done // step
+                    con.print(f"  [dim]{escape(event.stage)} │ {event.done}/{event.total} {escape(event.label)}[/]")
+            case StageFinished():
+                r = event.result
+                detail = fmt_duration(r.duration_s)
+                if r.status is StageStatus.REUSED:
+                    detail = f"from run {r.reused_from_run}" if r.reused_from_run else "unchanged"
+                line = f"  {glyph(r.status)}  [bold]{escape(r.stage)}[/] {detail}"
+                if r.reason:
+                    line += f": {escape(r.reason)}"
+                con.print(line)
+                if r.status is StageStatus.FAILED and r.log_tail and not self.show_logs:
+                    for tail_line in r.log_tail[-5:]:
+                        con.print(f"    [dim]{escape(tail_line)}[/]")
+            case RunFinished():
+                self.run_summary(event.record)
+
+    def run_summary(self, record: RunRecord) -> None:
+        con = self.out
+        metrics = record.metrics
+        if metrics:
+            table = Table(title="metrics", title_justify="left", show_edge=False, pad_edge=False)
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for key in sorted(metrics):
+                table.add_row(escape(key), fmt_metric(metrics[key]))
+            con.print(table)
+        if record.gates:
+            table = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False)
+            table.add_column("gate")
+            table.add_column("result")
+            table.add_column("detail")
+            for gate in record.gates:
+                result = {True: "[green]✓ pass[/]", False: "[red]✗ fail[/]", None: "[dim]– not evaluated[/]"}[gate.passed]
+                table.add_row(escape(gate.rule), result, escape(gate.detail))
+            con.print(table)
+        reused = f", {len(record.reused_stages)} reused" if record.reused_stages else ""
+        headline = f"{glyph(record.status)} · run {record.id} · {fmt_duration(record.duration_s)}{reused}"
+        if record.reason:
+            headline += f" · {escape(record.reason)}"
+        con.print(headline)
+
+    # -- listings -------------------------------------------------------------------------
+    def runs_table(self, runs: list[RunSummary]) -> None:
+        table = Table(show_edge=False, pad_edge=False)
+        for col, justify in (("run", "right"), ("project", "left"), ("trigger", "left"), ("status", "left"),
+                             ("started", "left"), ("duration", "right"), ("reused", "right"),
+                             ("primary", "right"), ("gates", "left")):
+            table.add_column(col, justify=justify)
+        for run in runs:
+            gates = ""
+            if run.gates_passed or run.gates_failed:
+                gates = f"[green]{run.gates_passed}✓[/]" + (f" [red]{run.gates_failed}✗[/]" if run.gates_failed else "")
+            table.add_row(
+                str(run.id), escape(run.project), run.trigger, glyph(run.status),
+                run.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_duration(run.duration_s),
+                f"{run.reused}/{run.stages}", fmt_metric(run.primary_metric), gates,
+            )
+        self.out.print(table)

@@ -1,0 +1,42 @@
+"""The errors a user can see. Adapters translate library exceptions into these."""
+
+
+class WorkbenchError(Exception):
+    """Base of every foreseeable failure; its message is shown to the user as is."""
+
+    exit_code = 3
+
+
+class ManifestError(WorkbenchError):
+    """A `workbench.toml` is missing, unreadable or invalid."""
+
+    def __init__(self, path: str, key: str | None, problem: str):
+        self.path = path
+        self.key = key
+        self.problem = problem
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"{where}: {problem}")
+
+
+class ProjectNotFound(WorkbenchError):
+    pass
+
+
+class RunNotFound(WorkbenchError):
+    pass
+
+
+class EngineUnavailable(WorkbenchError):
+    """The Docker engine cannot be reached."""
+
+
+class EnvironmentBuildError(WorkbenchError):
+    """The project's environment image could not be built."""
+
+
+class StoreError(WorkbenchError):
+    """The lineage store could not be read or written."""
+
+
+class DiskFullError(WorkbenchError):
+    pass

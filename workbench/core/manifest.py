@@ -1,0 +1,317 @@
+"""The project manifest, `workbench.toml`: parsed and validated in one place.
+
+Every field is documented here; the README's manifest reference is written from this file.
+Validation is strict (an unknown key is an error) because a typo such as `imputs` would
+otherwise silently make a stage's cache key ignore its inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.core.errors import ManifestError
+from workbench.core.gates import Gate, parse_gate
+
+MANIFEST_NAME = "workbench.toml"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+DEFAULT_IGNORES = (
+    ".workbench/**",
+    ".git/**",
+    ".hg/**",
+    ".svn/**",
+    "**/__pycache__/**",
+    "**/.ipynb_checkpoints/**",
+    "**/*.swp",
+    "**/*.swx",
+    "**/*~",
+    "**/.#*",
+    "**/#*#",
+    "**/.DS_Store",
+)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    paths: tuple[str, ...] = ()
+    """Data files (globs, relative to the project) whose fingerprint, schema and column
+    statistics are recorded in the lineage of every run."""
+    target: str | None = None
+    """The label column."""
+    sensitive: tuple[str, ...] = ()
+    """Columns that fairness metrics are computed over (e.g. `female`)."""
+    incoming: str | None = None
+    """Folder where new batches of production-like data land (drift checks)."""
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    base_image: str | None = None
+    """Docker base image; unset means $WORKBENCH_BASE_IMAGE, then `python:3.11-slim`, then the
+    offline image made by `workbench env bootstrap`."""
+    requirements: str | None = None
+    """A pip requirements file, relative to the project, installed into the image once."""
+    memory: str = "2g"
+    """Memory limit per stage container, e.g. `512m`, `2g`."""
+    cpus: float = 1.0
+    """CPU limit per stage container (fractional cores)."""
+    network: bool = False
+    """Whether stage containers may use the network (off by default)."""
+    timeout_s: float = 1800.0
+    """Default stage time limit in seconds."""
+    preload: tuple[str, ...] = ()
+    """Modules a warm worker imports ahead of time (default: guessed from requirements)."""
+    cold: bool = False
+    """Require a fresh container per stage (no warm worker)."""
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    command: str
+    """Shell command run in the project's snapshot (working directory)."""
+    inputs: tuple[str, ...] = ()
+    """Globs of project files the stage reads; they make up its cache key."""
+    outputs: tuple[str, ...] = ()
+    """Files the stage must write into its output folder; missing ones fail the stage."""
+    depends_on: tuple[str, ...] = ()
+    """Stages whose outputs this stage reads (mounted under $WB_UPSTREAM_DIR/<stage>)."""
+    timeout_s: float | None = None
+    """Time limit for this stage; defaults to environment.timeout_s."""
+    memory: str | None = None
+    """Memory limit for this stage; defaults to environment.memory."""
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    enabled: bool = True
+    """Whether `workbench watch` and the TUI watch this project by default."""
+    debounce_ms: int = 300
+    """Quiet period: a burst of file events becomes one change after this many ms of calm."""
+    ignore: tuple[str, ...] = ()
+    """Extra globs the watcher and snapshots ignore (VCS, editor and cache files always are)."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    stages: dict[str, StageSpec]
+    description: str = ""
+    primary_metric: str | None = None
+    """The metric trends and champion/challenger comparisons use."""
+    primary_metric_goal: str = "maximize"
+    """`maximize` or `minimize`."""
+    data: DataSpec = field(default_factory=DataSpec)
+    environment: EnvironmentSpec = field(default_factory=EnvironmentSpec)
+    gates: tuple[Gate, ...] = ()
+    watch: WatchSpec = field(default_factory=WatchSpec)
+    source: str = MANIFEST_NAME
+
+    @property
+    def ignores(self) -> tuple[str, ...]:
+        return DEFAULT_IGNORES + self.watch.ignore
+
+    def stage_order(self) -> list[str]:
+        from workbench.core.planning import topological_order
+
+        return topological_order({n: s.depends_on for n, s in self.stages.items()})
+
+
+def parse_size(text: str) -> int:
+    match = SIZE_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"not a size: {text!r} (expected e.g. 512m or 2g)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors that name the file and the key."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str):
+        self.source, self.table, self.prefix = source, table, prefix
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str | None, problem: str) -> ManifestError:
+        return ManifestError(self.source, self.key(name) if name else self.prefix or None, problem)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False):
+        self.seen.add(name)
+        if name not in self.table:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if bool not in kinds and isinstance(value, bool) or not isinstance(value, kinds):
+            expected = " or ".join(_type_name(k) for k in kinds)
+            raise self.fail(name, f"must be {expected}, got {_type_name(type(value))} {value!r}")
+        return value
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self.get(name, (list, str), default=[])
+        if isinstance(value, str):
+            value = [value]
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(name, f"must be a list of non-empty strings, got {item!r}")
+        return tuple(value)
+
+    def table_of(self, name: str) -> "_Reader":
+        value = self.get(name, dict, default={})
+        return _Reader(self.source, value, self.key(name))
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            expected = ", ".join(sorted(self.seen))
+            raise self.fail(unknown[0], f"unknown key (expected one of: {expected})")
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(kind, kind.__name__)
+
+
+def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
+    """Parse and validate a manifest's text; `source` names the file in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(source, None, f"not valid TOML: {exc}") from None
+    root = _Reader(source, raw, "")
+
+    project = root.table_of("project")
+    name = project.get("name", str, required=True)
+    if not NAME_RE.match(name):
+        raise project.fail("name", f"{name!r} must be letters, digits, '-', '_' or '.'")
+    description = project.get("description", str, default="")
+    primary = project.get("primary_metric", str)
+    goal = project.get("primary_metric_goal", str, default="maximize")
+    if goal not in ("maximize", "minimize"):
+        raise project.fail("primary_metric_goal", f"must be 'maximize' or 'minimize', got {goal!r}")
+    project.reject_unknown()
+
+    data_table = root.table_of("data")
+    data = DataSpec(
+        paths=data_table.strings("paths"),
+        target=data_table.get("target", str),
+        sensitive=data_table.strings("sensitive"),
+        incoming=data_table.get("incoming", str),
+    )
+    data_table.reject_unknown()
+
+    env = _parse_environment(root.table_of("environment"))
+    stages = _parse_stages(root, source)
+    gates_table = root.table_of("gates")
+    gates = []
+    for metric, rule in gates_table.table.items():
+        gates_table.seen.add(metric)
+        if not isinstance(rule, str):
+            raise gates_table.fail(metric, f"must be a string such as \">= 0.80\", got {rule!r}")
+        try:
+            gates.append(parse_gate(metric, rule))
+        except ValueError as exc:
+            raise gates_table.fail(metric, str(exc)) from None
+
+    watch_table = root.table_of("watch")
+    debounce = watch_table.get("debounce_ms", int, default=300)
+    if debounce < 0 or debounce > 60_000:
+        raise watch_table.fail("debounce_ms", f"must be between 0 and 60000, got {debounce}")
+    watch = WatchSpec(
+        enabled=watch_table.get("enabled", bool, default=True),
+        debounce_ms=debounce,
+        ignore=watch_table.strings("ignore"),
+    )
+    watch_table.reject_unknown()
+    root.reject_unknown()
+
+    return Manifest(
+        name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
+        data=data, environment=env, stages=stages, gates=tuple(gates), watch=watch, source=source,
+    )
+
+
+def _parse_environment(table: _Reader) -> EnvironmentSpec:
+    memory = table.get("memory", str, default="2g")
+    _check_size(table, "memory", memory)
+    cpus = table.get("cpus", float, default=1.0)
+    if cpus <= 0:
+        raise table.fail("cpus", f"must be positive, got {cpus}")
+    timeout = table.get("timeout_s", float, default=1800.0)
+    if timeout <= 0:
+        raise table.fail("timeout_s", f"must be positive, got {timeout}")
+    spec = EnvironmentSpec(
+        base_image=table.get("base_image", str),
+        requirements=table.get("requirements", str),
+        memory=memory,
+        cpus=cpus,
+        network=table.get("network", bool, default=False),
+        timeout_s=timeout,
+        preload=table.strings("preload"),
+        cold=table.get("cold", bool, default=False),
+    )
+    table.reject_unknown()
+    return spec
+
+
+def _check_size(table: _Reader, key: str, value: str) -> None:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise table.fail(key, str(exc)) from None
+    if size < 6 * 1024**2:
+        raise table.fail(key, f"{value!r} is below Docker's minimum of 6m")
+
+
+def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
+    stages_table = root.table_of("stages")
+    if not stages_table.table:
+        raise root.fail("stages", "at least one stage is required, e.g. [stages.train]")
+    stages: dict[str, StageSpec] = {}
+    for name in stages_table.table:
+        if not NAME_RE.match(name):
+            raise stages_table.fail(name, "a stage name must be letters, digits, '-', '_' or '.'")
+        table = stages_table.table_of(name)
+        command = table.get("command", str, required=True)
+        if not command.strip():
+            raise table.fail("command", "must not be empty")
+        memory = table.get("memory", str)
+        if memory is not None:
+            _check_size(table, "memory", memory)
+        timeout = table.get("timeout_s", float)
+        if timeout is not None and timeout <= 0:
+            raise table.fail("timeout_s", f"must be positive, got {timeout}")
+        outputs = table.strings("outputs")
+        for out in outputs:
+            if out.startswith("/") or ".." in out.split("/"):
+                raise table.fail("outputs", f"{out!r} must be a path inside the stage's output folder")
+        stages[name] = StageSpec(
+            name=name, command=command, inputs=table.strings("inputs"), outputs=outputs,
+            depends_on=table.strings("depends_on"), timeout_s=timeout, memory=memory,
+        )
+        table.reject_unknown()
+    for stage in stages.values():
+        for dep in stage.depends_on:
+            if dep not in stages:
+                raise ManifestError(source, f"stages.{stage.name}.depends_on",
+                                    f"unknown stage {dep!r} (stages: {', '.join(stages)})")
+    from workbench.core.planning import CycleError, topological_order
+
+    try:
+        topological_order({n: s.depends_on for n, s in stages.items()})
+    except CycleError as exc:
+        raise ManifestError(source, "stages", str(exc)) from None
+    return stages

@@ -1,0 +1,162 @@
+"""The records a run produces. Plain dataclasses: the lineage store persists them as they are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from workbench.core.gates import GateResult
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+    INTERRUPTED = "interrupted"
+
+
+class StageStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    REUSED = "reused"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not run because a stage it depends on failed or was cancelled."""
+    CANCELLED = "cancelled"
+
+
+class Trigger(StrEnum):
+    MANUAL = "manual"
+    WATCH = "watch"
+    DRIFT = "drift"
+    REPRODUCE = "reproduce"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    """Path relative to the stage's output folder, e.g. `model.txt`."""
+    path: str
+    """Absolute path on the host."""
+    sha256: str
+    size: int
+    kind: str = "file"
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: StageStatus
+    command: str
+    cache_key: str
+    output_dir: str
+    output_digest: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float = 0.0
+    exit_code: int | None = None
+    reason: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    reused_from_run: int | None = None
+    inputs: list[InputFile] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    name: str
+    dtype: str
+    count: int
+    nulls: int
+    distinct: int
+    min: str | None = None
+    max: str | None = None
+    mean: float | None = None
+    std: float | None = None
+    q25: float | None = None
+    q50: float | None = None
+    q75: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetProfile:
+    path: str
+    fingerprint: str
+    row_count: int
+    columns: tuple[ColumnProfile, ...]
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return {c.name: c.dtype for c in self.columns}
+
+
+@dataclass
+class RunRecord:
+    id: int
+    project: str
+    trigger: Trigger
+    status: RunStatus
+    runner: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    image_id: str = ""
+    image_tag: str = ""
+    reason: str = ""
+    manifest_hash: str = ""
+    snapshot_id: str = ""
+    stage_filter: list[str] = field(default_factory=list)
+    changed_paths: list[str] = field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
+    datasets: list[DatasetProfile] = field(default_factory=list)
+    superseded_by: int | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for stage in self.stages:
+            merged.update(stage.metrics)
+        return merged
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g.passed is not False for g in self.gates)
+
+    @property
+    def reused_stages(self) -> list[str]:
+        return [s.stage for s in self.stages if s.status is StageStatus.REUSED]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of a run listing: what `workbench runs` and the runs pane show."""
+
+    id: int
+    project: str
+    trigger: str
+    status: str
+    runner: str
+    started_at: datetime
+    duration_s: float | None
+    reused: int
+    stages: int
+    primary_metric: float | None
+    gates_passed: int
+    gates_failed: int

@@ -1,0 +1,104 @@
+"""The stage side of the workbench protocol. Dependency-free; `import wb` in a stage.
+
+A stage writes into its output folder ($WB_OUTPUT_DIR):
+  metrics.json    {"name": number, ...}          via wb.log_metrics / wb.log_metric
+  params.json     {"name": value, ...}           via wb.log_params
+  artifacts.json  [{"name": "model.txt", "kind": "model"}, ...] via wb.log_artifact
+Progress goes to stdout as a marker line the workbench parses: `::wb progress DONE/TOTAL LABEL`.
+"""
+
+import json
+import math
+import os
+import sys
+
+PROGRESS_MARKER = "::wb progress"
+
+
+def _env_path(name, default):
+    return os.environ.get(name) or default
+
+
+def project_dir():
+    """The run's snapshot of the project (read-only); also the working directory."""
+    return _env_path("WB_PROJECT_DIR", os.getcwd())
+
+
+def output_dir():
+    """The stage's output folder: the only place a stage may write."""
+    path = _env_path("WB_OUTPUT_DIR", os.path.join(os.getcwd(), "wb-output"))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def output_path(name):
+    return os.path.join(output_dir(), name)
+
+
+def upstream(stage, name=None):
+    """The output folder of an upstream stage (one listed in `depends_on`), or a file in it."""
+    base = os.environ.get("WB_UPSTREAM_DIR")
+    if not base:
+        raise RuntimeError("WB_UPSTREAM_DIR is not set: run this stage through the workbench")
+    path = os.path.join(base, stage)
+    if not os.path.isdir(path):
+        raise RuntimeError("no outputs of stage %r: is it listed in depends_on?" % stage)
+    return os.path.join(path, name) if name else path
+
+
+def _merge_json(filename, updates, as_list=False):
+    path = output_path(filename)
+    current = [] if as_list else {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            current = json.load(fh)
+    if as_list:
+        current = [c for c in current if c.get("name") != updates["name"]] + [updates]
+    else:
+        current.update(updates)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(current, fh, indent=2, sort_keys=not as_list)
+    os.replace(tmp, path)
+
+
+def log_metrics(metrics):
+    """Record numeric metrics, e.g. {"auc": 0.84}. Later calls add to or overwrite earlier ones."""
+    clean = {}
+    for key, value in metrics.items():
+        value = float(value)
+        if math.isinf(value):
+            raise ValueError("metric %r is infinite" % key)
+        clean[str(key)] = value if not math.isnan(value) else None
+    _merge_json("metrics.json", clean)
+
+
+def log_metric(name, value):
+    log_metrics({name: value})
+
+
+def log_params(params):
+    """Record the parameters the stage used (values are stored as text)."""
+    _merge_json("params.json", {str(k): v for k, v in params.items()})
+
+
+def log_artifact(name, kind="file"):
+    """Declare a file the stage wrote in its output folder, e.g. log_artifact("model.txt", "model")."""
+    if not os.path.exists(output_path(name)):
+        raise FileNotFoundError("artifact %r is not in the output folder %s" % (name, output_dir()))
+    _merge_json("artifacts.json", {"name": name, "kind": kind}, as_list=True)
+
+
+def progress(done, total, label=""):
+    """Report progress, e.g. boosting rounds; the workbench shows it instead of a frozen screen."""
+    sys.stdout.write("%s %d/%d %s\n" % (PROGRESS_MARKER, done, total, label))
+    sys.stdout.flush()
+
+
+def load_params(path="params.toml", section=None):
+    """Read a TOML params file from the project (Python 3.11+), optionally one section of it."""
+    import tomllib
+
+    with open(os.path.join(project_dir(), path), "rb") as fh:
+        params = tomllib.load(fh)
+    return params.get(section, {}) if section else params

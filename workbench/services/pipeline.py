@@ -1,0 +1,245 @@
+"""Run a project's pipeline: snapshot, plan, reuse or run each stage, check gates, record lineage.
+
+This is the use case both front ends call. It talks to the outside only through the ports it
+is given (a StageRunner, a LineageStore) and the snapshot store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench.adapters.files import FileEntry, Snapshot, SnapshotStore, hash_tree
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import (
+    EnvironmentLog, EventSink, RunFinished, RunStarted, StageFinished, StageLog, StageProgress,
+    StageStarted, parse_progress,
+)
+from workbench.core.gates import evaluate_gates
+from workbench.core.manifest import Manifest, StageSpec, parse_size
+from workbench.core.model import (
+    Artifact, DatasetProfile, InputFile, RunRecord, RunStatus, StageResult, StageStatus, Trigger,
+)
+from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs, tree_digest
+from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
+from workbench.services.workspace import ProjectRef, Workspace, load_manifest
+
+DONE = {StageStatus.SUCCEEDED, StageStatus.REUSED}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ignore(_event) -> None:
+    pass
+
+
+class PipelineService:
+    def __init__(self, workspace: Workspace, store: LineageStore, runner: StageRunner,
+                 snapshots: SnapshotStore | None = None):
+        self.workspace = workspace
+        self.store = store
+        self.runner = runner
+        self.snapshots = snapshots or SnapshotStore(workspace.ensure_state_dir())
+
+    def run(self, project: ProjectRef, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
+            changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
+            on_event: EventSink = _ignore) -> RunRecord:
+        """Run the project's pipeline (or `stages` and what they depend on) and record it.
+
+        Foreseeable failures (a stage exits non-zero, the image cannot be built, a gate fails)
+        are recorded in the returned RunRecord; the run is never left marked running.
+        """
+        manifest, manifest_hash = load_manifest(project.path)
+        deps = {name: spec.depends_on for name, spec in manifest.stages.items()}
+        try:
+            selected = select_stages(deps, stages)
+        except KeyError as exc:
+            raise WorkbenchError(f"{manifest.name}: {exc.args[0]}") from None
+        cancel = cancel or CancelToken()
+        run_id, started = self.store.start_run(
+            manifest.name, str(project.path), str(trigger), self.runner.name, list(stages or []),
+            list(changed_paths or []),
+        )
+        record = RunRecord(
+            id=run_id, project=manifest.name, trigger=trigger, status=RunStatus.RUNNING,
+            runner=self.runner.name, started_at=started, manifest_hash=manifest_hash,
+            stage_filter=list(stages or []), changed_paths=list(changed_paths or []),
+        )
+        on_event(RunStarted(run_id, manifest.name, tuple(selected), self.runner.name, str(trigger)))
+        try:
+            self._execute(record, project.path, manifest, selected, cancel, on_event)
+        except WorkbenchError as exc:
+            record.status, record.reason = RunStatus.FAILED, str(exc)
+        except KeyboardInterrupt:
+            record.status, record.reason = RunStatus.CANCELLED, "interrupted (Ctrl-C)"
+            self._finish(record, manifest, on_event)
+            raise
+        except Exception as exc:  # an unforeseen bug: record it, then let it surface
+            record.status, record.reason = RunStatus.FAILED, f"internal error: {exc!r}"
+            self._finish(record, manifest, on_event)
+            raise
+        self._finish(record, manifest, on_event)
+        return record
+
+    def _finish(self, record: RunRecord, manifest: Manifest, on_event: EventSink) -> None:
+        record.finished_at = _now()
+        self.store.finish_run(record, primary_metric=manifest.primary_metric)
+        on_event(RunFinished(record))
+
+    def _execute(self, record: RunRecord, project_dir: Path, manifest: Manifest, selected: list[str],
+                 cancel: CancelToken, on_event: EventSink) -> None:
+        snapshot = self.snapshots.take(project_dir, manifest.ignores)
+        record.snapshot_id = snapshot.id
+        env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
+        prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log)
+        record.image_id, record.image_tag = prepared.image_id, prepared.image_tag
+        record.datasets = self._profile_datasets(manifest, snapshot)
+
+        results: dict[str, StageResult] = {}
+        for name in selected:
+            spec = manifest.stages[name]
+            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event)
+            results[name] = result
+            record.stages.append(result)
+            on_event(StageFinished(record.id, result))
+
+        statuses = [r.status for r in record.stages]
+        complete = set(selected) == set(manifest.stages) and all(s in DONE for s in statuses)
+        record.gates = evaluate_gates(manifest.gates, record.metrics, complete)
+        failed = next((r for r in record.stages if r.status is StageStatus.FAILED), None)
+        cancelled = next((r for r in record.stages if r.status is StageStatus.CANCELLED), None)
+        if failed:
+            record.status, record.reason = RunStatus.FAILED, f"stage {failed.stage} failed: {failed.reason}"
+        elif cancelled:
+            record.status, record.reason = RunStatus.CANCELLED, cancelled.reason
+        else:
+            record.status = RunStatus.SUCCEEDED
+            failing = [g for g in record.gates if g.passed is False]
+            if failing:
+                record.reason = "gate failed: " + "; ".join(f"{g.rule} ({g.detail})" for g in failing)
+
+    def _stage(self, record: RunRecord, manifest: Manifest, spec: StageSpec, snapshot: Snapshot, prepared: PreparedEnvironment,
+               results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink) -> StageResult:
+        inputs = stage_inputs(snapshot.hashes, spec.inputs)
+        for pattern in spec.inputs:
+            if not any(matches_any(p, (pattern,)) for p in inputs):
+                on_event(StageLog(record.id, spec.name, f"warning: input {pattern!r} matches no file"))
+        upstream = {dep: results[dep] for dep in spec.depends_on if dep in results}
+        key = CacheKeyParts(
+            stage=spec.name, command=spec.command, inputs=inputs, image_id=prepared.image_id,
+            upstream={dep: r.output_digest for dep, r in upstream.items()},
+            network=manifest.environment.network,
+        ).digest()
+        base = StageResult(stage=spec.name, status=StageStatus.SKIPPED, command=spec.command,
+                           cache_key=key, output_dir="",
+                           inputs=[InputFile(p, h, snapshot.files[p].size) for p, h in inputs.items()])
+
+        blocked = next((r for r in upstream.values() if r.status not in DONE), None)
+        if blocked:
+            base.reason = f"not run: upstream stage {blocked.stage} {blocked.status}"
+            if blocked.status is StageStatus.CANCELLED or cancel.cancelled:
+                base.status = StageStatus.CANCELLED
+            return base
+        if cancel.cancelled:
+            base.status, base.reason = StageStatus.CANCELLED, cancel.reason or "cancelled"
+            return base
+
+        prior = self.store.find_reusable_stage(manifest.name, spec.name, key)
+        if prior is not None:
+            return replace(prior, status=StageStatus.REUSED, inputs=base.inputs, started_at=None,
+                           finished_at=None, duration_s=0.0, log_tail=[])
+
+        output_dir = self.workspace.state_dir / "runs" / str(record.id) / spec.name
+        output_dir.mkdir(parents=True, exist_ok=True)
+        job = StageJob(
+            run_id=record.id, project=manifest.name, stage=spec.name, command=spec.command,
+            project_dir=str(snapshot.path), output_dir=str(output_dir),
+            upstream_dirs={dep: r.output_dir for dep, r in upstream.items()},
+            environment=prepared,
+            memory_bytes=parse_size(spec.memory or manifest.environment.memory),
+            cpus=manifest.environment.cpus, network=manifest.environment.network,
+            timeout_s=spec.timeout_s or manifest.environment.timeout_s,
+        )
+        on_event(StageStarted(record.id, spec.name))
+
+        def on_log(line: str) -> None:
+            progress = parse_progress(line)
+            if progress:
+                on_event(StageProgress(record.id, spec.name, *progress))
+            else:
+                on_event(StageLog(record.id, spec.name, line))
+
+        outcome = self.runner.run_stage(job, on_log, cancel)
+        result = replace(
+            base, status=outcome.status, output_dir=str(output_dir), started_at=outcome.started_at,
+            finished_at=outcome.finished_at, exit_code=outcome.exit_code, reason=outcome.reason,
+            duration_s=(outcome.finished_at - outcome.started_at).total_seconds(),
+            log_tail=[line for line in outcome.log_tail if not parse_progress(line)],
+        )
+        self._collect_outputs(result, spec, output_dir)
+        return result
+
+    @staticmethod
+    def _collect_outputs(result: StageResult, spec: StageSpec, output_dir: Path) -> None:
+        """Read the stage's protocol files; a broken or missing declared output fails it."""
+        files = hash_tree(output_dir)
+        result.output_digest = tree_digest({p: f.sha256 for p, f in files.items()})
+        problems: list[str] = []
+        result.metrics = _read_metrics(output_dir / "metrics.json", problems)
+        params = _read_json(output_dir / "params.json", dict, problems) or {}
+        result.params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+        kinds = {out: "output" for out in spec.outputs}
+        for entry in _read_json(output_dir / "artifacts.json", list, problems) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                kinds[entry["name"]] = str(entry.get("kind", "file"))
+        for name, kind in kinds.items():
+            entry: FileEntry | None = files.get(name)
+            if entry is None:
+                if name in spec.outputs:
+                    problems.append(f"declared output {name} was not written")
+                continue
+            result.artifacts.append(Artifact(name, str(output_dir / name), entry.sha256, entry.size, kind))
+        if problems and result.status is StageStatus.SUCCEEDED:
+            result.status, result.reason = StageStatus.FAILED, "; ".join(problems)
+
+    def _profile_datasets(self, manifest: Manifest, snapshot: Snapshot) -> list[DatasetProfile]:
+        profiles = []
+        for path, entry in snapshot.files.items():
+            if not matches_any(path, manifest.data.paths):
+                continue
+            known = self.store.known_profile(entry.sha256)
+            profile = known or self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
+            profiles.append(replace(profile, path=path))
+        return profiles
+
+
+def _read_json(path: Path, kind: type, problems: list[str]):
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name} is not valid JSON: {exc}")
+        return None
+    if not isinstance(value, kind):
+        problems.append(f"{path.name} must hold a JSON {'object' if kind is dict else 'list'}")
+        return None
+    return value
+
+
+def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:
+    raw = _read_json(path, dict, problems) or {}
+    metrics = {}
+    for key, value in raw.items():
+        if value is None:
+            metrics[key] = math.nan
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = float(value)
+        else:
+            problems.append(f"metric {key!r} is not a number: {value!r}")
+    return metrics

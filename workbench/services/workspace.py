@@ -1,0 +1,114 @@
+"""A workspace: the folder the workbench is opened on, its projects and its state folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
+from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
+
+STATE_DIR = ".workbench"
+# Projects are found in the workspace folder's children and grandchildren, so both a folder
+# of projects and a repository holding `projects/` work as a workspace.
+SEARCH_DEPTH = 2
+SKIPPED = {STATE_DIR, ".git", "node_modules", "__pycache__", ".venv", "venv"}
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    path: Path
+    manifest: Manifest | None
+    error: ManifestError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name if self.manifest else self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+
+def load_manifest(project_dir: Path) -> tuple[Manifest, str]:
+    """The project's manifest and a hash of its text."""
+    path = project_dir / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(str(path), None, "no such file: a project folder needs a workbench.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(str(path), None, f"cannot read: {exc}") from None
+    return parse_manifest(text, str(path)), hashlib.sha256(text.encode()).hexdigest()
+
+
+class Workspace:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise WorkbenchError(f"workspace {self.root} is not a folder")
+        self.state_dir = self.root / STATE_DIR
+
+    def ensure_state_dir(self) -> Path:
+        try:
+            self.state_dir.mkdir(exist_ok=True)
+            os.chmod(self.state_dir, 0o755)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot create the workspace state folder {self.state_dir}: {exc.strerror}") from None
+        return self.state_dir
+
+    @property
+    def lineage_path(self) -> Path:
+        return self.state_dir / "lineage.duckdb"
+
+    def projects(self) -> list[ProjectRef]:
+        """Every project in the workspace, including ones whose manifest is invalid."""
+        refs = []
+        for path in self._project_dirs():
+            try:
+                manifest, _ = load_manifest(path)
+                refs.append(ProjectRef(path, manifest))
+            except ManifestError as exc:
+                refs.append(ProjectRef(path, None, exc))
+        return refs
+
+    def _project_dirs(self) -> list[Path]:
+        found = []
+        if (self.root / MANIFEST_NAME).is_file():
+            found.append(self.root)
+        frontier = [self.root]
+        for _depth in range(SEARCH_DEPTH):
+            next_frontier = []
+            for folder in frontier:
+                try:
+                    children = sorted(p for p in folder.iterdir() if p.is_dir())
+                except OSError:
+                    continue
+                for child in children:
+                    if child.name in SKIPPED or child.name.startswith("."):
+                        continue
+                    if (child / MANIFEST_NAME).is_file():
+                        found.append(child)
+                    else:
+                        next_frontier.append(child)
+            frontier = next_frontier
+        return found
+
+    def project(self, name_or_path: str) -> ProjectRef:
+        """A project by its manifest name, its folder name, or a path to its folder."""
+        candidate = Path(name_or_path)
+        for base in (Path.cwd(), self.root):
+            folder = (base / candidate).resolve()
+            if (folder / MANIFEST_NAME).is_file():
+                manifest, _ = load_manifest(folder)
+                return ProjectRef(folder, manifest)
+        refs = self.projects()
+        for ref in refs:
+            if ref.name == name_or_path or ref.path.name == name_or_path:
+                if ref.error:
+                    raise ref.error
+                return ref
+        names = ", ".join(r.name for r in refs) or "none"
+        raise ProjectNotFound(f"no project {name_or_path!r} in workspace {self.root} (projects: {names})")
