@@ -93,7 +93,8 @@ class Printer:
                 detail = fmt_duration(r.duration_s)
                 if r.status is StageStatus.REUSED:
                     detail = f"from run {r.reused_from_run}" if r.reused_from_run else "unchanged"
-                line = f"  {glyph(r.status)}  [bold]{escape(r.stage)}[/] {detail}"
+                mark, colour = GLYPHS.get(str(r.status), ("?", "white"))
+                line = f"  [{colour}]{mark}[/] [bold]{escape(r.stage)}[/] [{colour}]{r.status}[/] {detail}"
                 if r.reason:
                     line += f": {escape(r.reason)}"
                 con.print(line)
@@ -130,18 +131,20 @@ class Printer:
 
     # -- listings -------------------------------------------------------------------------
     def runs_table(self, runs: list[RunSummary]) -> None:
-        table = Table(show_edge=False, pad_edge=False)
+        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
         for col, justify in (("run", "right"), ("project", "left"), ("trigger", "left"), ("status", "left"),
-                             ("started", "left"), ("duration", "right"), ("reused", "right"),
+                             ("started", "left"), ("took", "right"), ("reused", "right"),
                              ("primary", "right"), ("gates", "left")):
-            table.add_column(col, justify=justify)
+            # Only the project name gives way on a narrow terminal.
+            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
+                             min_width=None if col == "project" else max(len(col), 14 if col == "started" else 0))
         for run in runs:
             gates = ""
             if run.gates_passed or run.gates_failed:
                 gates = f"[green]{run.gates_passed}✓[/]" + (f" [red]{run.gates_failed}✗[/]" if run.gates_failed else "")
             table.add_row(
                 str(run.id), escape(run.project), run.trigger, glyph(run.status),
-                run.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_duration(run.duration_s),
+                run.started_at.astimezone().strftime("%m-%d %H:%M:%S"), fmt_duration(run.duration_s),
                 f"{run.reused}/{run.stages}", fmt_metric(run.primary_metric), gates,
             )
         self.out.print(table)

@@ -1,0 +1,40 @@
+import os
+
+import pytest
+
+
+def skip_unless_ci(reason: str) -> None:
+    """A missing engine skips a developer's run, but must never silently pass CI."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: Docker tests may not be skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker client whose engine answers."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure means the same here: no usable engine
+        skip_unless_ci(f"no Docker engine is reachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_base_image(docker_engine) -> str:
+    """A base image present locally: the offline one if it was bootstrapped, else the usual one."""
+    import docker
+
+    from workbench.adapters.docker_runner import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
+
+    for name in (BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE):
+        try:
+            docker_engine.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    skip_unless_ci(f"no base image: neither {BOOTSTRAP_BASE_IMAGE} nor {DEFAULT_BASE_IMAGE} is present")

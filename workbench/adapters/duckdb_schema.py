@@ -1,0 +1,159 @@
+"""The lineage store's tables, as an ordered list of migrations.
+
+Migration N (1-based) brings a database from schema version N-1 to N. They only ever get
+appended: a released migration is never edited, because databases in the field already ran it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+
+from workbench.core.errors import StoreError
+
+# Timestamps are stored as naive UTC (TIMESTAMP): TIMESTAMPTZ would make every read depend on the
+# session's time zone setting. Child tables of a run are keyed by (run_id, stage): stage names
+# are unique within a run, and natural keys let the benchmark bulk-generate history with plain
+# INSERT ... SELECT.
+V1 = """
+CREATE TABLE projects (
+    name VARCHAR PRIMARY KEY,
+    path VARCHAR NOT NULL
+);
+
+CREATE SEQUENCE run_ids START 1;
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY DEFAULT nextval('run_ids'),
+    project VARCHAR NOT NULL,
+    trigger VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    runner VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    duration_s DOUBLE,
+    image_id VARCHAR NOT NULL DEFAULT '',
+    image_tag VARCHAR NOT NULL DEFAULT '',
+    reason VARCHAR NOT NULL DEFAULT '',
+    manifest_hash VARCHAR NOT NULL DEFAULT '',
+    snapshot_id VARCHAR NOT NULL DEFAULT '',
+    stage_filter VARCHAR[] NOT NULL,
+    changed_paths VARCHAR[] NOT NULL,
+    superseded_by INTEGER,
+    -- Who is running it: a 'running' row whose process is gone was interrupted. The process
+    -- start time (clock ticks since boot) tells a reused pid from the original process.
+    pid INTEGER,
+    host VARCHAR,
+    proc_start BIGINT,
+    -- Denormalised at finish_run so that listing runs never touches the big child tables.
+    primary_metric VARCHAR,
+    primary_value DOUBLE,
+    n_stages INTEGER NOT NULL DEFAULT 0,
+    n_reused INTEGER NOT NULL DEFAULT 0,
+    gates_passed INTEGER NOT NULL DEFAULT 0,
+    gates_failed INTEGER NOT NULL DEFAULT 0
+);
+-- For listing a project's runs. DuckDB 2.0 plans `WHERE project = ? ORDER BY id DESC LIMIT n`
+-- as a scan plus top-N all the same (row-group zone maps make that cheap); the index costs
+-- little and is there for the planners that will use it.
+CREATE INDEX runs_project_id ON runs (project, id);
+
+CREATE TABLE stage_runs (
+    run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    project VARCHAR NOT NULL,
+    stage VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    command VARCHAR NOT NULL,
+    cache_key VARCHAR NOT NULL,
+    output_dir VARCHAR NOT NULL,
+    output_digest VARCHAR NOT NULL,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    duration_s DOUBLE NOT NULL,
+    exit_code INTEGER,
+    reason VARCHAR NOT NULL,
+    log_tail VARCHAR[] NOT NULL,
+    reused_from_run INTEGER
+);
+
+CREATE TABLE input_files (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    size BIGINT NOT NULL
+);
+
+CREATE TABLE params (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value VARCHAR NOT NULL
+);
+
+CREATE TABLE metrics (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value DOUBLE
+);
+
+CREATE TABLE artifacts (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    size BIGINT NOT NULL
+);
+
+CREATE TABLE gate_results (
+    run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    metric VARCHAR NOT NULL,
+    op VARCHAR NOT NULL,
+    threshold DOUBLE NOT NULL,
+    value DOUBLE,
+    passed BOOLEAN,
+    detail VARCHAR NOT NULL
+);
+
+CREATE TABLE datasets (
+    fingerprint VARCHAR PRIMARY KEY,
+    path VARCHAR NOT NULL,
+    row_count BIGINT NOT NULL,
+    columns STRUCT(
+        name VARCHAR, dtype VARCHAR, count BIGINT, nulls BIGINT, "distinct" BIGINT,
+        min VARCHAR, max VARCHAR, mean DOUBLE, std DOUBLE, q25 DOUBLE, q50 DOUBLE, q75 DOUBLE
+    )[] NOT NULL
+);
+
+CREATE TABLE run_datasets (
+    run_id INTEGER NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    path VARCHAR NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [V1]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """Bring the attached database up to the latest schema; return the version it is at.
+
+    Runs inside the caller's transaction, so a failing migration leaves the file as it was.
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    latest = len(MIGRATIONS)
+    applied_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    if current > latest:
+        raise StoreError(f"the lineage store {path} was written by a newer workbench "
+                         f"(schema v{current}, this one knows v{latest}); upgrade workbench to open it")
+    for version in range(current + 1, latest + 1):
+        con.execute(MIGRATIONS[version - 1])
+        con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, applied_at])
+    return latest

@@ -1,0 +1,453 @@
+"""The lineage store on DuckDB: which code, data, params and image produced which result.
+
+DuckDB lets one process at a time hold a database file for writing, and the TUI and a CLI
+command work on the same workspace at once. So no operation keeps the file: each one attaches
+it, runs one short transaction and detaches it, retrying while another process holds it.
+Attaching the file to a DuckDB instance that stays open costs about 1 ms; a fresh
+`duckdb.connect(path)` costs 15-20 ms, nearly all of it spent building the built-in function
+catalog. So the process keeps one in-memory instance and attaches the file to it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from workbench.adapters.duckdb_schema import migrate
+from workbench.core.errors import RunNotFound, StoreError
+from workbench.core.gates import GateResult
+from workbench.core.model import (Artifact, ColumnProfile, DatasetProfile, InputFile, RunRecord,
+                                  RunStatus, RunSummary, StageResult, StageStatus, Trigger)
+
+ALIAS = "lineage"
+BUSY_MARKERS = ("Could not set lock on file", "Unique file handle conflict")
+"""DuckDB's words for "another process (or another DuckDB instance in this one) has the file"."""
+
+NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+RUN_COLUMNS = ("id", "project", "trigger", "status", "runner", "started_at", "finished_at",
+               "image_id", "image_tag", "reason", "manifest_hash", "snapshot_id", "stage_filter",
+               "changed_paths", "superseded_by")
+STAGE_COLUMNS = ("run_id", "stage", "status", "command", "cache_key", "output_dir", "output_digest",
+                 "started_at", "finished_at", "duration_s", "exit_code", "reason", "log_tail",
+                 "reused_from_run")
+# started_at as microseconds since the epoch: building aware datetimes from numbers is twice as
+# fast as attaching a time zone to the naive datetimes DuckDB returns, which shows at 100k rows.
+SUMMARY_COLUMNS = ("id, project, trigger, status, runner, epoch_us(started_at), duration_s, n_reused, n_stages, "
+                   "primary_value, gates_passed, gates_failed")
+
+# One DuckDB instance per process, used by one operation at a time: attaching the same file
+# twice in a process is refused, and store objects for one workspace may live in several threads.
+_engine_lock = threading.RLock()
+_engine: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def _instance() -> duckdb.DuckDBPyConnection:
+    global _engine
+    # A forked child must not use its parent's instance: the instance's threads were not copied.
+    if _engine is None or _engine[0] != os.getpid():
+        _engine = (os.getpid(), duckdb.connect(":memory:"))
+    return _engine[1]
+
+
+class DuckDBLineageStore:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 15.0):
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder of the lineage store {self.path}: {e.strerror}") from e
+        with self._session(write=True) as con:
+            migrate(con, str(self.path))
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, project: str, project_path: str, trigger: str, runner: str,
+                  stage_filter: list[str], changed_paths: list[str]) -> tuple[int, datetime]:
+        started_at = datetime.now(timezone.utc)
+        pid = os.getpid()
+        with self._session(write=True) as con:
+            # Written only when new or moved: every table a transaction touches costs its checkpoint.
+            known = con.execute("SELECT path FROM projects WHERE name = ?", [project]).fetchone()
+            if known is None or known[0] != project_path:
+                con.execute("INSERT INTO projects VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET path = excluded.path",
+                            [project, project_path])
+            run_id = con.execute(
+                "INSERT INTO runs (project, trigger, status, runner, started_at, stage_filter, changed_paths, "
+                "pid, host, proc_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [project, str(trigger), RunStatus.RUNNING.value, runner, _to_db(started_at),
+                 list(stage_filter), list(changed_paths), pid, socket.gethostname(), _process_start(pid)],
+            ).fetchone()[0]
+        return run_id, started_at
+
+    def finish_run(self, record: RunRecord, primary_metric: str | None = None) -> None:
+        """Write the whole run in one transaction; `primary_metric` names the value the run list shows."""
+        rows = _child_rows(record)
+        metrics = record.metrics
+        with self._session(write=True) as con:
+            updated = con.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, image_id = ?, image_tag = ?, "
+                "reason = ?, manifest_hash = ?, snapshot_id = ?, stage_filter = ?, changed_paths = ?, "
+                "superseded_by = ?, primary_metric = ?, primary_value = ?, n_stages = ?, n_reused = ?, "
+                "gates_passed = ?, gates_failed = ? WHERE id = ? AND status IN (?, ?) RETURNING id",
+                [str(record.status), _to_db(record.finished_at), record.duration_s, record.image_id,
+                 record.image_tag, record.reason, record.manifest_hash, record.snapshot_id,
+                 list(record.stage_filter), list(record.changed_paths), record.superseded_by,
+                 primary_metric, metrics.get(primary_metric) if primary_metric else None,
+                 len(record.stages), len(record.reused_stages),
+                 sum(g.passed is True for g in record.gates), sum(g.passed is False for g in record.gates),
+                 record.id, RunStatus.RUNNING.value, RunStatus.INTERRUPTED.value],
+            ).fetchall()
+            if not updated:
+                # A run is finished once, so there are never earlier child rows to replace. An
+                # interrupted run may still finish: its process was only presumed dead.
+                status = con.execute("SELECT status FROM runs WHERE id = ?", [record.id]).fetchone()
+                if status is None:
+                    raise RunNotFound(f"run {record.id} not found")
+                raise StoreError(f"run {record.id} is already recorded as {status[0]}")
+            for table, table_rows in rows.items():
+                _insert(con, table, table_rows)
+            for profile in record.datasets:
+                _save_profile(con, profile)
+
+    def mark_interrupted(self) -> list[int]:
+        host = socket.gethostname()
+        with self._session(write=True) as con:
+            running = con.execute("SELECT id, pid, proc_start FROM runs WHERE status = ? AND host = ?",
+                                  [RunStatus.RUNNING.value, host]).fetchall()
+            dead = [(run_id, pid) for run_id, pid, proc_start in running if not _is_alive(pid, proc_start)]
+            for run_id, pid in dead:
+                con.execute("UPDATE runs SET status = ?, reason = ? WHERE id = ?",
+                            [RunStatus.INTERRUPTED.value,
+                             f"the workbench process (pid {pid}) stopped before the run finished", run_id])
+        return [run_id for run_id, _ in dead]
+
+    def list_runs(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[RunSummary]:
+        """Newest first. Reads only the runs table, which finish_run keeps denormalised."""
+        where = "WHERE project = ?" if project is not None else ""
+        params = ([project] if project is not None else []) + [limit, offset]
+        with self._session() as con:
+            rows = con.execute(f"SELECT {SUMMARY_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                               params).fetchall()
+        utc = timezone.utc
+        return [RunSummary(run_id, project_, trigger, status, runner, datetime.fromtimestamp(started_us / 1e6, utc),
+                           duration_s, reused, stages, primary_value, passed, failed)
+                for (run_id, project_, trigger, status, runner, started_us, duration_s, reused, stages, primary_value,
+                     passed, failed) in rows]
+
+    def count_runs(self, project: str | None = None) -> int:
+        with self._session() as con:
+            if project is None:
+                return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+            return con.execute("SELECT count(*) FROM runs WHERE project = ?", [project]).fetchone()[0]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._session() as con:
+            return _read_run(con, run_id)
+
+    def lineage(self, run_id: int) -> dict[str, Any]:
+        """Everything that traces a run to its code, data, params and image, as JSON-ready values."""
+        with self._session() as con:
+            record = _read_run(con, run_id)
+            project_path, primary_metric, primary_value = con.execute(
+                "SELECT p.path, r.primary_metric, r.primary_value FROM runs r JOIN projects p ON p.name = r.project "
+                "WHERE r.id = ?", [run_id]).fetchone()
+        run = {name: getattr(record, name) for name in RUN_COLUMNS}
+        run.update(duration_s=record.duration_s, primary_metric=primary_metric, primary_value=primary_value)
+        return _jsonable({
+            "project": {"name": record.project, "path": project_path},
+            "run": run,
+            "image": {"id": record.image_id, "tag": record.image_tag},
+            "stages": [asdict(stage) for stage in record.stages],
+            "datasets": [{"path": d.path, "fingerprint": d.fingerprint, "row_count": d.row_count,
+                          "schema": d.schema} for d in record.datasets],
+            "gates": [dict(asdict(gate), rule=gate.rule) for gate in record.gates],
+        })
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def find_reusable_stage(self, project: str, stage: str, cache_key: str) -> StageResult | None:
+        """The latest successful result for this key whose outputs are still on disk.
+
+        `reused_from_run` of the answer names the run that produced the outputs: a stage that
+        was itself reused points at the original run and keeps the original's output folder.
+        """
+        with self._session() as con:
+            candidates = con.execute(
+                "SELECT run_id, output_dir FROM stage_runs WHERE cache_key = ? AND project = ? AND stage = ? "
+                "AND status IN (?, ?) ORDER BY run_id DESC",
+                [cache_key, project, stage, StageStatus.SUCCEEDED.value, StageStatus.REUSED.value]).fetchall()
+            found = next((run_id for run_id, output_dir in candidates if os.path.isdir(output_dir)), None)
+            if found is None:
+                return None
+            result = _read_stages(con, found, stage)[0]
+        if result.reused_from_run is None:
+            result.reused_from_run = found
+        result.status = StageStatus.SUCCEEDED
+        return result
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def known_profile(self, fingerprint: str) -> DatasetProfile | None:
+        with self._session() as con:
+            row = con.execute("SELECT path, fingerprint, row_count, columns FROM datasets WHERE fingerprint = ?",
+                              [fingerprint]).fetchone()
+        return _profile_from_row(row) if row else None
+
+    def profile_dataset(self, path: str, fingerprint: str) -> DatasetProfile:
+        profile = _profile_file(path, fingerprint)
+        with self._session(write=True) as con:
+            _save_profile(con, profile)
+        return profile
+
+    # -- the file ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Attach the file for one transaction (read-only sessions share it with other readers)."""
+        with _engine_lock:
+            con = _instance().cursor()
+            try:
+                self._attach(con, write)
+                try:
+                    con.execute(f"USE {ALIAS}")
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        yield con
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+                finally:
+                    con.execute("USE memory")
+                    con.execute(f"DETACH {ALIAS}")
+            except duckdb.Error as e:
+                raise StoreError(f"the lineage store {self.path}: {_problem(e)}") from e
+            finally:
+                con.close()
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, write: bool) -> None:
+        quoted = "'" + str(self.path).replace("'", "''") + "'"
+        sql = f"ATTACH {quoted} AS {ALIAS}" + ("" if write else " (READ_ONLY)")
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.002
+        while True:
+            try:
+                con.execute(sql)
+                return
+            except duckdb.Error as e:
+                if not any(marker in str(e) for marker in BUSY_MARKERS):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    holder = re.search(r"\(PID (\d+)\)", str(e))
+                    who = f"another process (pid {holder.group(1)})" if holder else "another process"
+                    raise StoreError(f"the lineage store {self.path} is busy: {who} held it for "
+                                     f"{self.busy_timeout_s:g} s") from e
+            # Jitter keeps two waiting processes from retrying in lockstep.
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.05)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _read_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRecord:
+    row = con.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", [run_id]).fetchone()
+    if row is None:
+        raise RunNotFound(f"run {run_id} not found")
+    run = dict(zip(RUN_COLUMNS, row))
+    gates = [GateResult(*g) for g in con.execute(
+        "SELECT metric, op, threshold, value, passed, detail FROM gate_results WHERE run_id = ? ORDER BY position",
+        [run_id]).fetchall()]
+    datasets = [_profile_from_row(d) for d in con.execute(
+        "SELECT rd.path, d.fingerprint, d.row_count, d.columns FROM run_datasets rd "
+        "JOIN datasets d USING (fingerprint) WHERE rd.run_id = ? ORDER BY rd.path", [run_id]).fetchall()]
+    return RunRecord(**run | {
+        "trigger": Trigger(run["trigger"]),
+        "status": RunStatus(run["status"]),
+        "started_at": _from_db(run["started_at"]),
+        "finished_at": _from_db(run["finished_at"]),
+        "stages": _read_stages(con, run_id),
+        "gates": gates,
+        "datasets": datasets,
+    })
+
+
+def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, stage: str | None = None) -> list[StageResult]:
+    """A run's stages (or the one named) with their inputs, params, metrics and artifacts."""
+    where = "WHERE run_id = $run AND ($stage IS NULL OR stage = $stage)"
+    args = {"run": run_id, "stage": stage}
+
+    def by_stage(sql: str) -> dict[str, list[tuple]]:
+        grouped: dict[str, list[tuple]] = {}
+        for row in con.execute(sql, args).fetchall():
+            grouped.setdefault(row[0], []).append(row[1:])
+        return grouped
+
+    inputs = by_stage(f"SELECT stage, path, sha256, size FROM input_files {where} ORDER BY path")
+    params = by_stage(f"SELECT stage, name, value FROM params {where} ORDER BY name")
+    metrics = by_stage(f"SELECT stage, name, value FROM metrics {where} ORDER BY name")
+    artifacts = by_stage(f"SELECT stage, name, path, sha256, size, kind FROM artifacts {where} ORDER BY name")
+    stages = []
+    for row in con.execute(f"SELECT {', '.join(STAGE_COLUMNS[1:])} FROM stage_runs {where} ORDER BY position",
+                           args).fetchall():
+        fields = dict(zip(STAGE_COLUMNS[1:], row))
+        name = fields["stage"]
+        stages.append(StageResult(**fields | {
+            "status": StageStatus(fields["status"]),
+            "started_at": _from_db(fields["started_at"]),
+            "finished_at": _from_db(fields["finished_at"]),
+            "inputs": [InputFile(*i) for i in inputs.get(name, [])],
+            "params": dict(params.get(name, [])),
+            "metrics": dict(metrics.get(name, [])),
+            "artifacts": [Artifact(*a) for a in artifacts.get(name, [])],
+        }))
+    return stages
+
+
+def _profile_from_row(row: tuple) -> DatasetProfile:
+    path, fingerprint, row_count, columns = row
+    return DatasetProfile(path, fingerprint, row_count, tuple(ColumnProfile(**c) for c in columns))
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def _child_rows(record: RunRecord) -> dict[str, list[tuple]]:
+    """The run's rows for each child table, in the tables' column order."""
+    rows: dict[str, list[tuple]] = {"stage_runs": [], "input_files": [], "params": [], "metrics": [],
+                                    "artifacts": [], "gate_results": [], "run_datasets": []}
+    for position, stage in enumerate(record.stages):
+        key = (record.id, stage.stage)
+        rows["stage_runs"].append((
+            record.id, position, record.project, stage.stage, str(stage.status), stage.command, stage.cache_key,
+            stage.output_dir, stage.output_digest, _to_db(stage.started_at), _to_db(stage.finished_at),
+            stage.duration_s, stage.exit_code, stage.reason, list(stage.log_tail), stage.reused_from_run))
+        rows["input_files"] += [(*key, i.path, i.sha256, i.size) for i in stage.inputs]
+        rows["params"] += [(*key, name, str(value)) for name, value in stage.params.items()]
+        rows["metrics"] += [(*key, name, value) for name, value in stage.metrics.items()]
+        rows["artifacts"] += [(*key, a.name, a.kind, a.path, a.sha256, a.size) for a in stage.artifacts]
+    rows["gate_results"] = [(record.id, position, g.metric, g.op, g.threshold, g.value, g.passed, g.detail)
+                            for position, g in enumerate(record.gates)]
+    rows["run_datasets"] = [(record.id, d.fingerprint, d.path) for d in record.datasets]
+    return rows
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
+    """Insert rows with one statement (executemany would run one statement per row)."""
+    if not rows:
+        return
+    placeholders = "(" + ", ".join("?" * len(rows[0])) + ")"
+    con.execute(f"INSERT INTO {table} VALUES " + ", ".join([placeholders] * len(rows)),
+                [value for row in rows for value in row])
+
+
+def _save_profile(con: duckdb.DuckDBPyConnection, profile: DatasetProfile) -> None:
+    # A fingerprint names the file's content, so a stored profile never changes. Looking first
+    # is cheaper than binding every column's statistics for ON CONFLICT to drop them.
+    if con.execute("SELECT 1 FROM datasets WHERE fingerprint = ?", [profile.fingerprint]).fetchone():
+        return
+    con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?)",
+                [profile.fingerprint, profile.path, profile.row_count, [asdict(c) for c in profile.columns]])
+
+
+# -- profiling -------------------------------------------------------------------------------
+
+def _profile_file(path: str, fingerprint: str) -> DatasetProfile:
+    reader = "read_parquet" if Path(path).suffix.lower() in PARQUET_SUFFIXES else "read_csv_auto"
+    # A private in-memory database: reading a large file must not keep the store locked.
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"CREATE TABLE data AS SELECT * FROM {reader}(?)", [path])
+        summary = con.execute("SUMMARIZE data").fetchall()
+        if reader == "read_csv_auto" and len(summary) == 1 and "," in summary[0][0]:
+            # DuckDB falls back to one column named after the whole header line when rows have
+            # different numbers of fields; a profile of that would silently describe nothing.
+            raise StoreError(f"cannot profile {path}: its rows do not all have the same number of fields")
+        non_null = ", ".join('count("{}")'.format(row[0].replace('"', '""')) for row in summary)
+        counts = con.execute(f"SELECT count(*), {non_null} FROM data").fetchone()
+    except duckdb.Error as e:
+        raise StoreError(f"cannot profile {path}: {_problem(e)}") from e
+    finally:
+        con.close()
+    row_count = counts[0]
+    columns = []
+    for row, present in zip(summary, counts[1:]):
+        name, dtype, low, high, distinct, *stats = row[:10]
+        # SUMMARIZE gives every statistic as text; the mean of a date column is a date, not a number.
+        numeric = dtype in NUMERIC_TYPES or dtype.startswith("DECIMAL")
+        mean, std, q25, q50, q75 = (float(v) if numeric and v is not None else None for v in stats)
+        columns.append(ColumnProfile(name=name, dtype=dtype, count=row_count, nulls=row_count - present,
+                                     distinct=distinct, min=low, max=high, mean=mean, std=std,
+                                     q25=q25, q50=q50, q75=q75))
+    return DatasetProfile(path=path, fingerprint=fingerprint, row_count=row_count, columns=tuple(columns))
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+def _problem(error: duckdb.Error) -> str:
+    """DuckDB's message without its "Xxx Error:" prefix, the data line it echoes and its hints."""
+    first_paragraph = str(error).split("\n\n", 1)[0]
+    lines = [line for line in first_paragraph.splitlines() if not line.startswith("Original Line:")]
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", "; ".join(lines[:2]))
+
+
+def _to_db(value: datetime | None) -> datetime | None:
+    """Stored as naive UTC; a naive datetime is taken to be UTC already."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _from_db(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _process_start(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (field 22 of /proc/<pid>/stat).
+
+    None when there is no such process (or it is a zombie), or no /proc to ask.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2, the command name, is in parentheses and may hold spaces: count from after it.
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _is_alive(pid: int, proc_start: int | None) -> bool:
+    if proc_start is None:
+        # The run started where /proc could not be read: the pid is all there is to go on.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, and someone else's
+            pass
+        return True
+    # A different start time means the pid was reused by a process that is not ours.
+    return _process_start(pid) == proc_start

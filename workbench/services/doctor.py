@@ -1,0 +1,97 @@
+"""`workbench doctor` and `workbench env bootstrap`: is this machine ready, and make it so."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from workbench import __version__
+from workbench.core.errors import WorkbenchError
+from workbench.services.workspace import Workspace
+
+MIN_FREE_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str
+    """ok, warn (works, but degraded) or fail (something the user must fix)."""
+    detail: str
+
+
+def run_checks(workspace_root: Path) -> list[Check]:
+    checks = [Check("workbench", "ok", f"{__version__} on Python {sys.version.split()[0]} ({sys.executable})")]
+    checks += _workspace_checks(workspace_root)
+    checks += _docker_checks(workspace_root)
+    return checks
+
+
+def _workspace_checks(root: Path) -> list[Check]:
+    try:
+        workspace = Workspace(root)
+    except WorkbenchError as exc:
+        return [Check("workspace", "fail", str(exc))]
+    checks = []
+    try:
+        state = workspace.ensure_state_dir()
+        with tempfile.NamedTemporaryFile(dir=state):
+            pass
+        checks.append(Check("workspace", "ok", f"{workspace.root} (state in {state.name}/, writable)"))
+    except (WorkbenchError, OSError) as exc:
+        return [Check("workspace", "fail", f"{workspace.root} is not writable: {exc}")]
+    free = shutil.disk_usage(state).free
+    level = "ok" if free >= MIN_FREE_BYTES else "warn"
+    checks.append(Check("disk", level, f"{free / 1024**3:.1f} GiB free in {state}"))
+    refs = workspace.projects()
+    bad = [r for r in refs if r.error]
+    if not refs:
+        checks.append(Check("projects", "warn", "no project (a folder with a workbench.toml) found"))
+    else:
+        names = ", ".join(r.name for r in refs if not r.error) or "none valid"
+        checks.append(Check("projects", "fail" if bad else "ok", f"{len(refs)} found: {names}"))
+        checks += [Check("manifest", "fail", str(r.error)) for r in bad]
+    try:
+        from workbench.adapters.duckdb_store import DuckDBLineageStore
+
+        store = DuckDBLineageStore(workspace.lineage_path)
+        checks.append(Check("lineage", "ok", f"{workspace.lineage_path} ({store.count_runs()} runs)"))
+    except WorkbenchError as exc:
+        checks.append(Check("lineage", "fail", str(exc)))
+    return checks
+
+
+def _docker_checks(root: Path) -> list[Check]:
+    from workbench.adapters.docker_runner import DockerRunner
+
+    try:
+        runner = DockerRunner()
+    except WorkbenchError as exc:
+        return [Check("docker", "warn", f"{exc}; stages will run as local processes")]
+    info = runner.engine_info()
+    checks = [Check("docker", "ok", f"engine {info.get('server_version', '?')} reachable")]
+    base = info.get("base_image")
+    if base:
+        checks.append(Check("base image", "ok", base))
+    else:
+        hint = "run `workbench env bootstrap` (needs root and debootstrap)" if shutil.which("debootstrap") \
+            else "install debootstrap, then run `workbench env bootstrap`"
+        checks.append(Check("base image", "fail", f"no base image available offline: {hint}"))
+    return checks
+
+
+def bootstrap_base_image(tag: str | None = None, force: bool = False,
+                         on_log: Callable[[str], None] = print) -> str:
+    from workbench.adapters import base_image
+
+    kwargs = {"force": force, "on_log": on_log}
+    if tag:
+        kwargs["tag"] = tag
+    if os.geteuid() != 0:
+        raise WorkbenchError("`workbench env bootstrap` needs root (debootstrap builds a Debian root filesystem)")
+    return base_image.bootstrap_base_image(**kwargs)
