@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,8 @@ METRICS = [("validate", name) for name in ("rows", "null_rate", "n_features")] +
           [("train", name) for name in ("train_auc", "train_logloss", "best_iteration", "fit_seconds")] + \
           [("evaluate", name) for name in ("auc", "accuracy", "precision", "recall", "f1", "logloss", "brier",
                                            "fairness_gap")]
-ARTIFACTS = [("validate", "report.json", "report"), ("train", "model.txt", "model"), ("evaluate", "metrics.json", "file")]
+ARTIFACTS = [("validate", "report.json", "report"), ("train", "model.txt", "model"),
+             ("evaluate", "metrics.json", "file")]
 GATES = [(0, "auc", ">=", 0.8), (1, "recall", ">=", 0.5), (2, "fairness_gap", "<=", 0.1)]
 # The value a run's metric gets: the same expression in runs.primary_value and metrics keeps them consistent.
 VALUE = "(hash(r.id, {salt!r}) % 10000) / 10000.0"

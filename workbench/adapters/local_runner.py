@@ -56,6 +56,7 @@ class LocalRunner:
 
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         env = dict(os.environ)
+        env.update(job.env)  # the protocol's own variables below win, as in a container
         env.update(
             WB_PROJECT_DIR=job.project_dir,
             WB_OUTPUT_DIR=job.output_dir,
@@ -67,7 +68,6 @@ class LocalRunner:
             PYTHONUNBUFFERED="1",
             PYTHONDONTWRITEBYTECODE="1",
         )
-        env.update(job.env)
         # `python` in a stage command means the workbench's interpreter, as `python` in the
         # container means the environment's.
         env["PATH"] = os.pathsep.join([str(Path(self.python).parent), env.get("PATH", "")])

@@ -34,6 +34,7 @@ class WorkbenchSession:
         self.notice = notice
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
+        self._interrupted: list[int] = []
 
     @property
     def store(self) -> LineageStore:
@@ -42,6 +43,8 @@ class WorkbenchSession:
 
             self.workspace.ensure_state_dir()
             self._store = DuckDBLineageStore(self.workspace.lineage_path)
+            # Whatever a crashed workbench left marked running is settled before anyone reads.
+            self._interrupted = self._store.mark_interrupted()
         return self._store
 
     @property
@@ -67,12 +70,13 @@ class WorkbenchSession:
 
     def recover(self) -> RecoveryReport:
         """Clean up after a workbench that died: runs it left running, containers it left behind."""
-        interrupted = self.store.mark_interrupted()
+        interrupted = self.store.mark_interrupted() + self._interrupted
+        self._interrupted = []
         removed = 0
         cleanup = getattr(self.runner, "cleanup_orphans", None)
         if cleanup is not None:
             removed = cleanup()
-        return RecoveryReport(interrupted, removed)
+        return RecoveryReport(sorted(set(interrupted)), removed)
 
     def project(self, name_or_path: str) -> ProjectRef:
         return self.workspace.project(name_or_path)
