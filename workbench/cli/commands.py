@@ -41,10 +41,11 @@ def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
 def cmd_runs(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     session = _session(workspace, printer)
     limit = args.limit if args.limit > 0 else 1 << 62
-    runs = session.runs(args.project, limit=limit, offset=args.offset)
     if args.json:
-        printer.json(runs)
-    elif not runs:
+        printer.out.file.write(session.runs_json(args.project, limit=limit, offset=args.offset) + "\n")
+        return EXIT_OK
+    runs = session.runs(args.project, limit=limit, offset=args.offset)
+    if not runs:
         printer.out.print("no runs recorded yet: try `workbench run PROJECT`")
     else:
         printer.runs_table(runs)

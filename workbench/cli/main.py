@@ -88,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def dump_json(value) -> str:
-    return json.dumps(value, indent=2, default=str)
-
 
 if __name__ == "__main__":
     sys.exit(main())

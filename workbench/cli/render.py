@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from rich.console import Console
@@ -13,7 +12,7 @@ from workbench.core.events import (
     EnvironmentLog, RunEvent, RunFinished, RunStarted, StageFinished, StageLog, StageProgress, StageStarted,
 )
 from workbench.core.model import RunRecord, RunSummary, StageStatus
-from workbench.core.serialize import to_jsonable
+from workbench.core.serialize import dumps
 
 GLYPHS = {
     "succeeded": ("✓", "green"),
@@ -57,7 +56,7 @@ class Printer:
         self._progress_shown: dict[str, int] = {}
 
     def json(self, value) -> None:
-        sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
+        sys.stdout.write(dumps(value) + "\n")
 
     def error(self, message: str) -> None:
         self.err.print(f"[bold red]error:[/] {escape(message)}")

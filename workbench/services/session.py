@@ -97,6 +97,12 @@ class WorkbenchSession:
         name = self.project(project).name if project else None
         return self.store.list_runs(name, limit=limit, offset=offset)
 
+    def runs_json(self, project: str | None = None, limit: int = 50, offset: int = 0) -> str:
+        """The listing as a JSON array, one run per line (fast path for scripts)."""
+        name = self.project(project).name if project else None
+        rows = self.store.list_runs_json(name, limit=limit, offset=offset)
+        return "[\n  " + ",\n  ".join(rows) + "\n]" if rows else "[]"
+
     def get_run(self, run_id: int) -> RunRecord:
         return self.store.get_run(run_id)
 

@@ -1,0 +1,110 @@
+"""The `workbench` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_pipeline_local import write_project
+
+
+def wb(workspace: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench", "--workspace", str(workspace), *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    write_project(tmp_path)
+    return tmp_path
+
+
+def test_run_then_list_show_and_lineage(ws):
+    done = wb(ws, "run", "tiny", "--runner", "local", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "succeeded" and record["gates_passed"] is True
+
+    runs = json.loads(wb(ws, "runs", "--json").stdout)
+    assert [(r["id"], r["status"], r["primary_metric"], r["gates_passed"]) for r in runs] == [
+        (record["id"], "succeeded", 0.75, 1)]
+    shown = json.loads(wb(ws, "show", str(record["id"]), "--json").stdout)
+    assert [s["stage"] for s in shown["stages"]] == ["prep", "fit"]
+    lineage = json.loads(wb(ws, "lineage", str(record["id"]), "--json").stdout)
+    fit = next(s for s in lineage["stages"] if s["stage"] == "fit")
+    assert {f["path"] for f in fit["inputs"]} == {"fit.py", "params.toml"}
+    text = wb(ws, "lineage", str(record["id"])).stdout
+    assert "params.toml" in text and "model.json (model)" in text
+
+
+def test_human_output_shows_stages_metrics_and_gates(ws):
+    done = wb(ws, "run", "tiny", "--runner", "local")
+    assert "✓ prep succeeded" in done.stdout and "score >= 0.5" in done.stdout and "✓ pass" in done.stdout
+    again = wb(ws, "run", "tiny", "--runner", "local")
+    assert "↺ prep reused from run 1" in again.stdout
+
+
+def test_gate_failure_exits_2_with_the_reason(tmp_path):
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 0.2\n"})
+    done = wb(tmp_path, "run", "tiny", "--runner", "local")
+    assert done.returncode == 2
+    assert "gate failed: score >= 0.5 (0.1 is not >= 0.5)" in done.stdout
+
+
+def test_failed_stage_exits_1(tmp_path):
+    write_project(tmp_path, **{"prep.py": "raise SystemExit('no data')\n"})
+    done = wb(tmp_path, "run", "tiny", "--runner", "local", "-q")
+    assert done.returncode == 1
+    assert "stage prep failed: exited with code 1" in done.stdout and "no data" in done.stdout
+
+
+def test_bad_manifest_is_one_clear_line_without_traceback(tmp_path):
+    write_project(tmp_path)
+    manifest = tmp_path / "tiny" / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('inputs = ["fit.py"', 'imputs = ["fit.py"'))
+    done = wb(tmp_path, "run", str(tmp_path / "tiny"), "--runner", "local")
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {manifest}: stages.fit.imputs: unknown key (expected one of: command, depends_on, inputs, "
+        "memory, outputs, timeout_s)"]
+
+
+def test_unknown_project_and_unknown_run(ws):
+    done = wb(ws, "run", "nope")
+    assert done.returncode == 3 and "no project 'nope'" in done.stderr and "projects: tiny" in done.stderr
+    shown = wb(ws, "show", "99")
+    assert shown.returncode == 3 and "run 99 not found" in shown.stderr
+
+
+def test_missing_docker_engine_falls_back_to_local_and_says_so(ws):
+    env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    done = wb(ws, "run", "tiny", env=env)
+    assert done.returncode == 0
+    notes = [line for line in done.stderr.splitlines() if "Docker" in line]
+    assert len(notes) == 1 and "running stages as local processes" in notes[0].lower()
+    assert json.loads(wb(ws, "runs", "--json").stdout)[0]["runner"] == "local"
+
+    forced = wb(ws, "run", "tiny", "--runner", "docker", env=env)
+    assert forced.returncode == 3 and "no Docker engine is reachable" in forced.stderr
+    assert "Traceback" not in forced.stderr
+
+
+def test_doctor_reports_each_check(ws):
+    done = wb(ws, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert {"workbench", "workspace", "projects", "lineage", "docker"} <= set(checks)
+    assert checks["projects"]["level"] == "ok" and "tiny" in checks["projects"]["detail"]
+
+
+def test_projects_lists_invalid_ones_with_their_error(ws):
+    (ws / "broken").mkdir()
+    (ws / "broken" / "workbench.toml").write_text("[project]\n")
+    listed = {p["name"]: p for p in json.loads(wb(ws, "projects", "--json").stdout)}
+    assert listed["tiny"]["error"] is None
+    assert "project.name: is required" in listed["broken"]["error"]
