@@ -114,7 +114,8 @@ def test_nonzero_exit_fails_with_code_and_last_lines(stage):
     outcome = stage.run("seq 1 30; echo 'ValueError: bad column' >&2; exit 1")
     assert outcome.status == StageStatus.FAILED and outcome.exit_code == 1
     assert outcome.reason == "exited with code 1: ValueError: bad column"
-    # stdout and stderr reach the engine through separate pipes: their interleaving may vary.
+    # stdout and stderr reach the engine through separate pipes: their interleaving may vary,
+    # but the error line is always kept in the tail.
     printed = [line for line in outcome.log_tail if line.isdigit()]
     assert len(outcome.log_tail) == 20 and "ValueError: bad column" in outcome.log_tail
     assert printed == [str(i) for i in range(31 - len(printed), 31)]

@@ -385,6 +385,10 @@ def _stream_lines(output: Iterator[tuple[bytes | None, bytes | None]], on_log: L
             emit("err", buffers["err"].feed(err))
     for stream, buffer in buffers.items():
         emit(stream, buffer.flush())
+    # The two streams reach us through separate pipes, so a chatty stdout can push the
+    # error out of the tail; the line that explains a failure must stay in it.
+    if last["err"] and last["err"] not in tail:
+        tail.append(last["err"])
     return last["err"] or last["out"]
 
 
