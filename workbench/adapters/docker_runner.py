@@ -4,6 +4,7 @@ run's snapshot read-only and can write only its output folder."""
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import hashlib
 import os
@@ -32,6 +33,7 @@ from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, Work
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StageJob, StageOutcome
+from workbench.adapters.warm_worker import DEFAULT_STALL_S, WorkerDied, WorkerKey, WorkerPool, preload_modules
 from workbench.runtime import RUNTIME_DIR
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -105,23 +107,39 @@ def connect_engine(client: docker.DockerClient | None = None) -> docker.DockerCl
 class DockerRunner:
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient | None = None):
+    def __init__(self, client: docker.DockerClient | None = None, mode: str = "warm",
+                 stall_s: float = DEFAULT_STALL_S):
+        if mode not in ("warm", "cold"):
+            raise ValueError("mode must be 'warm' or 'cold'")
         self.client = connect_engine(client)
+        self.mode = mode
         self._unpullable: set[str] = set()
         """Images a pull already failed for: offline, every prepare would otherwise retry."""
+        self._workers = WorkerPool(self.client, stall_s)
+        self._warm_settings: dict[str, tuple[bool, list[str]]] = {}
+        """Per environment image: (the manifest requires cold runs, modules to preload)."""
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop this process's warm workers (also run at interpreter exit)."""
+        self._workers.stop_all()
 
     # -- environment ------------------------------------------------------------------------
 
-    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink) -> PreparedEnvironment:
+    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
+                project: str | None = None) -> PreparedEnvironment:
         with self._engine_calls(EnvironmentBuildError, "preparing the environment image"):
             base_name, base = self._resolve_base_image(env, on_log)
             requirements = _read_requirements(project_dir, env)
+            preload = preload_modules(requirements, env.preload)
             dockerfile = DOCKERFILE.format(
                 base_image=base_name, install=INSTALL_REQUIREMENTS if requirements is not None else "")
             digest = hashlib.sha256()
             for part in (base.id.encode(), requirements or b"", dockerfile.encode()):
                 digest.update(part + b"\0")
-            tag = f"workbench-env/{_repository_name(Path(project_dir).resolve().name)}:{digest.hexdigest()[:16]}"
+            name = _repository_name(project or Path(project_dir).resolve().name)
+            tag = f"workbench-env/{name}:{digest.hexdigest()[:16]}"
+            self._warm_settings[tag] = (env.cold, preload)
             existing = self._local_image(tag)
             if existing is not None:
                 on_log(f"environment image {tag} is up to date")
@@ -198,6 +216,29 @@ class DockerRunner:
     # -- stages -----------------------------------------------------------------------------
 
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
+        """In the project's warm worker when it can be (see warm_worker.py), else in a fresh
+        container (cold mode, a manifest that requires it, or a job outside the workspace)."""
+        cold_required, preload = self._warm_settings.get(job.environment.image_tag, (False, []))
+        parents = Path(job.output_dir).parents  # <state>/runs/<run id>/<stage>
+        state_dir = parents[2] if len(parents) > 2 else Path("/")
+        if self.mode == "cold" or cold_required or not self._workers.can_serve(job, state_dir):
+            return self._run_cold(job, on_log, cancel)
+        key = WorkerKey(job.project, job.environment.image_id, job.environment.image_tag, str(state_dir),
+                        job.memory_bytes, job.cpus, job.network)
+        started = _now()
+        try:
+            worker = self._workers.worker(key, preload, on_log)
+        except (WorkbenchError, docker.errors.DockerException, requests.RequestException) as exc:
+            on_log(f"no warm worker ({exc}); running this stage in a fresh container")
+            return self._run_cold(job, on_log, cancel)
+        try:
+            return worker.run(job, on_log, cancel)
+        except WorkerDied as exc:
+            # The next stage gets a fresh worker; this one is recorded as failed, with why.
+            self._workers.discard(key)
+            return StageOutcome(StageStatus.FAILED, None, str(exc), [], started, _now())
+
+    def _run_cold(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         started = _now()
         tail: deque[str] = deque(maxlen=LOG_TAIL)
         if cancel.cancelled:
@@ -302,11 +343,12 @@ class DockerRunner:
     # -- housekeeping -----------------------------------------------------------------------
 
     def cleanup_orphans(self) -> int:
-        """Remove stage containers whose workbench process is gone (it crashed or was killed)."""
+        """Remove stage and warm-worker containers whose workbench process is gone (it crashed
+        or was killed)."""
         removed = 0
         with self._engine_calls(WorkbenchError, "removing leftover stage containers"):
             containers = self.client.containers.list(
-                all=True, filters={"label": f"{ROLE_LABEL}=stage"}, ignore_removed=True)
+                all=True, filters={"label": OWNER_LABEL}, ignore_removed=True)
             for container in containers:
                 if not _is_live_pid(container.labels.get(OWNER_LABEL, "")):
                     _remove_quietly(container)

@@ -36,7 +36,8 @@ class LocalRunner:
     def __init__(self, python: str = sys.executable):
         self.python = python
 
-    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink) -> PreparedEnvironment:
+    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
+                project: str | None = None) -> PreparedEnvironment:
         """Identify the host environment by the Python and the installed versions of what the
         project requires, so a library upgrade invalidates cached stage results."""
         parts = [f"python {sys.version.split()[0]}"]

@@ -15,12 +15,12 @@ from workbench.services.session import WorkbenchSession
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED = 0, 1, 2
 
 
-def _session(workspace: Path, printer: Printer, runner: str = "auto") -> WorkbenchSession:
-    return WorkbenchSession(workspace, runner=runner, notice=printer.notice)
+def _session(workspace: Path, printer: Printer, runner: str = "auto", cold: bool = False) -> WorkbenchSession:
+    return WorkbenchSession(workspace, runner=runner, notice=printer.notice, cold=cold)
 
 
 def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = _session(workspace, printer, args.runner)
+    session = _session(workspace, printer, args.runner, args.cold)
     project = session.project(args.project)  # a bad name or manifest fails before any work
     report = session.recover()
     if report.interrupted_runs:

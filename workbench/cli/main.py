@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only this stage and what it depends on (repeatable)")
     run.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
                      help="where stages run (default: Docker when reachable, else local processes)")
+    run.add_argument("--cold", action="store_true",
+                     help="a fresh container per stage instead of the project's warm worker")
     run.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     run.add_argument("--json", action="store_true", help="print the finished run as JSON")
 

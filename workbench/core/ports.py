@@ -77,7 +77,8 @@ class StageOutcome:
 class StageRunner(Protocol):
     name: str
 
-    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink) -> PreparedEnvironment:
+    def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
+                project: str | None = None) -> PreparedEnvironment:
         """Make the execution environment ready (build the image once) and identify it."""
 
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:

@@ -96,7 +96,7 @@ class PipelineService:
         snapshot = self.snapshots.take(project_dir, manifest.ignores)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
-        prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log)
+        prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name)
         record.image_id, record.image_tag = prepared.image_id, prepared.image_tag
         record.datasets = self._profile_datasets(manifest, snapshot)
 

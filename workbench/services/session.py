@@ -26,11 +26,14 @@ class RecoveryReport:
 
 
 class WorkbenchSession:
-    def __init__(self, workspace_root: Path | str, runner: str = "auto", notice: Notice = lambda _m: None):
+    def __init__(self, workspace_root: Path | str, runner: str = "auto", notice: Notice = lambda _m: None,
+                 cold: bool = False):
         if runner not in RUNNER_CHOICES:
             raise ValueError(f"runner must be one of {RUNNER_CHOICES}")
         self.workspace = Workspace(workspace_root)
         self.runner_choice = runner
+        self.cold = cold
+        """Docker only: a fresh container per stage instead of the project's warm worker."""
         self.notice = notice
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
@@ -61,7 +64,7 @@ class WorkbenchSession:
         try:
             from workbench.adapters.docker_runner import DockerRunner
 
-            return DockerRunner()
+            return DockerRunner(mode="cold" if self.cold else "warm")
         except EngineUnavailable as exc:
             if self.runner_choice == "docker":
                 raise

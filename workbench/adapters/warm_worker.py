@@ -1,0 +1,375 @@
+"""Warm workers: one long-lived container per project environment that has imported the heavy
+libraries once and forks a clean child per stage run (see runtime/wb_worker.py).
+
+The container has the cold path's settings (no network unless allowed, not root, read-only root
+filesystem, no capabilities, memory/CPU/pid limits, never the Docker socket). It sees the
+workspace's snapshots read-only and its run output folders read-write, and each child is pointed
+at its own snapshot and output folder. The cold path (a container per stage, `--cold`) mounts
+only the stage's own folders; it is the strict reproducibility check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+from docker.models.containers import Container
+from docker.types import Mount
+
+from workbench.core.errors import WorkbenchError
+from workbench.core.model import StageStatus
+from workbench.core.ports import CancelToken, LogSink, StageJob, StageOutcome
+from workbench.runtime import RUNTIME_DIR
+
+SNAPSHOTS_MOUNT = "/wb/snapshots"
+RUNS_MOUNT = "/wb/runs"
+CTL_MOUNT = "/wb/ctl"
+LIB_MOUNT = "/wb/lib"
+SOCKET_NAME = "worker.sock"
+START_TIMEOUT_S = 180.0
+LOG_TAIL = 20
+NOBODY = (65534, 65534)
+ROLE_LABEL = "workbench.role"
+OWNER_LABEL = "workbench.owner_pid"
+# Requirement names whose import name differs.
+IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "pillow": "PIL", "opencv-python": "cv2",
+                "python-dateutil": "dateutil", "beautifulsoup4": "bs4"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def preload_modules(requirements: bytes | None, declared: tuple[str, ...]) -> list[str]:
+    """What the worker imports ahead of time: the manifest's `preload`, else every requirement."""
+    if declared:
+        return list(declared)
+    modules = []
+    for raw in (requirements or b"").decode("utf-8", "replace").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name = line.split(";")[0]
+        for sep in "=<>!~[ @":
+            name = name.split(sep)[0]
+        name = name.strip().lower()
+        modules.append(IMPORT_NAMES.get(name, name.replace("-", "_")))
+    return modules
+
+
+@dataclass(frozen=True)
+class WorkerKey:
+    """Jobs that can share a worker: same project, image, limits and network setting."""
+
+    project: str
+    image_id: str
+    image_tag: str
+    state_dir: str
+    memory_bytes: int
+    cpus: float
+    network: bool
+
+    @property
+    def short(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+
+
+class WorkerDied(Exception):
+    pass
+
+
+DEFAULT_STALL_S = 120.0
+"""A child with no CPU time and no output for this long is stuck and killed."""
+
+
+class WarmWorker:
+    def __init__(self, container: Container, key: WorkerKey, socket_path: Path, hello: dict,
+                 stall_s: float = DEFAULT_STALL_S):
+        self.container, self.key, self.socket_path, self.hello = container, key, socket_path, hello
+        self.stall_s = stall_s
+
+    def alive(self) -> bool:
+        try:
+            self.container.reload()
+        except (docker.errors.DockerException, requests.RequestException):
+            return False
+        return self.container.status == "running" and self.socket_path.exists()
+
+    def death_reason(self) -> str:
+        try:
+            self.container.reload()
+            state = self.container.attrs["State"]
+        except (docker.errors.DockerException, requests.RequestException):
+            return "the warm worker's container is gone"
+        if state.get("OOMKilled"):
+            return "the warm worker was killed: the stage exceeded its memory limit"
+        return f"the warm worker stopped (container {state.get('Status')}, exit code {state.get('ExitCode')})"
+
+    def run(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
+        started = _now()
+        tail: deque[str] = deque(maxlen=LOG_TAIL)
+        request = {"op": "run", "command": job.command, "cwd": self._inside(job.project_dir),
+                   "env": self._environment(job), "stall_s": self.stall_s}
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(self.socket_path))
+            conn.sendall((json.dumps(request) + "\n").encode())
+        except OSError as exc:
+            conn.close()
+            raise WorkerDied(f"{self.death_reason()} ({exc.strerror or exc})") from None
+        stop: dict[str, object] = {}
+        finished = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(conn, job, cancel, stop, finished), daemon=True)
+        watcher.start()
+        exit_event = None
+        last_line = ""
+        try:
+            for event in _read_events(conn):
+                if event["event"] == "log":
+                    line = event["line"]
+                    tail.append(line)
+                    on_log(line)
+                    if line.strip():
+                        last_line = line
+                elif event["event"] == "exit":
+                    exit_event = event
+                    break
+        finally:
+            finished.set()
+            conn.close()
+        if exit_event is None:
+            if stop:
+                return StageOutcome(stop["status"], None, stop["reason"], list(tail), started, _now())
+            raise WorkerDied(self.death_reason())
+        return self._outcome(exit_event, stop, job, last_line, list(tail), started)
+
+    @staticmethod
+    def _watch(conn: socket.socket, job: StageJob, cancel: CancelToken, stop: dict, finished: threading.Event) -> None:
+        deadline = time.monotonic() + job.timeout_s
+        while not finished.is_set():
+            if cancel.wait(0.02):
+                stop.update(status=StageStatus.CANCELLED, reason=cancel.reason or "cancelled")
+            elif time.monotonic() > deadline:
+                # A child that hangs (e.g. OpenMP after fork) ends here, never hung forever.
+                stop.update(status=StageStatus.FAILED, reason=f"timed out after {job.timeout_s:g} s")
+            else:
+                continue
+            try:
+                conn.sendall(b'{"op": "cancel"}\n')
+            except OSError:
+                pass
+            return
+
+    @staticmethod
+    def _outcome(event: dict, stop: dict, job: StageJob, last_line: str, tail: list[str],
+                 started: datetime) -> StageOutcome:
+        code = event["code"]
+        if stop:
+            return StageOutcome(stop["status"], code, stop["reason"], tail, started, _now())
+        if event.get("stalled"):
+            reason = ("stuck: no CPU time and no output, so it was killed (a library that is not fork-safe, "
+                      "such as OpenMP after training, may have run in the warm worker; try --cold)")
+            return StageOutcome(StageStatus.FAILED, code, reason, tail, started, _now())
+        if event.get("oom"):
+            reason = f"killed: exceeded its memory limit of {job.memory_bytes / 1024**2:g} MiB"
+            return StageOutcome(StageStatus.FAILED, code, reason, tail, started, _now())
+        if code != 0:
+            reason = f"exited with code {code}"
+            if event.get("signal"):
+                import signal as _signal
+
+                reason = f"killed by signal {_signal.Signals(event['signal']).name}"
+            if last_line:
+                reason += f": {last_line.strip()[:200]}"
+            return StageOutcome(StageStatus.FAILED, code, reason, tail, started, _now())
+        return StageOutcome(StageStatus.SUCCEEDED, 0, "", tail, started, _now())
+
+    def _inside(self, host_path: str) -> str:
+        """The container's path for a host path under the workspace state folder."""
+        state = Path(self.key.state_dir)
+        rel = Path(host_path).resolve().relative_to(state.resolve())
+        top, rest = rel.parts[0], Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path()
+        base = {"snapshots": SNAPSHOTS_MOUNT, "runs": RUNS_MOUNT}[top]
+        return f"{base}/{rest.as_posix()}" if rest.parts else base
+
+    def _environment(self, job: StageJob) -> dict[str, str]:
+        output = Path(job.output_dir)
+        if os.getuid() == 0:
+            os.chown(output, *NOBODY)
+        # Upstream outputs live in other runs' folders; symlinks with container paths put them
+        # where a stage expects them, exactly as the cold path's mounts do.
+        upstream = output.parent / f".upstream-{job.stage}"
+        upstream.mkdir(exist_ok=True)
+        for name, path in job.upstream_dirs.items():
+            link = upstream / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(self._inside(path), target_is_directory=True)
+        return {
+            **job.env,
+            "WB_PROJECT_DIR": self._inside(job.project_dir),
+            "WB_OUTPUT_DIR": self._inside(job.output_dir),
+            "WB_UPSTREAM_DIR": self._inside(str(upstream)),
+            "WB_STAGE": job.stage,
+            "WB_RUN_ID": str(job.run_id),
+            "WB_PROJECT": job.project,
+            "PYTHONPATH": LIB_MOUNT,
+            "HOME": "/tmp",
+        }
+
+
+def _read_events(conn: socket.socket):
+    buffer = b""
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line:
+                yield json.loads(line)
+
+
+class WorkerPool:
+    """The warm workers of this workbench process, one per WorkerKey."""
+
+    def __init__(self, client: docker.DockerClient, stall_s: float = DEFAULT_STALL_S):
+        self.client = client
+        self.stall_s = stall_s
+        self._workers: dict[WorkerKey, WarmWorker] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def can_serve(job: StageJob, state_dir: Path) -> bool:
+        """Warm workers mount the workspace's snapshot and run folders; a job elsewhere goes cold."""
+        state = state_dir.resolve()
+        outputs = [job.output_dir, *job.upstream_dirs.values()]
+        return _under(Path(job.project_dir).resolve(), state / "snapshots") and all(
+            _under(Path(p).resolve(), state / "runs") for p in outputs)
+
+    def worker(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
+        with self._lock:
+            current = self._workers.get(key)
+            if current and current.alive():
+                return current
+            if current:
+                self._discard(key)
+            for other in [k for k in self._workers if k.project == key.project and k.image_id != key.image_id]:
+                self._discard(other)  # the environment changed: its old worker is stale
+            worker = self._start(key, preload, on_log)
+            self._workers[key] = worker
+            return worker
+
+    def discard(self, key: WorkerKey) -> None:
+        with self._lock:
+            self._discard(key)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for key in list(self._workers):
+                self._discard(key)
+
+    def _discard(self, key: WorkerKey) -> None:
+        worker = self._workers.pop(key, None)
+        if worker is not None:
+            try:
+                worker.container.remove(force=True)
+            except (docker.errors.DockerException, requests.RequestException):
+                pass
+
+    def _start(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
+        state = Path(key.state_dir)
+        ctl = state / "workers" / key.short
+        ctl.mkdir(parents=True, exist_ok=True)
+        (state / "runs").mkdir(exist_ok=True)
+        (state / "snapshots").mkdir(exist_ok=True)
+        user = f"{os.getuid()}:{os.getgid()}"
+        if os.getuid() == 0:
+            os.chown(ctl, *NOBODY)
+            user = "%d:%d" % NOBODY
+        socket_path = ctl / SOCKET_NAME
+        socket_path.unlink(missing_ok=True)
+        mounts = [
+            Mount(SNAPSHOTS_MOUNT, str(state / "snapshots"), type="bind", read_only=True),
+            Mount(RUNS_MOUNT, str(state / "runs"), type="bind", read_only=False),
+            Mount(CTL_MOUNT, str(ctl), type="bind", read_only=False),
+            Mount(LIB_MOUNT, str(RUNTIME_DIR), type="bind", read_only=True),
+        ]
+        on_log(f"starting a warm worker for {key.project} (preloading {', '.join(preload) or 'nothing'})")
+        container = self.client.containers.run(
+            key.image_tag,
+            ["python", f"{LIB_MOUNT}/wb_worker.py", "--socket", f"{CTL_MOUNT}/{SOCKET_NAME}",
+             "--preload", ",".join(preload)],
+            detach=True,
+            working_dir="/tmp",
+            environment={"PYTHONPATH": LIB_MOUNT, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
+            mounts=mounts,
+            network_mode="bridge" if key.network else "none",
+            mem_limit=key.memory_bytes,
+            memswap_limit=key.memory_bytes,
+            nano_cpus=int(key.cpus * 1e9),
+            pids_limit=512,
+            user=user,
+            read_only=True,
+            tmpfs={"/tmp": "rw,nosuid,nodev,noexec"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            init=True,
+            labels={"workbench.project": key.project, "workbench.image_id": key.image_id,
+                    OWNER_LABEL: str(os.getpid()), ROLE_LABEL: "worker"},
+        )
+        hello = self._await_hello(container, socket_path)
+        worker = WarmWorker(container, key, socket_path, hello, self.stall_s)
+        if hello.get("failed"):
+            on_log(f"warm worker could not preload: {hello['failed']}")
+        on_log(f"warm worker ready: imported {', '.join(hello.get('preloaded', [])) or 'nothing'} "
+               f"in {hello.get('import_seconds', 0):.2f} s")
+        return worker
+
+    @staticmethod
+    def _await_hello(container: Container, socket_path: Path) -> dict:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        stream = container.logs(stream=True, follow=True)
+        buffer = b""
+        for chunk in stream:
+            buffer += chunk
+            if b"\n" in buffer:
+                line = buffer.split(b"\n", 1)[0]
+                try:
+                    hello = json.loads(line)
+                except ValueError:
+                    break
+                while not socket_path.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                return hello
+            if time.monotonic() > deadline:
+                break
+        logs = container.logs(tail=10).decode("utf-8", "replace")
+        try:
+            container.remove(force=True)
+        except (docker.errors.DockerException, requests.RequestException):
+            pass
+        raise WorkbenchError(f"the warm worker did not start: {logs.strip() or 'no output'}")
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
