@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -27,7 +27,7 @@ EXAMPLE = REPO / "projects" / "telco-churn"
 
 def created_containers(client, project: str, since: datetime) -> list[str]:
     """Container-create events the engine saw for this project since `since`."""
-    events = client.events(since=since, until=datetime.now(timezone.utc), decode=True,
+    events = client.events(since=since, until=datetime.now(timezone.utc) + timedelta(seconds=2), decode=True,
                            filters={"type": "container", "event": "create", "label": f"workbench.project={project}"})
     return [e["id"] for e in events]
 

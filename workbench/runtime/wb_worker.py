@@ -66,9 +66,25 @@ def python_entry(argv):
     return None
 
 
-def run_child(request, write_fd, listener):
+def library_modules(names):
+    """Of the given module names, those that are installed libraries (the image's site-packages or
+    standard library), never the user's own code: that changes between runs and must be imported
+    fresh by every child."""
+    roots = tuple(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p
+                                                   or p.startswith(sys.base_prefix)))
+    found = []
+    for name in names:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None) or ""
+        if name != "__main__" and path.startswith(roots) and not path.startswith("/wb/"):
+            found.append(name)
+    return found
+
+
+def run_child(request, write_fd, listener, learn_fd):
     """In the forked child: become a clean process for one stage, run it, never return."""
     code = 1
+    inherited = set(sys.modules)
     try:
         os.setsid()
         listener.close()
@@ -114,6 +130,10 @@ def run_child(request, write_fd, listener):
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            # Tell the server which libraries this stage imported that it had not: it imports
+            # them too, so the next child starts with them (e.g. sklearn.metrics).
+            learned = library_modules(sorted(set(sys.modules) - inherited))
+            os.write(learn_fd, json.dumps(learned).encode()[:60000])
         except Exception:
             pass
         os._exit(code & 0xFF)
@@ -141,8 +161,9 @@ def group_cpu_ticks(pgid):
 
 
 class Job:
-    def __init__(self, conn, pid, read_fd, oom_before, stall_s):
+    def __init__(self, conn, pid, read_fd, oom_before, stall_s, learn_fd):
         self.conn, self.pid, self.read_fd, self.oom_before = conn, pid, read_fd, oom_before
+        self.learn_fd = learn_fd
         self.partial = b""
         self.eof = False
         self.stall_s = stall_s
@@ -187,6 +208,14 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.pending = {}  # connection -> bytes received before a full request line
         self.jobs = {}  # connection -> Job
+        # A child's exit must wake the loop at once (a cancel is answered within milliseconds):
+        # SIGCHLD writes a byte to this pipe, which the selector watches.
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        signal.set_wakeup_fd(self.wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, ("wakeup", None))
 
     def serve(self, hello):
         self.hello = hello
@@ -201,6 +230,11 @@ class Server:
                     self.on_client(data)
                 elif kind == "output":
                     self.on_output(data)
+                elif kind == "wakeup":
+                    try:
+                        os.read(self.wakeup_r, 4096)
+                    except BlockingIOError:
+                        pass
             self.reap()
 
     def on_client(self, conn):
@@ -233,13 +267,21 @@ class Server:
 
     def start(self, conn, request):
         read_fd, write_fd = os.pipe()
+        learn_r, learn_w = os.pipe()
         oom_before = oom_kills()
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
-            run_child(request, write_fd, self.listener)
+            os.close(learn_r)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.close(self.wakeup_r)
+            os.close(self.wakeup_w)
+            run_child(request, write_fd, self.listener, learn_w)
         os.close(write_fd)
-        job = Job(conn, pid, read_fd, oom_before, float(request.get("stall_s") or 0))
+        os.close(learn_w)
+        job = Job(conn, pid, read_fd, oom_before, float(request.get("stall_s") or 0), learn_r)
         self.jobs[conn] = job
         os.set_blocking(read_fd, False)
         self.selector.register(read_fd, selectors.EVENT_READ, ("output", job))
@@ -292,6 +334,21 @@ class Server:
             except (KeyError, ValueError):
                 pass
             conn.close()
+            self.learn(job)
+
+    def learn(self, job):
+        """Import what the finished child imported from installed libraries (import only: the
+        server never runs a library's work, which keeps it fork-safe)."""
+        try:
+            learned = json.loads(os.read(job.learn_fd, 65536) or b"[]")
+        except (OSError, ValueError):
+            learned = []
+        finally:
+            os.close(job.learn_fd)
+        new = [name for name in learned if name not in sys.modules]
+        if new:
+            preload(new)
+            self.hello.setdefault("learned", []).extend(new)
 
 
 def main():
