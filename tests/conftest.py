@@ -3,6 +3,15 @@ import os
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_mlflow(monkeypatch):
+    """A developer's MLflow settings stay out of the tests, and no test starts a detached
+    MLflow sync process unless it asks for one (tests/test_mlflow_mirror.py does)."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "WORKBENCH_MLFLOW_URI", "WORKBENCH_USER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
+
+
 def skip_unless_ci(reason: str) -> None:
     """A missing engine skips a developer's run, but must never silently pass CI."""
     if os.environ.get("CI") == "true":

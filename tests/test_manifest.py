@@ -56,6 +56,17 @@ def test_minimal_manifest_gets_defaults():
     m = parse_manifest('[project]\nname = "x"\n[stages.a]\ncommand = "true"\n')
     assert m.environment.network is False and m.environment.memory == "2g" and m.watch.debounce_ms == 300
     assert m.gates == () and m.stages["a"].inputs == ()
+    p = m.promotion
+    assert (p.tolerance, p.champion_challenger, p.require_reproducibility, p.auto_staging, p.model_artifact_kind) == (
+        0.0, True, False, False, "model")
+
+
+def test_promotion_policy_parses():
+    m = parse_manifest(GOOD + "\n[promotion]\ntolerance = 0.005\nrequire_reproducibility = true\n"
+                              'champion_challenger = false\nauto_staging = true\nmodel_artifact_kind = "booster"\n')
+    p = m.promotion
+    assert (p.tolerance, p.champion_challenger, p.require_reproducibility, p.auto_staging, p.model_artifact_kind) == (
+        0.005, False, True, True, "booster")
 
 
 def _with(replace: str, by: str) -> str:
@@ -87,6 +98,15 @@ BAD = [
      "project.primary_metric_goal", "maximize"),
     ("list of ints", _with('sensitive = ["female"]', "sensitive = [1]"), "data.sensitive", "non-empty strings"),
     ("unknown section", GOOD + "\n[extras]\nx = 1\n", "extras", "unknown key"),
+    ("promotion typo", GOOD + "\n[promotion]\ntolerence = 0.01\n", "promotion.tolerence", "unknown key"),
+    ("negative tolerance", GOOD + "\n[promotion]\ntolerance = -0.01\n", "promotion.tolerance", "zero or positive"),
+    ("tolerance as text", GOOD + '\n[promotion]\ntolerance = "1%"\n', "promotion.tolerance", "must be a number"),
+    ("reproducibility not bool", GOOD + '\n[promotion]\nrequire_reproducibility = "yes"\n',
+     "promotion.require_reproducibility", "must be true or false"),
+    ("auto_staging not bool", GOOD + "\n[promotion]\nauto_staging = 1\n", "promotion.auto_staging",
+     "must be true or false"),
+    ("empty model kind", GOOD + '\n[promotion]\nmodel_artifact_kind = " "\n', "promotion.model_artifact_kind",
+     "must not be empty"),
 ]
 
 

@@ -138,7 +138,106 @@ CREATE TABLE run_datasets (
 );
 """
 
-MIGRATIONS: list[str] = [V1]
+# The model registry (workbench/adapters/duckdb_registry.py). JSON values are stored as text:
+# they are written and read whole, never queried inside.
+V2_REGISTRY = """
+-- A model version: a model file a successful run wrote, numbered per project. One file (by
+-- sha256) is one version: a rerun that reuses the model does not register it again.
+CREATE TABLE model_versions (
+    project VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    stage VARCHAR NOT NULL,
+    artifact_name VARCHAR NOT NULL,
+    artifact_path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    size BIGINT NOT NULL,
+    run_status VARCHAR NOT NULL,
+    run_reason VARCHAR NOT NULL,
+    metrics VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+    gates VARCHAR NOT NULL,
+    primary_metric VARCHAR,
+    primary_value DOUBLE,
+    snapshot_id VARCHAR NOT NULL,
+    image_id VARCHAR NOT NULL,
+    manifest_hash VARCHAR NOT NULL,
+    data_fingerprints VARCHAR NOT NULL,
+    inputs_digest VARCHAR NOT NULL,
+    -- The model stage's cache key: a `reproduce` run with the same key reproduces this version.
+    cache_key VARCHAR NOT NULL,
+    PRIMARY KEY (project, version),
+    UNIQUE (project, sha256)
+);
+
+-- Who holds each alias now; audit_id is the audit row that moved it there.
+CREATE TABLE aliases (
+    project VARCHAR NOT NULL,
+    alias VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    since TIMESTAMP NOT NULL,
+    audit_id BIGINT NOT NULL,
+    PRIMARY KEY (project, alias)
+);
+
+-- Append-only: rows are inserted, never updated or deleted. row_hash = sha256(prev_hash and
+-- the row's fields), so an edited or removed row breaks the chain (`workbench history --verify`).
+CREATE SEQUENCE audit_ids START 1;
+CREATE TABLE audit (
+    id BIGINT PRIMARY KEY,
+    occurred_at TIMESTAMP NOT NULL,
+    actor VARCHAR NOT NULL,
+    host VARCHAR NOT NULL,
+    project VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    request VARCHAR NOT NULL,
+    alias VARCHAR NOT NULL,
+    version INTEGER,
+    from_version INTEGER,
+    to_version INTEGER,
+    reason VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    checks VARCHAR NOT NULL,
+    gates VARCHAR NOT NULL,
+    comparison VARCHAR,
+    prev_hash VARCHAR NOT NULL,
+    row_hash VARCHAR NOT NULL
+);
+
+-- Calls to MLflow waiting to be made: written in the same transaction as what they mirror,
+-- drained in id order (per project) by whoever runs the mirror.
+CREATE SEQUENCE outbox_ids START 1;
+CREATE TABLE mlflow_outbox (
+    id BIGINT PRIMARY KEY DEFAULT nextval('outbox_ids'),
+    project VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error VARCHAR,
+    last_attempt_at TIMESTAMP,
+    next_attempt_at TIMESTAMP,
+    done_at TIMESTAMP
+);
+
+-- What MLflow called the things it was sent, per tracking server: a retried item finds its
+-- run or version here (or by its workbench.* tags in MLflow) instead of creating a second one.
+CREATE TABLE mlflow_ids (
+    tracking_uri VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    mlflow_id VARCHAR NOT NULL,
+    PRIMARY KEY (tracking_uri, kind, key)
+);
+
+-- Runs recorded before the registry existed are neither registered nor mirrored afterwards.
+CREATE TABLE registry_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO registry_state SELECT 'baseline_run', coalesce(max(id), 0) FROM runs;
+"""
+
+MIGRATIONS: list[str] = [V1, V2_REGISTRY]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -124,6 +124,15 @@ class DuckDBLineageStore:
             for profile in record.datasets:
                 _save_profile(con, profile)
 
+    def set_superseded_by(self, run_id: int, by_run_id: int) -> None:
+        """Link a superseded run to the run that replaced it (the replacement gets its id only
+        after the superseded run is recorded, hence a second, short transaction)."""
+        with self._session(write=True) as con:
+            updated = con.execute("UPDATE runs SET superseded_by = ? WHERE id = ? RETURNING id",
+                                  [by_run_id, run_id]).fetchall()
+        if not updated:
+            raise RunNotFound(f"run {run_id} not found")
+
     def mark_interrupted(self) -> list[int]:
         host = socket.gethostname()
         with self._session(write=True) as con:
@@ -136,10 +145,12 @@ class DuckDBLineageStore:
                              f"the workbench process (pid {pid}) stopped before the run finished", run_id])
         return [run_id for run_id, _ in dead]
 
-    def list_runs(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[RunSummary]:
-        """Newest first. Reads only the runs table, which finish_run keeps denormalised."""
-        where = "WHERE project = ?" if project is not None else ""
-        params = ([project] if project is not None else []) + [limit, offset]
+    def list_runs(self, project: str | None = None, limit: int = 50, offset: int = 0,
+                  match: str | None = None) -> list[RunSummary]:
+        """Newest first. Reads only the runs table, which finish_run keeps denormalised.
+        `match`: words that must each appear in the run's id, trigger, status or runner."""
+        where, params = _run_filter(project, match)
+        params += [limit, offset]
         with self._session() as con:
             rows = con.execute(f"SELECT {SUMMARY_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
                                params).fetchall()
@@ -164,11 +175,10 @@ class DuckDBLineageStore:
                 FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?""", params).fetchall()
         return [row[0] for row in rows]
 
-    def count_runs(self, project: str | None = None) -> int:
+    def count_runs(self, project: str | None = None, match: str | None = None) -> int:
+        where, params = _run_filter(project, match)
         with self._session() as con:
-            if project is None:
-                return con.execute("SELECT count(*) FROM runs").fetchone()[0]
-            return con.execute("SELECT count(*) FROM runs WHERE project = ?", [project]).fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchone()[0]
 
     def get_run(self, run_id: int) -> RunRecord:
         with self._session() as con:
@@ -231,6 +241,11 @@ class DuckDBLineageStore:
 
     # -- the file ----------------------------------------------------------------------------
 
+    def transaction(self, write: bool = False):
+        """One short transaction on the file, for sibling adapters that keep their tables in
+        the same database (the model registry): same attach, retry and error mapping."""
+        return self._session(write)
+
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Attach the file for one transaction (read-only sessions share it with other readers)."""
@@ -278,6 +293,19 @@ class DuckDBLineageStore:
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+def _run_filter(project: str | None, match: str | None) -> tuple[str, list]:
+    """A WHERE clause for run listings: the project, and each word of `match` found
+    (case-insensitively) in the run's id, trigger, status or runner."""
+    clauses, params = [], []
+    if project is not None:
+        clauses.append("project = ?")
+        params.append(project)
+    for word in (match or "").split():
+        clauses.append("concat_ws(' ', id, trigger, status, runner) ILIKE ? ESCAPE '\\'")
+        params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
 
 def _read_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRecord:
     row = con.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", [run_id]).fetchone()

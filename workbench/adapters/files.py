@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,26 @@ def scan_project(root: Path, ignores: tuple[str, ...]) -> dict[str, os.stat_resu
             rel = rel_dir + name
             if matches_any(rel, ignores):
                 continue
-            st = os.stat(os.path.join(dirpath, name), follow_symlinks=True)
+            try:
+                st = os.stat(os.path.join(dirpath, name), follow_symlinks=True)
+            except FileNotFoundError:
+                continue  # removed since the folder was listed (an editor's temp file): not there
             if stat.S_ISREG(st.st_mode):
                 found[rel] = st
     return found
+
+
+class FileVanished(WorkbenchError):
+    """A file was deleted between being listed and being read."""
+
+
+def read_hash_cache(state_dir: Path) -> dict[str, list]:
+    """The workspace's stat cache: {absolute path: [size, mtime_ns, inode, sha256]}."""
+    try:
+        cache = json.loads((state_dir / "hash-cache.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 class ObjectStore:
@@ -70,12 +87,8 @@ class ObjectStore:
     def __init__(self, state_dir: Path):
         self.objects = state_dir / "objects"
         self.cache_path = state_dir / "hash-cache.json"
-        self._cache: dict[str, list] = {}
+        self._cache: dict[str, list] = read_hash_cache(state_dir)
         self._dirty = False
-        try:
-            self._cache = json.loads(self.cache_path.read_text())
-        except (FileNotFoundError, ValueError):
-            self._cache = {}
 
     def object_path(self, sha: str) -> Path:
         return self.objects / sha[:2] / sha[2:]
@@ -108,7 +121,7 @@ class ObjectStore:
             except OSError as exc:
                 Path(tmp_name).unlink(missing_ok=True)
                 if exc.errno == errno.ENOENT:
-                    raise WorkbenchError(f"{source} disappeared while it was being snapshotted") from None
+                    raise FileVanished(f"{source} disappeared while it was being snapshotted") from None
                 raise _disk_error(exc, self.objects) from None
             after = os.stat(source)
             if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
@@ -128,7 +141,8 @@ class ObjectStore:
     def save_cache(self) -> None:
         if not self._dirty:
             return
-        tmp = self.cache_path.with_suffix(f".{os.getpid()}.tmp")
+        # Runs of two watched projects save from two threads of one process.
+        tmp = self.cache_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             tmp.write_text(json.dumps(self._cache))
             os.replace(tmp, self.cache_path)
@@ -159,7 +173,10 @@ class SnapshotStore:
         """Snapshot the project; an identical file set reuses the existing snapshot folder."""
         files: dict[str, FileEntry] = {}
         for rel, st in scan_project(project_dir, ignores).items():
-            entry = self.objects.ingest(project_dir / rel, st)
+            try:
+                entry = self.objects.ingest(project_dir / rel, st)
+            except FileVanished:
+                continue  # deleted while we copied (an editor's temp file): as if listed a moment later
             files[rel] = FileEntry(rel, entry.sha256, entry.size)
         self.objects.save_cache()
         snap_id = tree_digest({p: f.sha256 for p, f in files.items()})[:20]
@@ -167,6 +184,14 @@ class SnapshotStore:
         if not path.exists():
             self._materialize(path, files)
         return Snapshot(snap_id, path, files)
+
+    def open(self, snapshot_id: str) -> Snapshot:
+        """An existing snapshot, to rerun exactly what an earlier run saw."""
+        path = self.snapshots / snapshot_id
+        if not path.is_dir():
+            raise WorkbenchError(f"snapshot {snapshot_id} is no longer in {self.snapshots}")
+        files = {rel: FileEntry(rel, entry.sha256, entry.size) for rel, entry in hash_tree(path).items()}
+        return Snapshot(snapshot_id, path, files)
 
     def _materialize(self, path: Path, files: dict[str, FileEntry]) -> None:
         self.snapshots.mkdir(parents=True, exist_ok=True)
@@ -209,3 +234,35 @@ def hash_tree(root: Path) -> dict[str, FileEntry]:
             rel = full.relative_to(root).as_posix()
             entries[rel] = FileEntry(rel, hash_file(full), full.stat().st_size)
     return dict(sorted(entries.items()))
+
+
+class StatHasher:
+    """sha256 of files, remembering each file's (size, mtime, inode) so an untouched file is
+    read once. Seed it with `read_hash_cache` to start from what snapshots already hashed."""
+
+    def __init__(self, seed: dict[str, list] | None = None):
+        self._cache: dict[str, list] = dict(seed or {})
+
+    def digest(self, path: Path) -> str | None:
+        """The file's sha256; None when it is not there or not a regular file."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        key = str(path)
+        signature = [st.st_size, st.st_mtime_ns, st.st_ino]
+        cached = self._cache.get(key)
+        if cached and cached[:3] == signature:
+            return cached[3]
+        try:
+            sha = hash_file(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            # Unreadable (permissions, I/O error): a digest no content has, so it counts as a change.
+            return f"unreadable: {exc.strerror or exc}"
+        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS:
+            self._cache[key] = signature + [sha]
+        return sha

@@ -33,6 +33,9 @@ def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
                          on_event=printer.event)
     if args.json:
         printer.json(record)
+    from workbench.cli.registry_commands import after_run
+
+    after_run(printer, session, quiet=args.json)
     if record.status is not RunStatus.SUCCEEDED:
         return EXIT_RUN_FAILED
     return EXIT_OK if record.gates_passed else EXIT_GATE_FAILED
@@ -103,6 +106,28 @@ def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     return EXIT_OK
 
 
+def cmd_reproduce(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer, args.runner, cold=True)
+    printer.show_logs = not args.quiet
+    record, result = session.reproduce(args.run_id, on_event=printer.event)
+    if args.json:
+        printer.json({"reproduction": result, "matched": result.matched, "run": record})
+        return EXIT_OK if result.matched else EXIT_RUN_FAILED
+    con = printer.out
+    if record.status is not RunStatus.SUCCEEDED:
+        con.print(f"[red]✗ reproduce run {record.id} {record.status}[/]: {escape(record.reason)}")
+        return EXIT_RUN_FAILED
+    for name, same in result.artifacts_identical.items():
+        mark = "[green]✓ byte-identical[/]" if same else "[red]✗ differs[/]"
+        con.print(f"{escape(name)}: {mark}")
+    for difference in result.differences:
+        con.print(f"[red]✗[/] {escape(str(difference))}")
+    verdict = "[green]✓ reproduced[/]" if result.matched else "[red]✗ not reproduced[/]"
+    con.print(f"{verdict} · run {result.original_run} by run {result.reproduce_run} (cold, nothing reused) · "
+              f"{len(result.compared)} metrics compared, timings left out")
+    return EXIT_OK if result.matched else EXIT_RUN_FAILED
+
+
 def cmd_projects(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     refs = _session(workspace, printer).projects()
     if args.json:
@@ -140,3 +165,21 @@ def cmd_env(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
         f"[dim]{escape(line)}[/]"))
     printer.out.print(f"[green]✓[/] base image ready: {image_id}")
     return EXIT_OK
+
+
+# The model registry's commands live in registry_commands.py.
+from workbench.cli.registry_commands import (  # noqa: E402
+    cmd_history, cmd_mirror, cmd_models, cmd_promote, cmd_rollback,
+)
+
+
+def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.watch_command import cmd_watch as watch
+
+    return watch(args, printer, workspace)
+
+
+def cmd_tui(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.tui_command import cmd_tui as tui  # Textual is imported only here
+
+    return tui(args, printer, workspace)

@@ -1,7 +1,7 @@
 """The `workbench` command: headless and scriptable. Every listing has `--json`.
 
 Exit codes: 0 success; 1 a run failed or was cancelled; 2 a gate failed; 3 bad input or
-environment (manifest, workspace, Docker); 130 interrupted.
+environment (manifest, workspace, Docker); 4 a promotion or rollback was refused; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -53,11 +53,71 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("run_id", type=int)
     lineage.add_argument("--json", action="store_true")
 
+    reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
+    reproduce.add_argument("run_id", type=int)
+    reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")
+    reproduce.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    reproduce.add_argument("--json", action="store_true")
+
     projects = sub.add_parser("projects", help="list the workspace's projects")
     projects.add_argument("--json", action="store_true")
 
+    watch = sub.add_parser("watch", help="rerun what each file change affects, until Ctrl-C")
+    watch.add_argument("projects", nargs="*", metavar="PROJECT",
+                       help="projects to watch (default: every project with watch.enabled)")
+    watch.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
+                       help="where stages run (default: Docker when reachable, else local processes)")
+    watch.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    watch.add_argument("--debounce-ms", type=int, default=None, metavar="MS",
+                       help="quiet period before a burst of file events becomes one change "
+                            "(default: each manifest's watch.debounce_ms, 300)")
+
+    models = sub.add_parser("models", help="a project's model versions and which holds staging and production")
+    models.add_argument("project")
+    models.add_argument("--json", action="store_true")
+
+    promote = sub.add_parser("promote", help="move staging or production to a model version (gated, audited)")
+    promote.add_argument("project")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--to", required=True, choices=["staging", "production"])
+    promote.add_argument("--reason", help="why, for the audit trail")
+    promote.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    promote.add_argument("--dry-run", action="store_true", help="only show the decision (exit 4 if refused)")
+    promote.add_argument("--json", action="store_true")
+
+    rollback = sub.add_parser("rollback", help="put production back on the version it replaced")
+    rollback.add_argument("project")
+    rollback.add_argument("--to", type=int, metavar="VERSION", help="a version that held the alias before")
+    rollback.add_argument("--alias", choices=["staging", "production"], default="production")
+    rollback.add_argument("--reason", help="why, for the audit trail")
+    rollback.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    rollback.add_argument("--dry-run", action="store_true", help="only show the decision (exit 4 if refused)")
+    rollback.add_argument("--json", action="store_true")
+
+    history = sub.add_parser("history", help="the audit trail: promotions, rollbacks and refusals, newest first")
+    history.add_argument("project")
+    history.add_argument("--limit", type=int, default=100, help="at most this many (default 100; 0 = all)")
+    history.add_argument("--verify", action="store_true", help="check the audit trail's hash chain")
+    history.add_argument("--json", action="store_true")
+
+    mirror = sub.add_parser("mirror", help="the MLflow mirror: status, sync")
+    mirror_sub = mirror.add_subparsers(dest="mirror_command", metavar="MIRROR_COMMAND")
+    mirror_status = mirror_sub.add_parser("status", help="in sync, N pending, or the last error")
+    mirror_status.add_argument("--json", action="store_true")
+    mirror_sync = mirror_sub.add_parser("sync", help="send what is pending to MLflow now")
+    mirror_sync.add_argument("--timeout", type=float, default=None, help="seconds to spend at most (default 60)")
+    mirror_sync.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    mirror_sync.add_argument("--json", action="store_true")
+
     doctor = sub.add_parser("doctor", help="check Docker, the base image and the workspace")
     doctor.add_argument("--json", action="store_true")
+
+    tui = sub.add_parser("tui", help="the terminal workbench (the default with no command)")
+    tui.add_argument("tui_workspace", nargs="?", metavar="WORKSPACE", help="workspace folder (default: --workspace)")
+    tui.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
+                     help="where stages run (default: Docker when reachable, else local processes)")
+    tui.add_argument("--no-watch", action="store_true",
+                     help="do not start watching projects on opening (w toggles watching per project)")
 
     env = sub.add_parser("env", help="execution environments")
     env_sub = env.add_subparsers(dest="env_command", metavar="ENV_COMMAND")
@@ -74,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     printer = Printer(json_mode=getattr(args, "json", False))
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+    if args.command is None:  # `workbench` alone opens the TUI on the workspace
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "tui"])
     if args.command == "env" and args.env_command is None:
         parser.parse_args(["env", "--help"])
+    if args.command == "mirror" and args.mirror_command is None:
+        parser.parse_args(["mirror", "--help"])
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return handler(args, printer, Path(args.workspace))

@@ -9,7 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.core.events import (
-    EnvironmentLog, RunEvent, RunFinished, RunStarted, StageFinished, StageLog, StageProgress, StageStarted,
+    ChangeDetected, ChangeIgnored, EnvironmentLog, ManifestInvalid, ManifestReloaded, RunEvent, RunFinished,
+    RunStarted, RunSuperseded, StageFinished, StageLog, StageProgress, StageStarted, WatchError, WatchStarted,
+    WatchStopped,
 )
 from workbench.core.model import RunRecord, RunSummary, StageStatus
 from workbench.core.serialize import dumps
@@ -45,6 +47,13 @@ def fmt_metric(value: float | None) -> str:
     if value is None or value != value:
         return "—"
     return f"{value:.4g}"
+
+
+def fmt_paths(paths: tuple[str, ...], shown: int = 3) -> str:
+    if not paths:
+        return "files"
+    more = f" (+{len(paths) - shown} more)" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
 
 
 class Printer:
@@ -84,8 +93,10 @@ class Printer:
             case StageProgress():
                 # A line per quarter is enough in a scrolling log; the TUI shows a bar.
                 step = max(1, event.total // 4)
-                if event.done == event.total or event.done // step != self._progress_shown.get(event.stage, -1):
-                    self._progress_shown[event.stage] = event.done // step
+                # Keyed by run too: `workbench watch` shows the same stage in run after run.
+                key = f"{event.run_id}/{event.stage}"
+                if event.done == event.total or event.done // step != self._progress_shown.get(key, -1):
+                    self._progress_shown[key] = event.done // step
                     con.print(f"  [dim]{escape(event.stage)} │ {event.done}/{event.total} {escape(event.label)}[/]")
             case StageFinished():
                 r = event.result
@@ -101,11 +112,40 @@ class Printer:
                     for tail_line in r.log_tail[-5:]:
                         con.print(f"    [dim]{escape(tail_line)}[/]")
             case RunFinished():
-                self.run_summary(event.record)
+                # A superseded run's partial metrics and unevaluated gates are noise: the run
+                # that replaces it follows at once.
+                self.run_summary(event.record, tables=str(event.record.status) != "superseded")
+            case _:
+                self.watch_event(event)
 
-    def run_summary(self, record: RunRecord) -> None:
+    def watch_event(self, event: RunEvent) -> None:
+        """The watch service's own events (workbench watch)."""
         con = self.out
-        metrics = record.metrics
+        match event:
+            case WatchStarted():
+                con.print(f"[cyan]◉[/] watching [bold]{escape(event.project)}[/]")
+            case WatchStopped():
+                why = f": {escape(event.reason)}" if event.reason else ""
+                con.print(f"[dim]◌ stopped watching {escape(event.project)}{why}[/]")
+            case ChangeDetected():
+                con.print(f"[cyan]~[/] {escape(event.project)}: {escape(fmt_paths(event.paths))} changed → "
+                          f"rerun {' → '.join(event.stages)}")
+            case ChangeIgnored():
+                con.print(f"[dim]· {escape(event.project)}: {escape(fmt_paths(event.paths))}: "
+                          f"{escape(event.reason)}, nothing to run[/]")
+            case ManifestInvalid():
+                con.print(f"[red]✗[/] {escape(event.project)}: invalid manifest: {escape(event.message)}")
+                con.print("  [dim]still watching with the last valid manifest; runs wait until it is fixed[/]")
+            case ManifestReloaded():
+                con.print(f"[cyan]↻[/] {escape(event.project)}: manifest reloaded")
+            case RunSuperseded():
+                con.print(f"[yellow]⇢[/] run {event.run_id} superseded by run {event.by_run_id}")
+            case WatchError():
+                con.print(f"[bold red]error:[/] {escape(event.project)}: {escape(event.message)}")
+
+    def run_summary(self, record: RunRecord, tables: bool = True) -> None:
+        con = self.out
+        metrics = record.metrics if tables else {}
         if metrics:
             table = Table(title="metrics", title_justify="left", show_edge=False, pad_edge=False)
             table.add_column("metric")
@@ -113,7 +153,7 @@ class Printer:
             for key in sorted(metrics):
                 table.add_row(escape(key), fmt_metric(metrics[key]))
             con.print(table)
-        if record.gates:
+        if record.gates and tables:
             table = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False)
             table.add_column("gate")
             table.add_column("result")

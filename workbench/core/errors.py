@@ -38,5 +38,18 @@ class StoreError(WorkbenchError):
     """The lineage store could not be read or written."""
 
 
+class VersionNotFound(WorkbenchError):
+    """No such model version in the project's registry."""
+
+
+class MirrorError(WorkbenchError):
+    """MLflow could not be reached or refused a call; the outbox keeps the item for later."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+        """The server did not answer at all: no point trying the next items now."""
+
+
 class DiskFullError(WorkbenchError):
     pass

@@ -56,7 +56,73 @@ class RunFinished:
     record: RunRecord
 
 
-RunEvent = Union[RunStarted, EnvironmentLog, StageStarted, StageLog, StageProgress, StageFinished, RunFinished]
+# -- watch mode (workbench/services/watch.py) ---------------------------------------------------
+# The watch service sends these, with the run events above, from its background threads (the
+# project's scheduler thread and the thread a run executes on), never from the caller's thread:
+# a Textual app hands them to the UI thread with `call_from_thread` or `post_message`.
+
+
+@dataclass(frozen=True)
+class WatchStarted:
+    """The project's files are being watched (its starting hashes are taken)."""
+    project: str
+
+
+@dataclass(frozen=True)
+class WatchStopped:
+    project: str
+    reason: str = ""
+    """Empty when asked to stop; otherwise why watching ended (the folder was deleted, ...)."""
+
+
+@dataclass(frozen=True)
+class ChangeDetected:
+    """Files whose content changed; `stages` (in run order) rerun with what is downstream."""
+    project: str
+    paths: tuple[str, ...]
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChangeIgnored:
+    """A burst of events that starts nothing, and why (no stage reads it, content unchanged)."""
+    project: str
+    paths: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ManifestInvalid:
+    """The edited manifest does not parse or validate; watching goes on with the last valid
+    one, and runs wait until it is fixed. `message` names the file, key and problem."""
+    project: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ManifestReloaded:
+    project: str
+
+
+@dataclass(frozen=True)
+class RunSuperseded:
+    """Run `run_id` was cancelled by a newer change (or a manual run); `by_run_id` replaced it."""
+    project: str
+    run_id: int
+    by_run_id: int
+
+
+@dataclass(frozen=True)
+class WatchError:
+    """Something the user should know and act on: the folder was deleted, the inotify watch
+    limit was reached, a run could not start."""
+    project: str
+    message: str
+
+
+RunEvent = Union[RunStarted, EnvironmentLog, StageStarted, StageLog, StageProgress, StageFinished, RunFinished,
+                 WatchStarted, WatchStopped, ChangeDetected, ChangeIgnored, ManifestInvalid, ManifestReloaded,
+                 RunSuperseded, WatchError]
 EventSink = Callable[[RunEvent], None]
 
 PROGRESS_MARKER = "::wb progress"

@@ -100,6 +100,27 @@ class WatchSpec:
 
 
 @dataclass(frozen=True)
+class PromotionSpec:
+    """The promotion policy (`workbench promote`); checked by workbench.core.promotion."""
+
+    tolerance: float = 0.0
+    """How much worse than the production version (champion) a challenger's primary metric may
+    be and still go to production, in the metric's own units (0.002 = 0.2 points of AUC)."""
+    champion_challenger: bool = True
+    """Refuse production to a version worse than the current production version (beyond the
+    tolerance) on project.primary_metric."""
+    require_reproducibility: bool = False
+    """Production also needs a `reproduce` run of the version's run that wrote a byte-identical
+    model file and got the same metrics (timings aside)."""
+    auto_staging: bool = False
+    """Promote a new version to staging by itself when its run passes every gate (used by
+    drift retraining and watch mode)."""
+    model_artifact_kind: str = "model"
+    """The artifact kind (`wb.log_artifact(name, kind=...)`) that marks a run's model file;
+    a successful run that logs one registers a model version."""
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     stages: dict[str, StageSpec]
@@ -112,6 +133,7 @@ class Manifest:
     environment: EnvironmentSpec = field(default_factory=EnvironmentSpec)
     gates: tuple[Gate, ...] = ()
     watch: WatchSpec = field(default_factory=WatchSpec)
+    promotion: PromotionSpec = field(default_factory=PromotionSpec)
     source: str = MANIFEST_NAME
 
     @property
@@ -236,12 +258,32 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
         ignore=watch_table.strings("ignore"),
     )
     watch_table.reject_unknown()
+    promotion = _parse_promotion(root.table_of("promotion"))
     root.reject_unknown()
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
-        data=data, environment=env, stages=stages, gates=tuple(gates), watch=watch, source=source,
+        data=data, environment=env, stages=stages, gates=tuple(gates), watch=watch, promotion=promotion,
+        source=source,
     )
+
+
+def _parse_promotion(table: _Reader) -> PromotionSpec:
+    tolerance = table.get("tolerance", float, default=0.0)
+    if tolerance < 0 or tolerance != tolerance:
+        raise table.fail("tolerance", f"must be zero or positive (an allowed drop of the primary metric), got {tolerance}")
+    kind = table.get("model_artifact_kind", str, default="model")
+    if not kind.strip():
+        raise table.fail("model_artifact_kind", "must not be empty")
+    spec = PromotionSpec(
+        tolerance=tolerance,
+        champion_challenger=table.get("champion_challenger", bool, default=True),
+        require_reproducibility=table.get("require_reproducibility", bool, default=False),
+        auto_staging=table.get("auto_staging", bool, default=False),
+        model_artifact_kind=kind,
+    )
+    table.reject_unknown()
+    return spec
 
 
 def _parse_environment(table: _Reader) -> EnvironmentSpec:

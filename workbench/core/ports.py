@@ -20,9 +20,13 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self.superseded = False
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", superseded: bool = False) -> None:
+        """Stop the run. `superseded`: a newer change (or a manual run) replaces it, and the run
+        is recorded as superseded rather than cancelled. A later call overrides an earlier one."""
         self.reason = reason
+        self.superseded = superseded
         self._event.set()
 
     @property
@@ -85,6 +89,24 @@ class StageRunner(Protocol):
         """Run one stage to completion, streaming its output lines to `on_log`."""
 
 
+class MirrorTarget(Protocol):
+    """Where the model registry is mirrored (MLflow). Every method is idempotent: it finds what
+    an earlier, interrupted attempt made (by the workbench.* tags) instead of making it twice,
+    and raises MirrorError for anything that went wrong."""
+
+    tracking_uri: str
+
+    def log_run(self, payload: dict, known_id: str | None) -> str:
+        """Make sure the run is logged completely; return its id there."""
+
+    def register_version(self, payload: dict, run_id: str | None, known_version: str | None) -> tuple[str, str]:
+        """Make sure the model version exists (logging its run first if needed); return
+        (the run's id there, the version's number there)."""
+
+    def set_alias(self, payload: dict, known_version: str | None) -> str:
+        """Point the alias at the version; return the version's number there."""
+
+
 class LineageStore(Protocol):
     def start_run(self, project: str, project_path: str, trigger: str, runner: str,
                   stage_filter: list[str], changed_paths: list[str]) -> tuple[int, datetime]:
@@ -101,16 +123,45 @@ class LineageStore(Protocol):
     def profile_dataset(self, path: str, fingerprint: str) -> DatasetProfile:
         """Read a data file and compute its schema and per-column statistics."""
 
+    def set_superseded_by(self, run_id: int, by_run_id: int) -> None:
+        """Link a superseded run to the run that replaced it (short transaction)."""
+
     def mark_interrupted(self) -> list[int]:
         """Mark runs left running by dead processes as interrupted; return their ids."""
 
-    def list_runs(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[RunSummary]: ...
+    def list_runs(self, project: str | None = None, limit: int = 50, offset: int = 0,
+                  match: str | None = None) -> list[RunSummary]:
+        """Newest first; `match`: words each found in a run's id, trigger, status or runner."""
 
     def list_runs_json(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[str]:
         """list_runs as JSON objects, for listings too long to build Python objects for."""
 
-    def count_runs(self, project: str | None = None) -> int: ...
+    def count_runs(self, project: str | None = None, match: str | None = None) -> int: ...
 
     def lineage(self, run_id: int) -> dict: ...
 
     def get_run(self, run_id: int) -> RunRecord: ...
+
+
+FileEventSink = Callable[[str, str, bool], None]
+"""(path relative to the project with forward slashes, ChangeKind, is a folder). Called on the
+watcher's own thread: it must only enqueue."""
+WatchErrorSink = Callable[[str], None]
+"""A problem that ends watching (folder deleted, watcher thread died), in words."""
+
+
+class FileWatcher(Protocol):
+    """Reports file events under one project folder, recursively, until stopped."""
+
+    def start(self) -> None:
+        """Begin watching; raises WorkbenchError when the folder cannot be watched."""
+
+    def stop(self) -> None:
+        """Stop and release the OS watches; idempotent."""
+
+    def problem(self) -> str | None:
+        """Why watching has stopped working (folder gone, watcher thread died), if it has."""
+
+
+FileWatcherFactory = Callable[[str, FileEventSink, WatchErrorSink], FileWatcher]
+"""(absolute project folder, event sink, error sink) -> a watcher, not yet started."""

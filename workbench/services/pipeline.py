@@ -48,13 +48,15 @@ class PipelineService:
 
     def run(self, project: ProjectRef, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event: EventSink = _ignore) -> RunRecord:
+            on_event: EventSink = _ignore, reuse: bool = True, snapshot_id: str | None = None) -> RunRecord:
         """Run the project's pipeline (or `stages` and what they depend on) and record it.
 
         Foreseeable failures (a stage exits non-zero, the image cannot be built, a gate fails)
         are recorded in the returned RunRecord; the run is never left marked running.
         """
-        manifest, manifest_hash = load_manifest(project.path)
+        snapshot = self.snapshots.open(snapshot_id) if snapshot_id else None
+        # A rerun of an earlier snapshot uses that snapshot's manifest, not today's.
+        manifest, manifest_hash = load_manifest(snapshot.path if snapshot else project.path)
         deps = {name: spec.depends_on for name, spec in manifest.stages.items()}
         try:
             selected = select_stages(deps, stages)
@@ -72,7 +74,7 @@ class PipelineService:
         )
         on_event(RunStarted(run_id, manifest.name, tuple(selected), self.runner.name, str(trigger)))
         try:
-            self._execute(record, project.path, manifest, selected, cancel, on_event)
+            self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot)
         except WorkbenchError as exc:
             record.status, record.reason = RunStatus.FAILED, str(exc)
         except KeyboardInterrupt:
@@ -92,8 +94,9 @@ class PipelineService:
         on_event(RunFinished(record))
 
     def _execute(self, record: RunRecord, project_dir: Path, manifest: Manifest, selected: list[str],
-                 cancel: CancelToken, on_event: EventSink) -> None:
-        snapshot = self.snapshots.take(project_dir, manifest.ignores)
+                 cancel: CancelToken, on_event: EventSink, reuse: bool = True,
+                 snapshot: Snapshot | None = None) -> None:
+        snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
         prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name)
@@ -103,7 +106,7 @@ class PipelineService:
         results: dict[str, StageResult] = {}
         for name in selected:
             spec = manifest.stages[name]
-            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event)
+            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event, reuse)
             results[name] = result
             record.stages.append(result)
             on_event(StageFinished(record.id, result))
@@ -116,7 +119,10 @@ class PipelineService:
         if failed:
             record.status, record.reason = RunStatus.FAILED, f"stage {failed.stage} failed: {failed.reason}"
         elif cancelled:
-            record.status, record.reason = RunStatus.CANCELLED, cancelled.reason
+            # A run a newer change replaced is not a run someone stopped: the watcher links it
+            # to its replacement once that has an id.
+            status = RunStatus.SUPERSEDED if cancel.superseded else RunStatus.CANCELLED
+            record.status, record.reason = status, cancelled.reason
         else:
             record.status = RunStatus.SUCCEEDED
             failing = [g for g in record.gates if g.passed is False]
@@ -124,7 +130,8 @@ class PipelineService:
                 record.reason = "gate failed: " + "; ".join(f"{g.rule} ({g.detail})" for g in failing)
 
     def _stage(self, record: RunRecord, manifest: Manifest, spec: StageSpec, snapshot: Snapshot, prepared: PreparedEnvironment,
-               results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink) -> StageResult:
+               results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink,
+               reuse: bool = True) -> StageResult:
         inputs = stage_inputs(snapshot.hashes, spec.inputs)
         for pattern in spec.inputs:
             if not any(matches_any(p, (pattern,)) for p in inputs):
@@ -149,7 +156,7 @@ class PipelineService:
             base.status, base.reason = StageStatus.CANCELLED, cancel.reason or "cancelled"
             return base
 
-        prior = self.store.find_reusable_stage(manifest.name, spec.name, key)
+        prior = self.store.find_reusable_stage(manifest.name, spec.name, key) if reuse else None
         if prior is not None:
             return replace(prior, status=StageStatus.REUSED, inputs=base.inputs, started_at=None,
                            finished_at=None, duration_s=0.0, log_tail=[])

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from workbench.core.errors import EngineUnavailable
+from workbench.core.errors import EngineUnavailable, WorkbenchError
 from workbench.core.model import RunRecord, RunSummary, Trigger
+from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
 from workbench.services.workspace import ProjectRef, Workspace
+
+if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
+    from workbench.services.registry import RegistryService
 
 RUNNER_CHOICES = ("auto", "docker", "local")
 Notice = Callable[[str], None]
@@ -38,6 +42,9 @@ class WorkbenchSession:
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
         self._interrupted: list[int] = []
+        self._registry = None
+        self.last_registration = None
+        """(ModelVersion or None, created now) for the last run this session made."""
 
     @property
     def store(self) -> LineageStore:
@@ -94,11 +101,68 @@ class WorkbenchSession:
 
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
-        return pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event)
+        record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event)
+        self._after_run(record, ref)
+        return record
 
-    def runs(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[RunSummary]:
+    @property
+    def registry(self) -> RegistryService:
+        """The model registry (workbench.services.registry.RegistryService): versions,
+        promotion, rollback, audit trail, MLflow mirror."""
+        if self._registry is None:
+            from workbench.services.registry import RegistryService
+
+            self._registry = RegistryService(self.workspace, self.store)
+        return self._registry
+
+    def _after_run(self, record: RunRecord, ref: ProjectRef) -> None:
+        """Register the run's model and queue the run for MLflow. The run is already recorded:
+        a failure here is a notice, and the next registry command catches up."""
+        self.last_registration = None
+        try:
+            self.last_registration = self.registry.after_run(record, ref.manifest)
+        except WorkbenchError as exc:
+            self.notice(f"run {record.id} is recorded, but its model was not registered yet ({exc}); "
+                        "the next `workbench models` registers it")
+            return
+        # A detached process sends the run to MLflow; this returns at once ($WORKBENCH_MLFLOW_SYNC).
+        self.registry.request_mirror_sync()
+
+    def reproduce(self, run_id: int, on_event=lambda _e: None) -> tuple[RunRecord, Reproduction]:
+        """Rerun a run's exact snapshot in fresh containers (cold, nothing reused) and compare:
+        the same metrics (timings aside) and byte-identical artifacts mean it reproduced."""
+        from workbench.core.reproduce import compare_metrics
+        from workbench.services.pipeline import PipelineService
+
+        original = self.get_run(run_id)
+        if not original.snapshot_id:
+            raise WorkbenchError(f"run {run_id} has no snapshot to reproduce (it failed before taking one)")
+        ref = self.project(original.project)
+        runner = self.runner
+        if getattr(runner, "mode", None) == "warm":
+            from workbench.adapters.docker_runner import DockerRunner
+
+            runner = DockerRunner(client=runner.client, mode="cold")
+        pipeline = PipelineService(self.workspace, self.store, runner)
+        record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=None,
+                              on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
+        compared, differences = compare_metrics(original.metrics, record.metrics)
+        # Models must be byte-identical; reports may hold timings, which the metrics check covers.
+        before = {a.name: a.sha256 for s in original.stages for a in s.artifacts if a.kind == "model"}
+        after = {a.name: a.sha256 for s in record.stages for a in s.artifacts if a.kind == "model"}
+        identical = {name: after.get(name) == sha for name, sha in before.items()}
+        return record, Reproduction(original.id, record.id, compared, differences, identical)
+
+    def runs(self, project: str | None = None, limit: int = 50, offset: int = 0,
+             match: str | None = None) -> list[RunSummary]:
+        """Newest first; `match`: words each found in a run's id, trigger, status or runner."""
         name = self.project(project).name if project else None
-        return self.store.list_runs(name, limit=limit, offset=offset)
+        return self.store.list_runs(name, limit=limit, offset=offset, match=match)
+
+    def count_runs(self, project: str | None = None, match: str | None = None) -> int:
+        """How many runs `runs` would list without a limit (the TUI sizes its virtual table by it)."""
+        name = self.project(project).name if project else None
+        return self.store.count_runs(name, match=match)
 
     def runs_json(self, project: str | None = None, limit: int = 50, offset: int = 0) -> str:
         """The listing as a JSON array, one run per line (fast path for scripts)."""

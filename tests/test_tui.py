@@ -1,0 +1,423 @@
+"""The Textual workbench, driven by Pilot: keys are pressed and what changed is asserted (the
+runs table, the lineage store, the detail tabs, notifications, the config file).
+
+Runs use the local runner on a tiny project and a real DuckDB file; watching uses real
+watchdog. Waits poll with a timeout, never fixed sleeps. The developer's own config and themes
+stay out: HOME and XDG_CONFIG_HOME point into the test's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Static
+
+from tests.test_pipeline_local import MANIFEST, write_project
+from workbench.core.model import RunStatus, Trigger
+from workbench.services.session import WorkbenchSession
+from workbench.ui.actions import ACTIONS
+from workbench.ui.app import WorkbenchApp
+from workbench.ui.config import load_config
+from workbench.ui.screens.diff import DiffScreen
+from workbench.ui.screens.help import HelpScreen, key_display
+
+SIZE = (120, 36)
+WATCHED_MANIFEST = MANIFEST + "\n[watch]\ndebounce_ms = 100\n"
+SLOW_PREP = """
+import time, wb
+text = open("data.txt").read()
+if "slow" in text:
+    print("sleeping", flush=True)
+    time.sleep(60)
+open(wb.output_path("clean.txt"), "w").write(text.strip().upper())
+wb.log_metrics({"rows": len(text.splitlines())})
+"""
+
+
+def asyncio_test(test):
+    """Run an async test on a fresh event loop (Textual needs asyncio; no plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    """No test reads or writes the developer's config, themes or time zone."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield home / ".config" / "workbench"
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    write_project(root, **{"workbench.toml": WATCHED_MANIFEST, "prep.py": SLOW_PREP})
+    return root
+
+
+class RecordingApp(WorkbenchApp):
+    """The app, with its notifications kept for the assertions."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.notes: list[tuple[str, str, str]] = []
+        super().__init__(*args, **kwargs)
+
+    def notify(self, message, *, title="", severity="information", timeout=None, markup=True):
+        self.notes.append((severity, str(message), title))
+        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+
+def make_app(root: Path, **kwargs) -> RecordingApp:
+    kwargs.setdefault("watch_on_start", False)
+    return RecordingApp(root, "local", config=load_config(), **kwargs)
+
+
+async def wait_for(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def screen_text(app) -> str:
+    """The screen as plain text, as a terminal would show it."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True,
+                      force_terminal=True, color_system="truecolor", legacy_windows=False)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text()
+
+
+def static_text(widget: Static, width: int = 160) -> str:
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def table_rows(table: DataTable) -> list[list[str]]:
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def opened(pilot, runs: int | None = None):
+    """Wait until the main screen shows its projects and (at least `runs`) runs."""
+    main = pilot.app.main_screen
+    await wait_for(pilot, lambda: main.projects.option_count and main.table.loaded, what="projects and runs")
+    if runs is not None:
+        await wait_for(pilot, lambda: main.table.total >= runs, what=f"{runs} runs")
+    return main
+
+
+async def finished_run(pilot, main, count: int):
+    """Wait until the table lists `count` runs and the newest has finished."""
+    await wait_for(pilot, lambda: main.table.total >= count and main.table.row(0) is not None
+                   and main.table.row(0).status != "running", timeout=30, what=f"run {count} to finish")
+    return main.table.row(0)
+
+
+# -- running, the detail tabs, lineage ------------------------------------------------------
+
+
+@asyncio_test
+async def test_run_now_key_runs_the_project_and_the_detail_shows_it(workspace):
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        assert list(main.projects.rows) == ["tiny"]
+        assert main.table.total == 0
+        await pilot.press("r")
+        run = await finished_run(pilot, main, 1)
+        assert run.status == "succeeded" and run.trigger == "manual" and run.primary_metric == 0.75
+
+        stored = app.session.get_run(run.id)
+        assert stored.status is RunStatus.SUCCEEDED
+        await wait_for(pilot, lambda: main.detail.record is not None and main.detail.record.id == run.id
+                       and main.detail.record.status is RunStatus.SUCCEEDED, what="the run's detail")
+        stages = table_rows(main.detail.query_one("#stages-table", DataTable))
+        assert [(r[0], r[1]) for r in stages] == [("prep", "✓ succeeded"), ("fit", "✓ succeeded")]
+        metrics = table_rows(main.detail.query_one("#metrics-table", DataTable))
+        assert ["score", "0.75", "fit"] in metrics and ["rows", "3", "prep"] in metrics
+        gates = table_rows(main.detail.query_one("#gates-table", DataTable))
+        assert gates == [["score >= 0.5", "✓ pass", "0.75 >= 0.5"]]
+        lineage = static_text(main.detail.query_one("#lineage-view", Static))
+        fit_py = next(f for s in stored.stages for f in s.inputs if f.path == "fit.py")
+        assert fit_py.sha256[:16] in lineage and "scale = 1.5" in lineage and "model.json (model)" in lineage
+        # the log tab holds what the stages printed, the trend the run's metric
+        assert main.detail.log.run_id == run.id
+        assert main.query_one("TrendLine").values == (0.75,)
+        assert main.projects.rows["tiny"].last_status == "succeeded"
+
+
+@asyncio_test
+async def test_runs_started_elsewhere_show_and_the_newest_is_followed(workspace):
+    session = WorkbenchSession(workspace, runner="local")
+    session.run("tiny")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot, runs=1)
+        await pilot.press("r")
+        run = await finished_run(pilot, main, 2)
+        assert main.table.cursor == 0 and main.table.current.id == run.id
+        assert run.reused == 2  # nothing changed: both stages reused
+
+
+@asyncio_test
+async def test_filter_with_slash(workspace):
+    session = WorkbenchSession(workspace, runner="local")
+    session.run("tiny")
+    session.run("tiny", trigger=Trigger.WATCH)
+    session.run("tiny")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot, runs=3)
+        await pilot.press("tab", "slash")
+        assert app.focused.id == "filter"
+        await pilot.press(*"watch")
+        await wait_for(pilot, lambda: main.table.match == "watch" and main.table.loaded and main.table.total == 1,
+                       what="the filtered listing")
+        assert main.table.current.trigger == "watch"
+        assert "matching “watch”" in main.query_one("#runs-pane").border_title
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: main.table.match is None and main.table.total == 3, what="the filter cleared")
+
+
+@asyncio_test
+async def test_help_screen_lists_every_binding_and_keys_are_remappable(workspace, private_config):
+    private_config.mkdir(parents=True)
+    (private_config / "config.toml").write_text('[keys]\nrun_now = "f5"\n')
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for action in ACTIONS:
+            assert action.id in text, action.id
+            assert action.description[:40] in text, action.description
+        assert "F5" in text and key_display("question_mark,f1") == "? F1"
+        await pilot.press("escape")
+        assert app.screen is main
+        await pilot.press("r")  # no longer bound
+        await pilot.pause(0.3)
+        assert main.table.total == 0 and not main.live
+        await pilot.press("f5")
+        await finished_run(pilot, main, 1)
+        # every action is in the command palette too
+        titles = [c.title for c in app.get_system_commands(main)]
+        assert len([t for t in titles if t not in ("Screenshot", "Maximize", "Minimize")]) == len(ACTIONS)
+
+
+@asyncio_test
+async def test_cancel_key_cancels_a_slow_run(workspace):
+    (workspace / "tiny" / "data.txt").write_text("slow\n")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any(l.current_stage == "prep" for l in main.live.values()), what="prep running")
+        run_id = next(iter(main.live))
+        await wait_for(pilot, lambda: ("prep", "sleeping") in main.live[run_id].log, what="the log line")
+        await pilot.press("c")
+        run = await finished_run(pilot, main, 1)
+        assert run.id == run_id and run.status == "cancelled"
+        assert app.session.get_run(run_id).status is RunStatus.CANCELLED
+
+
+@asyncio_test
+async def test_watch_triggered_run_appears_live(workspace):
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: main.projects.rows["tiny"].watching and app.watch.is_watching("tiny"),
+                       what="watching")
+        await pilot.pause(0.3)  # the watcher takes its starting hashes
+        (workspace / "tiny" / "params.toml").write_text("[fit]\nscale = 0.5\n")
+        run = await finished_run(pilot, main, 1)
+        assert run.trigger == "watch" and run.status == "succeeded" and run.primary_metric == 0.25
+        assert any("params.toml changed" in note for _sev, note, _title in app.notes)
+        stored = app.session.get_run(run.id)
+        assert stored.changed_paths == ["params.toml"]
+        await pilot.press("w")
+        await wait_for(pilot, lambda: not main.projects.rows["tiny"].watching, what="unwatched")
+
+
+@asyncio_test
+async def test_diff_screen_shows_a_params_change(workspace):
+    session = WorkbenchSession(workspace, runner="local")
+    first = session.run("tiny")
+    (workspace / "tiny" / "params.toml").write_text("[fit]\nscale = 0.5\n")
+    second = session.run("tiny")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot, runs=2)
+        await pilot.press("tab", "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
+        diff = app.screen.diff
+        assert (diff.base, diff.run) == (first.id, second.id)
+        assert [(c.name, c.before, c.after) for c in diff.params] == [("fit.scale", "1.5", "0.5")]
+        assert [c.name for c in diff.code] == ["params.toml"]
+        assert "-scale = 1.5" in diff.text_diffs["params.toml"] and "+scale = 0.5" in diff.text_diffs["params.toml"]
+        text = screen_text(app)
+        assert "fit.scale" in text and "1.5 → 0.5" in text and "+scale = 0.5" in text
+        await pilot.press("escape")
+        # mark the newest, move to the older one: d now compares against the mark
+        await pilot.press("m", "down", "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
+        assert (app.screen.diff.base, app.screen.diff.run) == (second.id, first.id)
+
+
+# -- themes and config ------------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_theme_switch_from_the_palette_is_remembered(workspace, private_config):
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot)
+        assert app.theme == "workbench-dark"
+        await pilot.press("t")
+        await pilot.press(*"workbench-light")
+        await wait_for(pilot, lambda: "workbench-light" in screen_text(app), what="the theme in the palette")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "workbench-light", what="the light theme")
+        config = private_config / "config.toml"
+        await wait_for(pilot, lambda: config.exists() and 'theme = "workbench-light"' in config.read_text(),
+                       what="the theme saved")
+    again = make_app(workspace)
+    async with again.run_test(size=SIZE) as pilot:
+        await opened(pilot)
+        assert again.theme == "workbench-light"
+
+
+@asyncio_test
+async def test_a_malformed_theme_is_one_notification_and_the_app_runs_on(workspace, private_config):
+    themes = private_config / "themes"
+    themes.mkdir(parents=True)
+    (themes / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    (themes / "mine.json").write_text('{"name": "mine", "primary": "#ff8800", "dark": true}')
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        about_themes = [n for n in app.notes if "theme" in n[1]]
+        assert len(about_themes) == 1
+        severity, message, _title = about_themes[0]
+        assert severity == "error" and "broken.toml" in message and "primary" in message and "not-a-colour" in message
+        assert "mine" in app.available_themes and "broken" not in app.available_themes
+        app.theme = "mine"
+        await pilot.press("r")
+        await finished_run(pilot, main, 1)
+
+
+# -- errors stay on screen ----------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_broken_manifest_and_store_errors_are_shown_not_raised(workspace):
+    broken = workspace / "broken"
+    broken.mkdir()
+    (broken / "workbench.toml").write_text('[project]\nname = "broken"\n[stages.a]\ncomand = "x"\n')
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        assert main.projects.rows["broken"].error
+        main.projects.highlighted = list(main.projects.rows).index("broken")
+        await pilot.pause(0.2)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("fix the manifest" in n[1] for n in app.notes), what="the refusal")
+        assert "manifest invalid" in screen_text(app)
+
+    (workspace / ".workbench" / "lineage.duckdb").write_bytes(b"this is not a database" * 100)
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        await wait_for(pilot, lambda: any(n[0] == "error" for n in app.notes), what="an error notification")
+        await wait_for(pilot, lambda: main.table.error is not None or "✗" in screen_text(app), what="the pane error")
+        await pilot.press("question_mark")  # still answering keys
+        assert isinstance(app.screen, HelpScreen)
+
+
+@asyncio_test
+async def test_quit_asks_while_a_run_is_in_flight(workspace):
+    (workspace / "tiny" / "data.txt").write_text("slow\n")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: main.busy_projects() == ["tiny"], what="the run in flight")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the question")
+        await pilot.press("n")
+        assert app.screen is main and app.is_running
+    # leaving the app cancels and records the run in flight
+    run = WorkbenchSession(workspace, runner="local").runs("tiny")[0]
+    assert run.status == "cancelled"
+
+
+def test_event_bridge_batches_log_lines_in_order():
+    from workbench.core.events import RunStarted, StageLog, StageProgress
+    from workbench.ui.messages import EventBridge, LogLines, ServiceEvent
+
+    posted = []
+
+    class Target:
+        def post_message(self, message):
+            posted.append(message)
+            return True
+
+    bridge = EventBridge(Target())
+    bridge(RunStarted(1, "p", ("a",), "local", "manual"))
+    for i in range(1000):
+        bridge(StageLog(1, "a", f"line {i}"))
+        if i % 100 == 0:
+            bridge(StageProgress(1, "a", i, 1000, "rows"))
+    assert len(posted) == 1  # one wake-up for the whole burst
+    bridge._last_drain = 0
+    assert bridge.drain() is None
+    messages = posted[1:]
+    assert [type(m) for m in messages] == [ServiceEvent, LogLines, ServiceEvent]
+    assert [line for _s, line in messages[1].lines] == [f"line {i}" for i in range(1000)]
+    assert messages[2].event.done == 900  # progress coalesced to the latest
+
+
+def test_the_ui_imports_no_io_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, pkgutil, importlib, workbench.ui as ui\n"
+            "import workbench.ui.app, workbench.ui.screens.main\n"
+            "for m in pkgutil.walk_packages(ui.__path__, 'workbench.ui.'): importlib.import_module(m.name)\n"
+            "print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not {"duckdb", "docker", "mlflow", "lightgbm"} & set(loaded)
+
+
+def test_cli_without_a_command_opens_the_tui(monkeypatch, workspace):
+    from workbench.cli import main as cli
+
+    opened_on = []
+    monkeypatch.setattr("workbench.cli.commands.cmd_tui",
+                        lambda args, printer, ws: opened_on.append((args.command, ws, args.runner)) or 0)
+    assert cli.main(["-w", str(workspace)]) == 0
+    assert opened_on == [("tui", workspace, "auto")]
+
+

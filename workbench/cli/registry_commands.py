@@ -1,0 +1,288 @@
+"""`workbench models | promote | rollback | history | mirror`: the model registry from the shell.
+
+A promotion or rollback shows its decision first (every rule with its numbers, the gates, the
+champion/challenger comparison), asks on a terminal (or takes --yes), then applies it against
+the alias holder it showed: if another process moved the alias in between, it is refused.
+A refusal exits with 4. After a command that queued something for MLflow, a detached process
+sends it (see workbench.services.mirror), so the command itself never waits for MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.cli.render import Printer, fmt_metric
+from workbench.core.serialize import to_jsonable
+from workbench.services.session import WorkbenchSession
+
+EXIT_OK, EXIT_NOT_DONE, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 3, 4
+RULE_NAMES = {
+    "not_current": "not there already", "run_succeeded": "run succeeded", "gates_passed": "gates passed",
+    "model_intact": "model file intact", "staged_first": "staged first", "champion": "champion/challenger",
+    "reproduced": "reproduced", "alias_unchanged": "alias unchanged", "rollback_target": "rollback target",
+}
+STATUS_STYLE = {"production": "bold green", "staging": "cyan", "archived": "dim", "registered": ""}
+
+
+def _session(workspace: Path, printer: Printer) -> WorkbenchSession:
+    return WorkbenchSession(workspace, notice=printer.notice)
+
+
+def cmd_models(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer)
+    project = session.project(args.project)
+    registry = session.registry
+    versions = registry.models(project.name)
+    if args.json:
+        printer.json([to_jsonable(v) | {"status": v.status, "gates_passed": v.gates_passed} for v in versions])
+        return EXIT_OK
+    con = printer.out
+    if not versions:
+        con.print(f"{escape(project.name)} has no model versions yet: a successful run of the whole pipeline whose "
+                  "stage logs its model (wb.log_artifact(name, kind=\"model\")) registers one")
+        return EXIT_OK
+    metric = project.manifest.primary_metric
+    reproduced = any(v.reproduced_by for v in versions)
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
+    columns = [("version", "right"), ("status", "left"), ("run", "right"), ("created", "left"),
+               (metric or "primary", "right"), ("gates", "left"), ("model", "left")]
+    for col, justify in columns + ([("reproduced", "left")] if reproduced else []):
+        # Only the model column gives way on a narrow terminal.
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
+                         min_width=None if col == "model" else len(col))
+    for v in versions:
+        passed = sum(g.passed is True for g in v.gates)
+        failed = len(v.gates) - passed
+        gates = f"[green]{passed}✓[/]" + (f" [red]{failed}✗[/]" if failed else "") if v.gates else "—"
+        style = STATUS_STYLE.get(v.status, "")
+        status = " + ".join(v.aliases) if v.aliases else v.status
+        row = [str(v.version), f"[{style}]{status}[/]" if style else status, str(v.run_id),
+               v.created_at.astimezone().strftime("%m-%d %H:%M"), fmt_metric(v.primary_value), gates,
+               f"{escape(v.artifact_name)} {v.sha256[:8]}"]
+        table.add_row(*row + ([f"run {v.reproduced_by}" if v.reproduced_by else "—"] if reproduced else []))
+    con.print(table)
+    con.print(f"[dim]{escape(registry.mirror_status().summary)}[/]")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer)
+    project = session.project(args.project).name
+    registry = session.registry
+    preview = registry.promote(project, args.version, args.to, reason=args.reason or "", dry_run=True)
+    if args.dry_run:
+        _show(printer, preview, args.json)
+        return EXIT_OK if preview.allowed else EXIT_REFUSED
+    if preview.allowed and not args.yes:
+        if not args.json:
+            show_decision(printer, preview)
+        if not _confirm(printer, f"Promote version {args.version} of {project} to {preview.alias}?",
+                        f"promoting version {args.version} of {project} to {preview.alias}"):
+            return EXIT_NOT_DONE if sys.stdin.isatty() else EXIT_BAD_INPUT
+        shown = True
+    else:
+        shown = False
+    decision = registry.promote(project, args.version, args.to, reason=args.reason or "",
+                                expected_from=preview.from_version)
+    _show(printer, decision, args.json, details=not shown or not decision.allowed)
+    registry.request_mirror_sync()
+    return EXIT_OK if decision.applied else EXIT_REFUSED
+
+
+def cmd_rollback(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer)
+    project = session.project(args.project).name
+    registry = session.registry
+    preview = registry.rollback(project, to_version=args.to, alias=args.alias, reason=args.reason or "", dry_run=True)
+    if args.dry_run:
+        _show(printer, preview, args.json)
+        return EXIT_OK if preview.allowed else EXIT_REFUSED
+    if preview.allowed and not args.yes:
+        if not args.json:
+            show_decision(printer, preview)
+        if not _confirm(printer, f"Roll {preview.alias} of {project} back to version {preview.version}?",
+                        f"rolling {preview.alias} of {project} back to version {preview.version}"):
+            return EXIT_NOT_DONE if sys.stdin.isatty() else EXIT_BAD_INPUT
+        shown = True
+    else:
+        shown = False
+    decision = registry.rollback(project, to_version=args.to, alias=args.alias, reason=args.reason or "",
+                                 expected_from=preview.from_version)
+    _show(printer, decision, args.json, details=not shown or not decision.allowed)
+    registry.request_mirror_sync()
+    return EXIT_OK if decision.applied else EXIT_REFUSED
+
+
+def cmd_history(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    session = _session(workspace, printer)
+    project = session.project(args.project).name
+    registry = session.registry
+    if args.verify:
+        rows, broken = registry.verify_history()
+        if args.json:
+            printer.json({"rows": rows, "intact": broken is None, "first_broken_id": broken})
+        elif broken is None:
+            printer.out.print(f"[green]✓[/] audit trail intact: {rows} rows, each hash matches the row before it")
+        else:
+            printer.out.print(f"[red]✗[/] audit trail altered at row {broken} (of {rows}): "
+                              "a row was edited or removed")
+        return EXIT_OK if broken is None else EXIT_NOT_DONE
+    entries = registry.history(project, limit=args.limit if args.limit > 0 else 1 << 62)
+    if args.json:
+        printer.json(entries)
+        return EXIT_OK
+    if not entries:
+        printer.out.print(f"no promotions, rollbacks or refusals recorded for {escape(project)} yet")
+        return EXIT_OK
+    con = printer.out
+    for e in entries:
+        colour = {"promote": "green", "rollback": "yellow", "refuse": "red"}.get(e.action, "white")
+        if e.action == "refuse":
+            what = (f"{e.request} {e.alias}" + (f" to version {e.version}" if e.version is not None else "")
+                    + f" · {e.alias} stays with {_holder(e.from_version)}")
+        else:
+            what = f"{e.alias}: {_holder(e.from_version)} → version {e.to_version}"
+        con.print(f"[bold]#{e.id}[/] {e.at.astimezone():%Y-%m-%d %H:%M:%S} {escape(e.actor)} "
+                  f"[{colour}]{e.action}[/] {what}")
+        if e.action == "refuse":
+            con.print(f"    {escape(e.message)}")
+        c = e.comparison
+        if c and c.get("champion_value") is not None and c.get("challenger_value") is not None:
+            con.print(f"    {escape(c['metric'])} {fmt_metric(c['challenger_value'])} vs "
+                      f"{fmt_metric(c['champion_value'])} (production version {c['champion_version']}): "
+                      f"{c['verdict']} ({c['delta']:+.4g}, tolerance {c['tolerance']:g})")
+        if e.reason:
+            con.print(f"    reason: {escape(e.reason)}")
+    return EXIT_OK
+
+
+def cmd_mirror(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    if args.mirror_command == "sync" and args.background:
+        # The detached process the other commands start: quiet, and gone at once if another
+        # process is already syncing.
+        from workbench.services.mirror import MirrorService
+
+        session = WorkbenchSession(workspace)
+        mirror: MirrorService = session.registry.mirror
+        mirror.sync_in_background(budget_s=args.timeout if args.timeout else 300.0)
+        return EXIT_OK
+    session = _session(workspace, printer)
+    registry = session.registry
+    if args.mirror_command == "sync":
+        report = registry.drain_mirror(timeout_s=args.timeout or 60.0)
+        status = registry.mirror_status()
+        if args.json:
+            printer.json({"report": report, "status": status})
+        else:
+            mark = "[green]✓[/]" if report.pending == 0 else "[yellow]![/]"
+            printer.out.print(f"{mark} sent {report.sent} item(s) to {escape(status.tracking_uri)} in "
+                              f"{report.seconds:.1f} s; {report.pending} pending"
+                              + (f"; error: {escape(report.error)}" if report.error else ""))
+        return EXIT_OK if report.pending == 0 else EXIT_NOT_DONE
+    status = registry.mirror_status()
+    if args.json:
+        printer.json(status)
+        return EXIT_OK
+    colour = {"in_sync": "green", "pending": "yellow", "error": "red", "off": "dim"}[status.state]
+    printer.out.print(f"[{colour}]{escape(status.summary)}[/]")
+    printer.out.print(f"tracking URI  {escape(status.tracking_uri)}")
+    if status.last_synced_at:
+        printer.out.print(f"last sent     {status.last_synced_at.astimezone():%Y-%m-%d %H:%M:%S}")
+    if status.last_error:
+        printer.out.print(f"last error    {status.last_error_at.astimezone():%Y-%m-%d %H:%M:%S}  "
+                          f"{escape(status.last_error)}")
+    if status.next_attempt_at and status.pending:
+        printer.out.print(f"next attempt  {status.next_attempt_at.astimezone():%H:%M:%S} "
+                          "(or now: `workbench mirror sync`)")
+    if status.tracking_uri.startswith("sqlite:"):
+        printer.out.print(f"[dim]open it: mlflow ui --backend-store-uri {escape(status.tracking_uri)}[/]")
+    return EXIT_OK
+
+
+def after_run(printer: Printer, session: WorkbenchSession, quiet: bool = False) -> None:
+    """After `workbench run` printed its result: say which model version the run's model is.
+    (The session has already started the detached MLflow sync.)"""
+    registration = session.last_registration
+    if registration and registration[0] is not None and not quiet:
+        version, created = registration
+        if created:
+            printer.out.print(f"[bold]model[/] registered as version {version.version} of "
+                              f"{escape(version.project)} (`workbench promote {escape(version.project)} "
+                              f"{version.version} --to staging`)")
+        else:
+            where = f" ({' + '.join(version.aliases)})" if version.aliases else ""
+            printer.out.print(f"[bold]model[/] unchanged: version {version.version}{where}")
+
+
+# -- showing decisions ----------------------------------------------------------------------
+
+def _show(printer: Printer, decision, as_json: bool, details: bool = True) -> None:
+    if as_json:
+        printer.json(decision.as_dict())
+        return
+    if details:
+        show_decision(printer, decision)
+    con = printer.out
+    if decision.applied:
+        con.print(f"[green]✓[/] {escape(decision.message)} · audit #{decision.audit_id}")
+    elif decision.audit_id is not None:
+        con.print(f"[red]✗ refused[/] · audit #{decision.audit_id}: {escape(decision.message)}")
+    elif not decision.allowed:
+        con.print(f"[red]✗ would be refused[/]: {escape(decision.message)}")
+    else:
+        con.print(f"[green]✓[/] {escape(decision.message)}")
+
+
+def show_decision(printer: Printer, decision) -> None:
+    """Every rule, the gates and the champion/challenger numbers: what a confirmation shows."""
+    con = printer.out
+    holder = _holder(decision.from_version)
+    if decision.action == "rollback":
+        target = f" → version {decision.version}" if decision.version is not None else ""
+        con.print(f"[bold]roll back {escape(decision.project)} {decision.alias}: {holder}{target}[/]")
+    else:
+        con.print(f"[bold]promote {escape(decision.project)} version {decision.version} → {decision.alias}[/] "
+                  f"(held by {holder})")
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+    table.add_column("rule")
+    table.add_column("")
+    table.add_column("detail")
+    for check in decision.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        table.add_row(RULE_NAMES.get(check.rule, check.rule), mark, escape(check.detail))
+    con.print(table)
+    if decision.gates:
+        gates = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+        gates.add_column("gate")
+        gates.add_column("")
+        gates.add_column("detail")
+        for g in decision.gates:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[g.passed]
+            gates.add_row(escape(g.rule), mark, escape(g.detail))
+        con.print(gates)
+    c = decision.comparison
+    if c is not None and c.champion_version is not None:
+        delta = "—" if c.delta is None else f"{c.delta:+.4g}"
+        con.print(f"champion/challenger on {escape(c.metric)} ({c.goal}): version {c.challenger_version} "
+                  f"{fmt_metric(c.challenger_value)} vs production version {c.champion_version} "
+                  f"{fmt_metric(c.champion_value)} · Δ {delta} · tolerance {c.tolerance:g} → {c.verdict}")
+
+
+def _confirm(printer: Printer, question: str, doing: str) -> bool:
+    if not sys.stdin.isatty():
+        printer.error(f"{doing} needs confirmation, and there is no terminal to ask on: pass --yes")
+        return False
+    answer = printer.out.input(f"{escape(question)} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        printer.out.print("nothing changed")
+        return False
+    return True
+
+
+def _holder(version: int | None) -> str:
+    return "nobody" if version is None else f"version {version}"

@@ -1,0 +1,96 @@
+"""`workbench watch PROJECT [PROJECT...]`: rerun what each file change affects, until Ctrl-C.
+
+Ctrl-C (or SIGTERM) stops cleanly: the watchers stop, runs in flight are cancelled (their
+containers or processes stopped) and recorded as cancelled, a one-line summary is printed, and
+the exit code is 130, as for any interrupted command. Nothing is left marked running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+from rich.markup import escape
+
+from workbench.cli.render import Printer
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import RunEvent, RunFinished
+from workbench.services.session import WorkbenchSession
+
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.services.watch import WatchService
+
+    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    names = list(args.projects)
+    if not names:
+        for ref in session.projects():
+            if ref.error:
+                printer.notice(f"not watching {ref.name}: {ref.error}")
+            elif ref.manifest.watch.enabled:
+                names.append(ref.name)
+        if not names:
+            printer.error(f"no project to watch in {session.workspace.root} "
+                          "(none found, or all have watch.enabled = false)")
+            return EXIT_BAD_INPUT
+    else:
+        for name in names:
+            session.project(name)  # a bad name or manifest fails before anything starts
+
+    report = session.recover()
+    if report.interrupted_runs:
+        printer.notice(f"marked run(s) {', '.join(map(str, report.interrupted_runs))} interrupted: "
+                       "the workbench that ran them stopped")
+    if report.removed_containers:
+        printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
+    printer.show_logs = not args.quiet
+
+    outcomes: Counter[str] = Counter()
+    print_lock = threading.Lock()  # events come from one thread per project and per run
+
+    def on_event(event: RunEvent) -> None:
+        with print_lock:
+            if isinstance(event, RunFinished):
+                outcomes[str(event.record.status)] += 1
+            printer.event(event)
+
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    service = WatchService(session, on_event, debounce_ms=args.debounce_ms)
+    stop = threading.Event()
+    try:
+        for name in names:
+            service.watch(name)
+        with print_lock:
+            printer.out.print(f"[bold]watching[/] {escape(', '.join(service.watched()))} · runner "
+                              f"{session.runner.name} · a change reruns what it affects · Ctrl-C to stop")
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+    except WorkbenchError:
+        _close(service)
+        raise
+    _close(service)
+    signal.signal(signal.SIGTERM, previous_term)
+    runs = sum(outcomes.values())
+    detail = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
+    printer.out.print(f"stopped watching · {runs} run{'s' if runs != 1 else ''}" + (f" ({detail})" if detail else ""))
+    return EXIT_INTERRUPTED
+
+
+def _close(service) -> None:
+    """Cancel and record runs in flight; a second Ctrl-C must not cut that short."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        service.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)

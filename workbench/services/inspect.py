@@ -1,0 +1,77 @@
+"""Read-only views of recorded runs that a front end shows: run diffs and validation reports.
+
+The TUI's diff screen and validation tab call these (from worker threads); a script can too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.adapters.files import ObjectStore
+from workbench.core.model import RunRecord
+from workbench.core.rundiff import RunDiff, diff_runs
+from workbench.services.session import WorkbenchSession
+
+MAX_TEXT_BYTES = 512 * 1024
+"""Files larger than this get a hash comparison only, no text diff."""
+MAX_DIFF_LINES = 400
+REPORT_KINDS = ("validation_report", "report")
+
+
+def compare_runs(session: WorkbenchSession, base_id: int, run_id: int) -> RunDiff:
+    """How run `run_id` differs from run `base_id`, with unified diffs of changed text files
+    (read from the workspace's content-addressed store, so later edits do not matter)."""
+    base, run = session.get_run(base_id), session.get_run(run_id)
+    diff = diff_runs(base, run)
+    objects = ObjectStore(session.workspace.state_dir)
+    for change in diff.code:
+        if change.kind != "changed":
+            continue
+        before = _text(objects.object_path(change.before))
+        after = _text(objects.object_path(change.after))
+        if before is None or after is None:
+            continue
+        lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(),
+                                          f"run {base_id}/{change.name}", f"run {run_id}/{change.name}",
+                                          lineterm="", n=2))
+        if len(lines) > MAX_DIFF_LINES:
+            lines = lines[:MAX_DIFF_LINES] + [f"… {len(lines) - MAX_DIFF_LINES} more lines"]
+        diff.text_diffs[change.name] = lines
+    return diff
+
+
+def _text(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            return None
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # gone from the store, or not text: the hashes still say it changed
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    stage: str
+    artifact: str
+    content: dict | None
+    """The report as its stage wrote it (JSON), or None when it cannot be read."""
+    problem: str = ""
+
+
+def validation_report(record: RunRecord) -> ValidationReport | None:
+    """The run's validation report: the artifact a stage logged with kind `validation_report`
+    (or `report`); None when no stage wrote one."""
+    for stage in record.stages:
+        for artifact in stage.artifacts:
+            if artifact.kind in REPORT_KINDS:
+                try:
+                    content = json.loads(Path(artifact.path).read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    return ValidationReport(stage.stage, artifact.name, None, f"cannot read {artifact.path}: {exc}")
+                if not isinstance(content, dict):
+                    return ValidationReport(stage.stage, artifact.name, None, "the report is not a JSON object")
+                return ValidationReport(stage.stage, artifact.name, content)
+    return None

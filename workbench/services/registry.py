@@ -1,0 +1,301 @@
+"""The model registry use cases: register versions, promote, roll back, list, audit, mirror.
+
+Both front ends call this (the CLI through `workbench models|promote|rollback|history|mirror`,
+the TUI directly). The policy is decided by workbench.core.promotion inside the registry
+store's transaction; this layer adds what needs the file system: the deploy pointer (the model
+file is verified and copied before the transaction, and the pointer switched after it commits,
+under a per-project lock so pointers switch in commit order) and the MLflow outbox's drain.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench.adapters.deploy import DeployPointers, ModelCheck
+from workbench.adapters.duckdb_registry import UNCHECKED, AliasFacts, DuckDBRegistryStore, UncheckedType
+from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.core.errors import WorkbenchError
+from workbench.core.manifest import Manifest
+from workbench.core.model import RunRecord, RunStatus, StageStatus, Trigger
+from workbench.core.promotion import (
+    ALIASES, Alias, Check, Decision, VersionFacts, decide_promotion, rollback_target, with_checks,
+)
+from workbench.core.registry import AuditEntry, DrainReport, MirrorStatus, ModelVersion
+from workbench.services.mirror import MirrorService, inputs_digest, run_payload
+from workbench.services.workspace import Workspace, load_manifest
+
+__all__ = ["RegistryService", "UNCHECKED"]
+
+
+def current_user() -> str:
+    """Who the audit trail names: $WORKBENCH_USER (for bots and CI), else the login name."""
+    name = os.environ.get("WORKBENCH_USER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+class RegistryService:
+    def __init__(self, workspace: Workspace, lineage: DuckDBLineageStore, mlflow_uri: str | None = None,
+                 mirror_target=None):
+        """`mlflow_uri` overrides $WORKBENCH_MLFLOW_URI; `mirror_target(uri)` replaces MLflow (tests)."""
+        self.workspace = workspace
+        self.store = DuckDBRegistryStore(lineage)
+        self.lineage = lineage
+        self.deploy = DeployPointers(workspace.state_dir / "deploy")
+        self.mirror = MirrorService(self.store, workspace.state_dir, mlflow_uri, mirror_target)
+
+    # -- registering -----------------------------------------------------------------------
+
+    def after_run(self, record: RunRecord, manifest: Manifest) -> tuple[ModelVersion | None, bool]:
+        """Queue a finished run for MLflow and register its model as a version.
+
+        A version is registered when the run succeeded, ran the whole pipeline (a `--stage`
+        run may lack the metrics the gates need) and logged an artifact of the manifest's
+        model kind; a `reproduce` run only checks an existing version. The same model file is
+        one version: a rerun that reuses it returns the existing one. Returns (version or
+        None, whether it was created now).
+        """
+        model, stage = _model_artifact(record, manifest.promotion.model_artifact_kind)
+        payload = run_payload(record, manifest.primary_metric, model, stage.stage if stage else None)
+        draft = None
+        complete = {s.stage for s in record.stages} == set(manifest.stages)
+        if (model is not None and record.status is RunStatus.SUCCEEDED and complete
+                and record.trigger is not Trigger.REPRODUCE):
+            metrics = record.metrics
+            draft = ModelVersion(
+                project=record.project, version=0, run_id=record.id, created_at=datetime.now(timezone.utc),
+                stage=stage.stage, artifact_name=model.name, artifact_path=model.path, sha256=model.sha256,
+                size=model.size, run_status=str(record.status), run_reason=record.reason, metrics=metrics,
+                params={k: v for s in record.stages for k, v in s.params.items()}, gates=tuple(record.gates),
+                primary_metric=manifest.primary_metric,
+                primary_value=metrics.get(manifest.primary_metric) if manifest.primary_metric else None,
+                snapshot_id=record.snapshot_id, image_id=record.image_id, manifest_hash=record.manifest_hash,
+                data_fingerprints={d.path: d.fingerprint for d in record.datasets},
+                inputs_digest=inputs_digest(record),
+            )
+        version, created = self.store.record_run(record.project, record.id, payload, draft,
+                                                 cache_key=stage.cache_key if stage else "")
+        if created and version is not None and manifest.promotion.auto_staging and record.gates_passed:
+            self.promote(record.project, version.version, Alias.STAGING,
+                         reason=f"[promotion] auto_staging: run {record.id} passed every gate",
+                         user="workbench (auto_staging)")
+        return version, created
+
+    def catch_up(self) -> list[int]:
+        """Register and queue runs a stopped workbench recorded but never registered."""
+        done = []
+        for run_id, project_path in self.store.unrecorded_runs():
+            try:
+                manifest, _ = load_manifest(Path(project_path))
+                self.after_run(self.lineage.get_run(run_id), manifest)
+            except WorkbenchError:
+                continue  # project gone or manifest broken: the run stays as it is
+            done.append(run_id)
+        return done
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def models(self, project: str) -> list[ModelVersion]:
+        """The project's versions, newest first, each with its aliases (`status`)."""
+        name = self._manifest(project).name
+        self.catch_up()
+        return self.store.list_versions(name)
+
+    def version(self, project: str, version: int) -> ModelVersion:
+        return self.store.get_version(self._manifest(project).name, version)
+
+    def version_for_run(self, project: str, run_id: int) -> ModelVersion | None:
+        """The version a run's model file is, registered by that run or an earlier one."""
+        manifest = self._manifest(project)
+        return self.store.version_for_run(manifest.name, run_id, manifest.promotion.model_artifact_kind)
+
+    def aliases(self, project: str) -> dict[str, int]:
+        return self.store.aliases(self._manifest(project).name)
+
+    def history(self, project: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Audit rows, newest first: every promotion, rollback and refusal."""
+        name = self._manifest(project).name if project else None
+        return self.store.history(name, limit)
+
+    def verify_history(self) -> tuple[int, int | None]:
+        """(rows checked, id of the first row whose hash does not match, or None)."""
+        return self.store.verify_history()
+
+    def deployed(self, project: str, alias: str) -> dict | None:
+        """The deploy pointer's metadata for the alias (what a serving process would load)."""
+        return self.deploy.current(self._manifest(project).name, _alias(alias))
+
+    # -- promoting ---------------------------------------------------------------------------
+
+    def promote(self, project: str, version: int, to: str, reason: str = "", user: str | None = None,
+                dry_run: bool = False, expected_from: int | None | UncheckedType = UNCHECKED) -> Decision:
+        """Move `to` (staging or production) to `version`, if the policy allows it.
+
+        With `dry_run`, only say what would happen (nothing is written or audited): the TUI
+        shows that decision (gates, champion/challenger) for confirmation, then calls again with
+        `expected_from=decision.from_version`, so that if the alias moved in between, the
+        promotion is refused ("moved meanwhile") rather than replacing a version nobody saw.
+        A refusal is returned (and audited), not raised: look at `decision.allowed`.
+        """
+        manifest = self._manifest(project)
+        name, alias = manifest.name, _alias(to)
+        self.catch_up()
+        mv = self.store.get_version(name, version)
+
+        def decide(candidate: VersionFacts | None, facts: AliasFacts, check: ModelCheck) -> Decision:
+            candidate = replace(candidate, model_intact=check.ok, model_problem=check.problem)
+            return decide_promotion(name, candidate, alias, facts.holder, facts.champion, manifest.gates,
+                                    manifest.promotion, manifest.primary_metric, manifest.primary_metric_goal)
+
+        if dry_run:
+            check = self.deploy.check(mv.artifact_path, mv.sha256, mv.version, mv.run_id)
+            return self.store.preview(name, alias, version, lambda c, f: decide(c, f, check))
+        with self.deploy.locked(name):
+            self._repair_pointers(name)
+            release, check = self.deploy.prepare(name, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
+            try:
+                decision = self.store.apply(name, alias, version, lambda c, f: decide(c, f, check), expected_from,
+                                            user or current_user(), socket.gethostname(), reason)
+            except BaseException:
+                self.deploy.discard(release)
+                raise
+            self._switch(decision, mv, release, user, reason)
+        return decision
+
+    def rollback(self, project: str, to_version: int | None = None, alias: str = "production", reason: str = "",
+                 user: str | None = None, dry_run: bool = False,
+                 expected_from: int | None | UncheckedType = UNCHECKED) -> Decision:
+        """Put the alias back on the version it replaced (or on `to_version`, which must have
+        held it before). Gates and the champion are not re-checked: the target served under
+        this alias already; its model file is verified. Refusals are returned and audited."""
+        manifest = self._manifest(project)
+        name, alias = manifest.name, _alias(alias)
+        preview = self.store.preview(name, alias, None, lambda _c, f: rollback_target(name, alias, f.moves, f.holder,
+                                                                                       to_version))
+        target = preview.version if preview.allowed else None
+        mv = self.store.get_version(name, target) if target is not None else None
+
+        def decide(_candidate, facts: AliasFacts, check: ModelCheck | None) -> Decision:
+            decision = rollback_target(name, alias, facts.moves, facts.holder, to_version)
+            if decision.allowed and check is not None:
+                if decision.version != target:
+                    decision = with_checks(decision, Check("alias_unchanged", False,
+                                                           f"{alias} moved meanwhile: the rollback now goes to "
+                                                           f"version {decision.version}, not {target}; check again"))
+                elif check.ok:
+                    decision = with_checks(decision, Check("model_intact", True,
+                                                           f"model file sha256 {mv.sha256[:12]} verified"))
+                else:
+                    decision = with_checks(decision, Check("model_intact", False, check.problem))
+            return decision
+
+        if dry_run:
+            check = self.deploy.check(mv.artifact_path, mv.sha256, mv.version, mv.run_id) if mv else None
+            return self.store.preview(name, alias, None, lambda c, f: decide(c, f, check))
+        if isinstance(expected_from, UncheckedType):
+            expected_from = preview.from_version
+        with self.deploy.locked(name):
+            self._repair_pointers(name)
+            release, check = (self.deploy.prepare(name, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
+                              if mv else (None, None))
+            try:
+                decision = self.store.apply(name, alias, None, lambda c, f: decide(c, f, check), expected_from,
+                                            user or current_user(), socket.gethostname(), reason)
+            except BaseException:
+                self.deploy.discard(release)
+                raise
+            self._switch(decision, mv, release, user, reason)
+        return decision
+
+    def _switch(self, decision: Decision, mv: ModelVersion | None, release, user: str | None, reason: str) -> None:
+        if not decision.applied or release is None or mv is None:
+            self.deploy.discard(release)
+            return
+        self.deploy.activate(decision.project, decision.alias, release, _metadata(mv, decision, user, reason))
+
+    def _repair_pointers(self, project: str) -> None:
+        """Point each alias's deploy folder at its holder: a workbench that stopped between
+        committing a promotion and switching the pointer leaves them apart."""
+        for alias, holder in self.store.aliases(project).items():
+            current = self.deploy.current(project, alias)
+            if current is not None and current.get("version") == holder:
+                continue
+            mv = self.store.get_version(project, holder)
+            release, check = self.deploy.prepare(project, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
+            if release is None:
+                continue  # the model file is gone: nothing to deploy; the next promotion says so
+            entry = next((e for e in self.store.history(project, 200) if e.alias == alias and e.to_version == holder
+                          and e.action != "refuse"), None)
+            decision = Decision(project=project, alias=alias, version=holder,
+                                action=entry.request if entry else "promote",
+                                from_version=entry.from_version if entry else None, checks=(), applied=True,
+                                audit_id=entry.id if entry else None, at=entry.at.isoformat() if entry else None)
+            self.deploy.activate(project, alias, release,
+                                 _metadata(mv, decision, entry.actor if entry else None, entry.reason if entry else ""))
+
+    # -- the MLflow mirror -------------------------------------------------------------------
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mirror.tracking_uri
+
+    def mirror_status(self) -> MirrorStatus:
+        """in_sync / pending / error / off, with counts and the last error: for a status bar."""
+        return self.mirror.status()
+
+    def drain_mirror(self, timeout_s: float = 60.0, force: bool = True) -> DrainReport:
+        """Send what the outbox holds to MLflow now (blocking; imports mlflow, about 1-2 s)."""
+        self.catch_up()
+        return self.mirror.drain(timeout_s=timeout_s, force=force)
+
+    def request_mirror_sync(self) -> bool:
+        """Start a detached process that drains the outbox, if anything is due (never blocks)."""
+        return self.mirror.start_background_sync(self.workspace.root)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _manifest(self, project: str) -> Manifest:
+        return self.workspace.project(project).manifest
+
+
+def _alias(name: str) -> str:
+    value = str(name).strip().lower()
+    if value not in ALIASES:
+        raise WorkbenchError(f"alias must be {' or '.join(ALIASES)}, got {name!r}")
+    return value
+
+
+def _model_artifact(record: RunRecord, kind: str):
+    """The run's model file: the last stage's artifact of the model kind (stages in order)."""
+    found = (None, None)
+    for stage in record.stages:
+        if stage.status not in (StageStatus.SUCCEEDED, StageStatus.REUSED):
+            continue
+        for artifact in stage.artifacts:
+            if artifact.kind == kind:
+                found = (artifact, stage)
+                break
+    return found
+
+
+def _metadata(mv: ModelVersion, decision: Decision, user: str | None, reason: str) -> dict:
+    """What the deploy folder says about its model: enough to trace it without the workbench."""
+    return {
+        "project": mv.project, "alias": decision.alias, "version": mv.version, "run_id": mv.run_id,
+        "stage": mv.stage, "artifact": mv.artifact_name, "snapshot_id": mv.snapshot_id, "image_id": mv.image_id,
+        "manifest_hash": mv.manifest_hash, "inputs_digest": mv.inputs_digest,
+        "data_fingerprints": mv.data_fingerprints, "metrics": {k: v for k, v in mv.metrics.items() if v == v},
+        "primary_metric": mv.primary_metric, "action": decision.action, "from_version": decision.from_version,
+        "audit_id": decision.audit_id, "promoted_at": decision.at, "promoted_by": user or current_user(),
+        "reason": reason,
+    }
+

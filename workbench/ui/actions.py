@@ -1,0 +1,50 @@
+"""Every one-key action of the app, in one table: the footer, the help screen, the command
+palette and the config's `[keys]` validation all read it, so they cannot disagree.
+
+An action's id is what a user remaps in config (`[keys] run_now = "f5"`); `scope` says which
+object runs it: the main screen (project and run actions) or the app (help, theme, quit).
+The registry issue adds promotion keys here (ids `promote_staging`, `promote_production`,
+`rollback`), handled by a models pane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    key: str
+    """Default key(s), Textual names, comma-separated."""
+    label: str
+    """Short, for the footer."""
+    description: str
+    """For the help screen and the command palette."""
+    scope: str = "screen"
+    show: bool = True
+    key_display: str | None = None
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("run_now", "r", "Run", "Run the selected project now (supersedes a run in flight)"),
+    Action("toggle_watch", "w", "Watch", "Start or stop watching the selected project's files"),
+    Action("cancel_run", "c", "Cancel", "Cancel the selected project's run in flight"),
+    Action("rerun_cold", "R", "Cold", "Rerun the selected run cold, nothing reused, and compare (reproducibility)"),
+    Action("open_diff", "d", "Diff", "Diff code, data and params: selected run against the marked or previous run"),
+    Action("mark_run", "m", "Mark", "Mark the selected run as the diff base (press again to unmark)"),
+    Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/"),
+    Action("switch_theme", "t", "Theme", "Pick a theme (the choice is remembered)", scope="app"),
+    Action("help", "question_mark,f1", "Help", "Show every key and action id", scope="app", key_display="?"),
+    Action("quit", "q", "Quit", "Quit (asks first while a run is in flight)", scope="app"),
+)
+ACTION_IDS: tuple[str, ...] = tuple(a.id for a in ACTIONS)
+BY_ID = {a.id: a for a in ACTIONS}
+
+
+def bindings(scope: str) -> list[Binding]:
+    """Textual bindings for one scope; each carries its action id, so a keymap can remap it."""
+    return [Binding(a.key, a.id, a.label, show=a.show, key_display=a.key_display, id=a.id, tooltip=a.description)
+            for a in ACTIONS if a.scope == scope]

@@ -1,0 +1,147 @@
+"""The Textual workbench. Thin: it wires the services, the themes, the config and the keys;
+the main screen does the rest (workbench/ui/screens/main.py).
+
+    workbench [tui] [WORKSPACE] [--runner auto|docker|local]
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from workbench.services.session import WorkbenchSession
+from workbench.ui.actions import ACTIONS, bindings
+from workbench.ui.config import UiConfig, load_config, save_theme
+from workbench.ui.messages import EventBridge, Notice
+from workbench.ui.screens.confirm import ConfirmScreen
+from workbench.ui.screens.help import HelpScreen
+from workbench.ui.screens.main import MainScreen
+from workbench.ui.themes import DEFAULT_THEME, load_themes, theme_dirs
+
+log = logging.getLogger(__name__)
+PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_run": "Cancel run",
+                  "rerun_cold": "Rerun cold (reproducibility check)", "open_diff": "Open run diff",
+                  "mark_run": "Mark run as diff base", "filter": "Filter runs", "switch_theme": "Switch theme",
+                  "help": "Help: keys", "quit": "Quit"}
+
+
+class WorkbenchApp(App):
+    CSS_PATH = Path(__file__).parent / "workbench.tcss"
+    TITLE = "workbench"
+    BINDINGS = bindings("app")
+
+    def __init__(self, workspace: Path | str, runner: str = "auto", *, config: UiConfig | None = None,
+                 theme_folders: list[Path] | None = None, watch_on_start: bool | None = None,
+                 session: WorkbenchSession | None = None) -> None:
+        super().__init__()
+        self.config = config or load_config()
+        self.problems: list[str] = list(self.config.problems)
+        self.bridge = EventBridge(self)
+        self.session = session or WorkbenchSession(workspace, runner=runner)
+        self.session.notice = self._notice
+        from workbench.services.watch import WatchService
+
+        self.watch = WatchService(self.session, self.bridge)
+        self.watch_on_start = self.config.watch_on_start if watch_on_start is None else watch_on_start
+        self.main_screen = MainScreen(self.session, self.watch, self.bridge, self.watch_on_start)
+        self._load_themes(theme_folders)
+        self.set_keymap(self.config.keys)
+
+    # -- themes -------------------------------------------------------------------------------
+
+    def _load_themes(self, folders: list[Path] | None) -> None:
+        themes = load_themes(folders if folders is not None else theme_dirs())
+        self.problems += themes.problems
+        self.theme_sources = themes.sources
+        for theme in themes.themes.values():
+            self.register_theme(theme)
+        wanted = self.config.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            if self.config.theme:
+                self.problems.append(f"config {self.config.path}: theme: no theme named {wanted!r} "
+                                     f"(themes: {', '.join(sorted(themes.themes)) or 'none'})")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+
+    def _remember_theme(self, theme) -> None:
+        if theme.name == self.config.theme:
+            return
+        self.config.theme = theme.name
+        self.run_worker(lambda: self._save_theme(theme.name), thread=True, group="config", exit_on_error=False)
+
+    def _save_theme(self, name: str) -> None:
+        try:
+            save_theme(self.config.path, name)
+        except OSError as exc:
+            self.post_message(Notice(f"could not remember the theme in {self.config.path}: {exc}", "error"))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        for problem in self.problems:
+            self.notify(problem, title="config", severity="error", timeout=15)
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, title=message.title, severity=message.severity, timeout=8)
+
+    def _notice(self, text: str) -> None:
+        """The session's notices (Docker unreachable, ...) come from worker threads."""
+        self.post_message(Notice(text, "warning"))
+
+    def on_unmount(self) -> None:
+        self.close_services()
+
+    def close_services(self) -> None:
+        """Stop watching and cancel runs in flight (recorded as cancelled). Idempotent."""
+        self.watch.close()
+
+    # -- app-scope actions and the command palette --------------------------------------------
+
+    @property
+    def keymap(self) -> dict[str, str]:
+        return dict(self.config.keys)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.keymap))
+
+    def action_switch_theme(self) -> None:
+        self.search_themes()
+
+    async def action_quit(self) -> None:
+        busy = self.main_screen.busy_projects()
+        if not busy:
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(
+            "Quit while runs are in flight?",
+            f"{', '.join(busy)}: the run in flight is cancelled and recorded as cancelled.", "Quit"), answer)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        main = self.main_screen
+        for action in ACTIONS:
+            key = self.keymap.get(action.id, action.key)
+            help_text = f"{action.description} · key {key} · id {action.id}"
+            if action.scope == "app":
+                callback = getattr(self, f"action_{action.id}")
+            elif screen is main:
+                callback = getattr(main, f"action_{action.id}")
+            else:
+                continue
+            yield SystemCommand(PALETTE_TITLES.get(action.id, action.label), help_text, callback)
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Theme", "Quit", "Keys"):
+                yield command

@@ -1,0 +1,78 @@
+"""How values read on screen: status glyphs, durations, metrics, times. Colours are not here:
+widgets map a status to a component class whose colour is a theme variable."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+GLYPHS = {
+    "succeeded": "✓",
+    "reused": "↺",
+    "failed": "✗",
+    "skipped": "–",
+    "cancelled": "⊘",
+    "superseded": "⇢",
+    "interrupted": "!",
+    "running": "●",
+    "pending": "·",
+}
+TONE = {
+    "succeeded": "good",
+    "reused": "info",
+    "failed": "bad",
+    "interrupted": "bad",
+    "skipped": "muted",
+    "pending": "muted",
+    "cancelled": "warn",
+    "superseded": "warn",
+    "running": "live",
+}
+"""A status's tone; each widget maps a tone to a theme colour ($success, $error, ...)."""
+TONES = ("good", "info", "bad", "muted", "warn", "live")
+
+
+def status_text(status: str) -> str:
+    return f"{GLYPHS.get(str(status), '?')} {status}"
+
+
+def tone(status: str) -> str:
+    return TONE.get(str(status), "muted")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def metric(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.4g}"
+
+
+def when(moment: datetime | None) -> str:
+    """Local time, to the minute: `03-14 09:26`."""
+    if moment is None:
+        return "—"
+    return moment.astimezone().strftime("%m-%d %H:%M")
+
+
+def short_hash(value: str | None, length: int = 12) -> str:
+    if not value:
+        return "—"
+    value = value.removeprefix("sha256:")
+    return value[:length]
+
+
+def gates(passed: int, failed: int) -> str:
+    if not passed and not failed:
+        return "—"
+    return f"✗{failed} ✓{passed}" if failed else f"✓{passed}"

@@ -1,0 +1,72 @@
+"""`?` / F1: every key, its action id (for `[keys]` in config) and what it does."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from workbench.ui.actions import ACTIONS
+
+NAVIGATION = (
+    ("↑ ↓  j k", "move in a list or table"),
+    ("PgUp PgDn  Home End", "page through runs; to the newest or the oldest"),
+    ("Enter", "select (a project: go to its runs)"),
+    ("Tab  Shift+Tab", "next / previous pane"),
+    ("ctrl+p", "command palette: every action, searchable"),
+    ("Esc", "close this screen; clear the filter"),
+)
+KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "Esc", "enter": "Enter", "space": "Space",
+             "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn"}
+
+
+def key_display(keys: str) -> str:
+    """`question_mark,f1` -> `? F1`."""
+    shown = []
+    for key in keys.split(","):
+        key = key.strip()
+        name = KEY_NAMES.get(key)
+        if name is None:
+            name = key.upper() if len(key) > 1 and key[0] == "f" and key[1:].isdigit() else key
+        shown.append(name)
+    return " ".join(shown)
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 96; max-width: 96%; height: auto; max-height: 90%;
+        border: round $primary; background: $panel; padding: 0 1;
+    }
+    """
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help_close")]
+
+    def __init__(self, keymap: dict[str, str]) -> None:
+        super().__init__()
+        self.keymap = keymap
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = "Keys"
+            scroll.border_subtitle = "remap in ~/.config/workbench/config.toml [keys] · Esc closes"
+            yield Static(self._table(), id="help-table")
+
+    def _table(self) -> Table:
+        table = Table(box=None, expand=True, pad_edge=False, header_style="bold")
+        table.add_column("key", no_wrap=True, style="bold")
+        table.add_column("id", no_wrap=True, style="dim")
+        table.add_column("what it does", ratio=1)
+        for action in ACTIONS:
+            table.add_row(key_display(self.keymap.get(action.id, action.key)), action.id, action.description)
+        table.add_row("", "", "")
+        for keys, what in NAVIGATION:
+            table.add_row(keys, Text("—", style="dim"), what)
+        return table
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,74 @@
+"""What the main screen's workers do, on worker threads: plain functions of the services, so
+they are easy to read and to test without an app. Each raises WorkbenchError for the user."""
+
+from __future__ import annotations
+
+from workbench.core.errors import WorkbenchError
+from workbench.services.inspect import validation_report
+from workbench.ui.widgets.projects import ProjectRow
+
+TREND_RUNS = 300
+"""The trend shows at most this many of the newest runs (it draws one bar per run)."""
+
+
+def read_projects(session, watch) -> list[ProjectRow]:
+    rows = []
+    for ref in session.projects():
+        if ref.error:
+            rows.append(ProjectRow(ref.name, str(ref.path), error=str(ref.error)))
+            continue
+        manifest = ref.manifest
+        last = session.runs(str(ref.path), limit=1)
+        aliases = read_aliases(session, ref.name)
+        rows.append(ProjectRow(
+            ref.name, str(ref.path), primary_metric=manifest.primary_metric,
+            maximize=getattr(manifest, "primary_metric_goal", "maximize") != "minimize",
+            watching=watch.is_watching(ref.name), busy=watch.busy(ref.name),
+            last_status=last[0].status if last else None,
+            production=aliases.get("production"), staging=aliases.get("staging")))
+    return rows
+
+
+def read_aliases(session, project: str) -> dict[str, int]:
+    """Which versions hold production and staging; empty while the registry has none (or the
+    registry is not there: the projects pane then shows "—")."""
+    try:
+        return dict(session.registry.aliases(project))
+    except (WorkbenchError, AttributeError, ImportError):
+        return {}
+
+
+def start_services(session, watch, watch_on_start: bool) -> tuple[str, list[int], list[str]]:
+    """Make the runner (Docker or local), settle what a dead workbench left running, and
+    watch the projects whose manifest asks for it. Returns (runner, interrupted runs, problems)."""
+    runner = session.runner.name
+    report = session.recover()
+    problems = []
+    if watch_on_start:
+        for ref in session.projects():
+            if ref.manifest is not None and ref.manifest.watch.enabled:
+                try:
+                    watch.watch(ref.name)
+                except WorkbenchError as exc:
+                    problems.append(f"{ref.name}: cannot watch: {exc}")
+    return runner, report.interrupted_runs, problems
+
+
+def read_run(session, run_id: int):
+    record = session.get_run(run_id)
+    return record, session.lineage(run_id), validation_report(record)
+
+
+def read_trend(session, project: str) -> list[float]:
+    """The primary metric of the newest runs, oldest first (runs without it left out)."""
+    runs = session.runs(project, limit=TREND_RUNS)
+    return [r.primary_metric for r in reversed(runs) if r.primary_metric is not None]
+
+
+def toggle_watch(watch, project: str) -> bool:
+    """Watch the project, or stop; returns whether it is watched now."""
+    if watch.is_watching(project):
+        watch.unwatch(project)
+        return False
+    watch.watch(project)
+    return True

@@ -1,0 +1,1 @@
+"""Widgets of the Textual app; each uses only theme variables for colour."""

@@ -1,0 +1,206 @@
+"""The run detail: tabs for the stages (with live progress), the log, metrics, gates, the
+validation report and the lineage of the run the runs table points at."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Label, ProgressBar, Static, TabbedContent, TabPane
+
+from workbench.core.model import RunRecord
+from workbench.services.inspect import ValidationReport
+from workbench.ui import format as fmt
+from workbench.ui.live import LiveRun
+from workbench.ui.widgets.log_view import LogView
+from workbench.ui.widgets.run_views import Palette, lineage_view, validation_view
+
+TABS = ("stages", "log", "metrics", "gates", "validation", "lineage")
+
+
+class StageProgress(Horizontal):
+    """`train · boosting rounds  ━━━━━━━━━╺━━━━━  40%` while a stage reports progress, an
+    indeterminate bar while an image builds, hidden otherwise."""
+
+    DEFAULT_CSS = """
+    StageProgress { height: 1; display: none; padding: 0 1; }
+    StageProgress.-active { display: block; }
+    StageProgress > Label { width: auto; max-width: 50%; color: $accent; margin-right: 1; }
+    StageProgress > ProgressBar { width: 1fr; }
+    StageProgress Bar { width: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label()
+        yield ProgressBar(total=None, show_eta=False)
+
+    def show(self, live: LiveRun | None) -> None:
+        label, bar = self.query_one(Label), self.query_one(ProgressBar)
+        if live is None or live.finished or not (live.progress or live.building or live.current_stage):
+            self.remove_class("-active")
+            return
+        self.add_class("-active")
+        if live.progress:
+            stage, done, total, what = live.progress
+            label.update(f"{stage} · {what} {done}/{total}")
+            bar.update(total=max(total, 1), progress=done)
+        else:
+            label.update("building the image…" if live.building else f"{live.current_stage} running…")
+            bar.update(total=None)
+
+
+class RunDetail(Vertical):
+    DEFAULT_CSS = """
+    RunDetail TabbedContent { height: 1fr; }
+    RunDetail ContentSwitcher { height: 1fr; }
+    RunDetail TabPane { height: 1fr; }
+    RunDetail #run-heading { height: auto; max-height: 2; padding: 0 1; color: $foreground; }
+    RunDetail DataTable { background: $surface; height: 1fr; }
+    RunDetail VerticalScroll { background: $surface; padding: 0 1; }
+    RunDetail TabPane { padding: 0; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.record: RunRecord | None = None
+        self.run_id: int | None = None
+        self._lineage: dict | None = None
+        self._report: ValidationReport | None = None
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="stages"):
+            with TabPane("Stages", id="stages"):
+                yield Static(id="run-heading")
+                yield StageProgress(id="progress")
+                yield DataTable(id="stages-table", cursor_type="row", zebra_stripes=False)
+            with TabPane("Log", id="log"):
+                yield LogView(id="log-view")
+            with TabPane("Metrics", id="metrics"):
+                yield DataTable(id="metrics-table", cursor_type="row")
+            with TabPane("Gates", id="gates"):
+                yield DataTable(id="gates-table", cursor_type="row")
+            with TabPane("Validation", id="validation"):
+                with VerticalScroll():
+                    yield Static(id="validation-view")
+            with TabPane("Lineage", id="lineage"):
+                with VerticalScroll():
+                    yield Static(id="lineage-view")
+
+    def on_mount(self) -> None:
+        self.query_one("#stages-table", DataTable).add_columns("stage", "status", "time", "detail")
+        self.query_one("#metrics-table", DataTable).add_columns("metric", "value", "stage")
+        self.query_one("#gates-table", DataTable).add_columns("gate", "result", "detail")
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_documents())
+
+    @property
+    def log(self) -> LogView:
+        return self.query_one(LogView)
+
+    # -- what the screen calls ---------------------------------------------------------------
+
+    def clear(self, message: str = "") -> None:
+        self.record = self._lineage = self._report = None
+        self.run_id = None
+        self.query_one("#run-heading", Static).update(message)
+        for table in self.query(DataTable):
+            table.clear()
+        self.query_one(StageProgress).show(None)
+        self.log.show(None, [])
+        self.query_one("#validation-view", Static).update("")
+        self.query_one("#lineage-view", Static).update("")
+
+    def show_record(self, record: RunRecord, lineage: dict, report: ValidationReport | None,
+                    live: LiveRun | None) -> None:
+        """A run as recorded; `live` (its events, when this app saw them) while it runs."""
+        same_run = self.run_id == record.id
+        self.record, self._lineage, self._report = record, lineage, report
+        self.run_id = record.id
+        self._heading(record)
+        if live is not None and not live.finished:
+            self.show_live(live)
+        else:
+            self._stages(record)
+            self.query_one(StageProgress).show(None)
+        metrics = self.query_one("#metrics-table", DataTable)
+        metrics.clear()
+        for stage in record.stages:
+            for name, value in sorted(stage.metrics.items()):
+                metrics.add_row(name, Text(fmt.metric(value), justify="right"), stage.stage)
+        gates = self.query_one("#gates-table", DataTable)
+        gates.clear()
+        palette = Palette.of(self.app)
+        for gate in record.gates:
+            result = {True: ("✓ pass", palette.good), False: ("✗ fail", palette.bad)}.get(
+                gate.passed, ("– not evaluated", palette.muted))
+            gates.add_row(gate.rule, Text(*result), gate.detail)
+        if not same_run or live is None:
+            self._log(record, live)
+        self._redraw_documents()
+
+    def show_live(self, live: LiveRun) -> None:
+        """Stages of a run in flight, from its events."""
+        table = self.query_one("#stages-table", DataTable)
+        palette = Palette.of(self.app)
+        table.clear()
+        for state in live.stages.values():
+            if state.status == "running" and state.started is not None:
+                elapsed = fmt.duration(time.monotonic() - state.started)
+            else:
+                elapsed = fmt.duration(state.duration_s) if state.duration_s is not None else ""
+            detail = state.detail
+            if state.status == "running" and live.progress and live.progress[0] == state.name:
+                detail = f"{live.progress[3]} {live.progress[1]}/{live.progress[2]}"
+            table.add_row(state.name, Text(fmt.status_text(state.status), palette.tone(fmt.tone(state.status))),
+                          elapsed, detail)
+        self.query_one(StageProgress).show(live)
+
+    def append_log(self, run_id: int, lines: list[tuple[str, str]]) -> None:
+        if run_id == self.run_id and self.log.run_id == run_id:
+            self.log.append(lines)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _heading(self, record: RunRecord) -> None:
+        palette = Palette.of(self.app)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"run {record.id}", "bold")
+        elapsed = record.duration_s
+        if elapsed is None and str(record.status) == "running":
+            elapsed = (datetime.now(timezone.utc) - record.started_at).total_seconds()
+        text.append(f" · {record.project} · {record.trigger} · {record.runner} · {fmt.when(record.started_at)}"
+                    f" · {fmt.duration(elapsed)} · ")
+        text.append(fmt.status_text(record.status), palette.tone(fmt.tone(record.status)))
+        if record.reason:
+            text.append(f"\n{record.reason}", palette.bad if record.status != "succeeded" else palette.warn)
+        elif record.changed_paths:
+            text.append(f"\nchanged: {', '.join(record.changed_paths[:6])}", palette.muted)
+        self.query_one("#run-heading", Static).update(text)
+
+    def _stages(self, record: RunRecord) -> None:
+        table = self.query_one("#stages-table", DataTable)
+        palette = Palette.of(self.app)
+        table.clear()
+        for stage in record.stages:
+            detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
+            table.add_row(stage.stage, Text(fmt.status_text(stage.status), palette.tone(fmt.tone(stage.status))),
+                          fmt.duration(stage.duration_s) if str(stage.status) != "reused" else "—", detail)
+
+    def _log(self, record: RunRecord, live: LiveRun | None) -> None:
+        if live is not None:
+            self.log.show(record.id, list(live.log))
+            return
+        lines = [(stage.stage, line) for stage in record.stages for line in stage.log_tail]
+        note = "(the last lines each stage printed; a live run streams here)" if lines else \
+            ("(no log: the run is in another process)" if str(record.status) == "running" else "(no log lines)")
+        self.log.show(record.id, lines, note)
+
+    def _redraw_documents(self) -> None:
+        if self.record is None:
+            return
+        palette = Palette.of(self.app)
+        self.query_one("#validation-view", Static).update(
+            validation_view(self._report, list(self.record.datasets), palette))
+        self.query_one("#lineage-view", Static).update(lineage_view(self._lineage or {}, palette))
