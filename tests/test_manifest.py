@@ -69,6 +69,26 @@ def test_promotion_policy_parses():
         0.005, False, True, True, "booster")
 
 
+def test_drift_table_parses_with_defaults_and_overrides():
+    d = parse_manifest(GOOD).drift
+    assert (d.small_reference_rows, d.ks_pvalue, d.wasserstein, d.chi2_pvalue, d.jensen_shannon, d.psi,
+            d.psi_bins, d.drift_share, d.data_file, d.score) == (1000, 0.05, 0.1, 0.05, 0.1, 0.25, 10, 0.5, None, None)
+    r = d.retrain
+    assert (r.on_drift, r.max_decay, r.decay_metric, r.policy, r.cooldown_minutes, r.max_per_day) == (
+        False, None, None, "append", 60.0, 3)
+    d = parse_manifest(GOOD + '\n[drift]\ndata_file = "data/a.csv"\nsmall_reference_rows = 5000\nks_pvalue = 0.01\n'
+                              'wasserstein = 0.2\njensen_shannon = 0.15\npsi = 0.2\ndrift_share = 0.3\n'
+                              'ignore_columns = ["id"]\nscore = "python score.py"\n'
+                              '[drift.retrain]\non_drift = true\nmax_decay = 0.03\ndecay_metric = "auc"\n'
+                              'policy = "replace"\ncooldown_minutes = 0\nmax_per_day = 10\n').drift
+    assert (d.data_file, d.small_reference_rows, d.ks_pvalue, d.wasserstein, d.jensen_shannon, d.psi,
+            d.drift_share, d.ignore_columns, d.score) == (
+        "data/a.csv", 5000, 0.01, 0.2, 0.15, 0.2, 0.3, ("id",), "python score.py")
+    r = d.retrain
+    assert (r.on_drift, r.max_decay, r.decay_metric, r.policy, r.cooldown_minutes, r.max_per_day) == (
+        True, 0.03, "auc", "replace", 0.0, 10)
+
+
 def _with(replace: str, by: str) -> str:
     assert replace in GOOD
     return GOOD.replace(replace, by)
@@ -106,6 +126,36 @@ BAD = [
     ("auto_staging not bool", GOOD + "\n[promotion]\nauto_staging = 1\n", "promotion.auto_staging",
      "must be true or false"),
     ("empty model kind", GOOD + '\n[promotion]\nmodel_artifact_kind = " "\n', "promotion.model_artifact_kind",
+     "must not be empty"),
+    ("drift typo", GOOD + "\n[drift]\nks_p_value = 0.01\n", "drift.ks_p_value", "unknown key"),
+    ("drift p-value above 1", GOOD + "\n[drift]\nks_pvalue = 1.5\n", "drift.ks_pvalue", "at most 1"),
+    ("drift p-value zero", GOOD + "\n[drift]\nchi2_pvalue = 0\n", "drift.chi2_pvalue", "above 0"),
+    ("drift distance as text", GOOD + '\n[drift]\nwasserstein = "0.1"\n', "drift.wasserstein", "must be a number"),
+    ("drift js above 1", GOOD + "\n[drift]\njensen_shannon = 2\n", "drift.jensen_shannon", "at most 1"),
+    ("drift negative psi", GOOD + "\n[drift]\npsi = -0.1\n", "drift.psi", "above 0"),
+    ("drift share above 1", GOOD + "\n[drift]\ndrift_share = 1.2\n", "drift.drift_share", "at most 1"),
+    ("drift rows not int", GOOD + "\n[drift]\nsmall_reference_rows = 1e3\n", "drift.small_reference_rows",
+     "must be an integer"),
+    ("drift one bin", GOOD + "\n[drift]\npsi_bins = 1\n", "drift.psi_bins", "between 2 and 100"),
+    ("drift data file escapes", GOOD + '\n[drift]\ndata_file = "../x.csv"\n', "drift.data_file",
+     "inside the project"),
+    ("drift empty score", GOOD + '\n[drift]\nscore = ""\n', "drift.score", "must not be empty"),
+    ("drift ignore not list", GOOD + "\n[drift]\nignore_columns = [1]\n", "drift.ignore_columns",
+     "non-empty strings"),
+    ("retrain typo", GOOD + "\n[drift.retrain]\non_drfit = true\n", "drift.retrain.on_drfit", "unknown key"),
+    ("retrain on_drift not bool", GOOD + '\n[drift.retrain]\non_drift = "yes"\n', "drift.retrain.on_drift",
+     "must be true or false"),
+    ("retrain bad policy", GOOD + '\n[drift.retrain]\npolicy = "merge"\n', "drift.retrain.policy",
+     "'append' or 'replace'"),
+    ("retrain negative cooldown", GOOD + "\n[drift.retrain]\ncooldown_minutes = -5\n",
+     "drift.retrain.cooldown_minutes", "zero or positive"),
+    ("retrain cap not int", GOOD + "\n[drift.retrain]\nmax_per_day = 2.5\n", "drift.retrain.max_per_day",
+     "must be an integer"),
+    ("retrain negative cap", GOOD + "\n[drift.retrain]\nmax_per_day = -1\n", "drift.retrain.max_per_day",
+     "zero or positive"),
+    ("retrain negative decay", GOOD + "\n[drift.retrain]\nmax_decay = -0.1\n", "drift.retrain.max_decay",
+     "zero or positive"),
+    ("retrain empty metric", GOOD + '\n[drift.retrain]\ndecay_metric = ""\n', "drift.retrain.decay_metric",
      "must not be empty"),
 ]
 

@@ -257,6 +257,12 @@ async def test_watch_triggered_run_appears_live(workspace):
         assert any("params.toml changed" in note for _sev, note, _title in app.notes)
         stored = app.session.get_run(run.id)
         assert stored.changed_paths == ["params.toml"]
+        # a broken manifest while watching: one notification, the project says so, nothing crashes
+        (workspace / "tiny" / "workbench.toml").write_text(WATCHED_MANIFEST.replace("command =", "comand =", 1))
+        await wait_for(pilot, lambda: main.projects.rows["tiny"].note == "manifest invalid", what="the note")
+        assert any(sev == "error" and "workbench.toml: stages.prep.command" in note for sev, note, _t in app.notes)
+        (workspace / "tiny" / "workbench.toml").write_text(WATCHED_MANIFEST)
+        await wait_for(pilot, lambda: main.projects.rows["tiny"].note == "", what="the manifest fixed")
         await pilot.press("w")
         await wait_for(pilot, lambda: not main.projects.rows["tiny"].watching, what="unwatched")
 
@@ -284,6 +290,19 @@ async def test_diff_screen_shows_a_params_change(workspace):
         await pilot.press("m", "down", "d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
         assert (app.screen.diff.base, app.screen.diff.run) == (second.id, first.id)
+
+
+@asyncio_test
+async def test_rerun_cold_reproduces_the_selected_run(workspace):
+    original = WorkbenchSession(workspace, runner="local").run("tiny")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot, runs=1)
+        await pilot.press("tab", "R")
+        run = await finished_run(pilot, main, 2)
+        assert run.trigger == "reproduce" and run.reused == 0 and run.status == "succeeded"
+        await wait_for(pilot, lambda: any(title == "reproduced" for _s, _n, title in app.notes), what="the verdict")
+        assert any(f"run {original.id} reproduced by run {run.id}" in note for _s, note, _t in app.notes)
 
 
 # -- themes and config ------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_a_burst_of_200_files_is_one_change_and_one_run(watched):
     assert len(watched.events.of(ChangeDetected)) == 1 and len(watched.runs()) == 2
 
 
-def test_a_change_during_a_run_supersedes_it_and_the_last_edit_wins(watched):
+def test_a_change_during_a_run_supersedes_it_and_the_last_edit_wins(watched, capsys):
     watched.write("data.txt", "slow\n")
     first_change = watched.events.wait_for(ChangeDetected)
     first_id = watched.events.wait_for(RunStarted).run_id
@@ -227,6 +227,10 @@ def test_a_change_during_a_run_supersedes_it_and_the_last_edit_wins(watched):
     assert final.status is RunStatus.SUCCEEDED and final.superseded_by is None
     assert Path(final.stages[0].output_dir, "clean.txt").read_text() == "FINAL"
     assert [r.status for r in watched.runs()][:2] == ["succeeded", "superseded"]
+    from workbench.cli.main import main
+
+    assert main(["-w", str(watched.root), "show", str(first_id)]) == 0
+    assert f"superseded by run {final.id}" in capsys.readouterr().out
 
 
 def test_run_now_queues_through_the_scheduler_and_cancel_records_cancelled(watched):
@@ -404,3 +408,28 @@ def test_a_watcher_that_stops_working_is_reported_and_unwatched(faked):
     stopped = events.wait_for(WatchStopped)
     assert stopped.reason == watcher.trouble and not watcher.running
     assert [e.message for e in events.of(WatchError)] == [watcher.trouble]
+
+
+def test_stat_hasher_reads_a_file_only_when_its_stat_changed(tmp_path, monkeypatch):
+    from workbench.adapters import files
+
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n")
+    old = time.time() - 10
+    os.utime(path, (old, old))  # outside the racy window: its stat can be trusted
+    hasher = files.StatHasher()
+    first = hasher.digest(path)
+    reads = []
+    monkeypatch.setattr(files, "hash_file", lambda p: reads.append(p) or "rehashed")
+    assert hasher.digest(path) == first and reads == []           # untouched: a stat, no read
+    os.utime(path)
+    assert hasher.digest(path) == "rehashed" and reads == [path]  # touched: read again
+    assert hasher.digest(tmp_path / "missing") is None and hasher.digest(tmp_path) is None
+
+
+def test_linking_a_run_that_does_not_exist_says_so(tmp_path):
+    from workbench.adapters.duckdb_store import DuckDBLineageStore
+    from workbench.core.errors import RunNotFound
+
+    with pytest.raises(RunNotFound, match="run 41 not found"):
+        DuckDBLineageStore(tmp_path / "lineage.duckdb").set_superseded_by(41, 42)

@@ -237,7 +237,43 @@ CREATE TABLE registry_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO registry_state SELECT 'baseline_run', coalesce(max(id), 0) FROM runs;
 """
 
-MIGRATIONS: list[str] = [V1, V2_REGISTRY]
+# Drift checks (workbench/adapters/duckdb_drift.py): one row per batch (by content) per project.
+V3_DRIFT = """
+CREATE SEQUENCE drift_batch_ids START 1;
+CREATE TABLE drift_batches (
+    id BIGINT PRIMARY KEY DEFAULT nextval('drift_batch_ids'),
+    project VARCHAR NOT NULL,
+    -- Relative to the project when the batch is inside it, else absolute.
+    batch_path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    -- 'checking' while a process checks it (claimed, so two processes never check or retrain
+    -- one batch twice), then 'checked'.
+    state VARCHAR NOT NULL,
+    landed_at TIMESTAMP NOT NULL,
+    checked_at TIMESTAMP,
+    rows BIGINT,
+    reference_path VARCHAR,
+    reference_sha256 VARCHAR,
+    reference_run_id INTEGER,
+    reference_version INTEGER,
+    drifted BOOLEAN,
+    share DOUBLE,
+    drifted_columns INTEGER,
+    compared_columns INTEGER,
+    decay_metric VARCHAR,
+    decay_baseline DOUBLE,
+    decay_value DOUBLE,
+    -- The whole DriftReport as JSON: written and read whole.
+    report VARCHAR,
+    retrain BOOLEAN NOT NULL DEFAULT false,
+    retrain_cause VARCHAR,
+    retrain_reason VARCHAR NOT NULL DEFAULT '',
+    retrain_run_id INTEGER,
+    UNIQUE (project, sha256)
+);
+"""
+
+MIGRATIONS: list[str] = [V1, V2_REGISTRY, V3_DRIFT]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -169,14 +169,26 @@ class SnapshotStore:
         self.objects = ObjectStore(state_dir)
         self.snapshots = state_dir / "snapshots"
 
-    def take(self, project_dir: Path, ignores: tuple[str, ...]) -> Snapshot:
-        """Snapshot the project; an identical file set reuses the existing snapshot folder."""
+    def take(self, project_dir: Path, ignores: tuple[str, ...],
+             overrides: dict[str, Path] | None = None) -> Snapshot:
+        """Snapshot the project; an identical file set reuses the existing snapshot folder.
+
+        `overrides` maps project-relative paths to files whose content the snapshot holds there
+        instead (a drift retrain's training data): the project itself is never written."""
         files: dict[str, FileEntry] = {}
         for rel, st in scan_project(project_dir, ignores).items():
+            if overrides and rel in overrides:
+                continue
             try:
                 entry = self.objects.ingest(project_dir / rel, st)
             except FileVanished:
                 continue  # deleted while we copied (an editor's temp file): as if listed a moment later
+            files[rel] = FileEntry(rel, entry.sha256, entry.size)
+        for rel, source in (overrides or {}).items():
+            try:
+                entry = self.objects.ingest(Path(source), os.stat(source))
+            except (FileNotFoundError, FileVanished):
+                raise WorkbenchError(f"{source}, to be snapshotted as {rel}, is not there") from None
             files[rel] = FileEntry(rel, entry.sha256, entry.size)
         self.objects.save_cache()
         snap_id = tree_digest({p: f.sha256 for p, f in files.items()})[:20]

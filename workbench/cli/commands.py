@@ -65,6 +65,8 @@ def cmd_show(args: argparse.Namespace, printer: Printer, workspace: Path) -> int
               f"runner {record.runner} · started {record.started_at:%Y-%m-%d %H:%M:%S}")
     if record.changed_paths:
         con.print(f"changed: {escape(', '.join(record.changed_paths))}")
+    if record.superseded_by is not None:
+        con.print(f"superseded by run {record.superseded_by}")
     table = Table(show_edge=False, pad_edge=False)
     for col in ("stage", "status", "duration", "detail"):
         table.add_column(col)
@@ -171,6 +173,12 @@ def cmd_env(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
 from workbench.cli.registry_commands import (  # noqa: E402
     cmd_history, cmd_mirror, cmd_models, cmd_promote, cmd_rollback,
 )
+
+
+def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.drift_command import cmd_drift as drift  # scipy and DuckDB only when asked
+
+    return drift(args, printer, workspace)
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:

@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_sync.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     mirror_sync.add_argument("--json", action="store_true")
 
+    drift = sub.add_parser("drift", help="drift checks of new data: latest batches, or check one now")
+    drift.add_argument("project")
+    drift.add_argument("batch", nargs="?", metavar="BATCH",
+                       help="a batch file (a path, or a name in the project's [data] incoming folder): check it now "
+                            "if not checked yet, and retrain if the manifest's policy says so")
+    drift.add_argument("--no-retrain", action="store_true", help="check only, even if the policy would retrain")
+    drift.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
+                       help="where scoring and the retrain run (default: Docker when reachable, else local processes)")
+    drift.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    drift.add_argument("--json", action="store_true")
+
     doctor = sub.add_parser("doctor", help="check Docker, the base image and the workspace")
     doctor.add_argument("--json", action="store_true")
 

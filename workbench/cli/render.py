@@ -9,9 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.core.events import (
-    ChangeDetected, ChangeIgnored, EnvironmentLog, ManifestInvalid, ManifestReloaded, RunEvent, RunFinished,
-    RunStarted, RunSuperseded, StageFinished, StageLog, StageProgress, StageStarted, WatchError, WatchStarted,
-    WatchStopped,
+    BatchChecked, ChangeDetected, ChangeIgnored, EnvironmentLog, ManifestInvalid, ManifestReloaded, RetrainFinished,
+    RunEvent, RunFinished, RunStarted, RunSuperseded, StageFinished, StageLog, StageProgress, StageStarted, WatchError,
+    WatchStarted, WatchStopped,
 )
 from workbench.core.model import RunRecord, RunSummary, StageStatus
 from workbench.core.serialize import dumps
@@ -142,6 +142,30 @@ class Printer:
                 con.print(f"[yellow]⇢[/] run {event.run_id} superseded by run {event.by_run_id}")
             case WatchError():
                 con.print(f"[bold red]error:[/] {escape(event.project)}: {escape(event.message)}")
+            case BatchChecked():
+                if event.drifted:
+                    shown = ", ".join(event.drifted_columns[:4]) + (" …" if len(event.drifted_columns) > 4 else "")
+                    con.print(f"[red]⚠[/] {escape(event.project)}: {escape(event.batch)} drifted "
+                              f"({event.share:.0%} of columns: {escape(shown)})")
+                else:
+                    con.print(f"[green]✓[/] {escape(event.project)}: {escape(event.batch)} checked: no drift "
+                              f"({event.share:.0%} of columns)")
+                verdict = "[bold]→ retrain[/]" if event.retrain else "[dim]no retrain[/]"
+                con.print(f"  {verdict}: {escape(event.reason)}")
+            case RetrainFinished():
+                if event.version is None:
+                    con.print(f"[dim]· {escape(event.project)}: drift retrain run {event.run_id} {event.status}, "
+                              "no new model version[/]")
+                elif event.gates_failed:
+                    con.print(f"[yellow]★[/] {escape(event.project)}: drift retrain run {event.run_id} → version "
+                              f"{event.version}, not promotable: gate failed: {escape('; '.join(event.gates_failed))}")
+                elif event.staged:
+                    con.print(f"[green]★[/] {escape(event.project)}: drift retrain run {event.run_id} → version "
+                              f"{event.version}, now in staging ([promotion] auto_staging)")
+                else:
+                    con.print(f"[green]★[/] {escape(event.project)}: drift retrain run {event.run_id} → version "
+                              f"{event.version}, ready for staging (`workbench promote {escape(event.project)} "
+                              f"{event.version} --to staging`)")
 
     def run_summary(self, record: RunRecord, tables: bool = True) -> None:
         con = self.out

@@ -16,7 +16,6 @@ from pathlib import Path
 from rich.markup import escape
 
 from workbench.cli.render import Printer
-from workbench.core.errors import WorkbenchError
 from workbench.core.events import RunEvent, RunFinished
 from workbench.services.session import WorkbenchSession
 
@@ -28,8 +27,6 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    from workbench.services.watch import WatchService
-
     session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
     names = list(args.projects)
     if not names:
@@ -64,27 +61,33 @@ def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
             printer.event(event)
 
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
-    service = WatchService(session, on_event, debounce_ms=args.debounce_ms)
-    stop = threading.Event()
+    try:
+        _watch_until_interrupted(session, printer, print_lock, on_event, names, args.debounce_ms)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    runs = sum(outcomes.values())
+    detail = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
+    printer.out.print(f"stopped watching · {runs} run{'s' if runs != 1 else ''}" + (f" ({detail})" if detail else ""))
+    return EXIT_INTERRUPTED
+
+
+def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_lock: threading.Lock, on_event,
+                             names: list[str], debounce_ms: int | None) -> None:
+    from workbench.services.watch import WatchService
+
+    service = WatchService(session, on_event, debounce_ms=debounce_ms)
     try:
         for name in names:
             service.watch(name)
         with print_lock:
             printer.out.print(f"[bold]watching[/] {escape(', '.join(service.watched()))} · runner "
                               f"{session.runner.name} · a change reruns what it affects · Ctrl-C to stop")
-        while not stop.wait(3600):
+        while not threading.Event().wait(3600):
             pass
     except KeyboardInterrupt:
         pass
-    except WorkbenchError:
+    finally:
         _close(service)
-        raise
-    _close(service)
-    signal.signal(signal.SIGTERM, previous_term)
-    runs = sum(outcomes.values())
-    detail = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
-    printer.out.print(f"stopped watching · {runs} run{'s' if runs != 1 else ''}" + (f" ({detail})" if detail else ""))
-    return EXIT_INTERRUPTED
 
 
 def _close(service) -> None:

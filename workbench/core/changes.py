@@ -212,14 +212,19 @@ class RunRequest:
     """Target stages (their upstream comes along in the run); None: the whole pipeline."""
     trigger: Trigger = Trigger.WATCH
     changed_paths: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, str], ...] = ()
+    """(project path, file) pairs the run's snapshot holds instead of the project's files: a
+    drift retrain's training data (workbench/services/drift.py)."""
 
     def merged_with(self, newer: "RunRequest") -> "RunRequest":
         """One request covering both. A superseded run's request is merged into the one that
         replaces it, so a later change that affects fewer stages cannot drop what the cancelled
-        run was about to redo."""
+        run was about to redo (nor a drift retrain its training data, nor its trigger)."""
         stages = None if self.stages is None or newer.stages is None else self.stages | newer.stages
         paths = tuple(dict.fromkeys(self.changed_paths + newer.changed_paths))
-        return RunRequest(stages, newer.trigger, paths)
+        overrides = tuple({**dict(self.overrides), **dict(newer.overrides)}.items())
+        trigger = self.trigger if self.overrides and not newer.overrides else newer.trigger
+        return RunRequest(stages, trigger, paths, overrides)
 
     def targets(self, manifest: Manifest) -> list[str] | None:
         """The target stages in run order, for `session.run(stages=...)`; None for every stage.

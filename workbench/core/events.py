@@ -120,9 +120,45 @@ class WatchError:
     message: str
 
 
+# -- drift (workbench/services/drift_watch.py): batches landing in a watched incoming folder ------
+
+
+@dataclass(frozen=True)
+class BatchChecked:
+    """A batch in the project's incoming folder was checked for drift. When `retrain`, a run
+    with trigger `drift` is queued (its RunStarted follows; `retrain_run_id` is set only by
+    callers that ran it already)."""
+    project: str
+    batch: str
+    drifted: bool
+    share: float
+    """The share of its columns that drifted."""
+    drifted_columns: tuple[str, ...]
+    retrain: bool
+    reason: str
+    """Why it retrains, or why not (no drift, cooldown, daily cap, no labels, ...)."""
+    retrain_run_id: int | None = None
+    batch_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RetrainFinished:
+    """A drift retrain run is recorded and its model registered (or not)."""
+    project: str
+    run_id: int
+    batches: tuple[str, ...]
+    status: str
+    version: int | None
+    """The model version the run's model is, if it registered one."""
+    staged: bool
+    """Whether that version went to staging by itself ([promotion] auto_staging)."""
+    gates_failed: tuple[str, ...] = ()
+    """The run's failed gates (such a version cannot be promoted)."""
+
+
 RunEvent = Union[RunStarted, EnvironmentLog, StageStarted, StageLog, StageProgress, StageFinished, RunFinished,
                  WatchStarted, WatchStopped, ChangeDetected, ChangeIgnored, ManifestInvalid, ManifestReloaded,
-                 RunSuperseded, WatchError]
+                 RunSuperseded, WatchError, BatchChecked, RetrainFinished]
 EventSink = Callable[[RunEvent], None]
 
 PROGRESS_MARKER = "::wb progress"

@@ -7,6 +7,7 @@ otherwise silently make a stage's cache key ignore its inputs.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -121,6 +122,65 @@ class PromotionSpec:
 
 
 @dataclass(frozen=True)
+class RetrainSpec:
+    """When a checked batch triggers a retrain (`[drift.retrain]`); decided by
+    workbench.core.drift.decide_retrain. A retrain never promotes by itself unless
+    promotion.auto_staging says so."""
+
+    on_drift: bool = False
+    """Retrain when a batch is drifted (off by default: retraining is opted into)."""
+    max_decay: float | None = None
+    """Retrain when the production model's `decay_metric` on a labelled batch is worse than its
+    recorded evaluation by more than this (in the metric's units); unset: decay never retrains."""
+    decay_metric: str | None = None
+    """The metric decay is judged on; defaults to project.primary_metric."""
+    policy: str = "append"
+    """`append`: train on the production model's training data plus the batch; `replace`: on
+    the batch alone. Either way the project's data file is never written: the run's snapshot
+    gets the combined file in its place."""
+    cooldown_minutes: float = 60.0
+    """No retrain within this many minutes of the previous one."""
+    max_per_day: int = 3
+    """At most this many retrains in any 24 hours (0: never)."""
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """How batches in data.incoming are compared with the training data (`[drift]`); see
+    workbench.core.drift for the tests."""
+
+    data_file: str | None = None
+    """The data file batches are compared with and appended to (a path relative to the project);
+    defaults to the one file data.paths matches."""
+    small_reference_rows: int = 1000
+    """References with at most this many rows use the tests (KS, chi-squared); larger ones the
+    distances (Wasserstein, Jensen-Shannon), whose size does not shrink with sample size."""
+    ks_pvalue: float = 0.05
+    """Numbers, small reference: drifted when the Kolmogorov-Smirnov p-value is below this."""
+    wasserstein: float = 0.1
+    """Numbers, large reference: drifted when the Wasserstein distance, in reference standard
+    deviations, is above this."""
+    chi2_pvalue: float = 0.05
+    """Categories, small reference: drifted when the chi-squared p-value is below this."""
+    jensen_shannon: float = 0.1
+    """Categories, large reference: drifted when the Jensen-Shannon distance (0..1) is above this."""
+    psi: float = 0.25
+    """Any column: drifted when its PSI is above this (under 0.1 stable, 0.1-0.25 moderate,
+    above 0.25 major)."""
+    psi_bins: int = 10
+    """Quantile bins of the reference for a numeric column's PSI."""
+    drift_share: float = 0.5
+    """A batch is drifted when at least this share of its columns drifted."""
+    ignore_columns: tuple[str, ...] = ()
+    """Columns not compared (ids, timestamps)."""
+    score: str | None = None
+    """A command that scores a labelled batch with the production model (run like a stage:
+    the batch at $WB_UPSTREAM_DIR/batch/$WB_BATCH_FILE, the model's stage output at
+    $WB_UPSTREAM_DIR/<stage>) and logs metrics with wb.log_metrics; unset: decay not measured."""
+    retrain: RetrainSpec = field(default_factory=RetrainSpec)
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     stages: dict[str, StageSpec]
@@ -134,6 +194,7 @@ class Manifest:
     gates: tuple[Gate, ...] = ()
     watch: WatchSpec = field(default_factory=WatchSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
     source: str = MANIFEST_NAME
 
     @property
@@ -259,12 +320,13 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     )
     watch_table.reject_unknown()
     promotion = _parse_promotion(root.table_of("promotion"))
+    drift = _parse_drift(root.table_of("drift"))
     root.reject_unknown()
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
         data=data, environment=env, stages=stages, gates=tuple(gates), watch=watch, promotion=promotion,
-        source=source,
+        drift=drift, source=source,
     )
 
 
@@ -282,6 +344,66 @@ def _parse_promotion(table: _Reader) -> PromotionSpec:
         auto_staging=table.get("auto_staging", bool, default=False),
         model_artifact_kind=kind,
     )
+    table.reject_unknown()
+    return spec
+
+
+def _parse_drift(table: _Reader) -> DriftSpec:
+    def number(key: str, default: float, low: float, high: float, low_open: bool = True) -> float:
+        value = table.get(key, float, default=default)
+        if value != value or value > high or (value <= low if low_open else value < low):
+            bound = f"above {low:g}" if low_open else f"at least {low:g}"
+            raise table.fail(key, f"must be {bound} and at most {high:g}, got {value}")
+        return value
+
+    def integer(key: str, default: int, low: int, high: int) -> int:
+        value = table.get(key, int, default=default)
+        if not low <= value <= high:
+            raise table.fail(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    data_file = table.get("data_file", str)
+    if data_file is not None and (not data_file.strip() or data_file.startswith("/") or ".." in data_file.split("/")):
+        raise table.fail("data_file", f"{data_file!r} must be a path inside the project")
+    score = table.get("score", str)
+    if score is not None and not score.strip():
+        raise table.fail("score", "must not be empty")
+    spec = DriftSpec(
+        data_file=data_file,
+        small_reference_rows=integer("small_reference_rows", 1000, 0, 10**9),
+        ks_pvalue=number("ks_pvalue", 0.05, 0.0, 1.0),
+        wasserstein=number("wasserstein", 0.1, 0.0, math.inf),
+        chi2_pvalue=number("chi2_pvalue", 0.05, 0.0, 1.0),
+        jensen_shannon=number("jensen_shannon", 0.1, 0.0, 1.0),
+        psi=number("psi", 0.25, 0.0, math.inf),
+        psi_bins=integer("psi_bins", 10, 2, 100),
+        drift_share=number("drift_share", 0.5, 0.0, 1.0),
+        ignore_columns=table.strings("ignore_columns"),
+        score=score,
+        retrain=_parse_retrain(table.table_of("retrain")),
+    )
+    table.reject_unknown()
+    return spec
+
+
+def _parse_retrain(table: _Reader) -> RetrainSpec:
+    max_decay = table.get("max_decay", float)
+    if max_decay is not None and (max_decay != max_decay or max_decay < 0):
+        raise table.fail("max_decay", f"must be zero or positive (an allowed drop of the metric), got {max_decay}")
+    metric = table.get("decay_metric", str)
+    if metric is not None and not metric.strip():
+        raise table.fail("decay_metric", "must not be empty")
+    policy = table.get("policy", str, default="append")
+    if policy not in ("append", "replace"):
+        raise table.fail("policy", f"must be 'append' or 'replace', got {policy!r}")
+    cooldown = table.get("cooldown_minutes", float, default=60.0)
+    if cooldown != cooldown or cooldown < 0:
+        raise table.fail("cooldown_minutes", f"must be zero or positive, got {cooldown}")
+    per_day = table.get("max_per_day", int, default=3)
+    if per_day < 0:
+        raise table.fail("max_per_day", f"must be zero or positive, got {per_day}")
+    spec = RetrainSpec(on_drift=table.get("on_drift", bool, default=False), max_decay=max_decay,
+                       decay_metric=metric, policy=policy, cooldown_minutes=cooldown, max_per_day=per_day)
     table.reject_unknown()
     return spec
 

@@ -48,8 +48,12 @@ class PipelineService:
 
     def run(self, project: ProjectRef, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event: EventSink = _ignore, reuse: bool = True, snapshot_id: str | None = None) -> RunRecord:
+            on_event: EventSink = _ignore, reuse: bool = True, snapshot_id: str | None = None,
+            overrides: dict[str, Path] | None = None) -> RunRecord:
         """Run the project's pipeline (or `stages` and what they depend on) and record it.
+
+        `overrides`: project-relative path -> a file the run's snapshot holds there instead
+        (a drift retrain trains on the training data plus the batch; the project is untouched).
 
         Foreseeable failures (a stage exits non-zero, the image cannot be built, a gate fails)
         are recorded in the returned RunRecord; the run is never left marked running.
@@ -74,7 +78,7 @@ class PipelineService:
         )
         on_event(RunStarted(run_id, manifest.name, tuple(selected), self.runner.name, str(trigger)))
         try:
-            self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot)
+            self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot, overrides)
         except WorkbenchError as exc:
             record.status, record.reason = RunStatus.FAILED, str(exc)
         except KeyboardInterrupt:
@@ -95,8 +99,8 @@ class PipelineService:
 
     def _execute(self, record: RunRecord, project_dir: Path, manifest: Manifest, selected: list[str],
                  cancel: CancelToken, on_event: EventSink, reuse: bool = True,
-                 snapshot: Snapshot | None = None) -> None:
-        snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores)
+                 snapshot: Snapshot | None = None, overrides: dict[str, Path] | None = None) -> None:
+        snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores, overrides)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
         prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name)

@@ -96,12 +96,13 @@ class WorkbenchSession:
 
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event=lambda _e: None) -> RunRecord:
+            on_event=lambda _e: None, overrides: dict[str, Path] | None = None) -> RunRecord:
+        """`overrides`: project-relative path -> a file the run's snapshot holds there instead."""
         from workbench.services.pipeline import PipelineService
 
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
-        record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event)
+        record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
         self._after_run(record, ref)
         return record
 
@@ -146,6 +147,7 @@ class WorkbenchSession:
         pipeline = PipelineService(self.workspace, self.store, runner)
         record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=None,
                               on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
+        self._after_run(record, ref)  # mirrored to MLflow like any run; it registers no version
         compared, differences = compare_metrics(original.metrics, record.metrics)
         # Models must be byte-identical; reports may hold timings, which the metrics check covers.
         before = {a.name: a.sha256 for s in original.stages for a in s.artifacts if a.kind == "model"}

@@ -36,6 +36,7 @@ from workbench.core.events import (
 from workbench.core.manifest import MANIFEST_NAME, Manifest
 from workbench.core.model import RunRecord, RunStatus, Trigger
 from workbench.core.ports import CancelToken, FileWatcher, FileWatcherFactory
+from workbench.services.drift_watch import BatchWatch
 from workbench.services.session import WorkbenchSession
 from workbench.services.workspace import ProjectRef, load_manifest
 
@@ -197,6 +198,8 @@ class _ProjectScheduler:
         """sha256 of every file some stage reads, as last seen; None until taken."""
         self._hasher = StatHasher()
         self._reads = stage_inputs_matcher(self.manifest)
+        self._batches: BatchWatch | None = None
+        """The incoming folder's batches (drift checks), when the manifest names one."""
         self._manifest_error: str | None = None
         self._watch_problem: str | None = None
         self._next_health_check = 0.0
@@ -234,6 +237,7 @@ class _ProjectScheduler:
             self._debouncer = Debouncer(self._quiet_s(), self.manifest.ignores)
             self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
             self._baseline = None  # taken on the scheduler thread, then WatchStarted
+            self._batches = BatchWatch.for_manifest(self.session, self.manifest, self._quiet_s())
         self._wake.set()
 
     def detach(self, reason: str = "") -> None:
@@ -320,6 +324,8 @@ class _ProjectScheduler:
             deadline = self._next_health_check
             if self._debouncer.pending:
                 deadline = min(deadline, self._debouncer.deadline())
+            if self._batches is not None and self._batches.deadline() is not None:
+                deadline = min(deadline, self._batches.deadline())
         return max(0.0, deadline - time.monotonic())
 
     def _flush(self) -> None:
@@ -333,6 +339,7 @@ class _ProjectScheduler:
             if self._watcher is not None and self._debouncer is not None:
                 problem = self._watch_step()
         self._flush()  # ChangeDetected goes out before the RunStarted it causes
+        self._check_batches()
         if problem:
             self.service._emit(WatchError(self.name, problem))
             self.detach(problem)
@@ -358,10 +365,23 @@ class _ProjectScheduler:
         return None
 
     def _drain(self) -> None:
-        feed, inbox = self._debouncer.feed, self._inbox
+        feed, inbox, batches = self._debouncer.feed, self._inbox, self._batches
         while inbox:
             path, kind, is_dir, at = inbox.popleft()
+            if batches is not None and batches.feed(path, kind, at, is_dir):
+                continue  # new data in the incoming folder: a drift check, not a rerun
             feed(path, kind, at, is_dir)
+
+    def _check_batches(self) -> None:
+        """Drift checks of settled batches, outside the watch-state lock (a check reads files
+        and may score the batch in a container); a retrain it decides is queued like a change."""
+        batches = self._batches
+        if batches is None:
+            return
+        for event, request in batches.check_due(self.name, str(self.path), time.monotonic()):
+            self.service._emit(event)
+            if request is not None:
+                self._request(request)
 
     def _quiet_s(self) -> float:
         ms = self.service.debounce_ms if self.service.debounce_ms is not None else self.manifest.watch.debounce_ms
@@ -441,6 +461,7 @@ class _ProjectScheduler:
         self._debouncer.set_ignores(manifest.ignores)
         self._debouncer.quiet_s = self._quiet_s()
         self._baseline = self._take_baseline()  # what the stages read may be different now
+        self._batches = BatchWatch.for_manifest(self.session, manifest, self._quiet_s())
         self._outbox.append(ManifestReloaded(self.name))
         return True
 
@@ -496,6 +517,8 @@ class _ProjectScheduler:
         def on_event(event: RunEvent) -> None:
             if isinstance(event, RunStarted):
                 active.run_id = event.run_id
+                if self._batches is not None and active.request.overrides:
+                    self._batches.started(active.request, event.run_id)
                 if active.supersedes is not None:
                     try:
                         self.session.store.set_superseded_by(active.supersedes, event.run_id)
@@ -511,7 +534,11 @@ class _ProjectScheduler:
         try:
             active.record = self.session.run(
                 str(self.path), stages=targets, trigger=request.trigger,
-                changed_paths=list(request.changed_paths), cancel=active.token, on_event=on_event)
+                changed_paths=list(request.changed_paths), cancel=active.token, on_event=on_event,
+                overrides={rel: Path(file) for rel, file in request.overrides} or None)
+            retrained = self._batches.finished(request, active.record) if self._batches and request.overrides else None
+            if retrained is not None:
+                emit(retrained)
         except ManifestError as exc:
             emit(ManifestInvalid(self.name, str(exc)))
         except WorkbenchError as exc:

@@ -36,6 +36,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("open_diff", "d", "Diff", "Diff code, data and params: selected run against the marked or previous run"),
     Action("mark_run", "m", "Mark", "Mark the selected run as the diff base (press again to unmark)"),
     Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/"),
+    Action("drift", "D", "Drift", "Drift checks of the selected project: batches, column scores, retrains",
+           show=False),
     Action("switch_theme", "t", "Theme", "Pick a theme (the choice is remembered)", scope="app"),
     Action("help", "question_mark,f1", "Help", "Show every key and action id", scope="app", key_display="?"),
     Action("quit", "q", "Quit", "Quit (asks first while a run is in flight)", scope="app"),

@@ -18,7 +18,7 @@ from workbench.ui.actions import ACTIONS, bindings
 from workbench.ui.config import UiConfig, load_config, save_theme
 from workbench.ui.messages import EventBridge, Notice
 from workbench.ui.screens.confirm import ConfirmScreen
-from workbench.ui.screens.help import HelpScreen
+from workbench.ui.screens.help import HelpScreen, key_display
 from workbench.ui.screens.main import MainScreen
 from workbench.ui.themes import DEFAULT_THEME, load_themes, theme_dirs
 
@@ -59,6 +59,12 @@ class WorkbenchApp(App):
         self.theme_sources = themes.sources
         for theme in themes.themes.values():
             self.register_theme(theme)
+        if themes.themes:
+            # The theme picker offers the data-file themes only: Textual's twenty built-in
+            # ones would bury them (copy one into a theme file to have it back).
+            for name in list(self.available_themes):
+                if name not in themes.themes:
+                    self.unregister_theme(name)
         wanted = self.config.theme or DEFAULT_THEME
         if wanted not in self.available_themes:
             if self.config.theme:
@@ -134,7 +140,7 @@ class WorkbenchApp(App):
         main = self.main_screen
         for action in ACTIONS:
             key = self.keymap.get(action.id, action.key)
-            help_text = f"{action.description} · key {key} · id {action.id}"
+            help_text = f"{action.description} · key {key_display(key)} · id {action.id}"
             if action.scope == "app":
                 callback = getattr(self, f"action_{action.id}")
             elif screen is main:

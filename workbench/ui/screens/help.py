@@ -20,6 +20,12 @@ NAVIGATION = (
     ("ctrl+p", "command palette: every action, searchable"),
     ("Esc", "close this screen; clear the filter"),
 )
+LEGEND = (
+    ("✓ ↺ ✗", "succeeded · reused from an earlier run · failed"),
+    ("● ⊘ ⇢ !", "running · cancelled · superseded by a newer run · interrupted"),
+    ("◉ ○", "project watched (a change reruns what it affects) · not watched"),
+    ("◆", "the run marked as the diff base"),
+)
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "Esc", "enter": "Enter", "space": "Space",
              "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn"}
 
@@ -53,19 +59,29 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
             scroll.border_title = "Keys"
-            scroll.border_subtitle = "remap in ~/.config/workbench/config.toml [keys] · Esc closes"
-            yield Static(self._table(), id="help-table")
+            scroll.border_subtitle = r"remap by id: ~/.config/workbench/config.toml \[keys] · Esc closes"
+            yield Static(self._actions(), id="help-table")
+            yield Static(self._navigation(), id="help-navigation")
 
-    def _table(self) -> Table:
+    def _actions(self) -> Table:
         table = Table(box=None, expand=True, pad_edge=False, header_style="bold")
         table.add_column("key", no_wrap=True, style="bold")
         table.add_column("id", no_wrap=True, style="dim")
         table.add_column("what it does", ratio=1)
         for action in ACTIONS:
             table.add_row(key_display(self.keymap.get(action.id, action.key)), action.id, action.description)
-        table.add_row("", "", "")
+        return table
+
+    def _navigation(self) -> Table:
+        table = Table(box=None, expand=True, pad_edge=False, show_header=False)
+        table.add_column(no_wrap=True, style="bold")
+        table.add_column(ratio=1)
+        table.add_row("", "")
         for keys, what in NAVIGATION:
-            table.add_row(keys, Text("—", style="dim"), what)
+            table.add_row(keys, what)
+        table.add_row("", "")
+        for glyphs, what in LEGEND:
+            table.add_row(glyphs, Text(what, style="dim"))
         return table
 
     def action_close(self) -> None:

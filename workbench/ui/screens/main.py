@@ -21,8 +21,8 @@ from textual.widgets import Footer, Input, OptionList, Static
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import (
-    ChangeDetected, ManifestInvalid, ManifestReloaded, RunFinished, RunStarted, RunSuperseded, WatchError,
-    WatchStarted, WatchStopped,
+    BatchChecked, ChangeDetected, ManifestInvalid, ManifestReloaded, RetrainFinished, RunFinished, RunStarted,
+    RunSuperseded, WatchError, WatchStarted, WatchStopped,
 )
 from workbench.services.inspect import compare_runs
 from workbench.ui import format as fmt
@@ -31,6 +31,7 @@ from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, Notice, ServiceEvent, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
 from workbench.ui.screens.diff import DiffScreen
+from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.widgets.projects import ProjectRow, ProjectsList
 from workbench.ui.widgets.run_detail import RunDetail
 from workbench.ui.widgets.runs_table import RunsTable
@@ -255,7 +256,25 @@ class MainScreen(Screen):
         elif isinstance(event, WatchError):
             self.projects.update_row(event.project, note=event.message[:60])
             self.notify(event.message, title=event.project, severity="error", timeout=12)
+        elif isinstance(event, (BatchChecked, RetrainFinished)):
+            self._drift_event(event)
         self._status()
+
+    def _drift_event(self, event: BatchChecked | RetrainFinished) -> None:
+        if isinstance(event, BatchChecked):
+            what = f"{event.batch}: drifted ({event.share:.0%} of columns)" if event.drifted else \
+                f"{event.batch}: no drift"
+            self.notify(f"{what}; {'retraining' if event.retrain else 'no retrain'}: {event.reason}",
+                        title=event.project, severity="warning" if event.drifted else "information", timeout=8)
+        elif event.version is not None:
+            where = "in staging" if event.staged else "ready for staging"
+            if event.gates_failed:
+                where = f"not promotable: gate failed: {'; '.join(event.gates_failed)}"
+            self.notify(f"drift retrain run {event.run_id} → version {event.version}, {where}", title=event.project,
+                        timeout=8)
+        screen = self.app.screen
+        if isinstance(screen, DriftScreen) and screen.project == event.project:
+            screen.reload()
 
     def _project_changed(self, project: str, trend: bool = False) -> None:
         if self.project is None or project != self.project.name:
@@ -274,6 +293,7 @@ class MainScreen(Screen):
         live = self.live.get(self.detail.run_id) if self.detail.run_id is not None else None
         if live is not None and not live.finished:
             self.detail.show_live(live)
+            self.detail.tick()
 
     # -- selection ----------------------------------------------------------------------------
 
@@ -365,6 +385,12 @@ class MainScreen(Screen):
             return
         self.notify(f"rerunning run {run.id} cold (nothing reused) to check it reproduces", timeout=4)
         self._in_thread("reproduce", run.id, self.session.reproduce, run.id, self.bridge)
+
+    def action_drift(self) -> None:
+        if self.project is None:
+            self.notify("no project selected", severity="warning")
+            return
+        self.app.push_screen(DriftScreen(self.session, self.project.name))
 
     def action_mark_run(self) -> None:
         run = self.table.current

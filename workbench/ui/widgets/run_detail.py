@@ -148,6 +148,8 @@ class RunDetail(Vertical):
         for state in live.stages.values():
             if state.status == "running" and state.started is not None:
                 elapsed = fmt.duration(time.monotonic() - state.started)
+            elif state.status == "reused":
+                elapsed = "—"
             else:
                 elapsed = fmt.duration(state.duration_s) if state.duration_s is not None else ""
             detail = state.detail
@@ -156,6 +158,11 @@ class RunDetail(Vertical):
             table.add_row(state.name, Text(fmt.status_text(state.status), palette.tone(fmt.tone(state.status))),
                           elapsed, detail)
         self.query_one(StageProgress).show(live)
+
+    def tick(self) -> None:
+        """Once a second while the shown run is in flight: its elapsed time."""
+        if self.record is not None and str(self.record.status) == "running":
+            self._heading(self.record)
 
     def append_log(self, run_id: int, lines: list[tuple[str, str]]) -> None:
         if run_id == self.run_id and self.log.run_id == run_id:

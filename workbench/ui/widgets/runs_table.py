@@ -8,7 +8,7 @@ are first drawn. So 100,000 runs open as fast as 10, and a key press only redraw
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -72,24 +72,34 @@ NARROWING = ("drop:runner", "drop:started", "glyph:status", "drop:reused", "drop
 
 
 def fit_columns(width: int) -> list[Column]:
-    """The columns that fit `width`; status takes the width left over (up to 12 more cells)."""
+    """The columns that fit `width`, in their order; status takes the width left over (up to
+    12 more cells)."""
+    used = lambda columns: sum(c.width + 1 for c in columns)  # noqa: E731
     chosen = list(COLUMNS)
+    dropped: list[Column] = []
     steps = iter(NARROWING)
-    while sum(c.width + 1 for c in chosen) > width:
+    while used(chosen) > width:
         step = next(steps, None)
         if step is None:
             break
         what, key = step.split(":")
         if what == "drop":
+            dropped += [c for c in chosen if c.key == key]
             chosen = [c for c in chosen if c.key != key]
         else:  # the glyph alone: ✓ ✗ ● are told apart by shape and colour
             chosen = [Column(c.key, "", 1, c.priority) if c.key == key else c for c in chosen]
-    spare = width - sum(c.width + 1 for c in chosen)
     status = next(c for c in chosen if c.key == "status")
-    if spare > 0 and (status.width > 1 or spare >= 10):  # the word back when there is room for it
-        chosen = [Column(c.key, "STATUS", c.width + min(spare, 12), c.priority, c.right)
-                  if c.key == "status" else c for c in chosen]
-    return chosen
+    if status.width == 1 and used(chosen) + 12 <= width:  # the word back before anything else
+        chosen = [replace(c, title="STATUS", width=13) if c.key == "status" else c for c in chosen]
+    glyph_only = any(c.key == "status" and c.width == 1 for c in chosen)
+    for column in reversed(dropped):  # then what was dropped last, while it fits
+        if not glyph_only and used(chosen) + column.width + 1 <= width:
+            chosen.append(column)
+    order = [c.key for c in COLUMNS]
+    chosen.sort(key=lambda c: order.index(c.key))
+    spare = width - used(chosen)
+    return [replace(c, title=c.title or "STATUS", width=c.width + min(spare, 12))
+            if c.key == "status" and spare > 0 and (c.width > 1 or spare >= 10) else c for c in chosen]
 
 
 class RunsTable(ScrollView, can_focus=True):

@@ -1,0 +1,357 @@
+"""Drift checks through the service, with a real DuckDB file and real local runs: the production
+model's training data as the reference, scoring a labelled batch, the retrain (trigger drift,
+training data plus batch in its snapshot, the project's file untouched), promotion only by
+auto_staging, the cooldown and the daily cap, bad batches, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.core.model import RunStatus, Trigger
+from workbench.services.drift import DriftService
+from workbench.services.session import WorkbenchSession
+
+MANIFEST = """
+[project]
+name = "shop"
+primary_metric = "accuracy"
+
+[data]
+paths = ["data/sales.csv"]
+target = "bought"
+incoming = "data/incoming"
+
+[stages.fit]
+command = "python fit.py"
+inputs = ["fit.py", "data/sales.csv"]
+outputs = ["model.json"]
+
+[stages.evaluate]
+command = "python evaluate.py"
+inputs = ["evaluate.py", "rule.py", "data/sales.csv"]
+depends_on = ["fit"]
+
+[gates]
+accuracy = ">= 0.6"
+
+[watch]
+debounce_ms = 100
+ignore = ["data/incoming/**"]
+
+[drift]
+score = "python score.py"
+
+[drift.retrain]
+on_drift = true
+max_decay = 0.2
+cooldown_minutes = 60
+max_per_day = 3
+"""
+
+RULE = """
+import csv
+
+def read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+def accuracy(rows, threshold):
+    hits = sum((float(r["amount"]) > threshold) == (r["bought"] == "yes") for r in rows)
+    return hits / len(rows)
+"""
+
+FIT = """
+import json, wb, rule
+rows = rule.read("data/sales.csv")
+yes = [float(r["amount"]) for r in rows if r["bought"] == "yes"]
+no = [float(r["amount"]) for r in rows if r["bought"] == "no"]
+threshold = (sum(yes) / len(yes) + sum(no) / len(no)) / 2
+json.dump({"threshold": threshold}, open(wb.output_path("model.json"), "w"))
+wb.log_artifact("model.json", "model")
+wb.log_metrics({"rows": len(rows)})
+"""
+
+EVALUATE = """
+import json, wb, rule
+threshold = json.load(open(wb.upstream("fit", "model.json")))["threshold"]
+wb.log_metrics({"accuracy": rule.accuracy(rule.read("data/sales.csv"), threshold)})
+"""
+
+SCORE = """
+import json, os, sys, wb
+sys.path.insert(0, os.getcwd())
+import rule
+threshold = json.load(open(wb.upstream(os.environ["WB_MODEL_STAGE"], "model.json")))["threshold"]
+rows = rule.read(wb.upstream("batch", os.environ["WB_BATCH_FILE"]))
+wb.log_metrics({"accuracy": rule.accuracy(rows, threshold)})
+print("scored", len(rows), "rows")
+"""
+
+COLUMNS = ["amount", "plan", "bought"]
+
+
+def sales(rows: int, seed: int, shift: float = 0.0, mix=(0.5, 0.3, 0.2), flip: bool = False) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(50 + shift, 10, rows)
+    bought = amount + rng.normal(0, 4, rows) > 55
+    plans = rng.choice(["basic", "plus", "pro"], rows, p=mix)
+    return [{"amount": f"{a:.2f}", "plan": p, "bought": "yes" if b != flip else "no"}
+            for a, p, b in zip(amount, plans, bought)]
+
+
+def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_project(root: Path, manifest: str = MANIFEST) -> Path:
+    project = root / "shop"
+    for name, text in {"workbench.toml": manifest, "rule.py": RULE, "fit.py": FIT, "evaluate.py": EVALUATE,
+                       "score.py": SCORE}.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(textwrap.dedent(text))
+    write_csv(project / "data" / "sales.csv", sales(1500, seed=1))
+    (project / "data" / "incoming").mkdir()
+    return project
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    write_project(tmp_path)
+    return tmp_path
+
+
+def in_production(session: WorkbenchSession) -> int:
+    record = session.run("shop")
+    assert record.status is RunStatus.SUCCEEDED and record.gates_passed, record.reason
+    version = session.last_registration[0].version
+    assert session.registry.promote("shop", version, "staging", user="test").applied
+    assert session.registry.promote("shop", version, "production", user="test").applied
+    return version
+
+
+def batch(ws: Path, name: str, rows: list[dict], columns=COLUMNS) -> Path:
+    return write_csv(ws / "shop" / "data" / "incoming" / name, rows, columns)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+def test_a_drifted_batch_retrains_on_training_data_plus_batch_and_promotes_nothing(ws):
+    session = WorkbenchSession(ws, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    data_file = ws / "shop" / "data" / "sales.csv"
+    before = sha(data_file)
+
+    clean = service.check_batch("shop", batch(ws, "clean.csv", sales(400, seed=7)))
+    report = clean.report
+    assert clean.fresh and not report.drifted and report.drifted_columns == []
+    assert "production version 1 (run 1)" in report.reference and report.reference_rows == 1500
+    assert report.decay is not None and report.decay.metric == "accuracy" and not report.decay.decayed
+    assert abs(report.decay.drop) < 0.1
+    assert not clean.decision.retrain and clean.decision.reason == "no drift and no decay" and not clean.overrides
+
+    drifted_file = batch(ws, "drifted.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7)))
+    drifted = service.check_batch("shop", drifted_file)
+    assert drifted.report.drifted and drifted.report.drifted_columns == ["amount", "plan"]
+    assert drifted.decision.retrain and drifted.decision.cause == "drift"
+    (path, training), = drifted.overrides.items()
+    assert path == "data/sales.csv" and training.is_file()
+    lines = training.read_text().splitlines()
+    assert lines[:1501] == data_file.read_text().splitlines()  # the training data, byte for byte
+    assert len(lines) == 1 + 1500 + 400 and lines[-1] == drifted_file.read_text().splitlines()[-1]
+
+    record = service.retrain("shop", drifted)
+    assert record.status is RunStatus.SUCCEEDED and record.trigger is Trigger.DRIFT
+    assert record.changed_paths == ["data/incoming/drifted.csv"]
+    (dataset,) = record.datasets
+    assert dataset.path == "data/sales.csv" and dataset.row_count == 1900 and dataset.fingerprint == sha(training)
+    assert sha(data_file) == before  # the user's data file is never written
+    assert {i.path: i.sha256 for i in record.stages[0].inputs}["data/sales.csv"] == sha(training)
+
+    version, created = session.last_registration
+    assert created and version.version == 2 and version.data_fingerprints == {"data/sales.csv": sha(training)}
+    assert session.registry.aliases("shop") == {"staging": 1, "production": 1}  # nothing promoted
+    listed = service.batches("shop")
+    assert [b.name for b in listed] == ["drifted.csv", "clean.csv"]
+    assert (listed[0].retrain_run_id, listed[0].retrain_status, listed[0].retrain_version,
+            listed[0].retrain_version_status) == (record.id, "succeeded", 2, "registered")
+    assert listed[0].drifted and listed[0].drifted_columns == 2 and listed[0].compared_columns == 2
+    assert listed[1].retrain_run_id is None and listed[1].decay_metric == "accuracy"
+
+    # The same content again (under another name) is not checked twice, nor retrained on.
+    again = service.check_batch("shop", batch(ws, "copy.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7))))
+    assert not again.fresh and again.batch.id == drifted.batch.id and not again.decision.retrain
+    assert service.pending("shop") == []
+
+    # Another drifted batch within the hour: the cooldown holds the retrain back.
+    later = service.check_batch("shop", batch(ws, "later.csv", sales(400, seed=9, shift=15, mix=(0.1, 0.2, 0.7))))
+    assert later.report.drifted and not later.decision.retrain and "in cooldown" in later.decision.reason
+    assert session.runs("shop", limit=10)[0].id == record.id  # no run started
+
+
+def test_auto_staging_puts_the_retrained_version_in_staging_never_production(tmp_path):
+    write_project(tmp_path, MANIFEST + "\n[promotion]\nauto_staging = true\n")
+    session = WorkbenchSession(tmp_path, runner="local")
+    record = session.run("shop")
+    assert session.registry.aliases("shop") == {"staging": 1}  # auto_staging did that
+    assert session.registry.promote("shop", 1, "production", user="test").applied
+    service = DriftService(session)
+    outcome = service.check_batch("shop", batch(tmp_path, "b.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7))))
+    retrain = service.retrain("shop", outcome)
+    assert retrain.status is RunStatus.SUCCEEDED and record.id < retrain.id
+    assert session.registry.aliases("shop") == {"staging": 2, "production": 1}
+    entry = session.registry.history("shop", limit=1)[0]
+    assert (entry.action, entry.alias, entry.to_version) == ("promote", "staging", 2)
+    assert service.batches("shop")[0].retrain_version_status == "staging"
+
+
+def test_without_production_the_reference_is_the_latest_run_or_the_file(ws):
+    session = WorkbenchSession(ws, runner="local")
+    service = DriftService(session)
+    assert "as it is now" in service.reference("shop").description
+    outcome = service.check_batch("shop", batch(ws, "a.csv", sales(300, seed=3)))
+    assert "no model version" in outcome.report.decay_note
+    session.run("shop")
+    reference = service.reference("shop")
+    assert "run 1, the latest successful run (no production model yet)" in reference.description
+    assert reference.version is not None and reference.version.version == 1
+    outcome = service.check_batch("shop", batch(ws, "b.csv", sales(300, seed=4)))
+    assert outcome.report.decay is not None  # scored with the latest run's model
+
+
+def test_decay_on_a_labelled_batch_retrains_without_drift(tmp_path):
+    write_project(tmp_path, MANIFEST.replace("on_drift = true", "on_drift = false"))
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    flipped = service.check_batch("shop", batch(tmp_path, "flipped.csv", sales(400, seed=5, flip=True)))
+    report = flipped.report
+    assert not report.drifted and report.decay.decayed and report.decay.drop > 0.5
+    assert flipped.decision.retrain and flipped.decision.cause == "decay"
+    assert "accuracy" in flipped.decision.reason and "worse by" in flipped.decision.reason
+
+
+def test_replace_policy_trains_on_the_batch_alone(tmp_path):
+    write_project(tmp_path, MANIFEST.replace('on_drift = true', 'on_drift = true\npolicy = "replace"'))
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    outcome = service.check_batch("shop", batch(tmp_path, "b.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7))))
+    record = service.retrain("shop", outcome)
+    assert record.datasets[0].row_count == 400 and record.status is RunStatus.SUCCEEDED
+
+
+def test_the_daily_cap_counts_decided_retrains(tmp_path):
+    write_project(tmp_path, MANIFEST.replace("cooldown_minutes = 60", "cooldown_minutes = 0")
+                  .replace("max_per_day = 3", "max_per_day = 2"))
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    decisions = [service.check_batch("shop", batch(tmp_path, f"b{i}.csv", sales(300, seed=20 + i, shift=15,
+                                                                                 mix=(0.1, 0.2, 0.7)))).decision
+                 for i in range(3)]
+    assert [d.retrain for d in decisions] == [True, True, False]
+    assert "2 retrains in the last 24 h reach the cap (max_per_day 2)" in decisions[2].reason
+
+
+# -- bad batches ----------------------------------------------------------------------------------
+
+BAD = [
+    ("empty file", "", "empty_batch"),
+    ("header only", "amount,plan,bought\n", "empty_batch"),
+    ("binary", "\x00\x01\x02garbage\xff" * 50, None),  # unreadable, or one odd column: never a crash
+    ("missing column", "amount,bought\n50.0,yes\n61.0,no\n", "missing_column"),
+    ("text in numbers", "amount,plan,bought\nlots,basic,yes\n61.0,pro,no\n", "type_change"),
+]
+
+
+@pytest.mark.parametrize("case,content,finding", BAD, ids=[b[0] for b in BAD])
+def test_bad_batches_are_recorded_findings_not_crashes(ws, case, content, finding):
+    session = WorkbenchSession(ws, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    path = ws / "shop" / "data" / "incoming" / "bad.csv"
+    path.write_bytes(content.encode("latin-1"))
+    outcome = service.check_batch("shop", path)
+    kinds = [f.kind for f in outcome.report.findings]
+    if finding:
+        assert finding in kinds
+    else:
+        assert kinds and any(f.blocking for f in outcome.report.findings)
+    assert not outcome.decision.retrain
+    assert service.batches("shop")[0].state == "checked"
+
+
+def test_an_unlabelled_drifted_batch_is_not_retrained_on(ws):
+    session = WorkbenchSession(ws, runner="local")
+    in_production(session)
+    outcome = DriftService(session).check_batch(
+        "shop", batch(ws, "nolabels.csv", sales(300, seed=8, shift=15), columns=["amount", "plan"]))
+    assert outcome.report.drifted and not outcome.decision.retrain
+    assert "no labels (bought) to train on" in outcome.decision.reason
+    assert "no labels" in outcome.report.decay_note
+
+
+def test_a_project_without_a_data_file_says_so(tmp_path):
+    write_project(tmp_path, MANIFEST.replace('paths = ["data/sales.csv"]', 'paths = ["data/*.parquet"]'))
+    from workbench.core.errors import WorkbenchError
+
+    session = WorkbenchSession(tmp_path, runner="local")
+    with pytest.raises(WorkbenchError, match=r"\[data\] paths matches no file; name the file"):
+        DriftService(session).check_batch("shop", batch(tmp_path, "a.csv", sales(10, seed=1)))
+    assert DriftService(session).batches("shop") == []  # the claim was released
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+def workbench(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench", "-w", str(ws), *args], capture_output=True, text=True,
+                          env={**__import__("os").environ, "COLUMNS": "160"})
+
+
+def test_cli_checks_a_batch_retrains_and_lists(ws):
+    session = WorkbenchSession(ws, runner="local")
+    in_production(session)
+    batch(ws, "drifted.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7)))
+    batch(ws, "clean.csv", sales(400, seed=7))
+    listed = workbench(ws, "drift", "shop")
+    assert listed.returncode == 0, listed.stderr
+    assert "no batches checked yet" in listed.stdout and "2 not checked yet" in listed.stdout
+
+    checked = workbench(ws, "drift", "shop", "clean.csv", "--runner", "local", "--json")
+    assert checked.returncode == 0, checked.stderr
+    data = json.loads(checked.stdout)
+    assert data["checked_now"] and not data["batch"]["drifted"] and data["run"] is None
+    assert [c["column"] for c in data["batch"]["report"]["columns"]] == ["amount", "plan", "bought"]
+
+    shown = workbench(ws, "drift", "shop", "data/incoming/drifted.csv", "--runner", "local", "-q")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "amount" in out and "Wasserstein" in out and "drifted" in out and "█" in out
+    assert "→ retrain: drift in 2 of 2 columns" in out and "trigger drift" in out
+    assert "registered as version 2" in out
+
+    listed = workbench(ws, "drift", "shop")
+    assert "run 2 ✓ → v2 registered" in listed.stdout and "not checked yet" not in listed.stdout
+    again = workbench(ws, "drift", "shop", "drifted.csv")
+    assert "checked before" in again.stdout and "trigger drift" not in again.stdout
+    missing = workbench(ws, "drift", "shop", "nope.csv")
+    assert missing.returncode == 3 and "no batch file 'nope.csv'" in missing.stderr

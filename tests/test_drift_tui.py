@@ -1,0 +1,62 @@
+"""The drift pane, driven by Pilot: `D` opens the selected project's batches with their column
+scores as bars (drifted columns in the theme's error colour) and the retrain each caused; a batch
+landing while the project is watched shows up without a key press."""
+
+from __future__ import annotations
+
+from tests.test_drift import batch, in_production, sales, write_project
+from tests.test_tui import asyncio_test, make_app, opened, private_config, table_rows, wait_for  # noqa: F401
+from workbench.services.drift import DriftService
+from workbench.services.session import WorkbenchSession
+from workbench.ui.screens.drift import DriftScreen
+from workbench.ui.widgets.run_views import Palette
+
+SIZE = (130, 40)
+
+
+@asyncio_test
+async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
+    write_project(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    service.check_batch("shop", batch(tmp_path, "clean.csv", sales(300, seed=7)))
+    drifted = service.check_batch("shop", batch(tmp_path, "drifted.csv", sales(300, seed=8, shift=15,
+                                                                                  mix=(0.1, 0.2, 0.7))))
+    retrain = service.retrain("shop", drifted)
+
+    app = make_app(tmp_path, watch_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await wait_for(pilot, lambda: main.projects.rows["shop"].watching, what="watching")
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen), what="the drift screen")
+        pane = app.screen.pane
+        await wait_for(pilot, lambda: pane.view is not None, what="the drift checks")
+        assert "production version 1 (run 1)" in pane.view.reference
+        rows = table_rows(pane.batches_table)
+        assert [r[1] for r in rows] == ["drifted.csv", "clean.csv"]
+        assert "2/2 100%" in rows[0][4] and f"run {retrain.id} ✓ → v2 registered" == rows[0][6]
+        assert "0/2" in rows[1][4] and rows[1][6] == "no drift and no decay"
+        columns = table_rows(pane.columns_table)
+        # The label moved too (more buyers at higher amounts): shown, not counted in the share.
+        assert [(r[0], r[5]) for r in columns] == [("amount", "drifted"), ("plan", "drifted"),
+                                                   ("bought (target)", "drifted")]
+        assert columns[0][1] == "Wasserstein" and columns[0][4] == "█" * 10
+        bad = Palette.of(app).bad
+        assert str(pane.columns_table.get_row_at(0)[0].style) == bad  # the theme's error colour
+
+        await pilot.press("down")
+        await wait_for(pilot, lambda: pane.batch_id != drifted.batch.id,
+                       what="the clean batch's columns")
+        assert [r[5] for r in table_rows(pane.columns_table)] == ["", "", ""]
+
+        # A batch landing while the pane is open: checked by the watcher, shown without a key.
+        batch(tmp_path, "later.csv", sales(300, seed=9, shift=15, mix=(0.1, 0.2, 0.7)))
+        await wait_for(pilot, lambda: pane.view is not None and len(pane.view.batches) == 3, timeout=20,
+                       what="the new batch in the pane")
+        newest = table_rows(pane.batches_table)[0]
+        assert newest[1] == "later.csv" and "in cooldown" in newest[6]
+        assert any("later.csv: drifted" in note for _, note, _ in app.notes)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is main, what="back to the main screen")

@@ -1,0 +1,190 @@
+"""`workbench drift PROJECT [BATCH] [--json]`: drift checks of new data.
+
+Without BATCH: the project's latest batches (drifted share, decay, the retrain each caused) and
+the files in the incoming folder not checked yet. With BATCH (a path, or a file name in the
+incoming folder): check it now unless it was checked before, print the per-column table, and
+run the retrain the policy decides (unless --no-retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.cli.render import GLYPHS, Printer
+from workbench.core.drift import CheckedBatch, DriftReport
+from workbench.core.errors import WorkbenchError
+from workbench.services.session import WorkbenchSession
+
+EXIT_OK, EXIT_RUN_FAILED = 0, 1
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(score: float, width: int = 10) -> str:
+    """A score in 0..1 as a bar of `width` cells, in eighths."""
+    eighths = round(max(0.0, min(1.0, score)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.services.drift import DriftService
+
+    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    ref = session.project(args.project)
+    service = DriftService(session)
+    if args.batch is None:
+        return _list(printer, service, ref.name, args.json)
+    printer.show_logs = not args.quiet and not args.json
+    path = service.resolve(ref, args.batch)
+
+    def on_log(line: str) -> None:  # the scoring command's output
+        if printer.show_logs:
+            printer.out.print(f"  [dim]score │ {escape(line)}[/]")
+
+    outcome = service.check_batch(ref.name, path, on_log=on_log, allow_retrain=not args.no_retrain)
+    record = None
+    if outcome.decision.retrain:
+        if not args.json:
+            _show(printer, outcome.batch, outcome.fresh)
+            printer.out.print(f"[bold]→ retrain[/]: {escape(outcome.decision.reason)}")
+        record = service.retrain(ref.name, outcome, on_event=printer.event)
+    elif not args.json:
+        _show(printer, outcome.batch, outcome.fresh)
+        if outcome.fresh:
+            printer.out.print(f"[dim]no retrain: {escape(outcome.decision.reason)}[/]")
+    batch = service.store.batch(ref.name, batch_id=outcome.batch.id) or outcome.batch
+    if args.json:
+        printer.json({"batch": batch, "checked_now": outcome.fresh, "decision": outcome.decision, "run": record})
+        return EXIT_OK if record is None or str(record.status) == "succeeded" else EXIT_RUN_FAILED
+    if record is not None:
+        from workbench.cli.registry_commands import after_run
+
+        after_run(printer, session)
+        if batch.retrain_version_status == "staging":
+            printer.out.print(f"[green]✓[/] version {batch.retrain_version} went to staging by itself "
+                              "([promotion] auto_staging)")
+        return EXIT_OK if str(record.status) == "succeeded" else EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+def _list(printer: Printer, service, project: str, as_json: bool) -> int:
+    batches = service.batches(project)
+    pending = service.pending(project)
+    try:
+        reference = service.reference(project).description
+    except WorkbenchError as exc:
+        reference = f"none: {exc}"
+    if as_json:
+        printer.json({"project": project, "reference": reference, "batches": batches, "not_checked": pending})
+        return EXIT_OK
+    con = printer.out
+    con.print(f"[bold]{escape(project)}[/] · reference: {escape(reference)}")
+    if not batches:
+        folder = service.incoming(project)
+        where = f" in {escape(str(folder))}" if folder else " (set [data] incoming in the manifest)"
+        con.print(f"no batches checked yet: new data files{where} are checked by `workbench watch` or the TUI, "
+                  f"or now by `workbench drift {escape(project)} FILE`")
+    else:
+        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
+        for col, justify in (("#", "right"), ("file", "left"), ("checked", "left"), ("rows", "right"),
+                             ("drift", "left"), ("decay", "left"), ("retrain", "left")):
+            # Only the retrain's words wrap on a narrow terminal (rich shares any other squeeze
+            # out evenly, down to nothing for the narrowest column).
+            table.add_column(col, justify=justify, no_wrap=col != "retrain", max_width=24 if col == "file" else None)
+        for b in batches:
+            table.add_row(str(b.id), escape(b.name), b.landed_at.astimezone().strftime("%m-%d %H:%M"),
+                          "—" if b.rows is None else f"{b.rows:,}", _drift_cell(b), _decay_cell(b), _retrain_cell(b))
+        con.print(table, soft_wrap=False)
+    if pending:
+        shown = ", ".join(escape(p) for p in pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+        con.print(f"[yellow]{len(pending)} not checked yet[/]: {shown} "
+                  f"(`workbench drift {escape(project)} FILE` checks one now)")
+    return EXIT_OK
+
+
+def _drift_cell(b: CheckedBatch) -> str:
+    if b.state == "checking":
+        return "[dim]checking[/]"
+    if b.drifted is None:
+        return "—"
+    mark = "[red]✗[/]" if b.drifted else "[green]✓[/]"
+    return f"{mark} {b.drifted_columns}/{b.compared_columns} {b.share or 0:.0%}"
+
+
+def _decay_cell(b: CheckedBatch) -> str:
+    if b.decay_value is None:
+        return "[dim]—[/]"
+    return f"{escape(b.decay_metric or '')} {b.decay_value:.3f}/{b.decay_baseline:.3f}"
+
+
+def _retrain_cell(b: CheckedBatch) -> str:
+    if b.retrain_run_id is not None:
+        mark, colour = GLYPHS.get(b.retrain_status or "running", ("?", "white"))
+        cell = f"run {b.retrain_run_id} [{colour}]{mark}[/]"
+        if b.retrain_version is not None:
+            cell += f" → v{b.retrain_version} {b.retrain_version_status}"
+        return cell
+    if b.retrain:
+        return "[yellow]queued[/]"
+    reason = b.retrain_reason.split(", but ", 1)[-1]
+    return f"[dim]{escape(reason)}[/]"
+
+
+def _show(printer: Printer, batch: CheckedBatch, fresh: bool) -> None:
+    report = batch.report
+    con = printer.out
+    if report is None:
+        con.print(f"batch {batch.id} ({escape(batch.path)}) is being checked by another process")
+        return
+    when = "" if fresh else f" · checked before, {batch.checked_at.astimezone():%Y-%m-%d %H:%M:%S} (batch {batch.id})"
+    con.print(f"[bold]{escape(report.batch)}[/] · {report.rows:,} rows · against {escape(report.reference)} "
+              f"({report.reference_rows:,} rows){when}")
+    show_report(printer, report)
+    if not fresh and batch.retrain_reason:
+        con.print(f"[dim]retrain: {escape(batch.retrain_reason)}[/]"
+                  + (f" · run {batch.retrain_run_id}" if batch.retrain_run_id else ""))
+
+
+TEST_NAMES = {"ks": "KS", "wasserstein": "Wasserstein", "chi2": "chi²", "jensen_shannon": "JS",
+              "missing": "missing", "type_change": "type", "all_null": "all null", "not_compared": "skipped"}
+
+
+def show_report(printer: Printer, report: DriftReport) -> None:
+    con = printer.out
+    if report.columns:
+        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
+        for col, justify in (("column", "left"), ("test", "left"), ("statistic", "right"), ("threshold", "left"),
+                             ("PSI", "right"), ("score", "left"), ("", "left")):
+            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
+                             min_width=8 if col == "column" else None)
+        for c in report.columns:
+            if c.p_value is not None:
+                statistic, threshold = f"p {c.p_value:.2g}", f"p < {c.threshold:g}"
+            elif c.statistic is not None:
+                unit = " sd" if c.test == "wasserstein" else ""
+                statistic, threshold = f"{c.statistic:.3g}{unit}", f"> {c.threshold:g}{unit}"
+            else:
+                statistic, threshold = "—", ""
+            style = "red" if c.drifted else ("dim" if not c.compared else "")
+            name = escape(c.column) + (" [dim](target)[/]" if c.role == "target" else "")
+            table.add_row(f"[{style}]{name}[/]" if style else name, TEST_NAMES.get(c.test, c.test), statistic,
+                          threshold, "—" if c.psi is None else f"{c.psi:.3f}", f"[{style or 'green'}]{bar(c.score)}[/]",
+                          "[red]drifted[/]" if c.drifted else "")
+        con.print(table, soft_wrap=False)
+    for finding in report.findings:
+        mark = "[red]✗[/]" if finding.blocking else "[yellow]![/]"
+        con.print(f"{mark} {escape(finding.message)}")
+    if report.decay is not None:
+        d = report.decay
+        limit = f"; retrains beyond {d.max_drop:g}" if d.max_drop is not None else ""
+        direction = "worse" if d.drop > 0 else "better"
+        con.print(f"performance: {escape(d.metric)} {d.value:.4f} on the batch vs {d.baseline:.4f} evaluated "
+                  f"({abs(d.drop):.4f} {direction}{limit})" + (" [red]decayed[/]" if d.decayed else ""))
+    elif report.decay_note:
+        con.print(f"[dim]performance {escape(report.decay_note)}[/]")
+    verdict = "[red]✗ drifted[/]" if report.drifted else "[green]✓ no drift[/]"
+    con.print(f"{verdict}: {escape(report.summary.split(': ', 1)[1])}")

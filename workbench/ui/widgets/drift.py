@@ -1,0 +1,215 @@
+"""A project's drift checks: its latest batches (drifted share, decay, the retrain each caused)
+and, for the batch under the cursor, every column's score as a small bar, drifted columns in
+the theme's error colour, with the report's findings.
+
+    #  batch            checked      rows   drift              decay         retrain
+    2  batch-002.csv    11-22 09:15  1,000  ███▏    6/19 32%   auc −0.006    run 5 ✓ → v2 registered
+    1  batch-001.csv    11-22 09:01  1,000  ▏       0/19  0%   auc +0.046    no drift and no decay
+
+    column           test         statistic  PSI    score
+    monthly_charges  Wasserstein  0.578 sd   1.265  ██████████  drifted
+    contract         JS           0.276      0.498  ██████████  drifted
+    tenure           Wasserstein  0.369 sd   0.171  ██████████  drifted
+    female           JS           0.00135    0.000  ▏
+
+A bar is half full at the column's threshold and full at twice it (workbench.core.drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from workbench.ui import format as fmt
+from workbench.ui.widgets.run_views import Palette
+
+if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): not at import
+    from workbench.core.drift import CheckedBatch, ColumnDrift
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+BATCH_COLUMNS = ("#", "batch", "checked", "rows", "drift", "decay", "retrain")
+COLUMN_COLUMNS = ("column", "test", "statistic", "PSI", "score", "")
+REASON_WIDTH = 40
+"""Why a batch did not retrain, cut to this many characters in the table (the full reason is
+under the batch's columns)."""
+TEST_NAMES = {"ks": "KS", "wasserstein": "Wasserstein", "chi2": "chi²", "jensen_shannon": "JS", "missing": "missing",
+              "type_change": "type", "all_null": "all null", "not_compared": "skipped"}
+
+
+def score_bar(score: float, width: int = 10) -> str:
+    """0..1 as a bar of `width` cells, in eighths."""
+    eighths = round(max(0.0, min(1.0, score)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+@dataclass(frozen=True)
+class DriftView:
+    """What the pane shows, read on a worker thread (workbench/ui/screens/drift.py)."""
+
+    project: str
+    reference: str
+    """What batches are compared with, in words (or why there is nothing)."""
+    policy: str
+    """The retrain policy in words."""
+    batches: list[CheckedBatch] = field(default_factory=list)
+    """Newest first, with their reports."""
+    pending: list[str] = field(default_factory=list)
+    """Batch files in the incoming folder not checked yet."""
+
+
+class DriftPane(Vertical):
+    DEFAULT_CSS = """
+    DriftPane { height: 1fr; background: $surface; }
+    DriftPane > #drift-heading { height: auto; padding: 0 1; color: $text-muted; }
+    DriftPane > #drift-batches { height: auto; max-height: 40%; background: $surface; scrollbar-size-horizontal: 0; }
+    DriftPane > #drift-columns-title { height: auto; max-height: 2; padding: 0 1; margin-top: 1; color: $foreground; }
+    DriftPane > #drift-columns { height: 1fr; min-height: 4; background: $surface; }
+    DriftPane > #drift-findings { height: auto; max-height: 6; padding: 0 1; color: $warning; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view: DriftView | None = None
+        self.batch_id: int | None = None
+        """The batch whose columns are shown."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("reading drift checks…", id="drift-heading")
+        yield DataTable(id="drift-batches", cursor_type="row", zebra_stripes=False)
+        yield Static(id="drift-columns-title")
+        yield DataTable(id="drift-columns", cursor_type="row", zebra_stripes=False)
+        yield Static(id="drift-findings")
+
+    def on_mount(self) -> None:
+        self.batches_table.add_columns(*BATCH_COLUMNS)
+        self.columns_table.add_columns(*COLUMN_COLUMNS)
+
+    @property
+    def batches_table(self) -> DataTable:
+        return self.query_one("#drift-batches", DataTable)
+
+    @property
+    def columns_table(self) -> DataTable:
+        return self.query_one("#drift-columns", DataTable)
+
+    # -- what the screen calls ---------------------------------------------------------------
+
+    def show(self, view: DriftView) -> None:
+        """Show a project's batches, keeping the cursor on the batch it was on."""
+        self.view = view
+        palette = Palette.of(self.app)
+        heading = Text(f"reference: {view.reference}\n{view.policy}")
+        if view.pending:
+            heading.append(f"\n{len(view.pending)} not checked yet: {', '.join(view.pending[:3])}", palette.warn)
+        self.query_one("#drift-heading", Static).update(heading)
+        table = self.batches_table
+        keep = self.batch_id
+        table.clear(columns=True)  # columns fit what they hold now
+        table.add_columns(*BATCH_COLUMNS)
+        for batch in view.batches:
+            table.add_row(*self._batch_row(batch, palette), key=str(batch.id))
+        if not view.batches:
+            self.batch_id = None
+            self.query_one("#drift-columns-title", Static).update(
+                "no batch checked yet: files landing in the incoming folder are checked while the project is watched")
+            self.columns_table.clear()
+            self.query_one("#drift-findings", Static).update("")
+            return
+        ids = [b.id for b in view.batches]
+        row = ids.index(keep) if keep in ids else 0
+        table.move_cursor(row=row)
+        self.show_batch(view.batches[row])
+
+    def error(self, message: str) -> None:
+        self.query_one("#drift-heading", Static).update(Text(f"✗ {message}", Palette.of(self.app).bad))
+
+    def show_batch(self, batch: CheckedBatch) -> None:
+        """The batch's columns, most drifted first, and its findings."""
+        palette = Palette.of(self.app)
+        self.batch_id = batch.id
+        report = batch.report
+        title = Text(f"batch {batch.id} · {batch.path}", "bold")
+        table = self.columns_table
+        table.clear(columns=True)
+        table.add_columns(*COLUMN_COLUMNS)
+        findings = self.query_one("#drift-findings", Static)
+        if report is None:
+            title.append("  being checked…", palette.muted)
+            self.query_one("#drift-columns-title", Static).update(title)
+            findings.update("")
+            return
+        title.append(f"  {report.summary}", palette.bad if report.drifted else palette.good)
+        self.query_one("#drift-columns-title", Static).update(title)
+        for column in sorted(report.columns, key=lambda c: (not c.drifted, -c.score)):
+            table.add_row(*self._column_row(column, palette), key=column.column)
+        notes = Text()
+        for finding in report.findings:
+            notes.append(("✗ " if finding.blocking else "! ") + finding.message + "\n",
+                         palette.bad if finding.blocking else palette.warn)
+        if report.decay is None and report.decay_note:
+            notes.append(f"performance {report.decay_note}\n", palette.muted)
+        if batch.retrain_reason:
+            notes.append(f"retrain: {batch.retrain_reason}", palette.muted)
+        findings.update(notes)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is not self.batches_table or self.view is None or event.row_key is None:
+            return
+        event.stop()
+        wanted = int(event.row_key.value)
+        if wanted == self.batch_id:
+            return
+        found = next((b for b in self.view.batches if b.id == wanted), None)
+        if found is not None:
+            self.show_batch(found)
+
+    # -- rows --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _batch_row(b: CheckedBatch, palette: Palette) -> tuple:
+        if b.drifted is None:
+            drift = Text("being checked", palette.muted)
+        else:
+            tone = palette.bad if b.drifted else palette.good
+            drift = Text(score_bar(b.share or 0.0, 6), tone)
+            drift.append(f" {b.drifted_columns}/{b.compared_columns} {b.share or 0:4.0%}")
+        if b.decay_value is None:
+            decay = Text("—", palette.muted)
+        else:
+            delta = b.decay_value - (b.decay_baseline or 0.0)
+            decay = Text(f"{b.decay_metric} {delta:+.3f}", palette.muted if abs(delta) < 0.01 else
+                         (palette.good if delta > 0 else palette.warn))
+        if b.retrain_run_id is not None:
+            status = b.retrain_status or "running"
+            retrain = Text(f"run {b.retrain_run_id} ")
+            retrain.append(fmt.GLYPHS.get(status, "?"), palette.tone(fmt.tone(status)))
+            if b.retrain_version is not None:
+                retrain.append(f" → v{b.retrain_version} {b.retrain_version_status}",
+                               palette.good if b.retrain_version_status == "staging" else "")
+        elif b.retrain:
+            retrain = Text("queued", palette.warn)
+        else:
+            reason = b.retrain_reason.split(", but ", 1)[-1]
+            retrain = Text(reason if len(reason) <= REASON_WIDTH else reason[:REASON_WIDTH - 1] + "…", palette.muted)
+        return (str(b.id), b.name, b.landed_at.astimezone().strftime("%m-%d %H:%M"),
+                "—" if b.rows is None else f"{b.rows:,}", drift, decay, retrain)
+
+    @staticmethod
+    def _column_row(c: ColumnDrift, palette: Palette) -> tuple:
+        tone = palette.bad if c.drifted else (palette.muted if not c.compared else "")
+        if c.p_value is not None:
+            statistic = f"p {c.p_value:.2g}"
+        elif c.statistic is not None:
+            statistic = f"{c.statistic:.3g}" + (" sd" if c.test == "wasserstein" else "")
+        else:
+            statistic = "—"
+        name = Text(c.column + (" (target)" if c.role == "target" else ""), tone)
+        bar = Text(score_bar(c.score), tone or palette.good)
+        return (name, TEST_NAMES.get(c.test, c.test), statistic, "—" if c.psi is None else f"{c.psi:.3f}", bar,
+                Text("drifted", palette.bad) if c.drifted else "")
