@@ -355,3 +355,39 @@ def test_cli_checks_a_batch_retrains_and_lists(ws):
     assert "checked before" in again.stdout and "trigger drift" not in again.stdout
     missing = workbench(ws, "drift", "shop", "nope.csv")
     assert missing.returncode == 3 and "no batch file 'nope.csv'" in missing.stderr
+
+
+# -- the adapter: reading tables, writing the retrain's training file ------------------------------
+
+def test_training_file_appends_the_batch_in_the_training_data_s_dialect_and_column_order(tmp_path):
+    from workbench.adapters.batch_files import read_table, write_training_file
+
+    training = tmp_path / "ref.csv"
+    training.write_bytes(b'a;b;c\r\n1;x;2\r\n3;"y;z";4')  # no newline at the end, CRLF, semicolons
+    tsv = tmp_path / "b.tsv"
+    tsv.write_text("c\tb\ta\textra\n9\tq\t8\tdropped\n")
+    out = tmp_path / "out.csv"
+    write_training_file(training, "data/ref.csv", tsv, out, "append")
+    assert out.read_bytes() == b'a;b;c\r\n1;x;2\r\n3;"y;z";4\r\n8;q;9\r\n'
+    comma = tmp_path / "b.csv"
+    comma.write_text('c,b,a\n9,"q;r",\n')
+    write_training_file(training, "data/ref.csv", comma, out, "append")
+    assert out.read_bytes().endswith(b'\r\n;"q;r";9\r\n') and read_table(out).rows == 3
+    write_training_file(training, "data/ref.csv", comma, out, "replace")
+    assert out.read_text() == comma.read_text()
+
+
+def test_parquet_batches_and_training_data(tmp_path):
+    import duckdb
+
+    from workbench.adapters.batch_files import read_table, write_training_file
+
+    ref, batch_file, out = tmp_path / "ref.parquet", tmp_path / "b.parquet", tmp_path / "out.parquet"
+    duckdb.sql("SELECT range::DOUBLE AS amount, 'basic' AS plan FROM range(100)").write_parquet(str(ref))
+    duckdb.sql("SELECT 'pro' AS plan, 5.5 AS amount").write_parquet(str(batch_file))
+    table = read_table(batch_file)
+    assert table.rows == 1 and table.columns["amount"].numeric and not table.columns["plan"].numeric
+    write_training_file(ref, "data/ref.parquet", batch_file, out, "append")
+    combined = read_table(out, "out.parquet")
+    assert combined.rows == 101 and list(combined.columns) == ["amount", "plan"]
+    assert combined.columns["plan"].text[-1] == "pro"

@@ -143,10 +143,21 @@ def write_training_file(training: Path, training_name: str, batch: Path, out: Pa
         tmp.unlink(missing_ok=True)
 
 
+def _dialect(path: Path) -> type[csv.Dialect] | csv.Dialect:
+    """The file's CSV dialect (delimiter, quoting), sniffed from its start; plain CSV if unsure."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        sample = fh.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel
+
+
 def _append_csv(training: Path, batch: Path, out: Path) -> None:
     with open(training, "rb") as fh:
         head = fh.readline()
-    header = next(csv.reader(io.StringIO(head.decode("utf-8-sig"))))
+    dialect = _dialect(training)
+    header = next(csv.reader(io.StringIO(head.decode("utf-8-sig")), dialect))
     newline = "\r\n" if head.endswith(b"\r\n") else "\n"
     shutil.copyfile(training, out)
     with open(out, "rb+") as fh:
@@ -156,8 +167,9 @@ def _append_csv(training: Path, batch: Path, out: Path) -> None:
             if fh.read(1) not in (b"\n", b"\r"):
                 fh.write(newline.encode())
     with open(batch, newline="", encoding="utf-8-sig") as src, open(out, "a", newline="", encoding="utf-8") as dst:
-        writer = csv.writer(dst, lineterminator=newline)
-        for row in csv.DictReader(src):
+        writer = csv.writer(dst, delimiter=dialect.delimiter, quotechar=dialect.quotechar or '"',
+                            lineterminator=newline)
+        for row in csv.DictReader(src, dialect=_dialect(batch)):
             writer.writerow(["" if row.get(column) is None else row[column] for column in header])
 
 

@@ -161,7 +161,7 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                              ("PSI", "right"), ("score", "left"), ("", "left")):
             table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
                              min_width=8 if col == "column" else None)
-        for c in report.columns:
+        for c in sorted(report.columns, key=lambda c: (not c.drifted, -c.score)):  # most drifted first
             if c.p_value is not None:
                 statistic, threshold = f"p {c.p_value:.2g}", f"p < {c.threshold:g}"
             elif c.statistic is not None:

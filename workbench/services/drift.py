@@ -323,7 +323,10 @@ class DriftService:
         batch_dir.mkdir(parents=True)
         output.mkdir()
         batch_name = "batch" + (file.suffix.lower() or ".csv")
-        shutil.copyfile(file, batch_dir / batch_name)
+        try:
+            os.link(file, batch_dir / batch_name)  # a large batch is not copied for a few seconds' use
+        except OSError:
+            shutil.copyfile(file, batch_dir / batch_name)
         snapshot = SnapshotStore(state).take(ref.path, manifest.ignores)
         runner = self.session.runner
         env = manifest.environment
@@ -335,7 +338,10 @@ class DriftService:
             memory_bytes=env.memory_bytes, cpus=env.cpus, network=env.network, timeout_s=env.timeout_s,
             env={"WB_BATCH_FILE": batch_name, "WB_MODEL_STAGE": version.stage},
         )
-        outcome = runner.run_stage(job, on_log, CancelToken())
+        try:
+            outcome = runner.run_stage(job, on_log, CancelToken())
+        finally:
+            shutil.rmtree(batch_dir, ignore_errors=True)  # the score's output stays, for the record
         if outcome.status is not StageStatus.SUCCEEDED:
             tail = f" ({outcome.log_tail[-1].strip()[:200]})" if outcome.log_tail else ""
             return {}, f"the score command failed: {outcome.reason}{tail}"

@@ -19,13 +19,11 @@ def read_projects(session, watch) -> list[ProjectRow]:
             continue
         manifest = ref.manifest
         last = session.runs(str(ref.path), limit=1)
-        aliases = read_aliases(session, ref.name)
-        rows.append(ProjectRow(
+        rows.append(ProjectRow(  # model versions come after (read_aliases): the registry is slower
             ref.name, str(ref.path), primary_metric=manifest.primary_metric,
             maximize=getattr(manifest, "primary_metric_goal", "maximize") != "minimize",
             watching=watch.is_watching(ref.name), busy=watch.busy(ref.name),
-            last_status=last[0].status if last else None,
-            production=aliases.get("production"), staging=aliases.get("staging")))
+            last_status=last[0].status if last else None))
     return rows
 
 
@@ -55,8 +53,9 @@ def start_services(session, watch, watch_on_start: bool) -> tuple[str, list[int]
 
 
 def read_run(session, run_id: int):
+    """The run (its record holds the lineage too) and its validation report."""
     record = session.get_run(run_id)
-    return record, session.lineage(run_id), validation_report(record)
+    return record, validation_report(record)
 
 
 def read_trend(session, project: str) -> list[float]:

@@ -8,6 +8,7 @@ as ServiceEvent / LogLines messages from the EventBridge. The UI thread never wa
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class MainScreen(Screen):
         self._detail_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._filter_timer: Timer | None = None
+        self._trend_for: str | None = None
+        self._aliases_read = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -89,8 +92,17 @@ class MainScreen(Screen):
         self._status()
         self.projects.focus()
         self._in_thread("projects", None, loaders.read_projects, self.session, self.watch)
-        self._in_thread("services", None, loaders.start_services, self.session, self.watch, self.watch_on_start)
+        # Docker, recovery and watching start once the first runs are on screen (or after a
+        # second): they contend for the same store, and first paint matters more.
+        self._services_timer: Timer | None = self.set_timer(1.0, self._start_services)
         self.set_interval(1.0, self._tick)
+
+    def _start_services(self) -> None:
+        if self._services_timer is None:
+            return
+        self._services_timer.stop()
+        self._services_timer = None
+        self._in_thread("services", None, loaders.start_services, self.session, self.watch, self.watch_on_start)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -126,12 +138,16 @@ class MainScreen(Screen):
         self.notify(message.text, title=message.title, severity=message.severity, timeout=8)
 
     def _done_projects(self, rows: list[ProjectRow], _key) -> None:
-        for row in rows:  # what this app knows now is newer than what the worker read
-            if any(not live.finished for live in self.live.values() if live.project == row.name):
-                row = ProjectRow(**{**row.__dict__, "busy": True})
-            self.projects.rows[row.name] = row
-        self.projects.set_rows(list(self.projects.rows.values()) if rows else [])
+        known = self.projects.rows
+        fresh = []
+        for row in rows:  # what this app learnt from events is newer than what the worker read
+            old = known.get(row.name)
+            busy = any(not live.finished for live in self.live.values() if live.project == row.name)
+            fresh.append(replace(row, busy=row.busy or busy, production=old.production if old else None,
+                                 staging=old.staging if old else None))
+        self.projects.set_rows(fresh)
         if not rows:
+            self._start_services()
             self.detail.clear(f"no projects (folders with a workbench.toml) in {self.session.workspace.root}")
             self.table.show(None)
 
@@ -147,8 +163,8 @@ class MainScreen(Screen):
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
             return  # the cursor moved on
-        record, lineage, report = payload
-        self.detail.show_record(record, lineage, report, self.live.get(run_id))
+        record, report = payload
+        self.detail.show_record(record, report, self.live.get(run_id))
         self.detail.border_title = f"Run {record.id}"
 
     def _done_trend(self, values, project) -> None:
@@ -303,7 +319,7 @@ class MainScreen(Screen):
             return
         self.project = row
         self._show_runs()
-        self._in_thread("trend", row.name, loaders.read_trend, self.session, row.name)
+        self._trend_for = None  # read once its first runs are on screen (see _after_first_rows)
         self._status()
 
     def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
@@ -328,7 +344,21 @@ class MainScreen(Screen):
             title += f" matching “{table.match}”"
         self.query_one("#runs-pane").border_title = title
 
+    def _after_first_rows(self) -> None:
+        """What can wait until a project's first runs are drawn (it contends for the store)."""
+        self._start_services()
+        row = self.project
+        if row is not None and self._trend_for != row.name:
+            self._trend_for = row.name
+            self._in_thread("trend", row.name, loaders.read_trend, self.session, row.name)
+        if not self._aliases_read:
+            self._aliases_read = True
+            for name, project in self.projects.rows.items():
+                if not project.error:
+                    self._in_thread("aliases", name, loaders.read_aliases, self.session, name, group="aliases")
+
     def on_runs_table_highlighted(self, message: RunsTable.Highlighted) -> None:
+        self._after_first_rows()
         self._runs_title()
         if self._detail_timer is not None:
             self._detail_timer.stop()
@@ -339,7 +369,10 @@ class MainScreen(Screen):
         self._detail_timer = self.set_timer(DETAIL_DELAY_S, partial(self._load_detail, message.run.id))
 
     def on_runs_table_selected(self, message: RunsTable.Selected) -> None:
-        self._load_detail(message.run.id)
+        if self._detail_timer is not None:  # loading now: the delayed load would read it again
+            self._detail_timer.stop()
+        if self.detail.run_id != message.run.id or message.run.status == "running":
+            self._load_detail(message.run.id)
         self.detail.focus()
 
     def _wanted_run(self) -> int | None:

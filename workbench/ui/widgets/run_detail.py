@@ -67,7 +67,6 @@ class RunDetail(Vertical):
         super().__init__(id=id)
         self.record: RunRecord | None = None
         self.run_id: int | None = None
-        self._lineage: dict | None = None
         self._report: ValidationReport | None = None
 
     def compose(self) -> ComposeResult:
@@ -102,7 +101,7 @@ class RunDetail(Vertical):
     # -- what the screen calls ---------------------------------------------------------------
 
     def clear(self, message: str = "") -> None:
-        self.record = self._lineage = self._report = None
+        self.record = self._report = None
         self.run_id = None
         self.query_one("#run-heading", Static).update(message)
         for table in self.query(DataTable):
@@ -112,11 +111,10 @@ class RunDetail(Vertical):
         self.query_one("#validation-view", Static).update("")
         self.query_one("#lineage-view", Static).update("")
 
-    def show_record(self, record: RunRecord, lineage: dict, report: ValidationReport | None,
-                    live: LiveRun | None) -> None:
+    def show_record(self, record: RunRecord, report: ValidationReport | None, live: LiveRun | None) -> None:
         """A run as recorded; `live` (its events, when this app saw them) while it runs."""
         same_run = self.run_id == record.id
-        self.record, self._lineage, self._report = record, lineage, report
+        self.record, self._report = record, report
         self.run_id = record.id
         self._heading(record)
         if live is not None and not live.finished:
@@ -210,4 +208,4 @@ class RunDetail(Vertical):
         palette = Palette.of(self.app)
         self.query_one("#validation-view", Static).update(
             validation_view(self._report, list(self.record.datasets), palette))
-        self.query_one("#lineage-view", Static).update(lineage_view(self._lineage or {}, palette))
+        self.query_one("#lineage-view", Static).update(lineage_view(self.record, palette))

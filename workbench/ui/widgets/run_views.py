@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from workbench.core.model import DatasetProfile
+from workbench.core.model import DatasetProfile, RunRecord
 from workbench.services.inspect import ValidationReport
 from workbench.ui import format as fmt
 
@@ -55,41 +55,37 @@ def _grid() -> Table:
     return table
 
 
-def lineage_view(lineage: dict, palette: Palette) -> RenderableType:
+def lineage_view(record: RunRecord, palette: Palette) -> RenderableType:
     """The run's code, data, params and image, with their hashes, stage by stage."""
-    run = lineage.get("run", {})
     head = _grid()
-    head.add_row(Text("image", palette.muted), Text(f"{run.get('image_tag') or '—'}  {fmt.short_hash(run.get('image_id'), 19)}"))
-    head.add_row(Text("snapshot", palette.muted), Text(run.get("snapshot_id") or "—"))
-    head.add_row(Text("manifest", palette.muted), Text(fmt.short_hash(run.get("manifest_hash"), 19)))
-    for ds in lineage.get("datasets", []):
+    head.add_row(Text("image", palette.muted), Text(f"{record.image_tag or '—'}  {fmt.short_hash(record.image_id, 19)}"))
+    head.add_row(Text("snapshot", palette.muted), Text(record.snapshot_id or "—"))
+    head.add_row(Text("manifest", palette.muted), Text(fmt.short_hash(record.manifest_hash, 19)))
+    data_paths = {ds.path for ds in record.datasets}
+    for ds in record.datasets:
         head.add_row(Text("data", palette.muted),
-                     Text(f"{ds['path']}  {fmt.short_hash(ds['fingerprint'], 19)}  {ds['row_count']:,} rows, "
-                          f"{len(ds.get('schema') or {})} columns"))
+                     Text(f"{ds.path}  {fmt.short_hash(ds.fingerprint, 19)}  {ds.row_count:,} rows, "
+                          f"{len(ds.columns)} columns"))
     parts: list[RenderableType] = [head]
-    for stage in lineage.get("stages", []):
-        status = str(stage.get("status"))
+    for stage in record.stages:
+        status = str(stage.status)
         title = Text()
-        title.append(f"\n{stage['stage']} ", "bold")
+        title.append(f"\n{stage.stage} ", "bold")
         title.append(fmt.status_text(status), palette.tone(fmt.tone(status)))
-        if stage.get("reused_from_run"):
-            title.append(f"  reused from run {stage['reused_from_run']}", palette.info)
-        title.append(f"  key {fmt.short_hash(stage.get('cache_key'), 16)}", palette.muted)
+        if stage.reused_from_run:
+            title.append(f"  reused from run {stage.reused_from_run}", palette.info)
+        title.append(f"  key {fmt.short_hash(stage.cache_key, 16)}", palette.muted)
         table = _grid()
-        for f in stage.get("inputs", []):
-            table.add_row(Text("  code" if not _is_data(f["path"], lineage) else "  data", palette.muted),
-                          Text(f"{f['path']}  {fmt.short_hash(f['sha256'], 16)}  {_size(f['size'])}"))
-        for key, value in sorted((stage.get("params") or {}).items()):
+        for f in stage.inputs:
+            table.add_row(Text("  data" if f.path in data_paths else "  code", palette.muted),
+                          Text(f"{f.path}  {fmt.short_hash(f.sha256, 16)}  {_size(f.size)}"))
+        for key, value in sorted(stage.params.items()):
             table.add_row(Text("  param", palette.muted), Text(f"{key} = {value}"))
-        for art in stage.get("artifacts", []):
+        for art in stage.artifacts:
             table.add_row(Text("  out", palette.muted),
-                          Text(f"{art['name']} ({art['kind']})  {fmt.short_hash(art['sha256'], 16)}  {_size(art['size'])}"))
+                          Text(f"{art.name} ({art.kind})  {fmt.short_hash(art.sha256, 16)}  {_size(art.size)}"))
         parts += [title, table]
     return Group(*parts)
-
-
-def _is_data(path: str, lineage: dict) -> bool:
-    return any(ds["path"] == path for ds in lineage.get("datasets", []))
 
 
 def validation_view(report: ValidationReport | None, datasets: list[DatasetProfile], palette: Palette) -> RenderableType:
