@@ -267,3 +267,25 @@ def test_a_changed_environment_replaces_the_worker(tmp_path, runner, docker_engi
     assert second.id != first.id
     with pytest.raises(docker.errors.NotFound):
         docker_engine.containers.get(first.id)
+
+
+def test_watching_starts_the_warm_worker_before_the_first_change(tmp_path, docker_engine, docker_base_image,
+                                                                monkeypatch):
+    from workbench.services.session import WorkbenchSession
+    from workbench.services.watch import WatchService
+
+    monkeypatch.setenv("WORKBENCH_BASE_IMAGE", docker_base_image)
+    project(tmp_path, "ahead", {"hello": "python hello.py"}, {"hello.py": "print('hi')\n"})
+    session = WorkbenchSession(tmp_path, runner="docker")
+    service = WatchService(session, lambda _event: None)
+    try:
+        service.watch("ahead")
+        deadline = time.monotonic() + 60
+        while not [w for w in workers(docker_engine, "ahead") if w.status == "running"]:
+            assert time.monotonic() < deadline, "no warm worker was started for the watched project"
+            time.sleep(0.2)
+        assert session.store.count_runs("ahead") == 0, "warming up runs nothing"
+    finally:
+        service.close()
+        session.runner.close()
+    assert workers(docker_engine, "ahead") == []

@@ -238,6 +238,19 @@ class DockerRunner:
             self._workers.discard(key)
             return StageOutcome(StageStatus.FAILED, None, str(exc), [], started, _now())
 
+    def warm_up(self, project: str, project_dir: str, env: EnvironmentSpec, state_dir: str,
+                on_log: LogSink) -> None:
+        """Build the environment if needed and start the project's warm worker now (watch mode
+        does this when it starts, so the first change does not pay for it)."""
+        if self.mode == "cold" or env.cold:
+            return
+        prepared = self.prepare(project_dir, env, on_log, project=project)
+        _cold, preload = self._warm_settings.get(prepared.image_tag, (False, []))
+        key = WorkerKey(project, prepared.image_id, prepared.image_tag, state_dir, env.memory_bytes, env.cpus,
+                        env.network)
+        with self._engine_calls(WorkbenchError, "starting the warm worker"):
+            self._workers.worker(key, preload, on_log)
+
     def _run_cold(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         started = _now()
         tail: deque[str] = deque(maxlen=LOG_TAIL)

@@ -355,6 +355,7 @@ class _ProjectScheduler:
         if self._baseline is None:
             self._baseline = self._take_baseline()
             self._outbox.append(WatchStarted(self.name))
+            self._warm_up()
         self._drain()
         change = self._debouncer.due(time.monotonic())
         if change is not None:
@@ -386,6 +387,22 @@ class _ProjectScheduler:
     def _quiet_s(self) -> float:
         ms = self.service.debounce_ms if self.service.debounce_ms is not None else self.manifest.watch.debounce_ms
         return ms / 1000.0
+
+    def _warm_up(self) -> None:
+        """Start the project's warm worker ahead of the first change, off this thread: the
+        first edit then costs a fork, not a container start and the imports."""
+        warm_up = getattr(self.session.runner, "warm_up", None)
+        if warm_up is None or self.manifest.environment.cold:
+            return
+
+        def start() -> None:
+            try:
+                warm_up(self.name, str(self.path), self.manifest.environment,
+                        str(self.session.workspace.ensure_state_dir()), lambda _line: None)
+            except WorkbenchError as exc:  # the first run starts it, or reports why it cannot
+                log.info("warming up %s failed: %s", self.name, exc)
+
+        threading.Thread(target=start, name=f"warm-{self.name}", daemon=True).start()
 
     def _take_baseline(self) -> dict[str, str]:
         """Hashes of every file some stage reads (a stat each when a snapshot hashed it before)."""
