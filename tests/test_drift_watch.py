@@ -74,7 +74,7 @@ def test_the_example_drift_loop_in_docker(tmp_path, docker_engine, docker_base_i
     # A loaded test machine can make single-row latency miss its 20 ms gate; this test is
     # about drift, so the copy's latency gate is loose.
     manifest = project / "workbench.toml"
-    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 20"', 'latency_p95_ms = "<= 1000"'))
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"'))
     session = WorkbenchSession(tmp_path, runner="docker")
     first = session.run("telco-churn")
     assert first.status is RunStatus.SUCCEEDED and first.gates_passed, first.reason

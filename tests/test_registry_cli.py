@@ -28,7 +28,7 @@ def example(tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
     manifest = ws / P / "workbench.toml"
     # Single-row latency on a busy shared host is not what this test is about.
-    text = manifest.read_text().replace('latency_p95_ms = "<= 20"', 'latency_p95_ms = "<= 1000"')
+    text = manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
     manifest.write_text(text)
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("WORKBENCH_USER", "ana")

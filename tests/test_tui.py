@@ -440,3 +440,39 @@ def test_cli_without_a_command_opens_the_tui(monkeypatch, workspace):
     assert opened_on == [("tui", workspace, "auto")]
 
 
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('primary = "#123456"\nprimry = "#000000"\n', "primry: unknown key"),
+    ('primary = "blurple"\n', "primary: 'blurple' is not a colour"),
+    ('secondary = "#123456"\n', "primary: missing"),
+    ('primary = "#123456"\ndark = "yes"\n', "dark: 'yes' must be true or false"),
+    ('primary = "#123456"\n[variables]\nfooter-key-foreground = "bold"\n', "variables.footer-key-foreground"),
+    ('primary = "#123456"\n[variables]\nno-such-variable = "#fff"\n', "not a Textual theme variable"),
+    ('primary = "#123456\n', "not valid TOML"),
+])
+def test_theme_files_are_validated_in_one_place(tmp_path, text, problem):
+    from workbench.ui.themes import load_themes
+
+    (tmp_path / "bad.toml").write_text(text)
+    (tmp_path / "good.json").write_text('{"primary": "#0178d4", "variables": {"block-cursor-text-style": "bold"}}')
+    themes = load_themes([tmp_path])
+    assert list(themes.themes) == ["good"]
+    assert len(themes.problems) == 1 and "bad.toml" in themes.problems[0] and problem in themes.problems[0]
+
+
+def test_config_is_validated_and_the_theme_line_is_rewritten_in_place(tmp_path):
+    from workbench.ui.config import load_config, save_theme
+
+    path = tmp_path / "config.toml"
+    path.write_text('# mine\nwatch_on_start = false\n\n[keys]\nrun_now = "f5"\nlaunch = "x"\ncancel_run = "c c"\n')
+    config = load_config(path)
+    assert config.keys == {"run_now": "f5"} and config.watch_on_start is False
+    assert len(config.problems) == 2 and all(p.startswith(f"config {path}: keys.") for p in config.problems)
+    assert "keys.launch: unknown action id (ids: run_now, toggle_watch" in config.problems[0]
+    assert "keys.cancel_run: 'c c' is not a key" in config.problems[1]
+    save_theme(path, "workbench-light")
+    save_theme(path, "workbench-high-contrast")
+    text = path.read_text()
+    assert text.startswith("# mine\nwatch_on_start = false\n\ntheme = \"workbench-high-contrast\"\n[keys]")
+    assert load_config(path).theme == "workbench-high-contrast"
