@@ -8,8 +8,9 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import workbench, duckdb, textual, lightgbm' 2>/dev/null \
-   || ! command -v workbench >/dev/null; then
+# Install when missing, or when the installed package is another checkout's.
+installed=$(cd / && "$PYTHON" -c 'import workbench, duckdb, textual, lightgbm; print(workbench.__file__)' 2>/dev/null || true)
+if [ "$installed" != "$PWD/workbench/__init__.py" ] || ! command -v workbench >/dev/null; then
   log "installing the workbench package and its dependencies"
   "$PYTHON" -m pip install -q -e . 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
 fi
