@@ -33,8 +33,17 @@ def created_containers(client, project: str, since: datetime) -> list[str]:
 
 
 def query(db: Path, sql: str, *params):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
+    """Read the lineage file directly, as any DuckDB client would: it may be busy for a moment
+    while a workbench process writes (the store itself retries the same way)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                return con.execute(sql, params).fetchall()
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +131,10 @@ def test_a_cold_reproduction_of_the_warm_run_matches(example_ws, first_run, dock
     assert result.artifacts_identical == {"model.txt": True}
     assert {"auc", "accuracy", "log_loss", "demographic_parity_difference.female"} <= set(result.compared)
     assert "latency_p95_ms" not in result.compared
-    stage_containers = [e for e in created_containers(docker_engine, "telco-churn", since)]
-    assert len(stage_containers) == 3, "cold: one fresh container per stage"
+    events = docker_engine.events(since=since, until=datetime.now(timezone.utc) + timedelta(seconds=2), decode=True,
+                                  filters={"type": "container", "event": "create",
+                                           "label": ["workbench.project=telco-churn", f"workbench.run_id={record.id}"]})
+    assert len(list(events)) == 3, "cold: one fresh container per stage"
 
 
 BAD_STAGES = """

@@ -118,12 +118,12 @@ def table_rows(table: DataTable) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-async def opened(pilot, runs: int | None = None):
+async def opened(pilot, runs: int | None = None, timeout: float = 15.0):
     """Wait until the main screen shows its projects and (at least `runs`) runs."""
     main = pilot.app.main_screen
-    await wait_for(pilot, lambda: main.projects.option_count and main.table.loaded, what="projects and runs")
+    await wait_for(pilot, lambda: main.projects.option_count and main.table.loaded, timeout, "projects and runs")
     if runs is not None:
-        await wait_for(pilot, lambda: main.table.total >= runs, what=f"{runs} runs")
+        await wait_for(pilot, lambda: main.table.total >= runs, timeout, f"{runs} runs")
     return main
 
 

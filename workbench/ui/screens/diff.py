@@ -85,7 +85,10 @@ class DiffScreen(ModalScreen[None]):
                 tone = palette.good if (delta > 0) == self.maximize else palette.bad
             elif delta:
                 tone = palette.warn
-            change = f"{'+' if delta and delta > 0 else ''}{fmt.metric(delta)}" if delta else "="
+            if m.before is None or m.after is None:
+                change = "new" if m.before is None else "gone"
+            else:
+                change = f"{'+' if delta and delta > 0 else ''}{fmt.metric(delta)}" if delta else "="
             rows.append((Text(f"  {m.name}"), Text(f"{fmt.metric(m.before)} → {fmt.metric(m.after)}"), Text(change, tone)))
         section("metrics", "no metrics", rows)
         if diff.unchanged:
