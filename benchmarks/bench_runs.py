@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_lineage import generate_history  # noqa: E402
+
+# Each `workbench run` otherwise starts a detached MLflow sync process; it does not delay the
+# run, but its import of mlflow would compete for the 2 cores with the next timed command.
+os.environ.setdefault("WORKBENCH_MLFLOW_SYNC", "off")
 
 
 def timed(cmd: list[str], repeats: int) -> tuple[float, list[float], str]:
