@@ -3,8 +3,8 @@ palette and the config's `[keys]` validation all read it, so they cannot disagre
 
 An action's id is what a user remaps in config (`[keys] run_now = "f5"`); `scope` says which
 object runs it: the main screen (project and run actions) or the app (help, theme, quit).
-The registry issue adds promotion keys here (ids `promote_staging`, `promote_production`,
-`rollback`), handled by a models pane.
+The promotion keys (`promote_staging`, `promote_production`, `rollback`) act on the Models tab
+of the run detail; they stay out of the footer (it must fit 80 columns) but not out of help.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ ACTIONS: tuple[Action, ...] = (
     Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/"),
     Action("drift", "D", "Drift", "Drift checks of the selected project: batches, column scores, retrains",
            show=False),
+    # Promotion keys act on the version under the cursor in the Models tab; each asks first.
+    Action("promote_staging", "s", "Staging", "Promote the selected model version to staging (shows the gates, "
+           "asks first)", show=False),
+    Action("promote_production", "p", "Prod", "Promote the selected model version to production (gates and "
+           "champion/challenger, asks first)", show=False),
+    Action("rollback", "b", "Rollback", "Roll production back to the version it replaced (asks first)", show=False),
     Action("switch_theme", "t", "Theme", "Pick a theme (the choice is remembered)", scope="app"),
     Action("help", "question_mark,f1", "Help", "Show every key and action id", scope="app", key_display="?"),
     Action("quit", "q", "Quit", "Quit (asks first while a run is in flight)", scope="app"),

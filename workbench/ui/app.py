@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_run": "Cancel run",
                   "rerun_cold": "Rerun cold (reproducibility check)", "open_diff": "Open run diff",
                   "mark_run": "Mark run as diff base", "filter": "Filter runs", "switch_theme": "Switch theme",
+                  "promote_staging": "Promote model version to staging",
+                  "promote_production": "Promote model version to production",
+                  "rollback": "Roll back production model",
                   "help": "Help: keys", "quit": "Quit"}
 
 

@@ -71,3 +71,38 @@ def toggle_watch(watch, project: str) -> bool:
         return False
     watch.watch(project)
     return True
+
+
+def read_models(session, project: str):
+    """The project's model versions, newest first (registering runs a stopped workbench missed)."""
+    return session.registry.models(project)
+
+
+def read_mirror(session) -> str:
+    """The MLflow mirror's state in a few words (`MLflow in sync`, `MLflow: 3 pending`, ...);
+    reads the outbox only: mlflow is never imported here."""
+    try:
+        return session.registry.mirror_status().summary
+    except WorkbenchError as exc:
+        return f"MLflow: error: {exc}"
+
+
+def preview_promotion(session, project: str, version: int | None, alias: str):
+    """What promoting `version` to `alias` would do (version None: roll production back); nothing
+    is written or audited."""
+    if version is None:
+        return session.registry.rollback(project, alias=alias, dry_run=True)
+    return session.registry.promote(project, version, alias, dry_run=True)
+
+
+def apply_promotion(session, project: str, preview):
+    """Do what the user confirmed; refused ("moved meanwhile") if the alias changed hands since
+    the preview. Starts the MLflow sync when something moved."""
+    registry = session.registry
+    if preview.action == "rollback":
+        decision = registry.rollback(project, alias=preview.alias, expected_from=preview.from_version)
+    else:
+        decision = registry.promote(project, preview.version, preview.alias, expected_from=preview.from_version)
+    if decision.applied:
+        registry.request_mirror_sync()
+    return decision

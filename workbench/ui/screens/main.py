@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Footer, Input, OptionList, Static, TabbedContent
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import (
@@ -33,6 +33,8 @@ from workbench.ui.messages import EventsPending, LogLines, Notice, ServiceEvent,
 from workbench.ui.screens import loaders
 from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.drift import DriftScreen
+from workbench.ui.screens.promote import PromoteScreen
+from workbench.ui.widgets.models import ModelsView
 from workbench.ui.widgets.projects import ProjectRow, ProjectsList
 from workbench.ui.widgets.run_detail import RunDetail
 from workbench.ui.widgets.runs_table import RunsTable
@@ -43,6 +45,7 @@ DETAIL_DELAY_S = 0.08
 """Wait this long after the cursor stops before loading a run's detail (holding ↓ loads none)."""
 RELOAD_DELAY_S = 0.15
 FILTER_DELAY_S = 0.15
+MIRROR_EVERY_S = 10.0
 
 
 class MainScreen(Screen):
@@ -60,6 +63,8 @@ class MainScreen(Screen):
         self._filter_timer: Timer | None = None
         self._trend_for: str | None = None
         self._aliases_read = False
+        self.mirror = ""
+        """The MLflow mirror's state in a few words, for the status line and the Models tab."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -96,6 +101,7 @@ class MainScreen(Screen):
         # second): they contend for the same store, and first paint matters more.
         self._services_timer: Timer | None = self.set_timer(1.0, self._start_services)
         self.set_interval(1.0, self._tick)
+        self.set_interval(MIRROR_EVERY_S, self._read_mirror)
 
     def _start_services(self) -> None:
         if self._services_timer is None:
@@ -159,6 +165,7 @@ class MainScreen(Screen):
             self.notify(f"marked run(s) {', '.join(map(str, interrupted))} interrupted: the workbench that ran "
                         "them stopped", severity="warning")
         self._status()
+        self._read_mirror()
 
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
@@ -173,6 +180,32 @@ class MainScreen(Screen):
 
     def _done_aliases(self, aliases: dict, project) -> None:
         self.projects.update_row(project, production=aliases.get("production"), staging=aliases.get("staging"))
+
+    def _done_models(self, versions, project) -> None:
+        holders = {alias: v.version for v in versions for alias in v.aliases}
+        self.projects.update_row(project, production=holders.get("production"), staging=holders.get("staging"))
+        if self.project and project == self.project.name:
+            self.query_one(ModelsView).show(project, versions, self.project.primary_metric)
+
+    def _done_mirror(self, summary: str, _key) -> None:
+        self.mirror = summary
+        self.query_one(ModelsView).show_mirror(summary)
+        self._status()
+
+    def _done_preview(self, preview, project) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._in_thread("promotion", project, loaders.apply_promotion, self.session, project, preview)
+
+        self.app.push_screen(PromoteScreen(preview), answer)
+
+    def _done_promotion(self, decision, project) -> None:
+        if decision.applied:
+            self.notify(decision.message, title=project, timeout=8)
+        else:
+            self.notify(f"refused: {decision.message}", title=project, severity="error", timeout=12)
+        self._load_models(project)
+        self._read_mirror()
 
     def _done_diff(self, payload, _key) -> None:
         diff, label = payload
@@ -235,6 +268,8 @@ class MainScreen(Screen):
             self.projects.update_row(record.project, busy=busy, last_status=str(record.status))
             self._project_changed(record.project, trend=True)
             self._in_thread("aliases", record.project, loaders.read_aliases, self.session, record.project)
+            self._load_models(record.project)
+            self._read_mirror()
             if record.id == self.detail.run_id:
                 self._load_detail(record.id)
         elif hasattr(event, "run_id") and event.run_id in self.live:  # stage events
@@ -351,6 +386,7 @@ class MainScreen(Screen):
         if row is not None and self._trend_for != row.name:
             self._trend_for = row.name
             self._in_thread("trend", row.name, loaders.read_trend, self.session, row.name)
+            self._load_models(row.name)
         if not self._aliases_read:
             self._aliases_read = True
             for name, project in self.projects.rows.items():
@@ -381,6 +417,13 @@ class MainScreen(Screen):
 
     def _load_detail(self, run_id: int) -> None:
         self._in_thread("run", run_id, loaders.read_run, self.session, run_id, group="detail")
+
+    def _load_models(self, project: str) -> None:
+        if self.project is not None and project == self.project.name:
+            self._in_thread("models", project, loaders.read_models, self.session, project)
+
+    def _read_mirror(self) -> None:
+        self._in_thread("mirror", None, loaders.read_mirror, self.session)
 
     # -- actions (ids in workbench/ui/actions.py) ---------------------------------------------
 
@@ -424,6 +467,33 @@ class MainScreen(Screen):
             self.notify("no project selected", severity="warning")
             return
         self.app.push_screen(DriftScreen(self.session, self.project.name))
+
+    def action_promote_staging(self) -> None:
+        self._preview("staging")
+
+    def action_promote_production(self) -> None:
+        self._preview("production")
+
+    def action_rollback(self) -> None:
+        self._preview("production", rollback=True)
+
+    def _preview(self, alias: str, rollback: bool = False) -> None:
+        """Dry-run the promotion (or rollback) on a worker; the answer opens PromoteScreen."""
+        row = self._runnable()
+        if row is None:
+            return
+        tabs = self.detail.query_one(TabbedContent)
+        models = self.query_one(ModelsView)
+        version = None
+        if not rollback:
+            if tabs.active != "models" or models.project != row.name or models.current is None:
+                tabs.active = "models"
+                models.table.focus()
+                self.notify("pick a model version in Models (↑ ↓), then press the key again"
+                            if models.versions else f"{row.name}: no model versions yet", severity="warning")
+                return
+            version = models.current.version
+        self._in_thread("preview", row.name, loaders.preview_promotion, self.session, row.name, version, alias)
 
     def action_mark_run(self) -> None:
         run = self.table.current
@@ -483,6 +553,8 @@ class MainScreen(Screen):
         watched = sum(1 for row in rows if row.watching)
         facts = f"  runner {self.runner_name}  watching {watched} of {len(rows)}" if rows else \
             f"  runner {self.runner_name}"
+        if self.mirror:  # the Models tab has the whole error
+            facts += f"  {self.mirror if len(self.mirror) <= 32 else self.mirror[:31] + '…'}"
         hint = "? keys · ctrl+p commands "
         width = self.query_one("#status", Static).size.width or self.app.size.width
         path = str(self.session.workspace.root)

@@ -16,9 +16,10 @@ from workbench.services.inspect import ValidationReport
 from workbench.ui import format as fmt
 from workbench.ui.live import LiveRun
 from workbench.ui.widgets.log_view import LogView
+from workbench.ui.widgets.models import ModelsView
 from workbench.ui.widgets.run_views import Palette, lineage_view, validation_view
 
-TABS = ("stages", "log", "metrics", "gates", "validation", "lineage")
+TABS = ("stages", "log", "metrics", "gates", "validation", "lineage", "models")
 
 
 class StageProgress(Horizontal):
@@ -87,6 +88,8 @@ class RunDetail(Vertical):
             with TabPane("Lineage", id="lineage"):
                 with VerticalScroll():
                     yield Static(id="lineage-view")
+            with TabPane("Models", id="models"):  # the project's, not the run's: clear() leaves it
+                yield ModelsView(id="models-view")
 
     def on_mount(self) -> None:
         self.query_one("#stages-table", DataTable).add_columns("stage", "status", "time", "detail")
@@ -105,7 +108,8 @@ class RunDetail(Vertical):
         self.run_id = None
         self.query_one("#run-heading", Static).update(message)
         for table in self.query(DataTable):
-            table.clear()
+            if table.id != "models-table":
+                table.clear()
         self.query_one(StageProgress).show(None)
         self.log.show(None, [])
         self.query_one("#validation-view", Static).update("")
