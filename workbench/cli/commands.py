@@ -170,7 +170,7 @@ def cmd_env(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
 
 
 # The model registry's commands live in registry_commands.py.
-from workbench.cli.registry_commands import (  # noqa: E402
+from workbench.cli.registry_commands import (  # noqa: E402,F401  (dispatched by name from main)
     cmd_history, cmd_mirror, cmd_models, cmd_promote, cmd_rollback,
 )
 

@@ -7,7 +7,6 @@ environment (manifest, workspace, Docker); 4 a promotion or rollback was refused
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from workbench.core.formatting import duration, metric
 from workbench.core.events import (
     BatchChecked, ChangeDetected, ChangeIgnored, EnvironmentLog, ManifestInvalid, ManifestReloaded, RetrainFinished,
     RunEvent, RunFinished, RunStarted, RunSuperseded, StageFinished, StageLog, StageProgress, StageStarted, WatchError,
@@ -33,20 +34,7 @@ def glyph(status: str) -> str:
     return f"[{colour}]{mark} {status}[/]"
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
-
-
-def fmt_metric(value: float | None) -> str:
-    if value is None or value != value:
-        return "—"
-    return f"{value:.4g}"
+fmt_duration, fmt_metric = duration, metric
 
 
 def fmt_paths(paths: tuple[str, ...], shown: int = 3) -> str:

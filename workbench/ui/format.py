@@ -3,8 +3,9 @@ widgets map a status to a component class whose colour is a theme variable."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
+
+from workbench.core.formatting import duration, metric  # noqa: F401  (shared with the CLI)
 
 GLYPHS = {
     "succeeded": "✓",
@@ -40,22 +41,6 @@ def tone(status: str) -> str:
     return TONE.get(str(status), "muted")
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def metric(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.4g}"
 
 
 def when(moment: datetime | None) -> str:

@@ -26,7 +26,6 @@ from workbench.core.events import (
     RunSuperseded, WatchError, WatchStarted, WatchStopped,
 )
 from workbench.services.inspect import compare_runs
-from workbench.ui import format as fmt
 from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, Notice, ServiceEvent, WorkDone, WorkFailed
