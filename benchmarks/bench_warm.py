@@ -190,7 +190,8 @@ def mlflow_latency(project: Path, image: str, repeats: int) -> list[float]:
         edit_params(project / "params.toml", i)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "mlflow", "run", str(project), "--build-image",
-                               "--experiment-name", "bench"], capture_output=True, text=True, env=env)
+                               "--experiment-name", "bench"], capture_output=True, text=True, env=env,
+                              cwd=project.parent)  # mlflow puts ./mlruns artifacts in the cwd
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
             print(f"  mlflow run failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -273,3 +273,26 @@ def test_mlflow_is_never_imported_by_runs_or_promotions(ws):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_one_lingering_background_sync_serves_runs_that_follow(ws, tmp_path, monkeypatch):
+    """In watch mode a run lands every few seconds: the background process stays a while and
+    drains what follows, instead of one new process (and one import of mlflow) per run."""
+    make_history(ws)
+    uri = f"sqlite:///{tmp_path / 'linger.db'}"
+    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "background")
+    monkeypatch.setenv("WORKBENCH_MLFLOW_LINGER_S", "20")
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", uri)
+    registry = registry_with(ws, uri=uri)
+    assert registry.request_mirror_sync() is True
+    deadline = time.monotonic() + 60
+    while registry.mirror_status().state != "in_sync" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert registry.mirror_status().state == "in_sync"
+
+    WorkbenchSession(ws, runner="local").run("tiny")  # a later run queues more items
+    assert registry.request_mirror_sync() is False, "the lingering process is still there"
+    deadline = time.monotonic() + 30
+    while registry.mirror_status().state != "in_sync" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert registry.mirror_status().state == "in_sync"

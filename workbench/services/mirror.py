@@ -56,6 +56,11 @@ def is_database_uri(uri: str) -> bool:
     return uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}
 
 
+LINGER_ENV = "WORKBENCH_MLFLOW_LINGER_S"
+DEFAULT_LINGER_S = 60.0
+"""How long a background sync waits for more items before it exits."""
+LINGER_POLL_S = 1.0
+
 class MirrorService:
     def __init__(self, store: DuckDBRegistryStore, state_dir: Path, tracking_uri: str | None = None,
                  target_factory: Callable[[str], MirrorTarget] | None = None):
@@ -165,14 +170,28 @@ class MirrorService:
         nobody else is, then look once more after letting go of the lock, so an item queued
         while we were finishing is not left behind."""
         deadline = time.monotonic() + budget_s
+        linger_s = float(os.environ.get(LINGER_ENV, DEFAULT_LINGER_S))
         while time.monotonic() < deadline:
             try:
                 with file_lock(self.lock_path, 0, "the MLflow mirror"):
                     self._drain(deadline, force=False)
+                    # Stay a while, holding the lock: in watch mode a run lands every few seconds,
+                    # and one process that imported mlflow once beats a new process per run.
+                    self._wait_for_due(min(linger_s, max(0.0, deadline - time.monotonic())))
             except LockBusy:
                 return  # the holder looks again after it lets go
             if not self.has_due():
                 return
+
+    def _wait_for_due(self, seconds: float) -> bool:
+        """Sleep first, then look: an item that is due but waits behind its project's backoff
+        must not make this loop spin."""
+        until = time.monotonic() + max(seconds, LINGER_POLL_S)
+        while time.monotonic() < until:
+            time.sleep(LINGER_POLL_S)
+            if self.has_due():
+                return True
+        return False
 
     def has_due(self) -> bool:
         return not self.off and self.store.has_due_items()
