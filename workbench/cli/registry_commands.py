@@ -74,45 +74,45 @@ def cmd_promote(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     session = _session(workspace, printer)
     project = session.project(args.project).name
     registry = session.registry
-    preview = registry.promote(project, args.version, args.to, reason=args.reason or "", dry_run=True)
-    if args.dry_run:
-        _show(printer, preview, args.json)
-        return EXIT_OK if preview.allowed else EXIT_REFUSED
-    if preview.allowed and not args.yes:
-        if not args.json:
-            show_decision(printer, preview)
-        if not _confirm(printer, f"Promote version {args.version} of {project} to {preview.alias}?",
-                        f"promoting version {args.version} of {project} to {preview.alias}"):
-            return EXIT_NOT_DONE if sys.stdin.isatty() else EXIT_BAD_INPUT
-        shown = True
-    else:
-        shown = False
-    decision = registry.promote(project, args.version, args.to, reason=args.reason or "",
-                                expected_from=preview.from_version)
-    _show(printer, decision, args.json, details=not shown or not decision.allowed)
-    registry.request_mirror_sync()
-    return EXIT_OK if decision.applied else EXIT_REFUSED
+
+    def decide(**kwargs):
+        return registry.promote(project, args.version, args.to, reason=args.reason or "", **kwargs)
+
+    return _preview_confirm_apply(
+        args, printer, registry, decide,
+        question=lambda p: f"Promote version {args.version} of {project} to {p.alias}?",
+        doing=lambda p: f"promoting version {args.version} of {project} to {p.alias}")
 
 
 def cmd_rollback(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     session = _session(workspace, printer)
     project = session.project(args.project).name
     registry = session.registry
-    preview = registry.rollback(project, to_version=args.to, alias=args.alias, reason=args.reason or "", dry_run=True)
+
+    def decide(**kwargs):
+        return registry.rollback(project, to_version=args.to, alias=args.alias, reason=args.reason or "", **kwargs)
+
+    return _preview_confirm_apply(
+        args, printer, registry, decide,
+        question=lambda p: f"Roll {p.alias} of {project} back to version {p.version}?",
+        doing=lambda p: f"rolling {p.alias} of {project} back to version {p.version}")
+
+
+def _preview_confirm_apply(args: argparse.Namespace, printer: Printer, registry, decide, question, doing) -> int:
+    """Promotion and rollback alike: a dry run, the user's yes (unless --yes), then the change,
+    refused if the alias moved since the preview."""
+    preview = decide(dry_run=True)
     if args.dry_run:
         _show(printer, preview, args.json)
         return EXIT_OK if preview.allowed else EXIT_REFUSED
+    shown = False
     if preview.allowed and not args.yes:
         if not args.json:
             show_decision(printer, preview)
-        if not _confirm(printer, f"Roll {preview.alias} of {project} back to version {preview.version}?",
-                        f"rolling {preview.alias} of {project} back to version {preview.version}"):
+        if not _confirm(printer, question(preview), doing(preview)):
             return EXIT_NOT_DONE if sys.stdin.isatty() else EXIT_BAD_INPUT
         shown = True
-    else:
-        shown = False
-    decision = registry.rollback(project, to_version=args.to, alias=args.alias, reason=args.reason or "",
-                                 expected_from=preview.from_version)
+    decision = decide(expected_from=preview.from_version)
     _show(printer, decision, args.json, details=not shown or not decision.allowed)
     registry.request_mirror_sync()
     return EXIT_OK if decision.applied else EXIT_REFUSED
