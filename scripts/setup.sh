@@ -16,6 +16,10 @@ if [ "$installed" != "$PWD/workbench/__init__.py" ] || ! command -v workbench >/
 fi
 
 APT_UPDATED=
+dockerd_alive() {
+  if command -v pgrep >/dev/null; then pgrep -x dockerd >/dev/null; return; fi
+  [ -r /var/run/docker.pid ] && [ -d "/proc/$(cat /var/run/docker.pid)" ]
+}
 apt_install() {
   command -v apt-get >/dev/null || return 1
   [ -n "$APT_UPDATED" ] || { as_root apt-get update -qq && APT_UPDATED=1; }
@@ -28,11 +32,18 @@ if [ "${WORKBENCH_SKIP_DOCKER:-}" != 1 ]; then
       log "installing the Docker engine (docker.io)"
       apt_install docker.io || log "could not install Docker: stages will run as local processes"
     fi
-    if command -v dockerd >/dev/null && [ ! -S /var/run/docker.sock ]; then
+    # A socket or pid file can outlive its engine (a machine image taken while dockerd ran):
+    # decide on whether a dockerd process is alive, never on whether the socket file exists.
+    if command -v dockerd >/dev/null && ! dockerd_alive; then
       log "starting dockerd"
+      as_root rm -f /var/run/docker.pid /var/run/docker.sock || true
       as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &' || true
     fi
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    for _ in $(seq 90); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    if ! docker info >/dev/null 2>&1 && [ -r /var/log/dockerd.log ]; then
+      log "dockerd did not come up; the end of /var/log/dockerd.log:"
+      tail -n 15 /var/log/dockerd.log >&2 || true
+    fi
   fi
   if docker info >/dev/null 2>&1; then
     base=${WORKBENCH_BASE_IMAGE:-python:3.11-slim}
