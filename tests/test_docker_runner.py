@@ -136,6 +136,16 @@ def test_no_network_unless_asked(stage):
     assert "Network is unreachable" in outcome.reason
 
 
+def test_thread_pools_are_sized_to_the_cpu_limit(stage):
+    # A CPU quota does not hide the host's cores from OpenMP or BLAS: without this, LightGBM
+    # starts a thread per host core and the quota throttles them.
+    stage.run("echo $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $MKL_NUM_THREADS", cpus=1.5)
+    assert stage.lines == ["1 1 1"]
+    stage.lines.clear()
+    stage.run("echo $OMP_NUM_THREADS", cpus=2.0)
+    assert stage.lines == ["2"]
+
+
 def test_container_is_locked_down(stage, docker_engine, tmp_path):
     upstream = tmp_path / "prep-out"
     upstream.mkdir()

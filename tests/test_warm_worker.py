@@ -110,6 +110,7 @@ def test_stages_share_one_warm_worker_and_each_child_starts_clean(tmp_path, runn
     host = attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
     assert host["Memory"] == 256 * 1024**2 and attrs["Config"]["User"] not in ("", "0", "root", "0:0")
+    assert "OMP_NUM_THREADS=1" in attrs["Config"]["Env"], "OpenMP must size its pool to the 1-CPU limit"
 
 
 def test_failures_are_reported_as_on_the_cold_path(tmp_path, runner):

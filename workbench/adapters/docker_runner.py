@@ -33,7 +33,8 @@ from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, Work
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StageJob, StageOutcome
-from workbench.adapters.warm_worker import DEFAULT_STALL_S, WorkerDied, WorkerKey, WorkerPool, preload_modules
+from workbench.adapters.warm_worker import (DEFAULT_STALL_S, WorkerDied, WorkerKey, WorkerPool, preload_modules,
+                                            thread_limits)
 from workbench.runtime import RUNTIME_DIR
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -299,6 +300,7 @@ class DockerRunner:
             for name, path in job.upstream_dirs.items()
         ]
         environment = {
+            **thread_limits(job.cpus),
             **job.env,
             "WB_PROJECT_DIR": PROJECT_MOUNT,
             "WB_OUTPUT_DIR": OUTPUT_MOUNT,
