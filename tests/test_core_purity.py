@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-# numpy and scipy are allowed: drift statistics are domain logic (workbench/core/drift.py uses
+# numpy and scipy are allowed: drift statistics are domain logic (workbench/core/drift_stats.py uses
 # numpy and scipy.stats, nothing that does I/O). pandas stays out: adapters read the files and
 # hand the core plain arrays.
 FORBIDDEN = ("textual", "rich", "duckdb", "docker", "mlflow", "lightgbm", "watchdog", "pandas")

@@ -1,6 +1,6 @@
-"""Drift statistics, reports and the retrain policy (workbench.core.drift): known values, scipy
-where it has the same test, synthetic and real data, every bad-batch case, and the cooldown and
-daily cap against a fake clock."""
+"""Drift statistics, reports and the retrain policy (workbench.core.drift_stats, drift,
+drift_report and drift_retrain): known values, scipy where it has the same test, synthetic and
+real data, every bad-batch case, and the cooldown and daily cap against a fake clock."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from workbench.core.drift import (
-    ColumnData, Decay, DriftReport, chi2_test, column_from_values, compare, decide_retrain, js_distance, ks_test,
-    measure_decay, psi, psi_level, quantile_bins, report_from_dict, report_to_dict, wasserstein_normalized,
+from workbench.core.drift import ColumnData, column_from_values, compare
+from workbench.core.drift_report import Decay, DriftReport, Finding, report_from_dict, report_to_dict
+from workbench.core.drift_retrain import decide_retrain, measure_decay
+from workbench.core.drift_stats import (
+    chi2_test, js_distance, ks_test, psi, psi_level, quantile_bins, wasserstein_normalized,
 )
 from workbench.core.manifest import DriftSpec, RetrainSpec
 
@@ -329,7 +331,7 @@ def ago(**delta) -> datetime:
     ("no drift", {"drifted": False}, POLICY, [], False, "no drift"),
     ("drift, policy off", {}, RetrainSpec(), [], False, "retraining on drift is off"),
     ("no labels", {"labels": False}, POLICY, [], False, "no labels (label) to train on"),
-    ("blocking finding", {"findings": [__import__("workbench.core.drift", fromlist=["Finding"]).Finding(
+    ("blocking finding", {"findings": [Finding(
         "type_change", "column amount: numbers in the reference, text in the batch", "amount", True)]},
      POLICY, [], False, "cannot be trained on: column amount"),
     ("cooldown", {}, POLICY, [ago(minutes=59)], False, "in cooldown: the last retrain was 59 min ago (cooldown 60 min)"),

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.cli.render import GLYPHS, Printer
-from workbench.core.drift import CheckedBatch, DriftReport
+from workbench.core.drift_report import CheckedBatch, DriftReport
 from workbench.core.errors import WorkbenchError
 from workbench.services.session import WorkbenchSession
 

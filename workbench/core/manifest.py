@@ -124,7 +124,7 @@ class PromotionSpec:
 @dataclass(frozen=True)
 class RetrainSpec:
     """When a checked batch triggers a retrain (`[drift.retrain]`); decided by
-    workbench.core.drift.decide_retrain. A retrain never promotes by itself unless
+    workbench.core.drift_retrain.decide_retrain. A retrain never promotes by itself unless
     promotion.auto_staging says so."""
 
     on_drift: bool = False

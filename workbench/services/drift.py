@@ -10,8 +10,8 @@ measure the model on it when it carries labels, decide whether to retrain, and r
 The reference is the data file the production model was trained on, read back from the
 content-addressed object store by the fingerprint its run recorded (so later edits of the
 project's data file change nothing); with no production model yet, the latest successful run's,
-and the report says so. The statistics are workbench.core.drift's; the retrain policy
-(cooldown, daily cap) is decide_retrain's.
+and the report says so. The comparison is workbench.core.drift's; the retrain policy
+(cooldown, daily cap) is workbench.core.drift_retrain's.
 
 Performance decay is measured by the project's own scoring command (`[drift] score`), run like
 a stage by the project's runner (its container, or a local process): the project's code knows
@@ -38,9 +38,9 @@ from pathlib import Path
 from workbench.adapters.batch_files import is_batch_file, read_table, write_training_file
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
 from workbench.adapters.files import SnapshotStore, StatHasher, hash_file, read_hash_cache, scan_project
-from workbench.core.drift import (
-    CheckedBatch, ColumnData, DriftReport, Finding, RetrainDecision, compare, decide_retrain, measure_decay,
-)
+from workbench.core.drift import ColumnData, compare
+from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
+from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import EventSink, RunEvent, RunStarted
 from workbench.core.manifest import Manifest

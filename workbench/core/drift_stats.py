@@ -1,0 +1,106 @@
+"""The statistics of a drift check: two-sample tests and distances between a reference sample
+and a batch, and the binning that turns samples into counts. Plain numpy arrays in, numbers out;
+which test a column gets and what counts as drifted is workbench.core.drift's.
+
+Pure: numpy, and scipy.stats imported inside the functions that need it, so that reading drift
+records (which never computes a statistic) does not pay for importing scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Mapping, Sequence
+
+import numpy as np
+
+PSI_EPSILON = 1e-4
+"""Stands in for an empty bin's share in PSI (ln 0 is undefined); the usual choice."""
+PSI_LEVELS = ((0.1, "stable"), (0.25, "moderate"), (math.inf, "major"))
+
+
+def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov: (D statistic, p-value)."""
+    from scipy import stats  # here, not at import: reading drift records needs no scipy
+
+    result = stats.ks_2samp(reference, current)
+    return float(result.statistic), float(result.pvalue)
+
+
+def wasserstein_normalized(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein (earth mover's) distance in units of the reference's standard deviation.
+
+    A constant reference has no spread to scale by: its mean's magnitude (or 1) stands in."""
+    from scipy import stats
+
+    distance = float(stats.wasserstein_distance(reference, current))
+    scale = float(np.std(reference))
+    if scale <= 0:
+        scale = abs(float(np.mean(reference))) or 1.0
+    return distance / scale
+
+
+def chi2_test(reference_counts: Sequence[float], current_counts: Sequence[float]) -> tuple[float, float]:
+    """Chi-squared test of homogeneity of two count vectors over the same categories:
+    (statistic, p-value). Categories absent from both are dropped; one category left means
+    there is nothing to test (0, 1)."""
+    from scipy import stats
+
+    table = np.array([reference_counts, current_counts], dtype=float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0
+    result = stats.chi2_contingency(table)
+    return float(result.statistic), float(result.pvalue)
+
+
+def js_distance(reference_counts: Sequence[float], current_counts: Sequence[float]) -> float:
+    """Jensen-Shannon distance (the square root of the divergence), base 2: 0 same, 1 disjoint."""
+    from scipy.spatial.distance import jensenshannon
+
+    p = np.asarray(reference_counts, dtype=float)
+    q = np.asarray(current_counts, dtype=float)
+    if p.sum() == 0 or q.sum() == 0:
+        return 0.0
+    value = float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
+    return 0.0 if math.isnan(value) else value
+
+
+def psi(reference_counts: Sequence[float], current_counts: Sequence[float], epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index: sum over bins of (a - e) * ln(a / e), where e and a are the
+    reference's and the batch's shares; an empty bin's share counts as `epsilon`."""
+    e = np.asarray(reference_counts, dtype=float)
+    a = np.asarray(current_counts, dtype=float)
+    if e.sum() == 0 or a.sum() == 0:
+        return 0.0
+    e = np.where(e == 0, epsilon, e / e.sum())
+    a = np.where(a == 0, epsilon, a / a.sum())
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_level(value: float) -> str:
+    """stable (< 0.1), moderate (0.1 to 0.25), major (above 0.25)."""
+    return next(name for bound, name in PSI_LEVELS if value < bound)
+
+
+def quantile_bins(reference: np.ndarray, current: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of both samples over the reference's quantile bins: right-closed, with edges at
+    reference values (repeated edges of a discrete variable merge into one bin), the first bin
+    open below and the last above."""
+    edges = np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf")
+    inner = np.unique(edges[edges < np.max(reference)])
+    size = len(inner) + 1
+    ref = np.bincount(np.searchsorted(inner, reference, side="left"), minlength=size)
+    cur = np.bincount(np.searchsorted(inner, current, side="left"), minlength=size)
+    return ref, cur
+
+
+def category_counts(reference: Sequence | Mapping[str, int], current: Sequence | Mapping[str, int]
+                    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The union of categories (the reference's, most frequent first, then new ones) and the
+    count of each in both samples. Either side may be given as values or as {category: count}."""
+    ref_map = reference if isinstance(reference, Mapping) else Counter(map(str, reference))
+    cur_map = current if isinstance(current, Mapping) else Counter(map(str, current))
+    order = sorted(ref_map, key=lambda c: (-ref_map[c], c)) + sorted(c for c in cur_map if c not in ref_map)
+    return (order, np.array([ref_map.get(c, 0) for c in order], dtype=float),
+            np.array([cur_map.get(c, 0) for c in order], dtype=float))

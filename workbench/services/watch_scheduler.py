@@ -1,0 +1,342 @@
+"""One watched project, driven by one scheduler thread: file events become changes, changes
+become run requests, and the project's RunQueue runs them (workbench.services.watch_runs).
+
+File events from the watcher land in an inbox (the watcher's thread only appends); the
+scheduler folds them into one change once the quiet period passes (core/changes.py), hashes the
+changed files that some stage reads, drops the change when no content changed, and asks for a
+run of the affected stages and everything downstream. New files in the incoming data folder are
+drift checks instead (services/drift_watch.py), whose retrains are requested like changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from workbench.adapters.files import StatHasher, read_hash_cache, scan_project
+from workbench.core.changes import (
+    ChangeSet, Debouncer, RunRequest, affected_stages, content_changed, stage_inputs_matcher,
+)
+from workbench.core.errors import ManifestError, WorkbenchError
+from workbench.core.events import (
+    ChangeDetected, ChangeIgnored, EventSink, ManifestInvalid, ManifestReloaded, RunEvent, WatchError, WatchStarted,
+    WatchStopped,
+)
+from workbench.core.manifest import MANIFEST_NAME, Manifest
+from workbench.core.model import Trigger
+from workbench.core.ports import FileWatcher, FileWatcherFactory
+from workbench.services.drift_watch import BatchWatch
+from workbench.services.session import WorkbenchSession
+from workbench.services.watch_runs import RunQueue
+from workbench.services.workspace import ProjectRef, load_manifest
+
+log = logging.getLogger(__name__)
+
+HEALTH_CHECK_S = 2.0
+"""How often a watched project checks that its folder and watcher are still there."""
+
+
+class ProjectScheduler:
+    """One project's watcher state and run queue, driven by one thread.
+
+    Two locks, always taken in this order: `_state_lock` guards the watch state (watcher,
+    debouncer, hashes, manifest), the run queue's own lock the run state. Events are queued in
+    `_outbox` under the locks and delivered after they are released.
+    """
+
+    def __init__(self, ref: ProjectRef, session: WorkbenchSession, emit: EventSink,
+                 watcher_factory: FileWatcherFactory, debounce_ms: int | None):
+        self.session = session
+        self.name = ref.name
+        self.path = ref.path
+        self.manifest: Manifest = ref.manifest
+        self._emit = emit
+        self._watcher_factory = watcher_factory
+        self._debounce_ms = debounce_ms
+        """Quiet period; None: the manifest's `watch.debounce_ms`."""
+        self._state_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._outbox: deque[RunEvent] = deque()
+
+        # watch state
+        self._inbox: deque[tuple[str, str, bool, float]] = deque()
+        self._armed = False
+        self._watcher: FileWatcher | None = None
+        self._debouncer: Debouncer | None = None
+        self._baseline: dict[str, str] | None = None
+        """sha256 of every file some stage reads, as last seen; None until taken."""
+        self._hasher = StatHasher()
+        self._reads = stage_inputs_matcher(self.manifest)
+        self._batches: BatchWatch | None = None
+        """The incoming folder's batches (drift checks), when the manifest names one."""
+        self._manifest_error: str | None = None
+        self._watch_problem: str | None = None
+        self._next_health_check = 0.0
+
+        self._runs = RunQueue(session, self.name, self.path, emit, self._wake.set, lambda: self._batches)
+
+        self._thread = threading.Thread(target=self._loop, name=f"watch-{self.name}", daemon=True)
+        self._thread.start()
+
+    # -- called from other threads ------------------------------------------------------------
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None
+
+    @property
+    def busy(self) -> bool:
+        return self._runs.busy
+
+    def attach(self) -> None:
+        with self._state_lock:
+            if self._watcher is not None:
+                return
+            self._inbox.clear()
+            self._armed = False
+            self._watch_problem = None
+            watcher = self._watcher_factory(str(self.path), self._on_file_event, self._on_watch_error)
+            watcher.start()  # raises WorkbenchError: nothing changed yet
+            self._watcher = watcher
+            self._debouncer = Debouncer(self._quiet_s(), self.manifest.ignores)
+            self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
+            self._baseline = None  # taken on the scheduler thread, then WatchStarted
+            self._batches = BatchWatch.for_manifest(self.session, self.manifest, self._quiet_s())
+        self._wake.set()
+
+    def detach(self, reason: str = "") -> None:
+        with self._state_lock:
+            watcher, self._watcher = self._watcher, None
+            self._debouncer = self._baseline = None
+            self._inbox.clear()
+        if watcher is not None:
+            watcher.stop()
+            self._emit(WatchStopped(self.name, reason))
+
+    def request_now(self, stages: list[str] | None, trigger: Trigger) -> None:
+        with self._state_lock:
+            unknown = [s for s in stages or [] if s not in self.manifest.stages]
+            if unknown:
+                raise WorkbenchError(f"{self.name}: unknown stage {unknown[0]!r} "
+                                     f"(stages: {', '.join(self.manifest.stage_order())})")
+        self._runs.request(RunRequest(frozenset(stages) if stages else None, Trigger(trigger)))
+        self._wake.set()
+
+    def cancel(self) -> bool:
+        had = self._runs.cancel()
+        self._wake.set()
+        return had
+
+    def begin_stop(self) -> None:
+        self._runs.stop()
+        self.detach()
+        self._wake.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    # -- watcher callbacks: on the watcher's threads, enqueue only -----------------------------
+
+    def _on_file_event(self, path: str, kind: str, is_dir: bool) -> None:
+        self._inbox.append((path, kind, is_dir, time.monotonic()))
+        # Wake the scheduler for the first event only: it then sleeps until the quiet period
+        # ends and picks up the rest of the burst in one go (a wake per event would cost more
+        # than the events).
+        if not self._armed:
+            self._armed = True
+            self._wake.set()
+
+    def _on_watch_error(self, message: str) -> None:
+        self._watch_problem = message
+        self._wake.set()
+
+    # -- the scheduler thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self._timeout())
+            self._wake.clear()
+            if self._runs.stopping:
+                break
+            try:
+                self._step()
+            except Exception as exc:  # a bug must not end watching silently
+                log.exception("watching %s failed", self.name)
+                self._outbox.append(WatchError(self.name, f"internal error: {exc!r}"))
+            self._flush()
+        self._runs.wait()
+        self._flush()
+
+    def _timeout(self) -> float | None:
+        with self._state_lock:
+            if self._watcher is None or self._debouncer is None:
+                return None
+            deadline = self._next_health_check
+            if self._debouncer.pending:
+                deadline = min(deadline, self._debouncer.deadline())
+            if self._batches is not None and self._batches.deadline() is not None:
+                deadline = min(deadline, self._batches.deadline())
+        return max(0.0, deadline - time.monotonic())
+
+    def _flush(self) -> None:
+        while self._outbox:
+            self._emit(self._outbox.popleft())
+
+    def _step(self) -> None:
+        self._runs.reap()
+        problem = None
+        with self._state_lock:
+            if self._watcher is not None and self._debouncer is not None:
+                problem = self._watch_step()
+        self._flush()  # ChangeDetected goes out before the RunStarted it causes
+        self._check_batches()
+        if problem:
+            self._emit(WatchError(self.name, problem))
+            self.detach(problem)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        with self._state_lock:
+            held = self._manifest_error is not None
+            manifest = self.manifest
+        if not held:  # runs wait for a valid manifest
+            self._runs.dispatch(manifest)
+
+    def _watch_step(self) -> str | None:
+        now = time.monotonic()
+        if self._watch_problem or now >= self._next_health_check:
+            problem = self._watch_problem or self._watcher.problem()
+            if problem:
+                return problem
+            self._next_health_check = now + HEALTH_CHECK_S
+        if self._baseline is None:
+            self._baseline = self._take_baseline()
+            self._outbox.append(WatchStarted(self.name))
+            self._warm_up()
+        self._drain()
+        change = self._debouncer.due(time.monotonic())
+        if change is not None:
+            self._on_change(change)
+        if not self._debouncer.pending:
+            self._armed = False
+            self._drain()  # what arrived while the flag was still up
+        return None
+
+    def _drain(self) -> None:
+        feed, inbox, batches = self._debouncer.feed, self._inbox, self._batches
+        while inbox:
+            path, kind, is_dir, at = inbox.popleft()
+            if batches is not None and batches.feed(path, kind, at, is_dir):
+                continue  # new data in the incoming folder: a drift check, not a rerun
+            feed(path, kind, at, is_dir)
+
+    def _check_batches(self) -> None:
+        """Drift checks of settled batches, outside the watch-state lock (a check reads files
+        and may score the batch in a container); a retrain it decides is queued like a change."""
+        batches = self._batches
+        if batches is None:
+            return
+        for event, request in batches.check_due(self.name, str(self.path), time.monotonic()):
+            self._emit(event)
+            if request is not None:
+                self._runs.request(request)
+
+    def _quiet_s(self) -> float:
+        ms = self._debounce_ms if self._debounce_ms is not None else self.manifest.watch.debounce_ms
+        return ms / 1000.0
+
+    def _warm_up(self) -> None:
+        """Start the project's warm worker ahead of the first change, off this thread: the
+        first edit then costs a fork, not a container start and the imports."""
+        warm_up = getattr(self.session.runner, "warm_up", None)
+        if warm_up is None or self.manifest.environment.cold:
+            return
+
+        def start() -> None:
+            try:
+                warm_up(self.name, str(self.path), self.manifest.environment,
+                        str(self.session.workspace.ensure_state_dir()), lambda _line: None)
+            except WorkbenchError as exc:  # the first run starts it, or reports why it cannot
+                log.info("warming up %s failed: %s", self.name, exc)
+
+        threading.Thread(target=start, name=f"warm-{self.name}", daemon=True).start()
+
+    def _take_baseline(self) -> dict[str, str]:
+        """Hashes of every file some stage reads (a stat each when a snapshot hashed it before)."""
+        ignored = self._debouncer.ignored
+        baseline = {}
+        for rel in scan_project(self.path, self.manifest.ignores):
+            if self._reads(rel) and not ignored(rel):
+                digest = self._hasher.digest(self.path / rel)
+                if digest is not None:
+                    baseline[rel] = digest
+        return baseline
+
+    def _files_under(self, folder: str) -> set[str]:
+        prefix = folder + "/"
+        found = {p for p in self._baseline if p.startswith(prefix)}
+        if (self.path / folder).is_dir():
+            found.update(prefix + rel for rel in scan_project(self.path / folder, ()))
+        return found
+
+    def _on_change(self, change: ChangeSet) -> None:
+        paths = set(change.paths)
+        for folder in change.folders:
+            paths.update(self._files_under(folder))
+        if change.rescan:  # the kernel dropped events: compare everything
+            paths.update(scan_project(self.path, self.manifest.ignores))
+            paths.update(self._baseline)
+        ignored = self._debouncer.ignored
+        read = [p for p in paths if self._reads(p) and not ignored(p)]
+        current = {p: self._hasher.digest(self.path / p) for p in read}
+        changed = content_changed(self._baseline, current)
+        for path in changed:
+            if current[path] is None:
+                self._baseline.pop(path, None)
+            else:
+                self._baseline[path] = current[path]
+        shown = tuple(p for p in change.paths if p not in change.folders) or change.paths
+        if not changed:
+            reason = "no stage reads it" if not read else "content unchanged"
+            self._outbox.append(ChangeIgnored(self.name, shown, reason))
+            return
+
+        reloaded = reload_failed = False
+        if MANIFEST_NAME in changed:
+            reloaded = self._reload()
+            reload_failed = not reloaded
+            if reload_failed and changed == [MANIFEST_NAME]:
+                return  # ManifestInvalid is out; nothing else changed
+        manifest = self.manifest
+        if reloaded:
+            # What changed in the manifest is for the cache keys to sort out: run everything,
+            # unchanged stages are reused.
+            stages, request = manifest.stage_order(), RunRequest(None, Trigger.WATCH, tuple(changed))
+        else:
+            affected = affected_stages(manifest, [p for p in changed if p != MANIFEST_NAME])
+            stages = [s for s in manifest.stage_order() if s in affected]
+            request = RunRequest(frozenset(affected), Trigger.WATCH, tuple(changed))
+        self._outbox.append(ChangeDetected(self.name, tuple(changed), tuple(stages)))
+        if self._manifest_error is not None and not reload_failed:
+            # Runs wait for a valid manifest (say so again); the fix runs everything anyway.
+            self._outbox.append(ManifestInvalid(self.name, self._manifest_error))
+        self._runs.request(request)
+
+    def _reload(self) -> bool:
+        try:
+            manifest, _ = load_manifest(self.path)
+        except ManifestError as exc:
+            self._manifest_error = str(exc)
+            self._outbox.append(ManifestInvalid(self.name, str(exc)))
+            return False
+        self.manifest = manifest
+        self._manifest_error = None
+        self._reads = stage_inputs_matcher(manifest)
+        self._debouncer.set_ignores(manifest.ignores)
+        self._debouncer.quiet_s = self._quiet_s()
+        self._baseline = self._take_baseline()  # what the stages read may be different now
+        self._batches = BatchWatch.for_manifest(self.session, manifest, self._quiet_s())
+        self._outbox.append(ManifestReloaded(self.name))
+        return True
