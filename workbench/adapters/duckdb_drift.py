@@ -13,7 +13,8 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from workbench.adapters.duckdb_store import DuckDBLineageStore
-from workbench.core.drift import CheckedBatch, DriftReport, RetrainDecision, report_from_dict, report_to_dict
+from workbench.core.drift_report import CheckedBatch, DriftReport, report_from_dict, report_to_dict
+from workbench.core.drift_retrain import RetrainDecision
 
 COLUMNS = ("id", "project", "batch_path", "sha256", "state", "landed_at", "checked_at", "rows", "reference_path",
            "reference_run_id", "reference_version", "drifted", "share", "drifted_columns", "compared_columns",

@@ -37,21 +37,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from workbench.core.drift_report import (
-    CheckedBatch, ColumnDrift, DriftReport, Finding, report_from_dict, report_to_dict,
-)
-from workbench.core.drift_retrain import RetrainDecision
+from workbench.core.drift_report import ColumnDrift, DriftReport, Finding
 from workbench.core.drift_stats import (
     category_counts, chi2_test, js_distance, ks_test, psi, psi_level, quantile_bins, wasserstein_normalized,
 )
 from workbench.core.manifest import DriftSpec
-
-__all__ = [
-    "CATEGORICAL", "NUMERIC", "ColumnData", "column_from_values", "compare",
-    # Defined beside the report and the retrain policy; the lineage store's adapter and the TUI's
-    # drift view import them from here.
-    "CheckedBatch", "ColumnDrift", "DriftReport", "Finding", "RetrainDecision", "report_from_dict", "report_to_dict",
-]
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 LOW_CARDINALITY = 10

@@ -29,7 +29,7 @@ from workbench.ui import format as fmt
 from workbench.ui.widgets.run_views import Palette
 
 if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): not at import
-    from workbench.core.drift import CheckedBatch, ColumnDrift
+    from workbench.core.drift_report import CheckedBatch, ColumnDrift
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 BATCH_COLUMNS = ("#", "batch", "checked", "rows", "drift", "decay", "retrain")
