@@ -19,7 +19,7 @@ import pytest
 from workbench.adapters import docker_runner
 from workbench.adapters.base_image import bootstrap_base_image
 from workbench.adapters.docker_runner import BOOTSTRAP_BASE_IMAGE, DockerRunner
-from workbench.core.errors import EngineUnavailable, EnvironmentBuildError
+from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, RunCancelled
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, PreparedEnvironment, StageJob, StageOutcome
@@ -257,6 +257,39 @@ def test_environment_image_is_reused_until_requirements_change(runner, docker_en
     finally:
         for env in (first, changed):
             docker_engine.images.remove(env.image_tag, force=True)
+
+
+def test_a_cancelled_run_stops_waiting_for_its_build_and_the_next_run_joins_it(
+        runner, docker_engine, docker_base_image, tmp_path):
+    project = tmp_path / f"cancel-{uuid.uuid4().hex[:8]}"
+    project.mkdir()
+    (project / "requirements.txt").write_text(f"# a build of its own: {uuid.uuid4()}\n")
+    spec = EnvironmentSpec(base_image=docker_base_image, requirements="requirements.txt")
+    cancel, first_logs = CancelToken(), []
+
+    def on_log(line: str) -> None:
+        first_logs.append(line)
+        if line.startswith("building environment image"):
+            cancel.cancel("cancelled by the user")
+
+    started = time.monotonic()
+    with pytest.raises(RunCancelled) as error:
+        runner.prepare(str(project), spec, on_log, cancel=cancel)
+    assert time.monotonic() - started < 2.0, "the run waited for the build after it was cancelled"
+    assert "cancelled by the user while the environment image" in str(error.value)
+
+    # The build went on: a retry joins it (replaying its log so far) instead of starting over.
+    retry_logs: list[str] = []
+    env = runner.prepare(str(project), spec, retry_logs.append)
+    try:
+        assert env.built and docker_engine.images.get(env.image_tag).id == env.image_id
+        assert retry_logs[0] == f"joining the build of {env.image_tag} already under way"
+        assert retry_logs[1].startswith("building environment image")
+        assert any(line.startswith("Successfully tagged") for line in retry_logs)
+        builds = [line for line in first_logs + retry_logs if line.startswith("Step 1/")]
+        assert len(builds) == 2, "one build, followed by both runs"
+    finally:
+        docker_engine.images.remove(env.image_tag, force=True)
 
 
 def test_failed_build_names_the_failing_step(runner, docker_engine, docker_base_image, tmp_path):

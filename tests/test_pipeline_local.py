@@ -221,3 +221,29 @@ def test_dataset_profile_is_recorded(tmp_path):
     assert profile.path == "table.csv" and profile.row_count == 3
     columns = {c.name: c for c in profile.columns}
     assert columns["x"].nulls == 1 and set(columns) == {"x", "y"}
+
+
+@pytest.mark.parametrize("superseded", [False, True])
+def test_a_run_cancelled_while_its_environment_is_prepared_runs_no_stage(workspace, superseded):
+    from workbench.adapters.duckdb_store import DuckDBLineageStore
+    from workbench.adapters.local_runner import LocalRunner
+    from workbench.core.errors import RunCancelled
+    from workbench.services.pipeline import PipelineService
+    from workbench.services.workspace import Workspace
+
+    class SlowBuild(LocalRunner):
+        """Stands in for an image build that outlasts the user's patience (the Docker runner's
+        own test cancels a real build)."""
+
+        def prepare(self, project_dir, env, on_log, project=None, cancel=None):
+            assert cancel is not None and cancel.wait(10), "the pipeline must hand its token to prepare"
+            raise RunCancelled(f"{cancel.reason} while the environment image was being built")
+
+    ws = Workspace(workspace)
+    store = DuckDBLineageStore(ws.ensure_state_dir() / "lineage.duckdb")
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel, kwargs={"reason": "stopped", "superseded": superseded}).start()
+    record = PipelineService(ws, store, SlowBuild()).run(ws.project("tiny"), cancel=cancel)
+    assert record.status is (RunStatus.SUPERSEDED if superseded else RunStatus.CANCELLED)
+    assert record.stages == [] and record.reason == "stopped while the environment image was being built"
+    assert store.get_run(record.id).status is record.status

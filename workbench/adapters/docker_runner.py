@@ -29,7 +29,7 @@ from docker.models.containers import Container
 from docker.models.images import Image
 from docker.types import Mount
 
-from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, WorkbenchError
+from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, RunCancelled, WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StageJob, StageOutcome
@@ -117,6 +117,9 @@ class DockerRunner:
         self._unpullable: set[str] = set()
         """Images a pull already failed for: offline, every prepare would otherwise retry."""
         self._workers = WorkerPool(self.client, stall_s)
+        self._builds: dict[str, _Build] = {}
+        """Image builds under way, by tag: a second run needing the same image waits for it."""
+        self._builds_lock = threading.Lock()
         self._warm_settings: dict[str, tuple[bool, list[str]]] = {}
         """Per environment image: (the manifest requires cold runs, modules to preload)."""
         atexit.register(self.close)
@@ -128,7 +131,7 @@ class DockerRunner:
     # -- environment ------------------------------------------------------------------------
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
-                project: str | None = None) -> PreparedEnvironment:
+                project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
         with self._engine_calls(EnvironmentBuildError, "preparing the environment image"):
             base_name, base = self._resolve_base_image(env, on_log)
             requirements = _read_requirements(project_dir, env)
@@ -145,8 +148,47 @@ class DockerRunner:
             if existing is not None:
                 on_log(f"environment image {tag} is up to date")
                 return PreparedEnvironment(image_id=existing.id, image_tag=tag, built=False)
-            image_id = self._build(tag, dockerfile, requirements, on_log)
-            return PreparedEnvironment(image_id=image_id, image_tag=tag, built=True)
+        image_id = self._await_build(tag, dockerfile, requirements, on_log, cancel)
+        return PreparedEnvironment(image_id=image_id, image_tag=tag, built=True)
+
+    def _await_build(self, tag: str, dockerfile: str, requirements: bytes | None, on_log: LogSink,
+                     cancel: CancelToken | None) -> str:
+        """Build the image on a thread of its own and wait for it. A cancelled run stops waiting
+        at once, but the build goes on: the next run (the one that superseded it, or the user's
+        retry) joins it instead of starting a pip install of several minutes over."""
+        with self._builds_lock:
+            build = self._builds.get(tag)
+            if build is None:
+                build = self._builds[tag] = _Build()
+                threading.Thread(target=self._run_build, args=(build, tag, dockerfile, requirements),
+                                 name=f"build {tag}", daemon=True).start()
+            else:
+                on_log(f"joining the build of {tag} already under way")
+        build.follow(on_log)
+        try:
+            while not build.done.wait(0.1):
+                if cancel is not None and cancel.cancelled:
+                    raise RunCancelled(f"{cancel.reason or 'cancelled'} while the environment image {tag} was "
+                                       "being built (the build goes on, for the next run)")
+        finally:
+            build.unfollow(on_log)
+        if build.error is not None:
+            raise build.error
+        assert build.image_id is not None
+        return build.image_id
+
+    def _run_build(self, build: _Build, tag: str, dockerfile: str, requirements: bytes | None) -> None:
+        try:
+            with self._engine_calls(EnvironmentBuildError, f"building the environment image {tag}"):
+                build.image_id = self._build(tag, dockerfile, requirements, build.log)
+        except WorkbenchError as exc:
+            build.error = exc
+        except Exception as exc:  # a bug must reach the waiting run, not die with this thread
+            build.error = EnvironmentBuildError(f"building the environment image {tag}: internal error {exc!r}")
+        finally:
+            with self._builds_lock:
+                self._builds.pop(tag, None)
+            build.done.set()
 
     def _resolve_base_image(self, env: EnvironmentSpec, on_log: LogSink) -> tuple[str, Image]:
         chosen, origin = env.base_image, "environment.base_image"
@@ -390,6 +432,34 @@ class DockerRunner:
             raise _engine_unavailable(self.client, exc) from None
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise failure(f"{doing} failed: {_explain(exc)}") from None
+
+
+class _Build:
+    """An image build under way: its log so far, replayed to whoever follows it later."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.image_id: str | None = None
+        self.error: WorkbenchError | None = None
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._sinks: list[LogSink] = []
+
+    def follow(self, on_log: LogSink) -> None:
+        with self._lock:  # replay and subscribe at once, so no line is missed or repeated
+            for line in self._lines:
+                on_log(line)
+            self._sinks.append(on_log)
+
+    def unfollow(self, on_log: LogSink) -> None:
+        with self._lock:
+            self._sinks.remove(on_log)
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            for sink in self._sinks:
+                sink(line)
 
 
 class _Stop:

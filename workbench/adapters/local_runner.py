@@ -37,7 +37,7 @@ class LocalRunner:
         self.python = python
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
-                project: str | None = None) -> PreparedEnvironment:
+                project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
         """Identify the host environment by the Python and the installed versions of what the
         project requires, so a library upgrade invalidates cached stage results."""
         parts = [f"python {sys.version.split()[0]}"]

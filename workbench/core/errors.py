@@ -34,6 +34,10 @@ class EnvironmentBuildError(WorkbenchError):
     """The project's environment image could not be built."""
 
 
+class RunCancelled(WorkbenchError):
+    """The run was cancelled before its stages started (while its environment image was built)."""
+
+
 class StoreError(WorkbenchError):
     """The lineage store could not be read or written."""
 

@@ -82,8 +82,9 @@ class StageRunner(Protocol):
     name: str
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
-                project: str | None = None) -> PreparedEnvironment:
-        """Make the execution environment ready (build the image once) and identify it."""
+                project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
+        """Make the execution environment ready (build the image once) and identify it.
+        Raises RunCancelled when `cancel` is set before the environment is ready."""
 
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         """Run one stage to completion, streaming its output lines to `on_log`."""

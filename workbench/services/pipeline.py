@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.files import FileEntry, Snapshot, SnapshotStore, hash_tree
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
     EnvironmentLog, EventSink, RunFinished, RunStarted, StageFinished, StageLog, StageProgress,
     StageStarted, parse_progress,
@@ -79,6 +79,9 @@ class PipelineService:
         on_event(RunStarted(run_id, manifest.name, tuple(selected), self.runner.name, str(trigger)))
         try:
             self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot, overrides)
+        except RunCancelled as exc:
+            record.status = RunStatus.SUPERSEDED if cancel.superseded else RunStatus.CANCELLED
+            record.reason = str(exc)
         except WorkbenchError as exc:
             record.status, record.reason = RunStatus.FAILED, str(exc)
         except KeyboardInterrupt:
@@ -103,7 +106,8 @@ class PipelineService:
         snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores, overrides)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
-        prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name)
+        prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name,
+                                       cancel=cancel)
         record.image_id, record.image_tag = prepared.image_id, prepared.image_tag
         record.datasets = self._profile_datasets(manifest, snapshot)
 
