@@ -38,7 +38,7 @@ def docker_base_image(docker_engine) -> str:
     """A base image present locally: the offline one if it was bootstrapped, else the usual one."""
     import docker
 
-    from workbench.adapters.docker_runner import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
+    from workbench.adapters.docker_images import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
 
     for name in (BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE):
         try:

@@ -16,9 +16,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from workbench.adapters import docker_runner
+from workbench.adapters import docker_images
 from workbench.adapters.base_image import bootstrap_base_image
-from workbench.adapters.docker_runner import BOOTSTRAP_BASE_IMAGE, DockerRunner
+from workbench.adapters.docker_images import BOOTSTRAP_BASE_IMAGE
+from workbench.adapters.docker_runner import DockerRunner
 from workbench.core.errors import EngineUnavailable, EnvironmentBuildError, RunCancelled
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
@@ -311,13 +312,13 @@ def test_base_image_falls_back_to_the_offline_image(runner, docker_base_image, t
     if docker_base_image != BOOTSTRAP_BASE_IMAGE:
         pytest.skip(f"the session's environment is not built from {BOOTSTRAP_BASE_IMAGE}")
     monkeypatch.delenv("WORKBENCH_BASE_IMAGE", raising=False)
-    monkeypatch.setattr(docker_runner, "DEFAULT_BASE_IMAGE", "workbench-test/absent:0")
+    monkeypatch.setattr(docker_images, "DEFAULT_BASE_IMAGE", "workbench-test/absent:0")
     logs: list[str] = []
     env = runner.prepare(str(env_project), EnvironmentSpec(), logs.append)
     assert env.image_id == tiny_env.image_id and not env.built
     assert f"using the offline base image {BOOTSTRAP_BASE_IMAGE} (workbench-test/absent:0 is not available)" in logs
 
-    monkeypatch.setattr(docker_runner, "BOOTSTRAP_BASE_IMAGE", "workbench-test/absent-too:0")
+    monkeypatch.setattr(docker_images, "BOOTSTRAP_BASE_IMAGE", "workbench-test/absent-too:0")
     with pytest.raises(EnvironmentBuildError, match="run `workbench env bootstrap`"):
         runner.prepare(str(env_project), EnvironmentSpec(), logs.append)
 

@@ -16,7 +16,8 @@ import docker.errors
 import requests
 from docker.utils import parse_repository_tag
 
-from workbench.adapters.docker_runner import BOOTSTRAP_BASE_IMAGE, connect_engine
+from workbench.adapters.docker_engine import connect_engine
+from workbench.adapters.docker_images import BOOTSTRAP_BASE_IMAGE
 from workbench.core.errors import WorkbenchError
 from workbench.core.ports import LogSink
 
