@@ -1,14 +1,19 @@
 """The Models tab and the promotion keys, driven by Pilot on a tiny project with the local
 runner and a real DuckDB registry: each key dry-runs, the confirmation screen shows the checks,
-gates and champion/challenger, and only a confirmation changes anything."""
+gates and champion/challenger and takes a reason for the audit trail, only a confirmation
+changes anything, and the screen fits an 80x24 terminal."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from textual.widgets import Button, TabbedContent
+import json
 
+import pytest
+from textual.geometry import Region
+from textual.widgets import Button, Footer, Input, Static, TabbedContent
+
+from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
 from tests.test_registry import audit_rows, run_with_scale
 from tests.test_tui import SIZE, asyncio_test, make_app, private_config, screen_text, wait_for  # noqa: F401
@@ -49,6 +54,19 @@ async def confirm_screen(pilot, key: str) -> PromoteScreen:
     await pilot.press(key)
     return await wait_for(pilot, lambda: pilot.app.screen if isinstance(pilot.app.screen, PromoteScreen) else None,
                           what=f"the confirmation after {key}")
+
+
+async def type_reason(pilot, screen: PromoteScreen, text: str) -> None:
+    """Tab from No (where focus starts) to the reason and type it, key by key."""
+    assert screen.focused is screen.query_one("#no", Button)
+    await pilot.press("tab")
+    assert screen.focused is screen.query_one("#reason", Input)
+    await pilot.press(*["space" if c == " " else c for c in text])
+    assert screen.query_one("#reason", Input).value == text  # y and n went into the reason
+
+
+async def closed(pilot) -> None:
+    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, PromoteScreen), what="the screen closed")
 
 
 @asyncio_test
@@ -106,10 +124,140 @@ async def test_a_worse_version_is_refused_for_production_and_nothing_changes(roo
         assert "Refused: promote version 2 to production" in text and "Nothing changes." in text
         assert "✗ champion" in text and "worse by 0.15, more than the tolerance 0" in text
         assert "verdict" in text and "worse" in text and "-0.15" in text
-        assert [b.id for b in screen.query(Button)] == ["no"]  # Close only
-        await pilot.press("y")  # no confirmation to give
-        assert isinstance(app.screen, PromoteScreen)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, PromoteScreen), what="the screen closed")
+        assert [str(b.label) for b in screen.query(Button)] == ["Record refusal (y)", "Close (esc)"]
+        await type_reason(pilot, screen, "not yet")
+        await pilot.press("escape")  # a refused dry run closes without a trace
+        await closed(pilot)
     assert session.registry.aliases("tiny") == {"staging": 2, "production": 1}
     assert audit_rows(root) == before
+
+
+# -- the reason ------------------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_the_reason_typed_in_the_confirmation_lands_in_the_audit_row(root):
+    session = two_versions(root, 1.8)
+    app = make_app(root, session=session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_models(pilot)
+        screen = await confirm_screen(pilot, "s")
+        await type_reason(pilot, screen, "canary looked healthy")
+        await pilot.press("enter")  # Enter in the reason answers yes
+        await closed(pilot)
+        await wait_for(pilot, lambda: session.registry.aliases("tiny")["staging"] == 2, what="staging moved")
+
+        screen = await confirm_screen(pilot, "p")
+        await type_reason(pilot, screen, "ship it")
+        await pilot.click("#yes")  # the button takes the reason too
+        await wait_for(pilot, lambda: session.registry.aliases("tiny")["production"] == 2, what="production moved")
+        await wait_for(pilot, lambda: any("production: version 2 promoted" in n for _, n, _ in app.notes),
+                       what="the notification")
+    latest, previous = session.registry.history("tiny")[:2]
+    assert (latest.action, latest.alias, latest.version, latest.reason) == ("promote", "production", 2, "ship it")
+    assert (previous.action, previous.alias, previous.version, previous.reason) == (
+        "promote", "staging", 2, "canary looked healthy")
+    deployed = session.registry.deployed("tiny", "production")
+    assert deployed["reason"] == "ship it"  # the release's metadata.json says why as well
+    shown = json.loads(wb(root, "history", "tiny", "--json").stdout)  # what the CLI shows
+    assert [(h["action"], h["alias"], h["reason"]) for h in shown[:2]] == [
+        ("promote", "production", "ship it"), ("promote", "staging", "canary looked healthy")]
+
+
+@asyncio_test
+async def test_escape_with_a_reason_typed_changes_nothing_and_records_nothing(root):
+    session = two_versions(root, 1.8)
+    before = audit_rows(root)
+    app = make_app(root, session=session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_models(pilot)
+        for key in ("s", "b"):
+            screen = await confirm_screen(pilot, key)
+            await type_reason(pilot, screen, "on second thoughts")
+            await pilot.press("escape")
+            await closed(pilot)
+        screen = await confirm_screen(pilot, "s")
+        await pilot.press("enter")  # focus starts on No: Enter alone never promotes
+        await closed(pilot)
+        await pilot.pause(0.3)
+    assert session.registry.aliases("tiny") == {"staging": 1, "production": 1}
+    assert audit_rows(root) == before
+
+
+@asyncio_test
+async def test_a_confirmed_refusal_is_recorded_with_its_reason_as_the_cli_does(root):
+    session = two_versions(root, 1.8)  # version 2 is not in staging: production refuses it
+    app = make_app(root, session=session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_models(pilot)
+        screen = await confirm_screen(pilot, "p")
+        assert "Refused: promote version 2 to production" in screen_text(app) and "✗ staged_first" in screen_text(app)
+        await type_reason(pilot, screen, "hotfix")
+        await pilot.press("enter")
+        await closed(pilot)
+        await wait_for(pilot, lambda: session.registry.history("tiny")[0].action == "refuse", what="the refusal")
+        await wait_for(pilot, lambda: any("refused (recorded)" in n for _, n, _ in app.notes), what="the note")
+
+        screen = await confirm_screen(pilot, "b")  # production never moved: nothing to roll back to
+        assert "Refused" in screen_text(app)
+        await type_reason(pilot, screen, "bad canary")
+        await pilot.press("enter")
+        await closed(pilot)
+        await wait_for(pilot, lambda: session.registry.history("tiny")[0].request == "rollback", what="the refusal")
+    rollback, promote = session.registry.history("tiny")[:2]
+    assert (promote.action, promote.request, promote.alias, promote.version, promote.reason) == (
+        "refuse", "promote", "production", 2, "hotfix")
+    assert [c["rule"] for c in promote.checks if not c["passed"]] == ["staged_first"]
+    assert (rollback.action, rollback.alias, rollback.reason) == ("refuse", "production", "bad canary")
+    assert session.registry.aliases("tiny") == {"staging": 1, "production": 1}
+
+
+@asyncio_test
+async def test_a_refusal_that_would_now_go_through_is_shown_again_not_applied(root):
+    session = two_versions(root, 1.8)
+    app = make_app(root, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_models(pilot)
+        await confirm_screen(pilot, "p")  # refused: version 2 was never in staging
+        assert session.registry.promote("tiny", 2, "staging").applied  # meanwhile, from the CLI
+        before = audit_rows(root)
+        await pilot.press("y")  # record the refusal... which no longer stands
+        await wait_for(pilot, lambda: "Promote version 2 to production?" in screen_text(app), what="the new preview")
+        assert session.registry.aliases("tiny") == {"staging": 2, "production": 1}
+        assert audit_rows(root) == before
+        await pilot.press("escape")
+        await closed(pilot)
+    assert session.registry.aliases("tiny")["production"] == 1
+
+
+# -- 80x24 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("second_scale", [1.8, 1.2], ids=["allowed", "refused-wrapped-headline"])
+@asyncio_test
+async def test_the_confirmation_fits_80x24(root, second_scale):
+    """The tallest confirmation (production: checks, gates, champion/challenger; refused, a
+    headline over two lines) keeps its reason and buttons on screen, above the footer; the
+    details scroll."""
+    session = two_versions(root, second_scale)
+    assert session.registry.promote("tiny", 2, "staging").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_models(pilot)
+        screen = await confirm_screen(pilot, "p")
+        await pilot.pause(0.2)
+        footer = app.main_screen.query_one(Footer).region
+        assert footer.y == 23
+        above_footer = Region(0, 0, 80, footer.y)
+        for selector in ("#promote-dialog", "#promote-title", "#promote-what", "#reason", "#yes", "#no"):
+            region = screen.query_one(selector).region
+            assert above_footer.contains_region(region) and region.height > 0, f"{selector} at {region}"
+        text = screen_text(app)
+        lines = text.splitlines()
+        assert "audit reason (optional)" in text and "(y)" in text and ("No (n)" in text or "Close (esc)" in text)
+        assert lines[-1].startswith("r Run")  # the footer
+        assert "verdict" not in text  # at the end of the details, below the fold...
+        await pilot.press("pagedown", "pagedown")
+        await pilot.pause(0.1)
+        assert "verdict" in screen_text(app)  # ...and reachable
+        assert screen.query_one("#promote-detail", Static).region.height > 0

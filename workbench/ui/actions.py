@@ -5,6 +5,7 @@ An action's id is what a user remaps in config (`[keys] run_now = "f5"`); `scope
 object runs it: the main screen (project and run actions) or the app (help, theme, quit).
 The promotion keys (`promote_staging`, `promote_production`, `rollback`) act on the Models tab
 of the run detail; they stay out of the footer (it must fit 80 columns) but not out of help.
+Their confirmation screen takes an optional reason, kept in the audit row as the CLI's --reason.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ ACTIONS: tuple[Action, ...] = (
            show=False),
     # Promotion keys act on the version under the cursor in the Models tab; each asks first.
     Action("promote_staging", "s", "Staging", "Promote the selected model version to staging (shows the gates, "
-           "asks first)", show=False),
+           "asks first, takes a reason for the audit trail)", show=False),
     Action("promote_production", "p", "Prod", "Promote the selected model version to production (gates and "
-           "champion/challenger, asks first)", show=False),
-    Action("rollback", "b", "Rollback", "Roll production back to the version it replaced (asks first)", show=False),
+           "champion/challenger, asks first, takes a reason)", show=False),
+    Action("rollback", "b", "Rollback", "Roll production back to the version it replaced (asks first, takes a "
+           "reason)", show=False),
     Action("switch_theme", "t", "Theme", "Pick a theme (the choice is remembered)", scope="app"),
     Action("help", "question_mark,f1", "Help", "Show every key and action id", scope="app", key_display="?"),
     Action("quit", "q", "Quit", "Quit (asks first while a run is in flight)", scope="app"),

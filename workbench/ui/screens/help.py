@@ -19,6 +19,7 @@ NAVIGATION = (
     ("Tab  Shift+Tab", "next / previous pane"),
     ("ctrl+p", "command palette: every action, searchable"),
     ("Esc", "close this screen; clear the filter"),
+    ("y  n", "in a confirmation: yes, no (Esc too); Tab reaches the promotion's reason, where Enter is yes"),
 )
 LEGEND = (
     ("✓ ↺ ✗", "succeeded · reused from an earlier run · failed"),

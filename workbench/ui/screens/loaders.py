@@ -95,14 +95,25 @@ def preview_promotion(session, project: str, version: int | None, alias: str):
     return session.registry.promote(project, version, alias, dry_run=True)
 
 
-def apply_promotion(session, project: str, preview):
-    """Do what the user confirmed; refused ("moved meanwhile") if the alias changed hands since
-    the preview. Starts the MLflow sync when something moved."""
+def apply_promotion(session, project: str, preview, reason: str = ""):
+    """Do what the user confirmed, with their reason for the audit row; refused ("moved
+    meanwhile") if the alias changed hands since the preview. Starts the MLflow sync when
+    something moved.
+
+    Confirming a refused preview records the refusal, as the CLI records a refused attempt.
+    That is decided again first: if it would go through now, nothing is written and the new
+    preview comes back (allowed, not applied) to be confirmed."""
     registry = session.registry
+    if not preview.allowed:
+        preview = preview_promotion(session, project, preview.version if preview.action == "promote" else None,
+                                    preview.alias)
+        if preview.allowed:
+            return preview
     if preview.action == "rollback":
-        decision = registry.rollback(project, alias=preview.alias, expected_from=preview.from_version)
+        decision = registry.rollback(project, alias=preview.alias, reason=reason, expected_from=preview.from_version)
     else:
-        decision = registry.promote(project, preview.version, preview.alias, expected_from=preview.from_version)
+        decision = registry.promote(project, preview.version, preview.alias, reason=reason,
+                                    expected_from=preview.from_version)
     if decision.applied:
         registry.request_mirror_sync()
     return decision

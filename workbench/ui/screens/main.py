@@ -192,17 +192,25 @@ class MainScreen(Screen):
         self._status()
 
     def _done_preview(self, preview, project) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._in_thread("promotion", project, loaders.apply_promotion, self.session, project, preview)
+        def answer(reason: str | None) -> None:
+            if reason is not None:
+                self._in_thread("promotion", project, loaders.apply_promotion, self.session, project, preview,
+                                reason)
 
         self.app.push_screen(PromoteScreen(preview), answer)
 
     def _done_promotion(self, decision, project) -> None:
+        if decision.allowed and not decision.applied:
+            # A refusal the user chose to record would now go through: nothing was written;
+            # show the new decision, so nobody promotes what they did not see.
+            self.notify("not recorded: it would go through now, so here it is again", title=project,
+                        severity="warning", timeout=8)
+            self._done_preview(decision, project)
+            return
         if decision.applied:
             self.notify(decision.message, title=project, timeout=8)
         else:
-            self.notify(f"refused: {decision.message}", title=project, severity="error", timeout=12)
+            self.notify(f"refused (recorded): {decision.message}", title=project, severity="error", timeout=12)
         self._load_models(project)
         self._read_mirror()
 
