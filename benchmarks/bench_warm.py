@@ -6,7 +6,8 @@ Side by side, on the example project and on a synthetic 50,000 x 20 LightGBM job
   (a) warm: the project's warm worker container forks a child per stage;
   (b) cold: a fresh container per stage;
   (c) floor: the same stage code run in one already-warm host Python process (no container,
-      no new process, no workbench);
+      no new process, no workbench), with the stage's thread budget (OMP_NUM_THREADS=1, as
+      the projects' `cpus = 1.0` gives a stage);
   (d) `mlflow run --build-image` with a docker_env, the synthetic job only.
 Prints medians and the ratios (b)/(a) (target >= 2.5), (a)/(c) (target <= 1.15) and (d)/(a).
 """
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from workbench.adapters.docker_runner import DockerRunner  # noqa: E402
+from workbench.adapters.warm_worker import thread_limits  # noqa: E402
 from workbench.adapters.duckdb_store import DuckDBLineageStore  # noqa: E402
 from workbench.core.model import RunStatus  # noqa: E402
 from workbench.runtime import RUNTIME_DIR  # noqa: E402
@@ -151,7 +153,8 @@ def pipeline_latency(root: Path, name: str, runner: DockerRunner, repeats: int) 
 
 
 def floor_latency(project: Path, stages: list[str], repeats: int) -> list[float]:
-    """The stage scripts, in this already-warm process: the cost of the work itself."""
+    """The stage scripts, in this already-warm process: the cost of the work itself, with the
+    thread budget the stage gets in its container (see `main`)."""
     import lightgbm  # noqa: F401  (imports paid once, before timing, as in the warm worker)
     import numpy  # noqa: F401
     import pandas  # noqa: F401
@@ -210,6 +213,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
+    # The floor gets the thread pools a stage gets in its container (OMP_NUM_THREADS from the
+    # manifest's `cpus`, 1.0 in both projects), so (a)/(c) measures the workbench, not the CPU
+    # limit. libgomp reads this when lightgbm is first imported, which is after this line.
+    assert "lightgbm" not in sys.modules
+    os.environ.update(thread_limits(1.0))
     n = args.repeats
     warm, cold = DockerRunner(mode="warm"), DockerRunner(mode="cold")
     with tempfile.TemporaryDirectory() as tmp:
