@@ -217,7 +217,6 @@ class _Build:
                 sink(line)
 
 
-
 def read_requirements(project_dir: str, env: EnvironmentSpec) -> bytes | None:
     if not env.requirements:
         return None
@@ -227,11 +226,9 @@ def read_requirements(project_dir: str, env: EnvironmentSpec) -> bytes | None:
     return path.read_bytes()
 
 
-
 def _host_ca_bundle() -> str:
     candidates = [os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile, certifi.where()]
     return next(path for path in candidates if path and os.path.isfile(path))
-
 
 
 def _repository_name(folder: str) -> str:

@@ -256,9 +256,6 @@ class DockerRunner:
                           base_images=present, base_image=usable)
 
 
-
-
-
 class _Stop:
     """Why the watcher killed the container, and the signal that it need not any more."""
 
@@ -266,8 +263,6 @@ class _Stop:
         self.finished = threading.Event()
         self.status: StageStatus | None = None
         self.reason = ""
-
-
 
 
 def _stream_lines(output: Iterator[tuple[bytes | None, bytes | None]], on_log: LogSink,
@@ -335,21 +330,7 @@ def _is_live_pid(text: str) -> bool:
     return True
 
 
-
-
-
-
-
-
 def _size(n_bytes: int) -> str:
     if n_bytes >= 1024**3:
         return f"{n_bytes / 1024**3:g} GiB"
     return f"{n_bytes / 1024**2:g} MiB"
-
-
-
-
-
-
-
-
