@@ -4,7 +4,7 @@ they are easy to read and to test without an app. Each raises WorkbenchError for
 from __future__ import annotations
 
 from workbench.core.errors import WorkbenchError
-from workbench.services.inspect import validation_report
+from workbench.services.inspect import compare_runs, validation_report
 from workbench.ui.widgets.projects import ProjectRow
 
 TREND_RUNS = 300
@@ -56,6 +56,12 @@ def read_run(session, run_id: int):
     """The run (its record holds the lineage too) and its validation report."""
     record = session.get_run(run_id)
     return record, validation_report(record)
+
+
+def read_diff(session, base: int, run_id: int, label: str):
+    """What changed from run `base` to run `run_id`, and what `base` is to the user ("marked",
+    "previous")."""
+    return compare_runs(session, base, run_id), label
 
 
 def read_trend(session, project: str) -> list[float]:

@@ -1,0 +1,107 @@
+"""The main screen's keys for the selected project and run (ids in workbench/ui/actions.py):
+run now, watch, cancel, rerun cold, mark, diff, and the project's drift checks.
+
+`r` goes through the watch service (it supersedes a run in flight, never overlaps one); a cold
+rerun is refused while a run is in flight. Answers come back as WorkDone messages to the
+`_done_*` handlers here.
+"""
+
+from __future__ import annotations
+
+from workbench.ui.screens import loaders
+from workbench.ui.screens.diff import DiffScreen
+from workbench.ui.screens.drift import DriftScreen
+
+
+class RunActions:
+    """Mixed into MainScreen, which holds `session`, `watch`, `bridge`, `project` and the panes
+    (`projects`, `table`), and provides `_in_thread`, `_runnable`, `_has_run_in_flight` and
+    `_status`."""
+
+    # -- the project --------------------------------------------------------------------------
+
+    def action_run_now(self) -> None:
+        row = self._runnable()
+        if row is not None:
+            self._in_thread("run_now", row.name, self.watch.run_now, row.name)
+            self.notify(f"{row.name}: run queued", timeout=2)
+
+    def action_toggle_watch(self) -> None:
+        row = self._runnable()
+        if row is not None:
+            self._in_thread("watch_toggled", row.name, loaders.toggle_watch, self.watch, row.name)
+
+    def _done_watch_toggled(self, watching: bool, project) -> None:
+        self.projects.update_row(project, watching=watching)
+        self._status()
+
+    def action_cancel_run(self) -> None:
+        if self.project is not None:
+            self._in_thread("cancel", self.project.name, self.watch.cancel, self.project.name)
+
+    def _done_cancel(self, had_run: bool, project) -> None:
+        if not had_run:
+            self.notify(f"{project}: no run in flight", severity="information")
+
+    def action_drift(self) -> None:
+        if self.project is None:
+            self.notify("no project selected", severity="warning")
+            return
+        self.app.push_screen(DriftScreen(self.session, self.project.name))
+
+    # -- the run under the cursor -------------------------------------------------------------
+
+    def action_rerun_cold(self) -> None:
+        row, run = self._runnable(), self.table.current
+        if row is None or run is None:
+            return
+        if self.watch.busy(row.name) or self._has_run_in_flight(row.name):
+            self.notify(f"{row.name}: a run is in flight; cancel it (c) or let it finish, then rerun cold",
+                        severity="warning")
+            return
+        self.notify(f"rerunning run {run.id} cold (nothing reused) to check it reproduces", timeout=4)
+        self._in_thread("reproduce", run.id, self.session.reproduce, run.id, self.bridge)
+
+    def _done_reproduce(self, payload, run_id) -> None:
+        record, result = payload
+        if str(record.status) != "succeeded":
+            self.notify(f"cold rerun {record.id} of run {run_id} {record.status}: {record.reason}",
+                        severity="error", timeout=10)
+        elif result.matched:
+            self.notify(f"run {run_id} reproduced by run {record.id}: {len(result.compared)} metrics equal, "
+                        "model files byte-identical", title="reproduced", timeout=10)
+        else:
+            problems = [str(d) for d in result.differences] + [
+                f"{name} differs" for name, same in result.artifacts_identical.items() if not same]
+            self.notify(f"run {run_id} NOT reproduced by run {record.id}: " + "; ".join(problems[:4]),
+                        title="not reproduced", severity="error", timeout=15)
+
+    def action_mark_run(self) -> None:
+        run = self.table.current
+        if run is None:
+            return
+        self.table.marked = None if self.table.marked == run.id else run.id
+        self.table.refresh()
+        if self.table.marked:
+            self.notify(f"run {run.id} marked: d diffs any run against it (m again unmarks)", timeout=4)
+
+    def action_open_diff(self) -> None:
+        run = self.table.current
+        if run is None:
+            self.notify("no run selected", severity="warning")
+            return
+        if self.table.marked is not None and self.table.marked != run.id:
+            base, label = self.table.marked, "marked"
+        else:
+            older = self.table.neighbour(self.table.cursor)
+            if older is None:
+                self.notify(f"run {run.id} is the oldest shown: mark a run (m) to compare with", severity="warning")
+                return
+            base, label = older.id, "previous"
+        self._in_thread("diff", run.id, loaders.read_diff, self.session, base, run.id, label)
+
+    def _done_diff(self, payload, _key) -> None:
+        diff, label = payload
+        maximize = self.project.maximize if self.project else True
+        metric = self.project.primary_metric if self.project else None
+        self.app.push_screen(DiffScreen(diff, label, metric, maximize))
