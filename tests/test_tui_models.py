@@ -261,3 +261,25 @@ async def test_the_confirmation_fits_80x24(root, second_scale):
         await pilot.pause(0.1)
         assert "verdict" in screen_text(app)  # ...and reachable
         assert screen.query_one("#promote-detail", Static).region.height > 0
+
+
+@asyncio_test
+async def test_the_cursor_follows_new_versions_until_moved_to_an_older_one(root):
+    session = WorkbenchSession(root, runner="local")
+    run_with_scale(session, root, 1.5)
+    app = make_app(root, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        models = app.screen.query_one(ModelsView)
+        await wait_for(pilot, lambda: len(models.versions) == 1, what="the Models tab to load")
+
+        def refresh() -> None:  # what the screen does when a run registers a version
+            models.show("tiny", session.registry.models("tiny"), "score")
+
+        run_with_scale(session, root, 1.8)
+        refresh()
+        assert models.current.version == 2, "the newest version is the one the keys offer"
+
+        models.table.move_cursor(row=1)  # the user picks version 1
+        run_with_scale(session, root, 1.2)
+        refresh()
+        assert [v.version for v in models.versions] == [3, 2, 1] and models.current.version == 1

@@ -82,8 +82,11 @@ class ModelsView(Vertical):
         return self.versions[row] if self.versions and 0 <= row < len(self.versions) else None
 
     def show(self, project: str | None, versions: list[ModelVersion], metric: str | None = None) -> None:
-        """Show `versions` (newest first), keeping the cursor on the same version if it is there."""
-        keep = self.current.version if self.current and project == self.project else None
+        """Show `versions` (newest first). A cursor on the newest version follows the newest, so
+        the version a run just registered is the one the promotion keys offer; a cursor moved
+        down to an older version stays on it."""
+        following = self.table.cursor_row <= 0
+        keep = self.current.version if self.current and project == self.project and not following else None
         self.project, self.versions = project, versions
         if metric and metric != self.metric:
             self.metric = metric
