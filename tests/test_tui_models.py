@@ -283,3 +283,23 @@ async def test_the_cursor_follows_new_versions_until_moved_to_an_older_one(root)
         run_with_scale(session, root, 1.2)
         refresh()
         assert [v.version for v in models.versions] == [3, 2, 1] and models.current.version == 1
+
+
+@asyncio_test
+async def test_staging_rolls_back_with_its_own_key(root):
+    session = two_versions(root, 1.8)
+    assert session.registry.promote("tiny", 2, "staging").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        models = await open_models(pilot)
+        assert "B staging back" in models.query_one("#models-heading").render().plain
+        screen = await confirm_screen(pilot, "B")
+        text = screen_text(app)
+        assert "Roll staging back to version 1?" in text and "staging: version 1 replaces version 2" in text
+        await type_reason(pilot, screen, "staging smoke test failed")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: session.registry.aliases("tiny") == {"staging": 1, "production": 1},
+                       what="staging rolled back, production untouched")
+    rollback = session.registry.history("tiny")[0]
+    assert (rollback.action, rollback.alias, rollback.version, rollback.reason) == (
+        "rollback", "staging", 1, "staging smoke test failed")

@@ -3,7 +3,7 @@ palette and the config's `[keys]` validation all read it, so they cannot disagre
 
 An action's id is what a user remaps in config (`[keys] run_now = "f5"`); `scope` says which
 object runs it: the main screen (project and run actions) or the app (help, theme, quit).
-The promotion keys (`promote_staging`, `promote_production`, `rollback`) act on the Models tab
+The promotion keys (`promote_staging`, `promote_production`, `rollback`, `rollback_staging`) act on the Models tab
 of the run detail; they stay out of the footer (it must fit 80 columns) but not out of help.
 Their confirmation screen takes an optional reason, kept in the audit row as the CLI's --reason.
 """
@@ -46,6 +46,8 @@ ACTIONS: tuple[Action, ...] = (
            "champion/challenger, asks first, takes a reason)", show=False),
     Action("rollback", "b", "Rollback", "Roll production back to the version it replaced (asks first, takes a "
            "reason)", show=False),
+    Action("rollback_staging", "B", "Rollback stg", "Roll staging back to the version it replaced (asks first, "
+           "takes a reason)", show=False),
     Action("switch_theme", "t", "Theme", "Pick a theme (the choice is remembered)", scope="app"),
     Action("help", "question_mark,f1", "Help", "Show every key and action id", scope="app", key_display="?"),
     Action("quit", "q", "Quit", "Quit (asks first while a run is in flight)", scope="app"),

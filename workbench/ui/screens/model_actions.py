@@ -1,6 +1,6 @@
 """The model-registry side of the main screen: the Models tab and the projects pane's aliases,
 the MLflow mirror's state, and the promotion keys (`promote_staging`, `promote_production`,
-`rollback`).
+`rollback`, `rollback_staging`).
 
 A promotion is a dry run on a worker first; its answer opens PromoteScreen, which shows every
 rule and gate and asks (with an optional reason for the audit trail); only a yes applies it,
@@ -56,6 +56,9 @@ class ModelActions:
 
     def action_rollback(self) -> None:
         self._preview("production", rollback=True)
+
+    def action_rollback_staging(self) -> None:
+        self._preview("staging", rollback=True)
 
     def _preview(self, alias: str, rollback: bool = False) -> None:
         """Dry-run the promotion (or rollback) on a worker; the answer opens PromoteScreen."""
