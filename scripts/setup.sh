@@ -20,6 +20,18 @@ dockerd_alive() {
   if command -v pgrep >/dev/null; then pgrep -x dockerd >/dev/null; return; fi
   [ -r /var/run/docker.pid ] && [ -d "/proc/$(cat /var/run/docker.pid)" ]
 }
+start_dockerd() {
+  as_root rm -f /var/run/docker.pid /var/run/docker.sock || true
+  as_root sh -c "nohup dockerd $* >/var/log/dockerd.log 2>&1 &" || true
+}
+wait_for_engine() {  # up to $1 seconds; gives up early if the engine process is gone
+  for _ in $(seq "$1"); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+    dockerd_alive || docker info >/dev/null 2>&1 || return 1
+  done
+  return 1
+}
 apt_install() {
   command -v apt-get >/dev/null || return 1
   [ -n "$APT_UPDATED" ] || { as_root apt-get update -qq && APT_UPDATED=1; }
@@ -36,10 +48,16 @@ if [ "${WORKBENCH_SKIP_DOCKER:-}" != 1 ]; then
     # decide on whether a dockerd process is alive, never on whether the socket file exists.
     if command -v dockerd >/dev/null && ! dockerd_alive; then
       log "starting dockerd"
-      as_root rm -f /var/run/docker.pid /var/run/docker.sock || true
-      as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &' || true
+      start_dockerd
+      if ! wait_for_engine 90 && ! dockerd_alive; then
+        # Some sandboxes refuse the engine its iptables rules; stages need no NAT by default
+        # (network = false), so an engine without it is far better than none.
+        log "dockerd exited; starting it again without iptables (stages with network = true get no NAT)"
+        as_root cp /var/log/dockerd.log /var/log/dockerd.first.log || true
+        start_dockerd --iptables=false --ip-masq=false
+      fi
     fi
-    for _ in $(seq 90); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    wait_for_engine 90 || true
     if ! docker info >/dev/null 2>&1 && [ -r /var/log/dockerd.log ]; then
       log "dockerd did not come up; the end of /var/log/dockerd.log:"
       tail -n 15 /var/log/dockerd.log >&2 || true
