@@ -108,6 +108,14 @@ def screen_text(app) -> str:
     return console.export_text()
 
 
+async def shown(pilot, *needles: str, timeout: float = 15.0) -> str:
+    """The screen's text once every needle is drawn: a busy machine draws a moment late."""
+    def drawn():
+        text = screen_text(pilot.app)
+        return text if all(needle in text for needle in needles) else None
+    return await wait_for(pilot, drawn, timeout, what=f"{', '.join(map(repr, needles))} on screen")
+
+
 def static_text(widget: Static, width: int = 160) -> str:
     console = Console(width=width, file=io.StringIO(), record=True)
     console.print(widget.content)
@@ -209,7 +217,7 @@ async def test_help_screen_lists_every_binding_and_keys_are_remappable(workspace
         main = await opened(pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        text = screen_text(app)
+        text = await shown(pilot, ACTIONS[0].id, ACTIONS[-1].id)
         for action in ACTIONS:
             assert action.id in text, action.id
             assert action.description[:40] in text, action.description
@@ -283,8 +291,7 @@ async def test_diff_screen_shows_a_params_change(workspace):
         assert [(c.name, c.before, c.after) for c in diff.params] == [("fit.scale", "1.5", "0.5")]
         assert [c.name for c in diff.code] == ["params.toml"]
         assert "-scale = 1.5" in diff.text_diffs["params.toml"] and "+scale = 0.5" in diff.text_diffs["params.toml"]
-        text = screen_text(app)
-        assert "fit.scale" in text and "1.5 → 0.5" in text and "+scale = 0.5" in text
+        await shown(pilot, "fit.scale", "1.5 → 0.5", "+scale = 0.5")
         await pilot.press("escape")
         # mark the newest, move to the older one: d now compares against the mark
         await pilot.press("m", "down", "d")
@@ -363,7 +370,7 @@ async def test_broken_manifest_and_store_errors_are_shown_not_raised(workspace):
         await pilot.pause(0.2)
         await pilot.press("r")
         await wait_for(pilot, lambda: any("fix the manifest" in n[1] for n in app.notes), what="the refusal")
-        assert "manifest invalid" in screen_text(app)
+        await shown(pilot, "manifest invalid")
 
     (workspace / ".workbench" / "lineage.duckdb").write_bytes(b"this is not a database" * 100)
     app = make_app(workspace)

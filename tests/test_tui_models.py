@@ -16,7 +16,7 @@ from textual.widgets import Button, Footer, Input, Static, TabbedContent
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
 from tests.test_registry import audit_rows, run_with_scale
-from tests.test_tui import SIZE, asyncio_test, make_app, private_config, screen_text, wait_for  # noqa: F401
+from tests.test_tui import SIZE, asyncio_test, make_app, private_config, screen_text, shown, wait_for  # noqa: F401
 from workbench.services.session import WorkbenchSession
 from workbench.ui.screens.promote import PromoteScreen
 from workbench.ui.widgets.models import ModelsView
@@ -52,8 +52,10 @@ async def open_models(pilot) -> ModelsView:
 
 async def confirm_screen(pilot, key: str) -> PromoteScreen:
     await pilot.press(key)
-    return await wait_for(pilot, lambda: pilot.app.screen if isinstance(pilot.app.screen, PromoteScreen) else None,
-                          what=f"the confirmation after {key}")
+    screen = await wait_for(pilot, lambda: pilot.app.screen if isinstance(pilot.app.screen, PromoteScreen) else None,
+                            what=f"the confirmation after {key}")
+    await shown(pilot, "audit reason")  # drawn, not only mounted: the tests read the screen next
+    return screen
 
 
 async def type_reason(pilot, screen: PromoteScreen, text: str) -> None:
@@ -258,8 +260,7 @@ async def test_the_confirmation_fits_80x24(root, second_scale):
         assert lines[-1].startswith("r Run")  # the footer
         assert "verdict" not in text  # at the end of the details, below the fold...
         await pilot.press("pagedown", "pagedown")
-        await pilot.pause(0.1)
-        assert "verdict" in screen_text(app)  # ...and reachable
+        await shown(pilot, "verdict")  # ...and reachable
         assert screen.query_one("#promote-detail", Static).region.height > 0
 
 

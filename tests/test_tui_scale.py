@@ -33,7 +33,8 @@ async def test_100k_runs_open_and_scroll(tmp_path):
         await wait_for(pilot, lambda: table.row(0) is not None, timeout=30, what="the first rows")
         first_paint = time.monotonic() - started
         assert table.total == RUNS and table.row(0).id == RUNS
-        assert "Runs · telco-churn · 100,000" in screen_text(app)
+        await wait_for(pilot, lambda: "Runs · telco-churn · 100,000" in screen_text(app), timeout=30,
+                       what="the runs pane's title drawn")
 
         await pilot.press("tab", "end")
         await wait_for(pilot, lambda: table.current is not None and table.current.id == 1, timeout=30, what="the oldest run")
