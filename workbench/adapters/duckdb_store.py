@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import duckdb
 
 from workbench.adapters.duckdb_schema import migrate
-from workbench.core.errors import RunNotFound, StoreError
+from workbench.core.errors import DiskFullError, RunNotFound, StoreError
 from workbench.core.gates import GateResult
 from workbench.core.model import (Artifact, ColumnProfile, DatasetProfile, InputFile, RunRecord,
                                   RunStatus, RunSummary, StageResult, StageStatus, Trigger)
@@ -266,6 +266,10 @@ class DuckDBLineageStore:
                     con.execute("USE memory")
                     con.execute(f"DETACH {ALIAS}")
             except duckdb.Error as e:
+                if "No space left on device" in str(e):
+                    # The transaction is lost whole: what the store held before stays as it was.
+                    raise DiskFullError(f"disk full: the lineage store {self.path} could not be written; "
+                                        "nothing of this was recorded; free some space and run again") from e
                 raise StoreError(f"the lineage store {self.path}: {_problem(e)}") from e
             finally:
                 con.close()
