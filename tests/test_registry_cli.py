@@ -66,6 +66,9 @@ def test_train_promote_refuse_rollback_audit_deploy_and_mlflow(example, tmp_path
     models = {m["version"]: m for m in json.loads(ok(wb(ws, "models", P, "--json")).stdout)}
     auc1, auc2 = models[1]["primary_value"], models[2]["primary_value"]
     assert auc2 < auc1 and models[1]["status"] == "production" and models[2]["status"] == "staging"
+    table = ok(wb(ws, "models", P, env={"COLUMNS": "60"})).stdout
+    for auc in (auc1, auc2):  # the model column gives way on a narrow terminal, never the metric
+        assert f"{auc:.4g}" in table, table
 
     worse = ok(wb(ws, "promote", P, "2", "--to", "production", "--yes", "--json"), 4)
     decision = json.loads(worse.stdout)
