@@ -33,6 +33,8 @@ def test_run_then_list_show_and_lineage(ws):
     runs = json.loads(wb(ws, "runs", "--json").stdout)
     assert [(r["id"], r["status"], r["primary_metric"], r["gates_passed"]) for r in runs] == [
         (record["id"], "succeeded", 0.75, 1)]
+    narrow = wb(ws, "runs", env={"COLUMNS": "60"}).stdout.splitlines()
+    assert "✓ succeeded" in narrow[1] and " 0.75 " in narrow[1], "only the project column gives way"
     shown = json.loads(wb(ws, "show", str(record["id"]), "--json").stdout)
     assert [s["stage"] for s in shown["stages"]] == ["prep", "fit"]
     lineage = json.loads(wb(ws, "lineage", str(record["id"]), "--json").stdout)

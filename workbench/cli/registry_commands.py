@@ -15,9 +15,8 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
-from workbench.cli.render import Printer, fmt_metric
+from workbench.cli.render import Printer, fitted_table, fmt_metric
 from workbench.core.serialize import to_jsonable
 from workbench.services.session import WorkbenchSession
 
@@ -60,16 +59,9 @@ def cmd_models(args: argparse.Namespace, printer: Printer, workspace: Path) -> i
                v.created_at.astimezone().strftime("%m-%d %H:%M"), fmt_metric(v.primary_value), gates,
                f"{escape(v.artifact_name)} {v.sha256[:8]}"]
         rows.append(row + ([f"run {v.reproduced_by}" if v.reproduced_by else "—"] if reproduced else []))
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
     columns = [("version", "right"), ("status", "left"), ("run", "right"), ("created", "left"),
                (metric or "primary", "right"), ("gates", "left"), ("model", "left")]
-    for i, (col, justify) in enumerate(columns + ([("reproduced", "left")] if reproduced else [])):
-        # Only the model column gives way on a narrow terminal: a metric cut to "0.84…" is no metric.
-        widest = max([len(col)] + [Text.from_markup(row[i]).cell_len for row in rows])
-        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
-                         min_width=None if col == "model" else widest)
-    for row in rows:
-        table.add_row(*row)
+    table = fitted_table(columns + ([("reproduced", "left")] if reproduced else []), rows, gives_way="model")
     con.print(table)
     con.print(f"[dim]{escape(registry.mirror_status().summary)}[/]")
     return EXIT_OK

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from workbench.core.formatting import duration, metric
 from workbench.core.events import (
@@ -42,6 +44,25 @@ def fmt_paths(paths: tuple[str, ...], shown: int = 3) -> str:
         return "files"
     more = f" (+{len(paths) - shown} more)" if len(paths) > shown else ""
     return ", ".join(paths[:shown]) + more
+
+
+def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], gives_way: str) -> Table:
+    """A borderless table in which only the `gives_way` column is cut on a narrow terminal: the
+    others keep their widest cell, so a number or a status is never shown as "0.84…"."""
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
+    for i, (title, justify) in enumerate(columns):
+        widest = max([len(title)] + [_cells(row[i]) for row in rows])
+        table.add_column(title, justify=justify, no_wrap=True, overflow="ellipsis",
+                         min_width=None if title == gives_way else widest)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _cells(markup: str) -> int:
+    """Terminal cells of a cell's text (markup parsed only where there is some: a listing can
+    have 100,000 rows)."""
+    return Text.from_markup(markup).cell_len if "[" in markup else cell_len(markup)
 
 
 class Printer:
@@ -182,20 +203,18 @@ class Printer:
 
     # -- listings -------------------------------------------------------------------------
     def runs_table(self, runs: list[RunSummary]) -> None:
-        table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
-        for col, justify in (("run", "right"), ("project", "left"), ("trigger", "left"), ("status", "left"),
-                             ("started", "left"), ("took", "right"), ("reused", "right"),
-                             ("primary", "right"), ("gates", "left")):
-            # Only the project name gives way on a narrow terminal.
-            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
-                             min_width=None if col == "project" else max(len(col), 14 if col == "started" else 0))
+        rows = []
         for run in runs:
             gates = ""
             if run.gates_passed or run.gates_failed:
                 gates = f"[green]{run.gates_passed}✓[/]" + (f" [red]{run.gates_failed}✗[/]" if run.gates_failed else "")
-            table.add_row(
+            rows.append([
                 str(run.id), escape(run.project), run.trigger, glyph(run.status),
                 run.started_at.astimezone().strftime("%m-%d %H:%M:%S"), fmt_duration(run.duration_s),
                 f"{run.reused}/{run.stages}", fmt_metric(run.primary_metric), gates,
-            )
+            ])
+        columns = [("run", "right"), ("project", "left"), ("trigger", "left"), ("status", "left"),
+                   ("started", "left"), ("took", "right"), ("reused", "right"), ("primary", "right"),
+                   ("gates", "left")]
+        table = fitted_table(columns, rows, gives_way="project")
         self.out.print(table)
