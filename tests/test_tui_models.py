@@ -293,7 +293,7 @@ async def test_staging_rolls_back_with_its_own_key(root):
     app = make_app(root, session=session)
     async with app.run_test(size=SIZE) as pilot:
         models = await open_models(pilot)
-        assert "B staging back" in models.query_one("#models-heading").render().plain
+        assert "B rollback stg" in models.query_one("#models-heading").render().plain
         screen = await confirm_screen(pilot, "B")
         text = screen_text(app)
         assert "Roll staging back to version 1?" in text and "staging: version 1 replaces version 2" in text

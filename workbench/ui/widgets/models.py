@@ -1,6 +1,6 @@
 """The Models tab: the selected project's model versions, newest first.
 
-    MLflow in sync · production v1 · staging v2    s staging · p production · b rollback · B staging back
+    MLflow in sync · production v1 · staging v2   s staging · p prod · b rollback · B rollback stg
     VERSION  STATUS          RUN   SCORE   GATES  CREATED
          v2  ▲ staging        4    0.6     ✓1     03-14 09:26
          v1  ★ production     1    0.75    ✓1     03-14 09:20
@@ -121,7 +121,7 @@ class ModelsView(Vertical):
             text.append(" · no versions yet: a successful full run registers one")
         keys = getattr(self.app, "keymap", {})
         hint = " · ".join(f"{key_display(keys.get(a, BY_ID[a].key))} {label}" for a, label in (
-            ("promote_staging", "staging"), ("promote_production", "production"), ("rollback", "rollback"),
-            ("rollback_staging", "staging back")))
+            ("promote_staging", "staging"), ("promote_production", "prod"), ("rollback", "rollback"),
+            ("rollback_staging", "rollback stg")))
         text.append(f"   {hint}", "dim")
         self.query_one("#models-heading", Static).update(text)
