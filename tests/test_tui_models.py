@@ -5,6 +5,7 @@ changes anything, and the screen fits an 80x24 terminal."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import json
@@ -56,6 +57,20 @@ async def confirm_screen(pilot, key: str) -> PromoteScreen:
                             what=f"the confirmation after {key}")
     await shown(pilot, "audit reason")  # drawn, not only mounted: the tests read the screen next
     return screen
+
+
+@asynccontextmanager
+async def production_confirmation(root: Path, second_scale: float, size: tuple[int, int]):
+    """The app at `size`, showing the production confirmation of version 2 (staged; its score
+    from `second_scale`) against production's version 1."""
+    session = two_versions(root, second_scale)
+    assert session.registry.promote("tiny", 2, "staging").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=size) as pilot:
+        await open_models(pilot)
+        screen = await confirm_screen(pilot, "p")
+        await pilot.pause(0.2)
+        yield app, pilot, screen
 
 
 async def type_reason(pilot, screen: PromoteScreen, text: str) -> None:
@@ -241,13 +256,7 @@ async def test_the_confirmation_fits_80x24(root, second_scale):
     """The tallest confirmation (production: checks, gates, champion/challenger; refused, a
     headline over two lines) keeps its reason and buttons on screen, above the footer; the
     details scroll."""
-    session = two_versions(root, second_scale)
-    assert session.registry.promote("tiny", 2, "staging").applied
-    app = make_app(root, session=session)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_models(pilot)
-        screen = await confirm_screen(pilot, "p")
-        await pilot.pause(0.2)
+    async with production_confirmation(root, second_scale, size=(80, 24)) as (app, pilot, screen):
         footer = app.main_screen.query_one(Footer).region
         assert footer.y == 23
         above_footer = Region(0, 0, 80, footer.y)

@@ -148,17 +148,11 @@ async def test_promotion_confirmation_at_80x24(tmp_path):
     """The production confirmation in the smallest supported terminal: checks, the reason and
     both buttons inside the dialog (the part of the screen compared: the runs behind it vary)."""
     from tests.test_pipeline_local import write_project
-    from tests.test_tui_models import confirm_screen, open_models, two_versions
+    from tests.test_tui_models import production_confirmation
 
     root = tmp_path / "ws"
     write_project(root)
-    session = two_versions(root, 1.8)
-    assert session.registry.promote("tiny", 2, "staging").applied
-    app = make_app(root, session=session)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_models(pilot)
-        screen = await confirm_screen(pilot, "p")
-        await pilot.pause(0.2)
+    async with production_confirmation(root, 1.8, size=(80, 24)) as (app, _pilot, screen):
         text, _segments = render(app)
         dialog = screen.query_one("#promote-dialog").region
         rows = text.splitlines()[dialog.y:dialog.bottom]
