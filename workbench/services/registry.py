@@ -159,17 +159,7 @@ class RegistryService:
         if dry_run:
             check = self.deploy.check(mv.artifact_path, mv.sha256, mv.version, mv.run_id)
             return self.store.preview(name, alias, version, lambda c, f: decide(c, f, check))
-        with self.deploy.locked(name):
-            self._repair_pointers(name)
-            release, check = self.deploy.prepare(name, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
-            try:
-                decision = self.store.apply(name, alias, version, lambda c, f: decide(c, f, check), expected_from,
-                                            user or current_user(), socket.gethostname(), reason)
-            except BaseException:
-                self.deploy.discard(release)
-                raise
-            self._switch(decision, mv, release, user, reason)
-        return decision
+        return self._apply(name, alias, version, mv, decide, expected_from, user, reason)
 
     def rollback(self, project: str, to_version: int | None = None, alias: str = "production", reason: str = "",
                  user: str | None = None, dry_run: bool = False,
@@ -203,12 +193,19 @@ class RegistryService:
             return self.store.preview(name, alias, None, lambda c, f: decide(c, f, check))
         if isinstance(expected_from, UncheckedType):
             expected_from = preview.from_version
+        return self._apply(name, alias, None, mv, decide, expected_from, user, reason)
+
+    def _apply(self, name: str, alias: str, version: int | None, mv: ModelVersion | None, decide,
+               expected_from, user: str | None, reason: str) -> Decision:
+        """Under the project's deploy lock: stage the release (the model file copied and
+        verified), decide again and record the move in one transaction, then switch the pointer.
+        A failed transaction discards the staged release; the pointer never saw it."""
         with self.deploy.locked(name):
             self._repair_pointers(name)
             release, check = (self.deploy.prepare(name, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
                               if mv else (None, None))
             try:
-                decision = self.store.apply(name, alias, None, lambda c, f: decide(c, f, check), expected_from,
+                decision = self.store.apply(name, alias, version, lambda c, f: decide(c, f, check), expected_from,
                                             user or current_user(), socket.gethostname(), reason)
             except BaseException:
                 self.deploy.discard(release)
