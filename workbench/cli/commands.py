@@ -147,6 +147,21 @@ def cmd_projects(args: argparse.Namespace, printer: Printer, workspace: Path) ->
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    ref, text = _session(workspace, printer).init_project(args.folder, force=args.force)
+    if args.json:
+        printer.json({"name": ref.name, "path": str(ref.path), "manifest": str(ref.manifest_path),
+                      "stages": ref.manifest.stage_order()})
+        return EXIT_OK
+    con = printer.out
+    con.print(f"[green]✓[/] wrote {escape(str(ref.manifest_path))}: project {escape(ref.name)}, "
+              f"stages {' → '.join(ref.manifest.stage_order())}")
+    con.print(escape(text.rstrip("\n")), highlight=False)
+    con.print(f"next: [bold]workbench -w {escape(str(workspace))} run {escape(ref.name)}[/] "
+              "(each stage can log metrics with `import wb; wb.log_metrics({...})`)")
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.services.doctor import run_checks
 

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     projects = sub.add_parser("projects", help="list the workspace's projects")
     projects.add_argument("--json", action="store_true")
 
+    init = sub.add_parser("init", help="write a first workbench.toml for a folder of ML code")
+    init.add_argument("folder", help="the project's folder (relative to the workspace, or a path)")
+    init.add_argument("--force", action="store_true", help="replace an existing workbench.toml")
+    init.add_argument("--json", action="store_true")
+
     watch = sub.add_parser("watch", help="rerun what each file change affects, until Ctrl-C")
     watch.add_argument("projects", nargs="*", metavar="PROJECT",
                        help="projects to watch (default: every project with watch.enabled)")

@@ -94,6 +94,10 @@ class WorkbenchSession:
     def projects(self) -> list[ProjectRef]:
         return self.workspace.projects()
 
+    def init_project(self, folder: str, force: bool = False) -> tuple[ProjectRef, str]:
+        """Write a first manifest for a folder of ML code; see Workspace.init_project."""
+        return self.workspace.init_project(folder, force)
+
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
             on_event=lambda _e: None, overrides: dict[str, Path] | None = None) -> RunRecord:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
 from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
+from workbench.core.scaffold import NothingToRun, manifest_text, survey
 
 STATE_DIR = ".workbench"
 # Projects are found in the workspace folder's children and grandchildren, so both a folder
@@ -112,3 +113,31 @@ class Workspace:
                 return ref
         names = ", ".join(r.name for r in refs) or "none"
         raise ProjectNotFound(f"no project {name_or_path!r} in workspace {self.root} (projects: {names})")
+
+    def init_project(self, folder: str, force: bool = False) -> tuple[ProjectRef, str]:
+        """Write a first manifest for a folder of ML code (relative to the workspace, or a path);
+        returns the project and the text written. Never overwrites one unless `force`."""
+        path = Path(folder) if Path(folder).is_absolute() else self.root / folder
+        path = path.resolve()
+        if not path.is_dir():
+            raise WorkbenchError(f"{path} is not a folder: put the project's code there first")
+        target = path / MANIFEST_NAME
+        if target.exists() and not force:
+            raise WorkbenchError(f"{target} exists already: edit it, or pass --force to write a new one")
+        files = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = [d for d in dirnames if d not in SKIPPED and not d.startswith(".")]
+            rel = Path(dirpath).relative_to(path)
+            files += [(rel / name).as_posix() for name in filenames]
+            if len(files) > 100_000:
+                break  # a data lake, not a project: what was seen is enough to find the scripts
+        try:
+            text = manifest_text(survey(path.name, files))
+        except NothingToRun as exc:
+            raise WorkbenchError(f"{path}: {exc}; add one (see projects/telco-churn for a complete example)") from None
+        manifest = parse_manifest(text, str(target))  # never write a manifest that does not load
+        try:
+            target.write_text(text)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot write {target}: {exc.strerror}") from None
+        return ProjectRef(path, manifest), text
