@@ -19,6 +19,7 @@ from rich.console import Console
 from textual.widgets import DataTable, Static
 
 from tests.test_pipeline_local import MANIFEST, write_project
+from tests.test_watch import SLOW_PREP
 from workbench.core.model import RunStatus, Trigger
 from workbench.services.session import WorkbenchSession
 from workbench.ui.actions import ACTIONS
@@ -29,15 +30,6 @@ from workbench.ui.screens.help import HelpScreen, key_display
 
 SIZE = (120, 36)
 WATCHED_MANIFEST = MANIFEST + "\n[watch]\ndebounce_ms = 100\n"
-SLOW_PREP = """
-import time, wb
-text = open("data.txt").read()
-if "slow" in text:
-    print("sleeping", flush=True)
-    time.sleep(60)
-open(wb.output_path("clean.txt"), "w").write(text.strip().upper())
-wb.log_metrics({"rows": len(text.splitlines())})
-"""
 
 
 def asyncio_test(test):
