@@ -110,3 +110,31 @@ def test_projects_lists_invalid_ones_with_their_error(ws):
     listed = {p["name"]: p for p in json.loads(wb(ws, "projects", "--json").stdout)}
     assert listed["tiny"]["error"] is None
     assert "project.name: is required" in listed["broken"]["error"]
+
+
+LONG_METRIC = "statistic_of_a_rather_long_metric_name_that_a_ci_log_must_show_whole_" + "x" * 30
+
+
+def test_piped_output_uses_the_full_width_not_80_columns(tmp_path):
+    """Issue 11 item 11: a CI log or a pipe got tables cut to 80 columns ("statis…")."""
+    write_project(tmp_path, **{"fit.py": FIT_WITH_LONG_METRIC})
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "workbench", "--workspace", str(tmp_path), "run", "tiny",
+                           "--runner", "local", "-q"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert LONG_METRIC in done.stdout and "…" not in done.stdout, done.stdout
+    shown = subprocess.run([sys.executable, "-m", "workbench", "--workspace", str(tmp_path), "show", "1"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert LONG_METRIC in shown.stdout
+    # COLUMNS still wins when set: a user who asks for 60 columns gets them.
+    narrow = wb(tmp_path, "show", "1", env={"COLUMNS": "60"})
+    assert LONG_METRIC not in narrow.stdout and LONG_METRIC[:40] in narrow.stdout
+
+
+FIT_WITH_LONG_METRIC = f"""
+import json, wb
+data = open(wb.upstream("prep", "clean.txt")).read()
+json.dump({{"data": data}}, open(wb.output_path("model.json"), "w"))
+wb.log_artifact("model.json", "model")
+wb.log_metrics({{"score": 0.75, "{LONG_METRIC}": 1.0}})
+"""

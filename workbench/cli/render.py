@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.cells import cell_len
@@ -65,11 +66,27 @@ def _cells(markup: str) -> int:
     return Text.from_markup(markup).cell_len if "[" in markup else cell_len(markup)
 
 
+PIPE_WIDTH = 4096
+"""Columns for output that is not a terminal (a CI log, a pipe, a file): a table is as wide as
+its cells, as in other CLIs, instead of rich's 80-column guess. $COLUMNS, when set, wins."""
+
+
+def output_width(stream) -> int | None:
+    """None (rich measures the terminal, or reads $COLUMNS) unless `stream` is not a terminal
+    and $COLUMNS is not set."""
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return None
+    try:
+        return None if stream.isatty() else PIPE_WIDTH
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return PIPE_WIDTH
+
+
 class Printer:
     def __init__(self, json_mode: bool = False):
         self.json_mode = json_mode
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, width=output_width(sys.stderr))
         self.show_logs = True
         self._progress_shown: dict[str, int] = {}
 
