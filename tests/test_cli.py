@@ -138,3 +138,30 @@ json.dump({{"data": data}}, open(wb.output_path("model.json"), "w"))
 wb.log_artifact("model.json", "model")
 wb.log_metrics({{"score": 0.75, "{LONG_METRIC}": 1.0}})
 """
+
+
+def test_usage_errors_exit_64_not_the_gate_failed_code(ws):
+    """Issue 11 item 12: a usage error exited 2, the code the README gives "a gate failed"."""
+    for args in (["run"], ["run", "tiny", "--runner", "nowhere"], ["promote", "tiny", "one", "--to", "staging"],
+                 ["no-such-command"], ["mirror", "status", "--bogus"]):
+        done = wb(ws, *args)
+        assert done.returncode == 64, (args, done.returncode, done.stderr)
+        assert "usage:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_workspace_option_works_after_the_subcommand(ws, tmp_path_factory):
+    """Issue 11 item 12: `workbench run tiny -w WS` was a usage error; global options go anywhere."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    run = subprocess.run([sys.executable, "-m", "workbench", "run", "tiny", "-w", str(ws), "--runner", "local",
+                          "--json"], capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert run.returncode == 0, run.stderr
+    listed = subprocess.run([sys.executable, "-m", "workbench", "runs", "--json", "--workspace", str(ws)],
+                            capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert [r["id"] for r in json.loads(listed.stdout)] == [json.loads(run.stdout)["id"]]
+    status = subprocess.run([sys.executable, "-m", "workbench", "mirror", "status", "--json", "-w", str(ws)],
+                            capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert status.returncode == 0 and json.loads(status.stdout)["pending"] >= 1
+    # After the subcommand it overrides one given before it, as the nearer one.
+    both = subprocess.run([sys.executable, "-m", "workbench", "-w", str(elsewhere), "runs", "--json", "-w", str(ws)],
+                          capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert len(json.loads(both.stdout)) == 1

@@ -1,7 +1,9 @@
 """The `workbench` command: headless and scriptable. Every listing has `--json`.
 
 Exit codes: 0 success; 1 a run failed or was cancelled; 2 a gate failed; 3 bad input or
-environment (manifest, workspace, Docker); 4 a promotion or rollback was refused; 130 interrupted.
+environment (manifest, workspace, Docker); 4 a promotion or rollback was refused; 64 a usage
+error (the command line itself: sysexits' EX_USAGE, not argparse's 2, which means a gate here);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,10 +17,30 @@ from workbench import __version__
 from workbench.core.errors import WorkbenchError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_USAGE = 64
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; here 2 means "a gate failed"."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`-w/--workspace` after the subcommand too (`workbench run X -w WS`). SUPPRESS as the
+    default: a subcommand that was not given it keeps the top-level value."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                sub.add_argument("--workspace", "-w", default=argparse.SUPPRESS,
+                                 help="workspace folder (also accepted before the command)")
+                _global_options_everywhere(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="workbench",
         description="Watched, containerized ML pipeline runs with lineage. See README.md.",
     )
@@ -139,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot = env_sub.add_parser("bootstrap", help="build the offline Python base image (debootstrap, no registry)")
     boot.add_argument("--tag", default=None, help="image tag (default: workbench/python-base:bookworm)")
     boot.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    _global_options_everywhere(parser)
     return parser
 
 
