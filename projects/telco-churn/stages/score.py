@@ -4,15 +4,12 @@ $WB_UPSTREAM_DIR/batch/$WB_BATCH_FILE and the production model's train output at
 $WB_UPSTREAM_DIR/train, and compares the metrics it logs with the model's evaluation."""
 
 import os
-import sys
-
-# Run without its folder on sys.path by a warm worker; must not write a __pycache__ there.
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lightgbm as lgb
 import pandas as pd
 
+# common.py sits beside this file: every runner (warm, cold, local) starts a stage as
+# `python stages/NAME.py` does, with the script's folder first on sys.path.
 import common
 import evaluate
 import wb

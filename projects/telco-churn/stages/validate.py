@@ -2,16 +2,12 @@
 target balance and duplicate rows. Writes report.json and fails on any error-level finding."""
 
 import json
-import os
 import sys
-
-# A warm worker runs this file without putting its folder on sys.path; common.py lives next to it.
-# Importing it must not write a __pycache__ there: a stage writes only into its output folder.
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pandas as pd
 
+# common.py sits beside this file: every runner (warm, cold, local) starts a stage as
+# `python stages/NAME.py` does, with the script's folder first on sys.path.
 import common
 import wb
 
