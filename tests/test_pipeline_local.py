@@ -161,7 +161,7 @@ def test_missing_declared_output_and_bad_metrics_fail_the_stage(tmp_path):
 def test_failed_gate_is_recorded_with_numbers(tmp_path):
     write_project(tmp_path, **{"params.toml": "[fit]\nscale = 0.2\n"})
     record = session_for(tmp_path).run("tiny")
-    assert record.status is RunStatus.SUCCEEDED and not record.gates_passed
+    assert record.status is RunStatus.GATE_FAILED and not record.gates_passed
     assert record.reason == "gate failed: score >= 0.5 (0.1 is not >= 0.5)"
     assert session_for(tmp_path).runs("tiny")[0].gates_failed == 1
 

@@ -475,3 +475,26 @@ def test_config_is_validated_and_the_theme_line_is_rewritten_in_place(tmp_path):
     text = path.read_text()
     assert text.startswith("# mine\nwatch_on_start = false\n\ntheme = \"workbench-high-contrast\"\n[keys]")
     assert load_config(path).theme == "workbench-high-contrast"
+
+
+# -- issue 11 --------------------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_a_gate_failed_run_reads_as_one_in_the_runs_table_and_the_projects_pane(workspace):
+    """Item 5: it showed a green `✓ succeeded`, with only the gates column saying `✗1`."""
+    (workspace / "tiny" / "params.toml").write_text("[fit]\nscale = 0.2\n")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await pilot.press("r")
+        run = await finished_run(pilot, main, 1)
+        assert run.status == "gate_failed"
+        assert main.projects.rows["tiny"].last_status == "gate_failed"
+        text = await shown(pilot, "✗ gate failed")
+        runs_line = next(line for line in text.splitlines() if f" {run.id} " in line and "gate failed" in line)
+        assert "✗1" in runs_line
+        projects_pane = [line[:24] for line in text.splitlines()]
+        assert any(line.lstrip(" │▊▌▎").startswith("✗ ○ tiny") for line in projects_pane), projects_pane[:6]
+        from workbench.ui import format as fmt
+        assert fmt.tone(run.status) == "bad"  # the error colour

@@ -29,7 +29,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
 MIRRORED = "workbench.mirrored"
-RUN_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "running": "RUNNING"}
+RUN_STATUS = {"succeeded": "FINISHED", "gate_failed": "FAILED", "failed": "FAILED", "running": "RUNNING"}
 UNREACHABLE_MARKERS = ("Max retries exceeded", "Connection refused", "Failed to establish", "Name or service not known",
                        "timed out", "Read timed out", "Temporary failure in name resolution")
 KEY_CHARS = re.compile(r"[^\w\-. /:]")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.cli.render import Printer, fmt_duration, glyph
-from workbench.core.model import RunStatus
+from workbench.core.model import PIPELINE_COMPLETED, RunStatus
 from workbench.services.session import WorkbenchSession
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED = 0, 1, 2
@@ -36,6 +36,13 @@ def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.registry_commands import after_run
 
     after_run(printer, session, quiet=args.json)
+    return run_exit_code(record)
+
+
+def run_exit_code(record) -> int:
+    """0 succeeded, 2 a gate failed (every stage ran), 1 anything else (a stage failed, cancelled)."""
+    if record.status is RunStatus.GATE_FAILED:
+        return EXIT_GATE_FAILED
     if record.status is not RunStatus.SUCCEEDED:
         return EXIT_RUN_FAILED
     return EXIT_OK if record.gates_passed else EXIT_GATE_FAILED
@@ -116,7 +123,7 @@ def cmd_reproduce(args: argparse.Namespace, printer: Printer, workspace: Path) -
         printer.json({"reproduction": result, "matched": result.matched, "run": record})
         return EXIT_OK if result.matched else EXIT_RUN_FAILED
     con = printer.out
-    if record.status is not RunStatus.SUCCEEDED:
+    if record.status not in PIPELINE_COMPLETED:  # a failed gate reproduces too: its metrics are compared
         con.print(f"[red]✗ reproduce run {record.id} {record.status}[/]: {escape(record.reason)}")
         return EXIT_RUN_FAILED
     for name, same in result.artifacts_identical.items():

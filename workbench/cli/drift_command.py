@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from workbench.cli.commands import run_exit_code
 from workbench.cli.render import GLYPHS, Printer
 from workbench.core.drift_report import CheckedBatch, DriftReport
 from workbench.core.errors import WorkbenchError
@@ -59,7 +60,7 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     batch = service.store.batch(ref.name, batch_id=outcome.batch.id) or outcome.batch
     if args.json:
         printer.json({"batch": batch, "checked_now": outcome.fresh, "decision": outcome.decision, "run": record})
-        return EXIT_OK if record is None or str(record.status) == "succeeded" else EXIT_RUN_FAILED
+        return EXIT_OK if record is None else run_exit_code(record)
     if record is not None:
         from workbench.cli.registry_commands import after_run
 
@@ -67,7 +68,7 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         if batch.retrain_version_status == "staging":
             printer.out.print(f"[green]✓[/] version {batch.retrain_version} went to staging by itself "
                               "([promotion] auto_staging)")
-        return EXIT_OK if str(record.status) == "succeeded" else EXIT_RUN_FAILED
+        return run_exit_code(record)
     return EXIT_OK
 
 

@@ -17,11 +17,12 @@ from workbench.core.events import (
     RunEvent, RunFinished, RunStarted, RunSuperseded, StageFinished, StageLog, StageProgress, StageStarted, WatchError,
     WatchStarted, WatchStopped,
 )
-from workbench.core.model import RunRecord, RunSummary, StageStatus
+from workbench.core.model import RunRecord, RunStatus, RunSummary, StageStatus
 from workbench.core.serialize import dumps
 
 GLYPHS = {
     "succeeded": ("✓", "green"),
+    "gate_failed": ("✗", "red"),
     "reused": ("↺", "cyan"),
     "failed": ("✗", "red"),
     "skipped": ("–", "dim"),
@@ -34,7 +35,7 @@ GLYPHS = {
 
 def glyph(status: str) -> str:
     mark, colour = GLYPHS.get(str(status), ("?", "white"))
-    return f"[{colour}]{mark} {status}[/]"
+    return f"[{colour}]{mark} {str(status).replace('_', ' ')}[/]"
 
 
 fmt_duration, fmt_metric = duration, metric
@@ -217,6 +218,9 @@ class Printer:
         if record.reason:
             headline += f" · {escape(record.reason)}"
         con.print(headline)
+        if record.status is RunStatus.GATE_FAILED:
+            con.print(f"[dim]no model version registered: a run whose gate failed is not promotable "
+                      f"(its model stays in run {record.id}'s outputs and lineage)[/]")
 
     # -- listings -------------------------------------------------------------------------
     def runs_table(self, runs: list[RunSummary]) -> None:

@@ -12,10 +12,18 @@ from workbench.core.gates import GateResult
 class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    """Every stage ran (or was reused) and every gate passed."""
+    GATE_FAILED = "gate_failed"
+    """Every stage ran (or was reused), but a gate failed: its model is not registered."""
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     INTERRUPTED = "interrupted"
+
+
+PIPELINE_COMPLETED = frozenset({RunStatus.SUCCEEDED, RunStatus.GATE_FAILED})
+"""Run statuses whose stages all ran to the end, so its outputs and metrics are whole (what a
+reproduction compares); only SUCCEEDED also passed its gates."""
 
 
 class StageStatus(StrEnum):

@@ -132,8 +132,10 @@ class PipelineService:
             status = RunStatus.SUPERSEDED if cancel.superseded else RunStatus.CANCELLED
             record.status, record.reason = status, cancelled.reason
         else:
-            record.status = RunStatus.SUCCEEDED
+            # A failed gate is the run's outcome, not a footnote: its own status, so every
+            # listing shows it and the registry does not register its model.
             failing = [g for g in record.gates if g.passed is False]
+            record.status = RunStatus.GATE_FAILED if failing else RunStatus.SUCCEEDED
             if failing:
                 record.reason = "gate failed: " + "; ".join(f"{g.rule} ({g.detail})" for g in failing)
 

@@ -9,6 +9,7 @@ from workbench.core.formatting import duration, metric  # noqa: F401  (shared wi
 
 GLYPHS = {
     "succeeded": "✓",
+    "gate_failed": "✗",
     "reused": "↺",
     "failed": "✗",
     "skipped": "–",
@@ -20,6 +21,7 @@ GLYPHS = {
 }
 TONE = {
     "succeeded": "good",
+    "gate_failed": "bad",
     "reused": "info",
     "failed": "bad",
     "interrupted": "bad",
@@ -34,13 +36,17 @@ TONES = ("good", "info", "bad", "muted", "warn", "live")
 
 
 def status_text(status: str) -> str:
-    return f"{GLYPHS.get(str(status), '?')} {status}"
+    """`✓ succeeded`, `✗ gate failed`: the glyph and the status in words."""
+    return f"{GLYPHS.get(str(status), '?')} {status_words(status)}"
+
+
+def status_words(status: str) -> str:
+    """A status as words on screen (`gate_failed` is stored, `gate failed` is read)."""
+    return str(status).replace("_", " ")
 
 
 def tone(status: str) -> str:
     return TONE.get(str(status), "muted")
-
-
 
 
 def when(moment: datetime | None) -> str:

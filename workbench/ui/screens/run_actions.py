@@ -8,6 +8,7 @@ rerun is refused while a run is in flight. Answers come back as WorkDone message
 
 from __future__ import annotations
 
+from workbench.core.model import PIPELINE_COMPLETED
 from workbench.ui.screens import loaders
 from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.drift import DriftScreen
@@ -64,7 +65,7 @@ class RunActions:
 
     def _done_reproduce(self, payload, run_id) -> None:
         record, result = payload
-        if str(record.status) != "succeeded":
+        if record.status not in PIPELINE_COMPLETED:  # a failed gate reproduces too: metrics compared
             self.notify(f"cold rerun {record.id} of run {run_id} {record.status}: {record.reason}",
                         severity="error", timeout=10)
         elif result.matched:
