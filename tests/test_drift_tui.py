@@ -9,6 +9,7 @@ from tests.test_tui import asyncio_test, make_app, opened, private_config, table
 from workbench.services.drift import DriftService
 from workbench.services.session import WorkbenchSession
 from workbench.ui.screens.drift import DriftScreen
+from workbench.ui.widgets.drift import DriftPane
 from workbench.ui.widgets.run_views import Palette
 
 SIZE = (130, 40)
@@ -60,3 +61,75 @@ async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
         assert any("later.csv: drifted" in note for _, note, _ in app.notes)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is main, what="back to the main screen")
+
+
+WIDE_MANIFEST = """
+[project]
+name = "wide"
+
+[data]
+paths = ["data/train.csv"]
+incoming = "data/incoming"
+
+[stages.noop]
+command = "python -c pass"
+"""
+
+
+def _wide_rows(rows: int, seed: int, shift: float = 0.0) -> list[dict]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [{"monthly_charges": f"{v:.2f}", "contract_type": c}
+            for v, c in zip(rng.normal(60 + shift, 10, rows), rng.choice(["monthly", "yearly"], rows))]
+
+
+def _rendered_lines(table) -> list[str]:
+    """The table as drawn: each line's text, as the terminal shows it."""
+    return ["".join(segment.text for segment in table.render_line(y)).rstrip() for y in range(table.size.height)]
+
+
+@asyncio_test
+async def test_column_table_keeps_full_cells_after_moving_between_batches(tmp_path):
+    """Issue 11 item 7: after moving to another batch, the columns table drew every cell cut to
+    its header's width (`monthly_charges` as `monthl`, PSI 0.192 as `0.1`, 5-cell bars, no
+    `drifted`), and stayed so on moving back."""
+    from tests.test_drift import write_csv
+
+    project = tmp_path / "wide"
+    project.mkdir()
+    (project / "workbench.toml").write_text(WIDE_MANIFEST)
+    columns = ["monthly_charges", "contract_type"]
+    write_csv(project / "data" / "train.csv", _wide_rows(2000, seed=1), columns)
+    session = WorkbenchSession(tmp_path, runner="local")
+    service = DriftService(session)
+    incoming = project / "data" / "incoming"
+    service.check_batch("wide", write_csv(incoming / "a-clean.csv", _wide_rows(400, seed=2), columns))
+    drifted = service.check_batch("wide", write_csv(incoming / "b-drifted.csv", _wide_rows(400, seed=3, shift=12),
+                                                    columns))
+    psi = next(c.psi for c in drifted.report.columns if c.column == "monthly_charges")
+    assert drifted.report.columns[0].drifted
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot)
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen) and app.screen.query(DriftPane)
+                       and app.screen.pane.view is not None, what="the drift checks")
+        pane = app.screen.pane
+
+        async def drifted_table_is_whole(what: str) -> None:
+            await wait_for(pilot, lambda: pane.batch_id == drifted.batch.id, what=what)
+            await pilot.pause()
+            lines = _rendered_lines(pane.columns_table)
+            row = next((line for line in lines if "monthly_charges" in line), None)
+            assert row is not None, f"{what}: no full column name in {lines}"
+            assert f"{psi:.3f}" in row and "█" * 10 in row and row.endswith("drifted"), f"{what}: {row!r}"
+
+        await drifted_table_is_whole("the drifted batch first")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: pane.batch_id != drifted.batch.id, what="the clean batch")
+        await pilot.pause()
+        assert any("monthly_charges" in line for line in _rendered_lines(pane.columns_table)), _rendered_lines(pane.columns_table)
+        await pilot.press("up")
+        await drifted_table_is_whole("back on the drifted batch")

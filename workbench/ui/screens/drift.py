@@ -36,8 +36,8 @@ def read_drift(session, project: str, limit: int = 30) -> DriftView:
     drift = ref.manifest.drift
     retrain = drift.retrain
     folder = ref.manifest.data.incoming
-    causes = [c for c, on in (("drift", retrain.on_drift), (f"decay > {retrain.max_decay:g}",
-                                                                 retrain.max_decay is not None)) if on]
+    causes = (["drift"] if retrain.on_drift else []) + \
+        ([f"decay > {retrain.max_decay:g}"] if retrain.max_decay is not None else [])
     policy = (f"batches from {folder or '— (no [data] incoming)'} · drifted at {drift.drift_share:.0%} of columns · "
               + (f"retrain on {' or '.join(causes)}, cooldown {retrain.cooldown_minutes:g} min, "
                  f"at most {retrain.max_per_day}/day, {retrain.policy}" if causes else "no automatic retrain")
@@ -88,6 +88,9 @@ class DriftScreen(ModalScreen[None]):
             self.post_message(self.Loaded(read_drift(self.session, self.project)))
         except WorkbenchError as exc:
             self.post_message(self.Failed(str(exc)))
+        except Exception as exc:  # a bug must say so, not leave "reading drift checks…" up forever
+            self.post_message(self.Failed(f"internal error reading the drift checks: {exc!r}"))
+            raise
 
     def on_drift_screen_loaded(self, message: Loaded) -> None:
         self.pane.show(message.view)

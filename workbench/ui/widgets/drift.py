@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -46,6 +47,25 @@ def score_bar(score: float, width: int = 10) -> str:
     eighths = round(max(0.0, min(1.0, score)) * width * 8)
     full, part = divmod(eighths, 8)
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple]]) -> None:
+    """Replace a table's columns and rows; `rows` are (key, cells).
+
+    Each column gets an explicit width, that of its widest cell. Textual's DataTable sizes
+    auto-width columns only on its next idle, while it caches each cell's rendering by row,
+    column and update count but not by width: a table refilled while the screen draws (moving
+    to another batch) kept cells drawn at the header's width, `monthly_charges` as `monthl`,
+    PSI 0.192 as `0.1`, until the next refill."""
+    widths = [cell_len(label) for label in labels]
+    for _key, cells in rows:
+        for i, cell in enumerate(cells):
+            widths[i] = max(widths[i], cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)))
+    table.clear(columns=True)
+    for label, width in zip(labels, widths):
+        table.add_column(label, width=width)
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
 
 
 @dataclass(frozen=True)
@@ -108,17 +128,15 @@ class DriftPane(Vertical):
         if view.pending:
             heading.append(f"\n{len(view.pending)} not checked yet: {', '.join(view.pending[:3])}", palette.warn)
         self.query_one("#drift-heading", Static).update(heading)
-        table = self.batches_table
         keep = self.batch_id
-        table.clear(columns=True)  # columns fit what they hold now
-        table.add_columns(*BATCH_COLUMNS)
-        for batch in view.batches:
-            table.add_row(*self._batch_row(batch, palette), key=str(batch.id))
+        fill_table(self.batches_table, BATCH_COLUMNS,
+                   [(str(batch.id), self._batch_row(batch, palette)) for batch in view.batches])
+        table = self.batches_table
         if not view.batches:
             self.batch_id = None
             self.query_one("#drift-columns-title", Static).update(
                 "no batch checked yet: files landing in the incoming folder are checked while the project is watched")
-            self.columns_table.clear()
+            fill_table(self.columns_table, COLUMN_COLUMNS, [])
             self.query_one("#drift-findings", Static).update("")
             return
         ids = [b.id for b in view.batches]
@@ -135,19 +153,18 @@ class DriftPane(Vertical):
         self.batch_id = batch.id
         report = batch.report
         title = Text(f"batch {batch.id} · {batch.path}", "bold")
-        table = self.columns_table
-        table.clear(columns=True)
-        table.add_columns(*COLUMN_COLUMNS)
         findings = self.query_one("#drift-findings", Static)
         if report is None:
+            fill_table(self.columns_table, COLUMN_COLUMNS, [])
             title.append("  being checked…", palette.muted)
             self.query_one("#drift-columns-title", Static).update(title)
             findings.update("")
             return
         title.append(f"  {report.summary}", palette.bad if report.drifted else palette.good)
         self.query_one("#drift-columns-title", Static).update(title)
-        for column in sorted(report.columns, key=lambda c: (not c.drifted, -c.score)):
-            table.add_row(*self._column_row(column, palette), key=column.column)
+        fill_table(self.columns_table, COLUMN_COLUMNS,
+                   [(column.column, self._column_row(column, palette))
+                    for column in sorted(report.columns, key=lambda c: (not c.drifted, -c.score))])
         notes = Text()
         for finding in report.findings:
             notes.append(("✗ " if finding.blocking else "! ") + finding.message + "\n",
