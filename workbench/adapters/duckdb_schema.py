@@ -273,7 +273,19 @@ CREATE TABLE drift_batches (
 );
 """
 
-MIGRATIONS: list[str] = [V1, V2_REGISTRY, V3_DRIFT]
+# Tamper evidence for the registry (workbench/core/audit.py): a version's seal is its row and the
+# run facts it stands on, as JSON, MAC'd with the workspace's audit key when it is registered.
+V4_VERSION_SEALS = """
+CREATE TABLE version_seals (
+    project VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    sealed VARCHAR NOT NULL,
+    mac VARCHAR NOT NULL,
+    PRIMARY KEY (project, version)
+);
+"""
+
+MIGRATIONS: list[str] = [V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
