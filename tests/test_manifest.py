@@ -152,7 +152,7 @@ BAD = [
     ("retrain cap not int", GOOD + "\n[drift.retrain]\nmax_per_day = 2.5\n", "drift.retrain.max_per_day",
      "must be an integer"),
     ("retrain negative cap", GOOD + "\n[drift.retrain]\nmax_per_day = -1\n", "drift.retrain.max_per_day",
-     "zero or positive"),
+     "between 0 and 10000"),
     ("retrain negative decay", GOOD + "\n[drift.retrain]\nmax_decay = -0.1\n", "drift.retrain.max_decay",
      "zero or positive"),
     ("retrain empty metric", GOOD + '\n[drift.retrain]\ndecay_metric = ""\n', "drift.retrain.decay_metric",
@@ -183,3 +183,137 @@ def test_example_project_manifest_is_valid():
     m = parse_manifest(path.read_text(), str(path))
     assert m.stage_order() == ["validate", "train", "evaluate"]
     assert any(g.metric == "auc" for g in m.gates)
+
+
+# Every value the manifest takes is range-checked where it is parsed: paths stay inside the
+# project, numbers are finite and within what Docker and the clock can take, strings that reach
+# a shell or a file system carry no NUL. Each row: the text added or replaced, the key named,
+# and a piece of the problem the user reads.
+MINIMAL = '[project]\nname = "x"\n[stages.a]\ncommand = "python a.py"\n'
+
+
+def _section(extra: str) -> str:
+    return MINIMAL + extra
+
+
+RANGE = [
+    # paths: inside the project, relative, no '..'
+    ("incoming escapes", _section('[data]\nincoming = "../../../../etc"\n'), "data.incoming", "inside the project"),
+    ("incoming absolute", _section('[data]\nincoming = "/etc"\n'), "data.incoming", "inside the project"),
+    ("incoming home", _section('[data]\nincoming = "~/batches"\n'), "data.incoming", "inside the project"),
+    ("incoming empty", _section('[data]\nincoming = " "\n'), "data.incoming", "must not be empty"),
+    ("data path escapes", _section('[data]\npaths = ["data/a.csv", "../other/b.csv"]\n'), "data.paths",
+     "'../other/b.csv' must be a path inside the project"),
+    ("data path absolute", _section('[data]\npaths = ["/srv/data/*.csv"]\n'), "data.paths", "inside the project"),
+    ("data path backslashes", _section('[data]\npaths = ["..\\\\..\\\\secret.csv"]\n'), "data.paths",
+     "inside the project"),
+    ("data path drive", _section('[data]\npaths = ["C:/data/a.csv"]\n'), "data.paths", "inside the project"),
+    ("requirements escapes", _section('[environment]\nrequirements = "../../requirements.txt"\n'),
+     "environment.requirements", "inside the project"),
+    ("requirements absolute", _section('[environment]\nrequirements = "/etc/shadow"\n'),
+     "environment.requirements", "inside the project"),
+    ("input escapes", MINIMAL + 'inputs = ["a.py", "../../etc/hostname"]\n', "stages.a.inputs", "inside the project"),
+    ("input absolute", MINIMAL + 'inputs = ["/etc/passwd"]\n', "stages.a.inputs", "inside the project"),
+    ("input escapes midway", MINIMAL + 'inputs = ["data/../../x"]\n', "stages.a.inputs", "inside the project"),
+    ("output absolute", MINIMAL + 'outputs = ["/tmp/model.txt"]\n', "stages.a.outputs", "output folder"),
+    ("ignore escapes", _section('[watch]\nignore = ["../**"]\n'), "watch.ignore", "inside the project"),
+    ("drift data file absolute", _section('[drift]\ndata_file = "/etc/passwd"\n'), "drift.data_file",
+     "inside the project"),
+    ("command script escapes", '[project]\nname = "x"\n[stages.a]\ncommand = "python ../../other/train.py"\n',
+     "stages.a.command", "'../../other/train.py' must be a path inside the project"),
+    ("score script escapes", _section('[drift]\nscore = "python ../score.py"\n'), "drift.score", "inside the project"),
+    # numbers: finite, and within what a machine or Docker can take
+    ("cpus nan", _section("[environment]\ncpus = nan\n"), "environment.cpus", "a finite number"),
+    ("cpus inf", _section("[environment]\ncpus = inf\n"), "environment.cpus", "a finite number"),
+    ("cpus huge", _section("[environment]\ncpus = 1e308\n"), "environment.cpus", "at most 1024"),
+    ("cpus overflowing", _section("[environment]\ncpus = 1e999\n"), "environment.cpus", "a finite number"),
+    ("cpus below Docker's step", _section("[environment]\ncpus = 0.001\n"), "environment.cpus", "at least 0.01"),
+    ("cpus zero", _section("[environment]\ncpus = 0\n"), "environment.cpus", "at least 0.01"),
+    ("memory huge", _section('[environment]\nmemory = "99999999999999g"\n'), "environment.memory", "at most 1t"),
+    ("memory 2 TiB", _section('[environment]\nmemory = "2048g"\n'), "environment.memory", "at most 1t"),
+    ("memory as number", _section("[environment]\nmemory = 1e308\n"), "environment.memory", "must be a string"),
+    ("stage memory huge", MINIMAL + 'memory = "5000g"\n', "stages.a.memory", "at most 1t"),
+    ("stage memory tiny", MINIMAL + 'memory = "100k"\n', "stages.a.memory", "minimum of 6m"),
+    ("timeout nan", _section("[environment]\ntimeout_s = nan\n"), "environment.timeout_s", "a finite number"),
+    ("timeout inf", _section("[environment]\ntimeout_s = inf\n"), "environment.timeout_s", "a finite number"),
+    ("timeout huge", _section("[environment]\ntimeout_s = 1e308\n"), "environment.timeout_s", "at most"),
+    ("timeout negative", _section("[environment]\ntimeout_s = -1\n"), "environment.timeout_s", "above 0"),
+    ("stage timeout nan", MINIMAL + "timeout_s = nan\n", "stages.a.timeout_s", "a finite number"),
+    ("stage timeout zero", MINIMAL + "timeout_s = 0\n", "stages.a.timeout_s", "above 0"),
+    ("gate nan", _section('[gates]\nauc = ">= nan"\n'), "gates.auc", "is not a rule"),
+    ("gate overflowing", _section('[gates]\nauc = ">= 1e999"\n'), "gates.auc", "a finite number"),
+    ("tolerance inf", _section("[promotion]\ntolerance = inf\n"), "promotion.tolerance", "a finite number"),
+    ("tolerance nan", _section("[promotion]\ntolerance = nan\n"), "promotion.tolerance", "a finite number"),
+    ("wasserstein inf", _section("[drift]\nwasserstein = inf\n"), "drift.wasserstein", "a finite number"),
+    ("psi nan", _section("[drift]\npsi = nan\n"), "drift.psi", "a finite number"),
+    ("drift share nan", _section("[drift]\ndrift_share = nan\n"), "drift.drift_share", "a finite number"),
+    ("reference rows huge", _section("[drift]\nsmall_reference_rows = 99999999999999999999\n"),
+     "drift.small_reference_rows", "between 0 and"),
+    ("max decay inf", _section("[drift.retrain]\nmax_decay = inf\n"), "drift.retrain.max_decay", "a finite number"),
+    ("cooldown inf", _section("[drift.retrain]\ncooldown_minutes = inf\n"), "drift.retrain.cooldown_minutes",
+     "a finite number"),
+    ("cooldown past a year", _section("[drift.retrain]\ncooldown_minutes = 1e308\n"),
+     "drift.retrain.cooldown_minutes", "at most 525600"),
+    ("retrains per day huge", _section("[drift.retrain]\nmax_per_day = 99999999999999999999\n"),
+     "drift.retrain.max_per_day", "between 0 and"),
+    ("debounce huge", _section("[watch]\ndebounce_ms = 99999999999999999999\n"), "watch.debounce_ms", "between 0"),
+    # strings that reach a shell, Docker or a file system
+    ("NUL in command", '[project]\nname = "x"\n[stages.a]\ncommand = "python a.py\\u0000"\n', "stages.a.command",
+     "NUL"),
+    ("NUL in input", MINIMAL + 'inputs = ["a\\u0000.py"]\n', "stages.a.inputs", "NUL"),
+    ("base image with spaces", _section('[environment]\nbase_image = "python:3.11 slim"\n'),
+     "environment.base_image", "image reference"),
+    ("base image empty", _section('[environment]\nbase_image = ""\n'), "environment.base_image", "image reference"),
+    ("preload not a module", _section('[environment]\npreload = ["numpy; import os"]\n'), "environment.preload",
+     "module name"),
+    ("project name too long", '[project]\nname = "' + "n" * 101 + '"\n[stages.a]\ncommand = "true"\n',
+     "project.name", "at most 100"),
+    ("stage name too long", '[project]\nname = "x"\n[stages.' + "s" * 101 + ']\ncommand = "true"\n',
+     "stages." + "s" * 101, "at most 100"),
+    ("empty primary metric", '[project]\nname = "x"\nprimary_metric = ""\n[stages.a]\ncommand = "true"\n',
+     "project.primary_metric", "must not be empty"),
+    ("empty target", _section('[data]\ntarget = ""\n'), "data.target", "must not be empty"),
+]
+
+
+@pytest.mark.parametrize("case,text,key,problem", RANGE, ids=[r[0] for r in RANGE])
+def test_every_value_is_range_checked_with_file_and_key(case, text, key, problem):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "proj/workbench.toml")
+    err = info.value
+    assert str(err).startswith(f"proj/workbench.toml: {key}: ")
+    assert err.key == key
+    assert problem in err.problem
+
+
+GOOD_EDGES = [
+    ("glob inside", MINIMAL + 'inputs = ["**/*.py", "./data/*.csv", "data/..hidden/a"]\n'),
+    ("cpus at Docker's step", _section("[environment]\ncpus = 0.01\n")),
+    ("cpus at the cap", _section("[environment]\ncpus = 1024\n")),
+    ("memory at the cap", _section('[environment]\nmemory = "1024g"\n')),
+    ("memory in terabytes", _section('[environment]\nmemory = "1t"\n')),
+    ("command with an absolute program", '[project]\nname = "x"\n[stages.a]\ncommand = "/usr/bin/env python a.py"\n'),
+    ("command with pipes and options", '[project]\nname = "x"\n[stages.a]\n'
+                                       'command = "python -u a.py --out ../x > log.txt && sh -c \'echo ..\'"\n'),
+    ("dotted preload", _section('[environment]\npreload = ["sklearn.ensemble", "numpy"]\n')),
+    ("registry image", _section('[environment]\nbase_image = "localhost:5000/team/python:3.11-slim@sha256:' + "a" * 64 + '"\n')),
+]
+
+
+@pytest.mark.parametrize("case,text", GOOD_EDGES, ids=[g[0] for g in GOOD_EDGES])
+def test_values_at_the_edges_of_their_ranges_are_accepted(case, text):
+    parse_manifest(text, "proj/workbench.toml")
+
+
+UNREADABLE = [
+    ("nested 10,000 deep", 'x = ' + "[" * 10_000 + "]" * 10_000 + "\n", "nested too deeply"),
+    ("nested tables 10,000 deep", "x = " + "{a = " * 10_000 + "1" + "}" * 10_000 + "\n", "nested too deeply"),
+    ("integer of 5,000 digits", "x = " + "9" * 5_000 + "\n", "too large"),
+]
+
+
+@pytest.mark.parametrize("case,text,problem", UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def test_a_manifest_the_toml_reader_cannot_take_is_one_manifest_error(case, text, problem):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(MINIMAL + text, "proj/workbench.toml")
+    assert str(info.value).startswith("proj/workbench.toml: ") and problem in info.value.problem

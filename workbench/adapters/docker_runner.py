@@ -28,6 +28,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StageJob, StageOutcome
+from workbench.adapters.docker_limits import ResourceLimitError, limits_problem
 from workbench.adapters.warm_worker import (DEFAULT_STALL_S, WorkerDied, WorkerKey, WorkerPool, preload_modules,
                                             thread_limits)
 from workbench.runtime import RUNTIME_DIR
@@ -103,6 +104,8 @@ class DockerRunner:
         started = _now()
         try:
             worker = self._workers.worker(key, preload, on_log)
+        except ResourceLimitError as exc:  # a fresh container would be refused the same limit
+            return StageOutcome(StageStatus.FAILED, None, str(exc), [], started, _now())
         except (WorkbenchError, docker.errors.DockerException, requests.RequestException) as exc:
             on_log(f"no warm worker ({exc}); running this stage in a fresh container")
             return self._run_cold(job, on_log, cancel)
@@ -150,7 +153,8 @@ class DockerRunner:
             reason = f"environment image {job.environment.image_tag} is missing; the next run rebuilds it"
             return StageOutcome(StageStatus.FAILED, None, reason, list(tail), started, _now())
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            reason = f"Docker could not run the stage: {explain(exc)}"
+            reason = (limits_problem(exc, job.cpus, job.memory_bytes)
+                      or f"Docker could not run the stage: {explain(exc)}")
             return StageOutcome(StageStatus.FAILED, None, reason, list(tail), started, _now())
         finally:
             stop.finished.set()

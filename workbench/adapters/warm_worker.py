@@ -27,6 +27,7 @@ import requests
 from docker.models.containers import Container
 from docker.types import Mount
 
+from workbench.adapters.docker_limits import limits_named
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, StageJob, StageOutcome
@@ -288,7 +289,8 @@ class WorkerPool:
                 self._discard(key)
             for other in [k for k in self._workers if k.project == key.project and k.image_id != key.image_id]:
                 self._discard(other)  # the environment changed: its old worker is stale
-            worker = self._start(key, preload, on_log)
+            with limits_named(key.cpus, key.memory_bytes):
+                worker = self._start(key, preload, on_log)
             self._workers[key] = worker
             return worker
 

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
 
 from workbench.core.errors import ManifestError
 from workbench.core.gates import Gate, parse_gate
+from workbench.core.manifest_reader import TableReader as _Reader
+from workbench.core.manifest_reader import parse_size, path_problem
+from workbench.core.stage_command import command_scripts
 
 MANIFEST_NAME = "workbench.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+MAX_NAME = 100
+"""Project and stage names end up in container names, labels and file names."""
+MAX_CPUS = 1024.0
+"""More CPUs than any one machine has; the engine refuses more than its own at run time."""
+MIN_CPUS = 0.01
+"""Docker's smallest CPU share."""
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+"""30 days: past this a time limit is a typo, and timers overflow near 1e9 s."""
+MAX_COOLDOWN_MINUTES = 365 * 24 * 60.0
 DEFAULT_IGNORES = (
     ".workbench/**",
     ".git/**",
@@ -169,8 +180,12 @@ class DriftSpec:
     above 0.25 major)."""
     psi_bins: int = 10
     """Quantile bins of the reference for a numeric column's PSI."""
-    drift_share: float = 0.5
-    """A batch is drifted when at least this share of its columns drifted."""
+    drift_share: float = 0.2
+    """A batch is drifted when at least this share of its compared columns drifted, or at
+    least drift_columns of them, whichever is fewer columns."""
+    drift_columns: int = 3
+    """A batch is drifted when at least this many of its columns drifted, however wide the
+    table (on 53 columns, a share alone would need 11)."""
     ignore_columns: tuple[str, ...] = ()
     """Columns not compared (ids, timestamps)."""
     score: str | None = None
@@ -195,6 +210,12 @@ class Manifest:
     watch: WatchSpec = field(default_factory=WatchSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
+    external_links: tuple[str, ...] = ()
+    """`[project] external_links`: project symlinks (paths relative to the project, e.g.
+    `data/big.parquet` or a folder `data/lake`) that may lead outside the project, to data kept
+    elsewhere. Snapshots copy their targets' content. Any other symlink that leaves the project
+    fails the run before it starts, naming the link: following one by accident would copy
+    whatever it points at (`/etc/shadow`, another project's data) into the run."""
     source: str = MANIFEST_NAME
 
     @property
@@ -207,116 +228,42 @@ class Manifest:
         return topological_order({n: s.depends_on for n, s in self.stages.items()})
 
 
-def parse_size(text: str) -> int:
-    match = SIZE_RE.match(text.strip())
-    if not match:
-        raise ValueError(f"not a size: {text!r} (expected e.g. 512m or 2g)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
-
-
-class _Reader:
-    """Typed access to one TOML table, with errors that name the file and the key."""
-
-    def __init__(self, source: str, table: dict[str, Any], prefix: str):
-        self.source, self.table, self.prefix = source, table, prefix
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def fail(self, name: str | None, problem: str) -> ManifestError:
-        return ManifestError(self.source, self.key(name) if name else self.prefix or None, problem)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False):
-        self.seen.add(name)
-        if name not in self.table:
-            if required:
-                raise self.fail(name, "is required")
-            return default
-        value = self.table[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if bool not in kinds and isinstance(value, bool) or not isinstance(value, kinds):
-            expected = " or ".join(_type_name(k) for k in kinds)
-            raise self.fail(name, f"must be {expected}, got {_type_name(type(value))} {value!r}")
-        return value
-
-    def strings(self, name: str) -> tuple[str, ...]:
-        value = self.get(name, (list, str), default=[])
-        if isinstance(value, str):
-            value = [value]
-        for item in value:
-            if not isinstance(item, str) or not item.strip():
-                raise self.fail(name, f"must be a list of non-empty strings, got {item!r}")
-        return tuple(value)
-
-    def table_of(self, name: str) -> "_Reader":
-        value = self.get(name, dict, default={})
-        return _Reader(self.source, value, self.key(name))
-
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.table) - self.seen)
-        if unknown:
-            expected = ", ".join(sorted(self.seen))
-            raise self.fail(unknown[0], f"unknown key (expected one of: {expected})")
-
-
-def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "a list", dict: "a table"}.get(kind, kind.__name__)
-
-
 def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
-    """Parse and validate a manifest's text; `source` names the file in error messages."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(source, None, f"not valid TOML: {exc}") from None
-    root = _Reader(source, raw, "")
+    """Parse and validate a manifest's text; `source` names the file in error messages.
+
+    Whatever the text holds, the only exception is a ManifestError: a manifest that cannot be
+    read is one project's problem, never a crash of a listing of every project."""
+    root = _Reader(source, _read_toml(text, source), "")
 
     project = root.table_of("project")
     name = project.get("name", str, required=True)
-    if not NAME_RE.match(name):
-        raise project.fail("name", f"{name!r} must be letters, digits, '-', '_' or '.'")
+    _check_name(project, "name", name)
     description = project.get("description", str, default="")
-    primary = project.get("primary_metric", str)
+    primary = project.text("primary_metric")
     goal = project.get("primary_metric_goal", str, default="maximize")
     if goal not in ("maximize", "minimize"):
         raise project.fail("primary_metric_goal", f"must be 'maximize' or 'minimize', got {goal!r}")
+    external_links = _external_links(project)
     project.reject_unknown()
 
     data_table = root.table_of("data")
     data = DataSpec(
-        paths=data_table.strings("paths"),
-        target=data_table.get("target", str),
+        paths=data_table.paths("paths"),
+        target=data_table.text("target"),
         sensitive=data_table.strings("sensitive"),
-        incoming=data_table.get("incoming", str),
+        incoming=data_table.path("incoming"),
     )
     data_table.reject_unknown()
 
     env = _parse_environment(root.table_of("environment"))
     stages = _parse_stages(root, source)
-    gates_table = root.table_of("gates")
-    gates = []
-    for metric, rule in gates_table.table.items():
-        gates_table.seen.add(metric)
-        if not isinstance(rule, str):
-            raise gates_table.fail(metric, f"must be a string such as \">= 0.80\", got {rule!r}")
-        try:
-            gates.append(parse_gate(metric, rule))
-        except ValueError as exc:
-            raise gates_table.fail(metric, str(exc)) from None
+    gates = _parse_gates(root.table_of("gates"))
 
     watch_table = root.table_of("watch")
-    debounce = watch_table.get("debounce_ms", int, default=300)
-    if debounce < 0 or debounce > 60_000:
-        raise watch_table.fail("debounce_ms", f"must be between 0 and 60000, got {debounce}")
     watch = WatchSpec(
         enabled=watch_table.get("enabled", bool, default=True),
-        debounce_ms=debounce,
-        ignore=watch_table.strings("ignore"),
+        debounce_ms=watch_table.integer("debounce_ms", 300, 0, 60_000),
+        ignore=watch_table.paths("ignore"),
     )
     watch_table.reject_unknown()
     promotion = _parse_promotion(root.table_of("promotion"))
@@ -325,59 +272,100 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
-        data=data, environment=env, stages=stages, gates=tuple(gates), watch=watch, promotion=promotion,
-        drift=drift, source=source,
+        data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
+        drift=drift, external_links=external_links, source=source,
     )
+
+
+def _external_links(project: _Reader) -> tuple[str, ...]:
+    links = []
+    for value in project.strings("external_links"):
+        link = value.strip().removeprefix("./").rstrip("/")
+        if link.startswith("/") or ".." in link.split("/") or not link:
+            raise project.fail("external_links", f"{value!r} must be the path of a symlink inside the project, "
+                                                 "relative to its folder")
+        links.append(link)
+    return tuple(links)
+
+
+def _read_toml(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(source, None, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(source, None, "cannot be read: arrays or tables nested too deeply "
+                                          "(hundreds of levels); a manifest needs two or three") from None
+    except MemoryError:
+        raise ManifestError(source, None, "cannot be read: too large to hold in memory") from None
+    except ValueError as exc:  # Python refuses integers of thousands of digits
+        if "digits" in str(exc):
+            limit = sys.get_int_max_str_digits()
+            raise ManifestError(source, None, f"cannot be read: a number in it is too large "
+                                              f"(more than {limit} digits)") from None
+        raise ManifestError(source, None, f"cannot be read: {exc}") from None
+
+
+def _check_name(table: _Reader, key: str, name: str) -> None:
+    if not NAME_RE.match(name):
+        raise table.fail(key, f"{name!r} must be letters, digits, '-', '_' or '.'")
+    if len(name) > MAX_NAME:
+        raise table.fail(key, f"must be at most {MAX_NAME} characters, got {len(name)}")
+
+
+def _parse_gates(table: _Reader) -> tuple[Gate, ...]:
+    gates = []
+    for metric, rule in table.table.items():
+        table.seen.add(metric)
+        if not metric.strip():
+            raise table.fail(metric, "a gate needs a metric name, e.g. auc = \">= 0.80\"")
+        if not isinstance(rule, str):
+            raise table.fail(metric, f"must be a string such as \">= 0.80\", got {rule!r}")
+        try:
+            gate = parse_gate(metric, rule)
+        except ValueError as exc:
+            raise table.fail(metric, str(exc)) from None
+        if not math.isfinite(gate.threshold):
+            raise table.fail(metric, f"{rule!r}: the threshold must be a finite number")
+        gates.append(gate)
+    return tuple(gates)
 
 
 def _parse_promotion(table: _Reader) -> PromotionSpec:
     tolerance = table.get("tolerance", float, default=0.0)
-    if tolerance < 0 or tolerance != tolerance:
+    if not math.isfinite(tolerance):
+        raise table.fail("tolerance", f"must be a finite number, got {tolerance}")
+    if tolerance < 0:
         raise table.fail("tolerance", f"must be zero or positive (an allowed drop of the primary metric), got {tolerance}")
-    kind = table.get("model_artifact_kind", str, default="model")
-    if not kind.strip():
-        raise table.fail("model_artifact_kind", "must not be empty")
     spec = PromotionSpec(
         tolerance=tolerance,
         champion_challenger=table.get("champion_challenger", bool, default=True),
         require_reproducibility=table.get("require_reproducibility", bool, default=False),
         auto_staging=table.get("auto_staging", bool, default=False),
-        model_artifact_kind=kind,
+        model_artifact_kind=table.text("model_artifact_kind", default="model"),
     )
     table.reject_unknown()
     return spec
 
 
 def _parse_drift(table: _Reader) -> DriftSpec:
-    def number(key: str, default: float, low: float, high: float, low_open: bool = True) -> float:
-        value = table.get(key, float, default=default)
-        if value != value or value > high or (value <= low if low_open else value < low):
-            bound = f"above {low:g}" if low_open else f"at least {low:g}"
-            raise table.fail(key, f"must be {bound} and at most {high:g}, got {value}")
-        return value
+    def number(key: str, default: float, high: float) -> float:
+        return table.number(key, default, 0.0, high, low_open=True)
 
-    def integer(key: str, default: int, low: int, high: int) -> int:
-        value = table.get(key, int, default=default)
-        if not low <= value <= high:
-            raise table.fail(key, f"must be between {low} and {high}, got {value}")
-        return value
-
-    data_file = table.get("data_file", str)
-    if data_file is not None and (not data_file.strip() or data_file.startswith("/") or ".." in data_file.split("/")):
-        raise table.fail("data_file", f"{data_file!r} must be a path inside the project")
-    score = table.get("score", str)
-    if score is not None and not score.strip():
-        raise table.fail("score", "must not be empty")
+    score = table.text("score")
+    if score is not None:
+        _check_command_scripts(table, "score", score)
     spec = DriftSpec(
-        data_file=data_file,
-        small_reference_rows=integer("small_reference_rows", 1000, 0, 10**9),
-        ks_pvalue=number("ks_pvalue", 0.05, 0.0, 1.0),
-        wasserstein=number("wasserstein", 0.1, 0.0, math.inf),
-        chi2_pvalue=number("chi2_pvalue", 0.05, 0.0, 1.0),
-        jensen_shannon=number("jensen_shannon", 0.1, 0.0, 1.0),
-        psi=number("psi", 0.25, 0.0, math.inf),
-        psi_bins=integer("psi_bins", 10, 2, 100),
-        drift_share=number("drift_share", 0.5, 0.0, 1.0),
+        data_file=table.path("data_file"),
+        small_reference_rows=table.integer("small_reference_rows", 1000, 0, 10**9),
+        ks_pvalue=number("ks_pvalue", 0.05, 1.0),
+        wasserstein=number("wasserstein", 0.1, 1e6),
+        chi2_pvalue=number("chi2_pvalue", 0.05, 1.0),
+        jensen_shannon=number("jensen_shannon", 0.1, 1.0),
+        psi=number("psi", 0.25, 1e6),
+        psi_bins=table.integer("psi_bins", 10, 2, 100),
+        drift_share=number("drift_share", 0.2, 1.0),
+        drift_columns=table.integer("drift_columns", 3, 1, 10**6),
         ignore_columns=table.strings("ignore_columns"),
         score=score,
         retrain=_parse_retrain(table.table_of("retrain")),
@@ -387,57 +375,59 @@ def _parse_drift(table: _Reader) -> DriftSpec:
 
 
 def _parse_retrain(table: _Reader) -> RetrainSpec:
-    max_decay = table.get("max_decay", float)
-    if max_decay is not None and (max_decay != max_decay or max_decay < 0):
-        raise table.fail("max_decay", f"must be zero or positive (an allowed drop of the metric), got {max_decay}")
-    metric = table.get("decay_metric", str)
-    if metric is not None and not metric.strip():
-        raise table.fail("decay_metric", "must not be empty")
+    max_decay = _non_negative(table, "max_decay", None, 1e6, "an allowed drop of the metric")
     policy = table.get("policy", str, default="append")
     if policy not in ("append", "replace"):
         raise table.fail("policy", f"must be 'append' or 'replace', got {policy!r}")
-    cooldown = table.get("cooldown_minutes", float, default=60.0)
-    if cooldown != cooldown or cooldown < 0:
-        raise table.fail("cooldown_minutes", f"must be zero or positive, got {cooldown}")
-    per_day = table.get("max_per_day", int, default=3)
-    if per_day < 0:
-        raise table.fail("max_per_day", f"must be zero or positive, got {per_day}")
-    spec = RetrainSpec(on_drift=table.get("on_drift", bool, default=False), max_decay=max_decay,
-                       decay_metric=metric, policy=policy, cooldown_minutes=cooldown, max_per_day=per_day)
+    spec = RetrainSpec(
+        on_drift=table.get("on_drift", bool, default=False), max_decay=max_decay,
+        decay_metric=table.text("decay_metric"), policy=policy,
+        cooldown_minutes=_non_negative(table, "cooldown_minutes", 60.0, MAX_COOLDOWN_MINUTES, "a year at most"),
+        max_per_day=table.integer("max_per_day", 3, 0, 10_000),
+    )
     table.reject_unknown()
     return spec
 
 
+def _non_negative(table: _Reader, key: str, default: float | None, high: float, what: str) -> float | None:
+    value = table.get(key, float, default=default)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise table.fail(key, f"must be a finite number, got {value}")
+    if value < 0:
+        raise table.fail(key, f"must be zero or positive ({what}), got {value:g}")
+    if value > high:
+        raise table.fail(key, f"must be at most {high:g} ({what}), got {value:g}")
+    return value
+
+
+def _timeout(table: _Reader, default: float | None) -> float | None:
+    return table.number("timeout_s", default, 0.0, MAX_TIMEOUT_S, low_open=True, unit=" (30 days)")
+
+
 def _parse_environment(table: _Reader) -> EnvironmentSpec:
-    memory = table.get("memory", str, default="2g")
-    _check_size(table, "memory", memory)
-    cpus = table.get("cpus", float, default=1.0)
-    if cpus <= 0:
-        raise table.fail("cpus", f"must be positive, got {cpus}")
-    timeout = table.get("timeout_s", float, default=1800.0)
-    if timeout <= 0:
-        raise table.fail("timeout_s", f"must be positive, got {timeout}")
     spec = EnvironmentSpec(
-        base_image=table.get("base_image", str),
-        requirements=table.get("requirements", str),
-        memory=memory,
-        cpus=cpus,
+        base_image=table.image("base_image"),
+        requirements=table.path("requirements"),
+        memory=table.size("memory", "2g"),
+        cpus=table.number("cpus", 1.0, MIN_CPUS, MAX_CPUS),
         network=table.get("network", bool, default=False),
-        timeout_s=timeout,
-        preload=table.strings("preload"),
+        timeout_s=_timeout(table, 1800.0),
+        preload=table.module_names("preload"),
         cold=table.get("cold", bool, default=False),
     )
     table.reject_unknown()
     return spec
 
 
-def _check_size(table: _Reader, key: str, value: str) -> None:
-    try:
-        size = parse_size(value)
-    except ValueError as exc:
-        raise table.fail(key, str(exc)) from None
-    if size < 6 * 1024**2:
-        raise table.fail(key, f"{value!r} is below Docker's minimum of 6m")
+def _check_command_scripts(table: _Reader, key: str, command: str) -> None:
+    """The scripts a command runs (`python stages/train.py`) are files of the project's
+    snapshot: one outside it would run code that no lineage records."""
+    for script in command_scripts(command):
+        problem = path_problem(script)
+        if problem:
+            raise table.fail(key, f"{problem}: the run's snapshot holds only the project's files")
 
 
 def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
@@ -448,23 +438,16 @@ def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
     for name in stages_table.table:
         if not NAME_RE.match(name):
             raise stages_table.fail(name, "a stage name must be letters, digits, '-', '_' or '.'")
+        if len(name) > MAX_NAME:
+            raise stages_table.fail(name, f"a stage name must be at most {MAX_NAME} characters, got {len(name)}")
         table = stages_table.table_of(name)
-        command = table.get("command", str, required=True)
-        if not command.strip():
-            raise table.fail("command", "must not be empty")
-        memory = table.get("memory", str)
-        if memory is not None:
-            _check_size(table, "memory", memory)
-        timeout = table.get("timeout_s", float)
-        if timeout is not None and timeout <= 0:
-            raise table.fail("timeout_s", f"must be positive, got {timeout}")
-        outputs = table.strings("outputs")
-        for out in outputs:
-            if out.startswith("/") or ".." in out.split("/"):
-                raise table.fail("outputs", f"{out!r} must be a path inside the stage's output folder")
+        command = table.text("command", required=True)
+        _check_command_scripts(table, "command", command)
         stages[name] = StageSpec(
-            name=name, command=command, inputs=table.strings("inputs"), outputs=outputs,
-            depends_on=table.strings("depends_on"), timeout_s=timeout, memory=memory,
+            name=name, command=command, inputs=table.paths("inputs"),
+            outputs=table.paths("outputs", inside="the stage's output folder"),
+            depends_on=table.strings("depends_on"), timeout_s=_timeout(table, None),
+            memory=table.size("memory", None),
         )
         table.reject_unknown()
     for stage in stages.values():

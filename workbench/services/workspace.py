@@ -16,6 +16,7 @@ STATE_DIR = ".workbench"
 # of projects and a repository holding `projects/` work as a workspace.
 SEARCH_DEPTH = 2
 SKIPPED = {STATE_DIR, ".git", "node_modules", "__pycache__", ".venv", "venv"}
+MAX_MANIFEST_BYTES = 1024**2
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,21 @@ def load_manifest(project_dir: Path) -> tuple[Manifest, str]:
     """The project's manifest and a hash of its text."""
     path = project_dir / MANIFEST_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_MANIFEST_BYTES + 1)  # a runaway file must not fill memory
     except FileNotFoundError:
         raise ManifestError(str(path), None, "no such file: a project folder needs a workbench.toml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(str(path), None, f"cannot read: {exc}") from None
+    except OSError as exc:
+        raise ManifestError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(str(path), None, f"is larger than {MAX_MANIFEST_BYTES // 1024**2} MiB; "
+                                             "a manifest is a few kilobytes (is this the right file?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ManifestError(str(path), None, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                                             "save it as UTF-8") from None
     return parse_manifest(text, str(path)), hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -1,0 +1,120 @@
+"""The project files a stage's shell command runs, read from the command itself.
+
+`python stages/train.py --fast`, `./run.sh`, `FOO=1 bash scripts/prep.sh && python -u fit.py`:
+each simple command's script is a file of the project. Knowing them lets the manifest refuse a
+script outside the project and the pipeline say "stages.train.command: no file stages/trian.py"
+before it starts a container, instead of a FileNotFoundError from inside the worker.
+
+What cannot be known from the text is left alone: a module (`python -m pkg`), inline code
+(`python -c ...`, `sh -c ...`), a program found on PATH, and words the shell expands
+(`$SCRIPT`, `*.py`, backquotes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Collection
+from pathlib import PurePosixPath
+
+INTERPRETER_RE = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|sh|bash|dash|zsh|ksh|Rscript|julia|node|perl|ruby)$")
+SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", "\n", ";;", "|&"}
+REDIRECTIONS = {"<", ">", ">>", "<<", "<<<", ">&", "<&", "&>", "&>>", ">|"}
+WRAPPERS = {"exec", "time", "nohup", "nice", "env", "command", "stdbuf"}
+SHELL_EXPANSION = re.compile(r"[$`*?\[\]{}]")
+
+
+def command_scripts(command: str) -> list[str]:
+    """The project-relative scripts the command runs, in order (absolute ones as written)."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+    except ValueError:
+        return []  # unbalanced quotes: the shell itself says so when the stage runs
+    scripts = []
+    for words in _simple_commands(tokens):
+        script = _script_of(words)
+        if script is not None and not SHELL_EXPANSION.search(script):
+            scripts.append(script[2:] if script.startswith("./") else script)
+    return scripts
+
+
+def missing_scripts(command: str, files: Collection[str]) -> list[tuple[str, str | None]]:
+    """Scripts the command runs that are not among the project's `files` (relative POSIX
+    paths), each with the closest existing path as a suggestion (or None)."""
+    present = set(files)
+    folders = {str(parent) for f in present for parent in PurePosixPath(f).parents}
+    missing = []
+    for script in command_scripts(command):
+        if script.startswith("/"):
+            continue  # a program of the image, not of the project
+        normal = str(PurePosixPath(script))
+        if normal in present or normal in folders:  # `python pkg` runs pkg/__main__.py
+            continue
+        close = difflib.get_close_matches(normal, sorted(present), n=1, cutoff=0.6)
+        missing.append((normal, close[0] if close else None))
+    return missing
+
+
+def _simple_commands(tokens: list[str]) -> list[list[str]]:
+    commands: list[list[str]] = [[]]
+    skip_next = False
+    for token in tokens:
+        if skip_next:
+            skip_next = False
+        elif token in SEPARATORS:
+            commands.append([])
+        elif token in REDIRECTIONS or token.rstrip("0123456789") in REDIRECTIONS:
+            skip_next = True  # the redirection's target is a file the command writes, not a script
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+def _script_of(words: list[str]) -> str | None:
+    index = 0
+    while index < len(words) and ("=" in words[index] and not words[index].startswith("-")
+                                  or PurePosixPath(words[index]).name in WRAPPERS
+                                  or index and words[index].startswith("-")):
+        index += 1  # `FOO=1 python x.py`, `exec python x.py`, `/usr/bin/env -u X python x.py`
+    if index >= len(words):
+        return None
+    program = words[index]
+    name = PurePosixPath(program).name
+    if INTERPRETER_RE.match(name):
+        return _interpreter_script(name, words[index + 1:])
+    if "/" in program and not program.startswith("/"):
+        return program  # `./run.sh`, `scripts/prep.sh`: the program is a project file
+    return None
+
+
+def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
+    """The first argument that is the script, or None when the code comes from elsewhere."""
+    if interpreter.startswith(("python", "pypy")):
+        inline, with_value = "cm", "WX"
+    elif interpreter in ("sh", "bash", "dash", "zsh", "ksh"):
+        inline, with_value = "c", "o"
+    else:
+        inline, with_value = "e", ""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "-":
+            return None  # the code comes from stdin
+        elif arg.startswith("--"):
+            if arg in ("--eval", "--command"):
+                return None
+        elif arg.startswith("-"):
+            flags = arg[1:]
+            for position, flag in enumerate(flags):
+                if flag in inline:
+                    return None  # inline code or a module (`-c ...`, `-uc ...`, `-m pkg`): no script file
+                if flag in with_value:
+                    skip = position == len(flags) - 1  # `-W ignore` takes the next word, `-Wignore` not
+                    break
+        else:
+            return arg
+    return None
