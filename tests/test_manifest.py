@@ -72,7 +72,7 @@ def test_promotion_policy_parses():
 def test_drift_table_parses_with_defaults_and_overrides():
     d = parse_manifest(GOOD).drift
     assert (d.small_reference_rows, d.ks_pvalue, d.wasserstein, d.chi2_pvalue, d.jensen_shannon, d.psi,
-            d.psi_bins, d.drift_share, d.data_file, d.score) == (1000, 0.05, 0.1, 0.05, 0.1, 0.25, 10, 0.5, None, None)
+            d.psi_bins, d.drift_share, d.data_file, d.score) == (1000, 0.05, 0.1, 0.05, 0.1, 0.25, 10, 0.2, None, None)
     r = d.retrain
     assert (r.on_drift, r.max_decay, r.decay_metric, r.policy, r.cooldown_minutes, r.max_per_day) == (
         False, None, None, "append", 60.0, 3)
