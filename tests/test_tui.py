@@ -253,7 +253,7 @@ async def test_watch_triggered_run_appears_live(workspace):
         await pilot.pause(0.3)  # the watcher takes its starting hashes
         (workspace / "tiny" / "params.toml").write_text("[fit]\nscale = 0.5\n")
         run = await finished_run(pilot, main, 1)
-        assert run.trigger == "watch" and run.status == "succeeded" and run.primary_metric == 0.25
+        assert run.trigger == "watch" and run.status == "gate_failed" and run.primary_metric == 0.25
         assert any("params.toml changed" in note for _sev, note, _title in app.notes)
         stored = app.session.get_run(run.id)
         assert stored.changed_paths == ["params.toml"]

@@ -113,3 +113,49 @@ def test_tui_and_cli_share_the_workspace(tmp_path):
     assert all(r.status == "succeeded" for r in runs), [(r.id, r.status) for r in runs]
     assert set(report["runs"]) <= {r.id for r in runs}
     assert listings == sorted(listings)  # each listing saw every run recorded before it
+
+
+def test_a_cli_run_and_promotion_show_in_an_open_tui_within_two_seconds(tmp_path):
+    """Issue 11 item 6: runs and promotions made by the CLI never appeared in an open TUI (after
+    30 s and cursor moves). The TUI polls what the store holds once a second and reads again
+    the panes that changed: a CLI run and a CLI promotion show within two seconds."""
+    import asyncio
+
+    from tests.test_tui import make_app, wait_for
+    from workbench.ui.widgets.models import ModelsView
+
+    root = tmp_path / "ws"
+    write_project(root)
+    WorkbenchSession(root, runner="local").store  # noqa: B018 (the schema exists)
+
+    async def scenario() -> None:
+        app = make_app(root)
+        async with app.run_test(size=(120, 36)) as pilot:
+            main = app.main_screen
+            await wait_for(pilot, lambda: main.projects.option_count and main.table.loaded, what="the app")
+            assert main.table.total == 0
+
+            done = await asyncio.to_thread(cli, root, "run", "tiny", "--runner", "local", "-q")
+            assert done.returncode == 0, done.stderr
+            started = time.monotonic()
+            await wait_for(pilot, lambda: main.table.total == 1 and main.table.row(0) is not None
+                           and main.table.row(0).status == "succeeded", timeout=2.0, what="the CLI's run")
+            await wait_for(pilot, lambda: main.projects.rows["tiny"].last_status == "succeeded"
+                           and main.query_one("#runs-pane").border_title.endswith("· 1"), timeout=2.0,
+                           what="the project's status and the runs count")
+            models = main.query_one(ModelsView)
+            await wait_for(pilot, lambda: [v.version for v in models.versions] == [1], timeout=2.0,
+                           what="the CLI run's version in Models")
+            run_seen = time.monotonic() - started
+
+            done = await asyncio.to_thread(cli, root, "promote", "tiny", "1", "--to", "staging", "--yes")
+            assert done.returncode == 0, done.stdout + done.stderr
+            started = time.monotonic()
+            await wait_for(pilot, lambda: main.projects.rows["tiny"].staging == 1, timeout=2.0,
+                           what="the CLI's promotion in the Projects pane")
+            await wait_for(pilot, lambda: models.versions and "staging" in models.versions[0].aliases,
+                           timeout=2.0, what="the CLI's promotion in Models")
+            promotion_seen = time.monotonic() - started
+            print(f"CLI run seen after {run_seen:.2f} s, promotion after {promotion_seen:.2f} s")
+
+    asyncio.run(scenario())

@@ -180,6 +180,29 @@ class DuckDBLineageStore:
         with self._session() as con:
             return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchone()[0]
 
+    def generation(self) -> dict[str, tuple]:
+        """A fingerprint of what any process has recorded, in three parts: `runs` changes when
+        a run starts, finishes, is interrupted or superseded; `registry` when a version is
+        registered or an alias moves (or a promotion is refused); `drift` when a batch is
+        checked or retrained on. One small read-only query: cheap enough for a screen to ask
+        once a second whether to read again, and which panes.
+
+        Every commit of any process writes the file or its write-ahead log, so while neither
+        has changed (size, mtime) the last answer stands and the file is not even opened."""
+        stamp = tuple(_stat_stamp(p) for p in (self.path, self.path.with_name(self.path.name + ".wal")))
+        cached = getattr(self, "_generation", None)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        with self._session() as con:
+            row = con.execute(
+                "SELECT (SELECT max(id) FROM runs), (SELECT count(*) FROM runs), (SELECT max(finished_at) FROM runs), "
+                "(SELECT count(*) FROM runs WHERE status = 'running'), (SELECT count(superseded_by) FROM runs), "
+                "(SELECT max(id) FROM audit), (SELECT count(*) FROM model_versions), "
+                "(SELECT max(id) FROM drift_batches), (SELECT count(retrain_run_id) FROM drift_batches)").fetchone()
+        answer = {"runs": tuple(row[:5]), "registry": tuple(row[5:7]), "drift": tuple(row[7:])}
+        self._generation = (stamp, answer)
+        return answer
+
     def get_run(self, run_id: int) -> RunRecord:
         with self._session() as con:
             return _read_run(con, run_id)
@@ -470,6 +493,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     return value
+
+
+def _stat_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _process_start(pid: int) -> int | None:

@@ -176,6 +176,11 @@ class WorkbenchSession:
         rows = self.store.list_runs_json(name, limit=limit, offset=offset)
         return "[\n  " + ",\n  ".join(rows) + "\n]" if rows else "[]"
 
+    def generation(self) -> dict[str, tuple]:
+        """What any process has recorded, as a fingerprint in parts (`runs`, `registry`,
+        `drift`): a screen asks once a second and reads again the panes whose part changed."""
+        return self.store.generation()
+
     def get_run(self, run_id: int) -> RunRecord:
         return self.store.get_run(run_id)
 

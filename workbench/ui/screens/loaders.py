@@ -27,6 +27,21 @@ def read_projects(session, watch) -> list[ProjectRow]:
     return rows
 
 
+def read_generation(session) -> dict[str, tuple] | None:
+    """What the workspace's state holds, as a fingerprint (see WorkbenchSession.generation);
+    None when the store cannot be read just now (busy, broken): the next tick asks again, and
+    the panes say what is wrong when they read."""
+    try:
+        return session.generation()
+    except WorkbenchError:
+        return None
+
+
+def read_all_aliases(session, projects: list[str]) -> dict[str, dict[str, int]]:
+    """Every project's aliases at once, for the Projects pane (`prod v3 · stg v4`)."""
+    return {name: read_aliases(session, name) for name in projects}
+
+
 def read_aliases(session, project: str) -> dict[str, int]:
     """Which versions hold production and staging; empty while the registry has none (or the
     registry is not there: the projects pane then shows "—")."""

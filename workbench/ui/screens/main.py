@@ -32,6 +32,7 @@ from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
+from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.screens.model_actions import ModelActions
 from workbench.ui.screens.run_actions import RunActions
 from workbench.ui.screens.service_events import ServiceEvents
@@ -61,7 +62,9 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
         self._reload_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         self._trend_for: str | None = None
-        self._aliases_read = False
+        self._generation: dict[str, tuple] | None = None
+        """What the store held at the last poll (see _poll_workspace)."""
+        self._polling = False
         self.mirror = ""
         """The MLflow mirror's state in a few words, for the status line and the Models tab."""
 
@@ -133,6 +136,10 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             handler(message.payload, message.key)
 
     def on_work_failed(self, message: WorkFailed) -> None:
+        if message.kind == "generation":  # the next tick asks again; the panes say what is wrong
+            self._polling = False
+            log.warning("polling the workspace failed: %s", message.error)
+            return
         self.notify(message.error, title=message.kind.replace("_", " "), severity="error", timeout=8)
         if message.kind == "run" and message.key == self._wanted_run():
             self.detail.clear(f"✗ {message.error}")
@@ -149,8 +156,15 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             old = known.get(row.name)
             busy = row.busy or self._has_run_in_flight(row.name)
             fresh.append(replace(row, busy=busy, production=old.production if old else None,
-                                 staging=old.staging if old else None))
-        self.projects.set_rows(fresh)
+                                 staging=old.staging if old else None, note=old.note if old else row.note))
+        if [r.name for r in fresh] == list(known):
+            for row in fresh:  # the same projects: redraw rows in place (the list keeps its scroll)
+                if row != known[row.name]:
+                    self.projects.update_row(row.name, **{f: getattr(row, f) for f in row.__dataclass_fields__
+                                                          if f != "name"})
+        else:
+            self.projects.set_rows(fresh)
+            self._load_all_aliases()
         if not rows:
             self._start_services()
             self.detail.clear(f"no projects (folders with a workbench.toml) in {self.session.workspace.root}")
@@ -218,11 +232,6 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             self._trend_for = row.name
             self._load_trend(row.name)
             self._load_models(row.name)
-        if not self._aliases_read:
-            self._aliases_read = True
-            for name, project in self.projects.rows.items():
-                if not project.error:
-                    self._load_aliases(name)
 
     def on_runs_table_highlighted(self, message: RunsTable.Highlighted) -> None:
         self._after_first_rows()
@@ -234,6 +243,9 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             self.detail.border_title = "Run"
             return
         self._detail_timer = self.set_timer(DETAIL_DELAY_S, partial(self._load_detail, message.run.id))
+
+    def on_runs_table_counted(self, _message: RunsTable.Counted) -> None:
+        self._runs_title()
 
     def on_runs_table_selected(self, message: RunsTable.Selected) -> None:
         if self._detail_timer is not None:  # loading now: the delayed load would read it again
@@ -254,6 +266,56 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
 
     def _load_detail(self, run_id: int) -> None:
         self._in_thread("run", run_id, loaders.read_run, self.session, run_id, group="detail")
+
+    def _load_all_aliases(self) -> None:
+        names = [name for name, row in self.projects.rows.items() if not row.error]
+        if names:
+            self._in_thread("all_aliases", None, loaders.read_all_aliases, self.session, names)
+
+    def _done_all_aliases(self, found: dict[str, dict[str, int]], _key) -> None:
+        for name, aliases in found.items():
+            self._done_aliases(aliases, name)
+
+    # -- the workspace, as any process changes it ---------------------------------------------
+
+    def _poll_workspace(self) -> None:
+        """Once a second (from _tick): has any process (this one, a CLI, another TUI) recorded
+        something? One cheap read on a worker; only the panes whose part changed read again."""
+        if self._polling:
+            return
+        self._polling = True
+        self._in_thread("generation", None, loaders.read_generation, self.session)
+
+    def _done_generation(self, generation: dict[str, tuple] | None, _key) -> None:
+        self._polling = False
+        if generation is None:
+            return
+        previous, self._generation = self._generation, generation
+        if previous is None:
+            # The first answer: what the panes read at start may be older than it.
+            changed = set(generation)
+        else:
+            changed = {part for part, value in generation.items() if previous.get(part) != value}
+        if changed:
+            self._workspace_changed(changed)
+
+    def _workspace_changed(self, parts: set[str]) -> None:
+        row = self.project
+        if "runs" in parts:
+            self._load_projects()  # each project's last status
+            if row is not None:
+                self._project_changed(row.name, trend=True)
+            record = self.detail.record
+            if record is not None and str(record.status) == "running":
+                self._load_detail(record.id)  # a run of another process: its outcome
+        if parts & {"runs", "registry"}:
+            self._load_all_aliases()
+            if row is not None:
+                self._load_models(row.name)
+        if "drift" in parts:
+            screen = self.app.screen
+            if isinstance(screen, DriftScreen) and hasattr(screen, "reload"):
+                screen.reload()
 
     # -- what the keys act on -----------------------------------------------------------------
 

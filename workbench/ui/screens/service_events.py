@@ -130,7 +130,9 @@ class ServiceEvents:
         self.table.reload()
 
     def _tick(self) -> None:
-        """Once a second: running rows' durations in the runs table, and the shown run while in flight."""
+        """Once a second: what other processes recorded, running rows' durations in the runs
+        table, and the shown run while in flight."""
+        self._poll_workspace()
         self.table.tick()
         live = self.live.get(self.detail.run_id) if self.detail.run_id is not None else None
         if live is not None and not live.finished:

@@ -153,6 +153,14 @@ class RunsTable(ScrollView, can_focus=True):
             self.table = table
             self.run = run
 
+    class Counted(Message):
+        """A fresh count of the runs arrived (the pane's title shows it)."""
+
+        def __init__(self, table: "RunsTable", total: int) -> None:
+            super().__init__()
+            self.table = table
+            self.total = total
+
     class Loaded(Message):
         """Internal: a worker's rows."""
 
@@ -302,6 +310,7 @@ class RunsTable(ScrollView, can_focus=True):
             index = self.cursor if message.anchor is None else self._find(message.anchor, self.cursor)
             self.cursor = min(index, max(self.total - 1, 0)) if message.anchor else (
                 0 if self.cursor == 0 else min(self.cursor, max(self.total - 1, 0)))
+            self.post_message(self.Counted(self, self.total))
         self._announce()
         self.refresh()
 
