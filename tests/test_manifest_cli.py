@@ -113,3 +113,26 @@ def test_more_cpus_than_the_engine_has_names_the_key_and_the_machine(tmp_path, d
     assert prep["reason"] == (f"environment.cpus = {cpus:g} but this machine has "
                               f"{docker_engine.info()['NCPU']} CPUs: lower it in workbench.toml")
     assert "Range of CPUs" not in done.stdout + done.stderr
+
+
+def test_the_tui_starts_beside_a_manifest_nested_10000_deep(tmp_path, monkeypatch):
+    import asyncio
+
+    from tests.test_tui import make_app, opened
+
+    home = tmp_path / "home"  # the developer's config and themes stay out, as in test_tui.py
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    write_project(tmp_path)
+    _write(tmp_path / "poison", POISONS["nested 10,000 deep"][0])
+
+    async def drive():
+        app = make_app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            main = await opened(pilot)
+            rows = main.projects.rows
+            assert not rows["tiny"].error
+            assert "nested too deeply" in rows["poison"].error
+
+    asyncio.run(drive())
