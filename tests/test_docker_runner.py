@@ -339,15 +339,18 @@ def test_bootstrap_keeps_an_existing_base_image(docker_engine, docker_base_image
 # -- engine --------------------------------------------------------------------------------
 
 
-def test_cleanup_removes_only_containers_of_dead_workbenches(runner, docker_engine, tiny_env):
+def test_cleanup_removes_only_containers_of_dead_workbenches(runner, docker_engine, tiny_env, tmp_path):
+    from workbench.adapters.container_owner import owner_labels
+
     dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout.strip()
     created = {}
-    for owner in (dead_pid, str(os.getpid())):
+    for owner in (dead_pid, str(os.getpid())):  # same workspace, host and PID namespace (tests/test_signals.py)
         created[owner] = docker_engine.containers.create(
-            tiny_env.image_tag, ["true"], labels={"workbench.role": "stage", "workbench.owner_pid": owner})
+            tiny_env.image_tag, ["true"],
+            labels={**owner_labels(tmp_path), "workbench.role": "stage", "workbench.owner_pid": owner})
     try:
-        assert runner.cleanup_orphans() >= 1
+        assert runner.cleanup_orphans(tmp_path) >= 1
         remaining = {c.id for c in docker_engine.containers.list(all=True)}
         assert created[dead_pid].id not in remaining and created[str(os.getpid())].id in remaining
     finally:

@@ -251,7 +251,7 @@ def test_workers_stop_with_the_workbench_and_orphans_are_cleaned(tmp_path, docke
         (tmp_path / "life" / "workbench.toml").read_text().replace("python -c print", "python -c 'print(1)'"))
     subprocess.run([sys.executable, "-c", code, "crash"], env=env, check=True, timeout=120)
     assert len(workers(docker_engine, "life")) == 1, "os._exit skips clean-up, as a crash would"
-    assert DockerRunner().cleanup_orphans() >= 1
+    assert DockerRunner().cleanup_orphans(tmp_path / ".workbench") >= 1
     assert workers(docker_engine, "life") == []
 
 

@@ -21,6 +21,8 @@ import requests
 from docker.models.containers import Container
 from docker.types import Mount
 
+from workbench.adapters.container_owner import (OWNER_LABEL, WORKSPACE_LABEL, is_orphan, owner_labels,
+                                                workspace_id)
 from workbench.adapters.docker_engine import LineBuffer, connect_engine, engine_calls, engine_unavailable, explain
 from workbench.adapters.docker_images import (BASE_IMAGE_VARIABLE, BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE,
                                               EnvironmentImages, read_requirements)
@@ -43,7 +45,6 @@ PIDS_LIMIT = 512
 NOBODY = (65534, 65534)
 CANCEL_POLL_S = 0.05
 ROLE_LABEL = "workbench.role"
-OWNER_LABEL = "workbench.owner_pid"
 
 
 def _now() -> datetime:
@@ -65,11 +66,13 @@ class DockerRunner:
     name = "docker"
 
     def __init__(self, client: docker.DockerClient | None = None, mode: str = "warm",
-                 stall_s: float = DEFAULT_STALL_S):
+                 stall_s: float = DEFAULT_STALL_S, state_dir: Path | None = None):
         if mode not in ("warm", "cold"):
             raise ValueError("mode must be 'warm' or 'cold'")
         self.client = connect_engine(client)
         self.mode = mode
+        self.state_dir = state_dir
+        """The workspace's state folder: its id labels our containers (container_owner.py)."""
         self.images = EnvironmentImages(self.client)
         self._workers = WorkerPool(self.client, stall_s)
         self._warm_settings: dict[str, tuple[bool, list[str]]] = {}
@@ -210,7 +213,7 @@ class DockerRunner:
                 "workbench.run_id": str(job.run_id),
                 "workbench.stage": job.stage,
                 "workbench.project": job.project,
-                OWNER_LABEL: str(os.getpid()),
+                **owner_labels(self.state_dir),
                 ROLE_LABEL: "stage",
             },
         )
@@ -235,15 +238,18 @@ class DockerRunner:
 
     # -- housekeeping -----------------------------------------------------------------------
 
-    def cleanup_orphans(self) -> int:
-        """Remove stage and warm-worker containers whose workbench process is gone (it crashed
-        or was killed)."""
+    def cleanup_orphans(self, state_dir: Path | None = None) -> int:
+        """Remove stage and warm-worker containers that a workbench of this workspace, on this
+        host and in this PID namespace, left behind when it died (container_owner.py); the
+        containers of any other workbench on the engine are not touched."""
+        state_dir = state_dir if state_dir is not None else self.state_dir
+        ours = workspace_id(state_dir) if state_dir is not None else ""
         removed = 0
         with engine_calls(self.client, WorkbenchError, "removing leftover stage containers"):
             containers = self.client.containers.list(
-                all=True, filters={"label": OWNER_LABEL}, ignore_removed=True)
+                all=True, filters={"label": [OWNER_LABEL, f"{WORKSPACE_LABEL}={ours}"]}, ignore_removed=True)
             for container in containers:
-                if not _is_live_pid(container.labels.get(OWNER_LABEL, "")):
+                if is_orphan(container.labels, state_dir):
                     _remove_quietly(container)
                     removed += 1
         return removed
@@ -320,18 +326,6 @@ def _remove_quietly(container: Container) -> None:
         container.remove(force=True)
     except (docker.errors.DockerException, requests.RequestException):
         pass  # already gone; or the engine is, and `cleanup_orphans` removes it next start
-
-
-def _is_live_pid(text: str) -> bool:
-    if not text.isdigit() or int(text) == 0:
-        return False
-    try:
-        os.kill(int(text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user
-    return True
 
 
 def _size(n_bytes: int) -> str:

@@ -27,6 +27,7 @@ import requests
 from docker.models.containers import Container
 from docker.types import Mount
 
+from workbench.adapters.container_owner import owner_labels
 from workbench.adapters.docker_limits import limits_named
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import StageStatus
@@ -105,24 +106,32 @@ DEFAULT_STALL_S = 120.0
 
 
 class WarmWorker:
-    def __init__(self, container: Container, key: WorkerKey, socket_path: Path, hello: dict,
-                 stall_s: float = DEFAULT_STALL_S):
-        self.container, self.key, self.socket_path, self.hello = container, key, socket_path, hello
+    """One warm worker container, reached over the single connection its server opened to us."""
+
+    def __init__(self, container: Container, key: WorkerKey, control: ControlFolder, conn: socket.socket,
+                 hello: dict, stall_s: float = DEFAULT_STALL_S, pending: bytes = b""):
+        self.container, self.key, self.control, self.conn, self.hello = container, key, control, conn, hello
         self.stall_s = stall_s
+        self._events = _read_events(conn, pending)
+        self._job_ids = itertools.count(1)
+        self._busy = threading.Lock()
+        """One stage at a time: the slot holds one stage's folders."""
 
     def alive(self) -> bool:
-        """Whether the server still accepts connections. Asked before every stage, so it asks
-        the socket (microseconds) rather than the engine (a few ms per inspect): a dead server
-        leaves its socket file behind, but nobody listens on it, and the connect is refused."""
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(2.0)
+        """Whether the server is still connected. Asked before every stage, so it looks at the
+        connection (microseconds) rather than asking the engine (a few ms per inspect): a
+        server that died closed its end, and the connection reads as ended."""
         try:
-            probe.connect(str(self.socket_path))
-            return True
-        except OSError:
+            readable, _, _ = select.select([self.conn], [], [], 0)
+            return not readable or bool(self.conn.recv(1, socket.MSG_PEEK))
+        except (OSError, ValueError):
             return False
-        finally:
-            probe.close()
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
 
     def death_reason(self) -> str:
         try:
@@ -136,24 +145,52 @@ class WarmWorker:
 
     def run(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         started = _now()
-        tail: deque[str] = deque(maxlen=LOG_TAIL)
-        request = {"op": "run", "command": job.command, "cwd": self._inside(job.project_dir),
-                   "env": self._environment(job), "stall_s": self.stall_s}
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while not self._busy.acquire(timeout=0.05):
+            if cancel.cancelled:
+                return StageOutcome(StageStatus.CANCELLED, None, cancel.reason or "cancelled", [], started, _now())
         try:
-            conn.connect(str(self.socket_path))
-            conn.sendall((json.dumps(request) + "\n").encode())
+            try:
+                self.control.slot.fill(job.project_dir, job.upstream_dirs)
+            except WorkbenchError as exc:
+                return StageOutcome(StageStatus.FAILED, None, str(exc), [], started, _now())
+            try:
+                outcome = self._run_filled(job, on_log, cancel, started)
+            except WorkerDied:
+                try:  # the container is gone, so nothing writes the slot: keep what the stage wrote
+                    self.control.slot.collect(job.output_dir)
+                except WorkbenchError:
+                    pass
+                raise
+            try:
+                self.control.slot.collect(job.output_dir)
+            except WorkbenchError as exc:
+                return StageOutcome(StageStatus.FAILED, outcome.exit_code, str(exc), outcome.log_tail, started, _now())
+            return outcome
+        finally:
+            self._busy.release()
+
+    def _run_filled(self, job: StageJob, on_log: LogSink, cancel: CancelToken, started: datetime) -> StageOutcome:
+        """Run the stage whose folders are in the slot. Returns only when no process of the stage
+        is left (the server says so, or the container is gone), so the outputs can be moved."""
+        tail: deque[str] = deque(maxlen=LOG_TAIL)
+        job_id = next(self._job_ids)
+        request = {"op": "run", "job": job_id, "command": job.command, "cwd": PROJECT_MOUNT,
+                   "env": self._environment(job), "stall_s": self.stall_s}
+        try:
+            self.conn.sendall((json.dumps(request) + "\n").encode())
         except OSError as exc:
-            conn.close()
+            self._stop_container()
             raise WorkerDied(f"{self.death_reason()} ({exc.strerror or exc})") from None
         stop: dict[str, object] = {}
         finished = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(conn, job, cancel, stop, finished), daemon=True)
+        watcher = threading.Thread(target=self._watch, args=(job_id, job, cancel, stop, finished), daemon=True)
         watcher.start()
         exit_event = None
         last_line = ""
         try:
-            for event in _read_events(conn):
+            for event in self._events:
+                if event.get("job") != job_id:
+                    continue  # the answer to an earlier, abandoned request
                 if event["event"] == "log":
                     line = event["line"]
                     tail.append(line)
@@ -165,15 +202,25 @@ class WarmWorker:
                     break
         finally:
             finished.set()
-            conn.close()
-        if exit_event is None:
-            if stop:
-                return StageOutcome(stop["status"], None, stop["reason"], list(tail), started, _now())
-            raise WorkerDied(self.death_reason())
+        if exit_event is None or exit_event.get("survivors"):
+            # The server is gone, or could not stop everything the stage started: only removing
+            # the container makes sure nothing of the stage writes its outputs any more.
+            reason = self.death_reason()
+            self._stop_container()
+            if exit_event is None:
+                if stop:
+                    return StageOutcome(stop["status"], None, stop["reason"], list(tail), started, _now())
+                raise WorkerDied(reason)
         return self._outcome(exit_event, stop, job, last_line, list(tail), started)
 
-    @staticmethod
-    def _watch(conn: socket.socket, job: StageJob, cancel: CancelToken, stop: dict, finished: threading.Event) -> None:
+    def _stop_container(self) -> None:
+        self.close()
+        try:
+            self.container.remove(force=True)
+        except (docker.errors.DockerException, requests.RequestException):
+            pass
+
+    def _watch(self, job_id: int, job: StageJob, cancel: CancelToken, stop: dict, finished: threading.Event) -> None:
         deadline = time.monotonic() + job.timeout_s
         while not finished.is_set():
             if cancel.wait(0.02):
@@ -184,7 +231,7 @@ class WarmWorker:
             else:
                 continue
             try:
-                conn.sendall(b'{"op": "cancel"}\n')
+                self.conn.sendall((json.dumps({"op": "cancel", "job": job_id}) + "\n").encode())
             except OSError:
                 pass
             return
@@ -213,32 +260,13 @@ class WarmWorker:
             return StageOutcome(StageStatus.FAILED, code, reason, tail, started, _now())
         return StageOutcome(StageStatus.SUCCEEDED, 0, "", tail, started, _now())
 
-    def _inside(self, host_path: str) -> str:
-        """The container's path for a host path under the workspace state folder."""
-        state = Path(self.key.state_dir)
-        rel = Path(host_path).resolve().relative_to(state.resolve())
-        top, rest = rel.parts[0], Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path()
-        base = {"snapshots": SNAPSHOTS_MOUNT, "runs": RUNS_MOUNT}[top]
-        return f"{base}/{rest.as_posix()}" if rest.parts else base
-
-    def _environment(self, job: StageJob) -> dict[str, str]:
-        output = Path(job.output_dir)
-        if os.getuid() == 0:
-            os.chown(output, *NOBODY)
-        # Upstream outputs live in other runs' folders; symlinks with container paths put them
-        # where a stage expects them, exactly as the cold path's mounts do.
-        upstream = output.parent / f".upstream-{job.stage}"
-        upstream.mkdir(exist_ok=True)
-        for name, path in job.upstream_dirs.items():
-            link = upstream / name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(self._inside(path), target_is_directory=True)
+    @staticmethod
+    def _environment(job: StageJob) -> dict[str, str]:
         return {
             **job.env,
-            "WB_PROJECT_DIR": self._inside(job.project_dir),
-            "WB_OUTPUT_DIR": self._inside(job.output_dir),
-            "WB_UPSTREAM_DIR": self._inside(str(upstream)),
+            "WB_PROJECT_DIR": PROJECT_MOUNT,
+            "WB_OUTPUT_DIR": OUTPUT_MOUNT,
+            "WB_UPSTREAM_DIR": UPSTREAM_MOUNT,
             "WB_STAGE": job.stage,
             "WB_RUN_ID": str(job.run_id),
             "WB_PROJECT": job.project,
@@ -247,9 +275,13 @@ class WarmWorker:
         }
 
 
-def _read_events(conn: socket.socket):
-    buffer = b""
+def _read_events(conn: socket.socket, buffer: bytes = b""):
+    """The server's events, one per JSON line, until the connection ends."""
     while True:
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line:
+                yield json.loads(line)
         try:
             chunk = conn.recv(65536)
         except OSError:
@@ -257,10 +289,6 @@ def _read_events(conn: socket.socket):
         if not chunk:
             return
         buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line:
-                yield json.loads(line)
 
 
 class WorkerPool:
@@ -351,7 +379,7 @@ class WorkerPool:
             security_opt=["no-new-privileges"],
             init=True,
             labels={"workbench.project": key.project, "workbench.image_id": key.image_id,
-                    OWNER_LABEL: str(os.getpid()), ROLE_LABEL: "worker"},
+                    **owner_labels(state), ROLE_LABEL: "worker"},
         )
         hello = self._await_hello(container, socket_path)
         worker = WarmWorker(container, key, socket_path, hello, self.stall_s)

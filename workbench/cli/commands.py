@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from workbench.cli.interrupts import guard
 from workbench.cli.render import Printer, fmt_duration, glyph
 from workbench.core.model import PIPELINE_COMPLETED, RunStatus
 from workbench.services.session import WorkbenchSession
@@ -29,8 +30,10 @@ def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     if report.removed_containers:
         printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
     printer.show_logs = not args.quiet
-    record = session.run(str(project.path), stages=args.stages,
-                         on_event=printer.event)
+    with guard.cancels_run() as cancel:  # SIGTERM, SIGHUP, a closed pipe: cancelled like Ctrl-C
+        record = session.run(str(project.path), stages=args.stages, cancel=cancel, on_event=printer.event)
+    if guard.signum is not None:
+        return guard.exit_code
     if args.json:
         printer.json(record)
     from workbench.cli.registry_commands import after_run
@@ -118,7 +121,10 @@ def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
 def cmd_reproduce(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     session = _session(workspace, printer, args.runner, cold=True)
     printer.show_logs = not args.quiet
-    record, result = session.reproduce(args.run_id, on_event=printer.event)
+    with guard.cancels_run() as cancel:
+        record, result = session.reproduce(args.run_id, on_event=printer.event, cancel=cancel)
+    if guard.signum is not None:
+        return guard.exit_code
     if args.json:
         printer.json({"reproduction": result, "matched": result.matched, "run": record})
         return EXIT_OK if result.matched else EXIT_RUN_FAILED

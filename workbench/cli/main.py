@@ -3,17 +3,20 @@
 Exit codes: 0 success; 1 a run failed or was cancelled; 2 a gate failed; 3 bad input or
 environment (manifest, workspace, Docker); 4 a promotion or rollback was refused; 64 a usage
 error (the command line itself: sysexits' EX_USAGE, not argparse's 2, which means a gate here);
-130 interrupted.
+128 + the number of the signal that stopped it (130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP; 141 when
+the reader of its output went away, as with `| head`), after the run in flight is recorded cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from workbench import __version__
+from workbench.cli.interrupts import Interrupted, guard, silence_output
 from workbench.core.errors import WorkbenchError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -179,14 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mirror" and args.mirror_command is None:
         parser.parse_args(["mirror", "--help"])
     handler = getattr(commands, f"cmd_{args.command}")
+    # SIGTERM, SIGHUP and a closed pipe take Ctrl-C's path: the run in flight is cancelled and
+    # recorded, its containers removed, and the exit code says which signal (cli/interrupts.py).
+    guard.install()
+    for console in (printer.out, printer.err):
+        console.on_broken_pipe = guard.output_closed  # rich's default exits with 1 mid-run
     try:
-        return handler(args, printer, Path(args.workspace))
+        code = handler(args, printer, Path(args.workspace))
+        return guard.exit_code or code
     except WorkbenchError as exc:
         printer.error(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        printer.error("interrupted")
-        return EXIT_INTERRUPTED
+        return guard.exit_code or exc.exit_code
+    except KeyboardInterrupt as exc:
+        if guard.signum != signal.SIGPIPE:
+            printer.error(str(exc) or "interrupted")
+        return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+    except BrokenPipeError:  # a plain write (--json) to a reader that went away
+        silence_output(1)
+        return 128 + signal.SIGPIPE
+    finally:
+        guard.uninstall()
 
 
 

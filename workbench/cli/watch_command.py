@@ -1,8 +1,9 @@
 """`workbench watch PROJECT [PROJECT...]`: rerun what each file change affects, until Ctrl-C.
 
-Ctrl-C (or SIGTERM) stops cleanly: the watchers stop, runs in flight are cancelled (their
-containers or processes stopped) and recorded as cancelled, a one-line summary is printed, and
-the exit code is 130, as for any interrupted command. Nothing is left marked running.
+Ctrl-C (or SIGTERM, SIGHUP, a closed pipe) stops cleanly: the watchers stop, runs in flight are
+cancelled (their containers or processes stopped) and recorded as cancelled, a one-line summary
+is printed, and the exit code is 128 + the signal's number (130 for Ctrl-C), as for any
+interrupted command. Nothing is left marked running.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from workbench.cli.interrupts import SIGNALS
 from workbench.cli.render import Printer
 from workbench.core.events import RunEvent, RunFinished
 from workbench.services.session import WorkbenchSession
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
-
-
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
@@ -60,11 +58,9 @@ def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
                 outcomes[str(event.record.status)] += 1
             printer.event(event)
 
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        _watch_until_interrupted(session, printer, print_lock, on_event, names, args.debounce_ms)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
+    # Ctrl-C, SIGTERM, SIGHUP and a closed pipe raise Interrupted here (cli/interrupts.py);
+    # main() turns it into 128 + the signal's number.
+    _watch_until_interrupted(session, printer, print_lock, on_event, names, args.debounce_ms)
     runs = sum(outcomes.values())
     detail = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
     printer.out.print(f"stopped watching · {runs} run{'s' if runs != 1 else ''}" + (f" ({detail})" if detail else ""))
@@ -91,9 +87,11 @@ def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_
 
 
 def _close(service) -> None:
-    """Cancel and record runs in flight; a second Ctrl-C must not cut that short."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Cancel and record runs in flight; a second Ctrl-C (or SIGTERM, SIGHUP) must not cut that
+    short."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in SIGNALS}
     try:
         service.close()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

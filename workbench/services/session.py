@@ -71,7 +71,7 @@ class WorkbenchSession:
         try:
             from workbench.adapters.docker_runner import DockerRunner
 
-            return DockerRunner(mode="cold" if self.cold else "warm")
+            return DockerRunner(mode="cold" if self.cold else "warm", state_dir=self.workspace.state_dir)
         except EngineUnavailable as exc:
             if self.runner_choice == "docker":
                 raise
@@ -133,7 +133,8 @@ class WorkbenchSession:
         # A detached process sends the run to MLflow; this returns at once ($WORKBENCH_MLFLOW_SYNC).
         self.registry.request_mirror_sync()
 
-    def reproduce(self, run_id: int, on_event=lambda _e: None) -> tuple[RunRecord, Reproduction]:
+    def reproduce(self, run_id: int, on_event=lambda _e: None,
+                  cancel: CancelToken | None = None) -> tuple[RunRecord, Reproduction]:
         """Rerun a run's exact snapshot in fresh containers (cold, nothing reused) and compare:
         the same metrics (timings aside) and byte-identical artifacts mean it reproduced."""
         from workbench.core.reproduce import compare_metrics
@@ -147,9 +148,9 @@ class WorkbenchSession:
         if getattr(runner, "mode", None) == "warm":
             from workbench.adapters.docker_runner import DockerRunner
 
-            runner = DockerRunner(client=runner.client, mode="cold")
+            runner = DockerRunner(client=runner.client, mode="cold", state_dir=self.workspace.state_dir)
         pipeline = PipelineService(self.workspace, self.store, runner)
-        record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=None,
+        record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=cancel,
                               on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
         self._after_run(record, ref)  # mirrored to MLflow like any run; it registers no version
         compared, differences = compare_metrics(original.metrics, record.metrics)
