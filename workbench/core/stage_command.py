@@ -53,7 +53,7 @@ def missing_scripts(command: str, files: Collection[str]) -> list[tuple[str, str
         normal = str(PurePosixPath(script))
         if normal in present or normal in folders:  # `python pkg` runs pkg/__main__.py
             continue
-        close = difflib.get_close_matches(normal, sorted(present), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(normal, sorted(present), n=1, cutoff=0.8)
         missing.append((normal, close[0] if close else None))
     return missing
 
@@ -118,3 +118,14 @@ def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
         else:
             return arg
     return None
+
+
+def missing_script_problem(source_key: str, command: str, files: Collection[str]) -> str | None:
+    """The message for a command whose script is not in the project, naming the manifest key
+    (`stages.train.command`), the file and the likeliest intended one; None when all are there."""
+    missing = missing_scripts(command, files)
+    if not missing:
+        return None
+    script, close = missing[0]
+    hint = f" (did you mean {close}?)" if close else ""
+    return f"workbench.toml: {source_key} runs {script}, which is not in the project{hint}"

@@ -25,6 +25,7 @@ from workbench.core.model import (
 )
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs, tree_digest
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
+from workbench.core.stage_command import missing_script_problem
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
 DONE = {StageStatus.SUCCEEDED, StageStatus.REUSED}
@@ -164,6 +165,10 @@ class PipelineService:
             return base
         if cancel.cancelled:
             base.status, base.reason = StageStatus.CANCELLED, cancel.reason or "cancelled"
+            return base
+        missing = missing_script_problem(f"stages.{spec.name}.command", spec.command, snapshot.files)
+        if missing:  # a typo in the command, named by its key before any runner starts it
+            base.status, base.reason = StageStatus.FAILED, missing
             return base
 
         prior = self.store.find_reusable_stage(manifest.name, spec.name, key) if reuse else None
