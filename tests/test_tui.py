@@ -498,3 +498,26 @@ async def test_a_gate_failed_run_reads_as_one_in_the_runs_table_and_the_projects
         assert any(line.lstrip(" │▊▌▎").startswith("✗ ○ tiny") for line in projects_pane), projects_pane[:6]
         from workbench.ui import format as fmt
         assert fmt.tone(run.status) == "bad"  # the error colour
+
+
+@asyncio_test
+async def test_cancel_key_cancels_a_cold_rerun(workspace, tmp_path):
+    """Item 9: `c` did not cancel a cold rerun started with `R` (it runs beside the watch service)."""
+    marker = tmp_path / "slow-now"  # outside the project: the rerun's snapshot is the original's
+    (workspace / "tiny" / "prep.py").write_text(
+        f"import os, time, wb\nif os.path.exists({str(marker)!r}):\n    print('sleeping', flush=True)\n"
+        "    time.sleep(60)\nopen(wb.output_path('clean.txt'), 'w').write('A')\nwb.log_metrics({'rows': 1})\n")
+    original = WorkbenchSession(workspace, runner="local").run("tiny")
+    marker.write_text("")
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot, runs=1)
+        await pilot.press("tab", "R")
+        await wait_for(pilot, lambda: any(("prep", "sleeping") in l.log for l in main.live.values()),
+                       what="the cold rerun's prep sleeping")
+        started = time.monotonic()
+        await pilot.press("c")
+        run = await finished_run(pilot, main, 2)
+        assert run.trigger == "reproduce" and run.status == "cancelled", run
+        assert run.id != original.id and time.monotonic() - started < 15
+        assert any("cold rerun" in note and "cancelled" in note for _s, note, _t in app.notes), app.notes

@@ -6,7 +6,10 @@ the main screen does the rest (workbench/ui/screens/main.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Iterable
 
@@ -95,6 +98,7 @@ class WorkbenchApp(App):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self._leave_on_signals()
         for problem in self.problems:
             self.notify(problem, title="config", severity="error", timeout=15)
 
@@ -108,8 +112,29 @@ class WorkbenchApp(App):
     def on_unmount(self) -> None:
         self.close_services()
 
+    def _leave_on_signals(self) -> None:
+        """Closing the terminal (SIGHUP) or SIGTERM leaves the app the way `q` does: runs in
+        flight cancelled and recorded, warm workers removed; the exit code is 128 + the signal.
+        Without this Python dies on the spot and the run stays "running" with its container up.
+        Handled on the event loop, so the app exits by its own path, never from a signal frame."""
+        try:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._exit_on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (an app under test in a thread): nothing to hang up
+
+    def _exit_on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:  # the terminal is gone: what is still drawn goes nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        self.exit(return_code=128 + signum)
+
     def close_services(self) -> None:
         """Stop watching and cancel runs in flight (recorded as cancelled). Idempotent."""
+        self.main_screen.cancel_cold_runs()
         self.watch.close()
 
     # -- app-scope actions and the command palette --------------------------------------------

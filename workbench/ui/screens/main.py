@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, OptionList, Static
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.ports import CancelToken
 from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
@@ -57,6 +58,8 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
         self.watch_on_start = watch_on_start
         self.project: ProjectRow | None = None
         self.live: dict[int, LiveRun] = {}
+        self.cold_runs: dict[str, CancelToken] = {}
+        """Project -> the token of its cold rerun (R) in flight: `c` cancels it."""
         self.runner_name = "…"
         self._detail_timer: Timer | None = None
         self._reload_timer: Timer | None = None

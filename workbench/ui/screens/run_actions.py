@@ -9,13 +9,14 @@ rerun is refused while a run is in flight. Answers come back as WorkDone message
 from __future__ import annotations
 
 from workbench.core.model import PIPELINE_COMPLETED
+from workbench.core.ports import CancelToken
 from workbench.ui.screens import loaders
 from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.drift import DriftScreen
 
 
 class RunActions:
-    """Mixed into MainScreen, which holds `session`, `watch`, `bridge`, `project` and the panes
+    """Mixed into MainScreen, which holds `session`, `watch`, `bridge`, `project`, `cold_runs` and the panes
     (`projects`, `table`), and provides `_in_thread`, `_runnable`, `_has_run_in_flight` and
     `_status`."""
 
@@ -37,8 +38,19 @@ class RunActions:
         self._status()
 
     def action_cancel_run(self) -> None:
-        if self.project is not None:
-            self._in_thread("cancel", self.project.name, self.watch.cancel, self.project.name)
+        if self.project is None:
+            return
+        cold = self.cold_runs.get(self.project.name)
+        if cold is not None:  # a cold rerun (R) runs beside the watch service, with its own token
+            cold.cancel("cancelled (c)")
+            self.notify(f"{self.project.name}: cancelling the cold rerun", timeout=3)
+            return
+        self._in_thread("cancel", self.project.name, self.watch.cancel, self.project.name)
+
+    def cancel_cold_runs(self) -> None:
+        """Stop every cold rerun in flight (the app is closing); each is recorded as cancelled."""
+        for token in self.cold_runs.values():
+            token.cancel("cancelled: the workbench closed")
 
     def _done_cancel(self, had_run: bool, project) -> None:
         if not had_run:
@@ -60,11 +72,25 @@ class RunActions:
             self.notify(f"{row.name}: a run is in flight; cancel it (c) or let it finish, then rerun cold",
                         severity="warning")
             return
-        self.notify(f"rerunning run {run.id} cold (nothing reused) to check it reproduces", timeout=4)
-        self._in_thread("reproduce", run.id, self.session.reproduce, run.id, self.bridge)
+        self.notify(f"rerunning run {run.id} cold (nothing reused) to check it reproduces; c cancels it", timeout=4)
+        token = self.cold_runs[row.name] = CancelToken()
+        self._in_thread("reproduce", run.id, self._reproduce, row.name, run.id, token)
+
+    def _reproduce(self, project: str, run_id: int, token: CancelToken):
+        """On a worker: the cold rerun; its token is dropped when it is recorded, however it ends."""
+        try:
+            return self.session.reproduce(run_id, self.bridge, cancel=token)
+        finally:
+            # From this thread, not through the UI thread: the app may be closing (it cancelled
+            # the token) and no longer answering. One dict operation is atomic.
+            if self.cold_runs.get(project) is token:
+                self.cold_runs.pop(project, None)
 
     def _done_reproduce(self, payload, run_id) -> None:
         record, result = payload
+        if str(record.status) == "cancelled":
+            self.notify(f"cold rerun {record.id} of run {run_id} cancelled", timeout=6)
+            return
         if record.status not in PIPELINE_COMPLETED:  # a failed gate reproduces too: metrics compared
             self.notify(f"cold rerun {record.id} of run {run_id} {record.status}: {record.reason}",
                         severity="error", timeout=10)
