@@ -32,8 +32,8 @@ time.sleep(120)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO), COLUMNS="200",
-                WORKBENCH_MLFLOW_SYNC="off", **extra)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), "COLUMNS": "200",
+            "WORKBENCH_MLFLOW_SYNC": "off", **extra}
 
 
 def workbench(*args: str, **popen) -> subprocess.Popen:
@@ -80,6 +80,24 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def processes_in(root: Path, settle_s: float = 5.0) -> list[int]:
+    """Live processes whose working folder is under `root` (a local stage runs in its snapshot);
+    waits up to `settle_s` for them to go."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and pid_alive(int(proc.name)) and \
+                        os.readlink(proc / "cwd").startswith(str(root)):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -141,8 +159,7 @@ def test_a_closed_pipe_cancels_the_run_quietly_with_141(sleepy):
     assert took < 30, f"the run went on for {took:.1f} s after its reader left"
     (run,) = runs_json(sleepy)
     assert run["status"] == "cancelled", run
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(sleepy) not in out, "a process of the run outlived it"
+    assert processes_in(sleepy) == [], "a process of the run outlived it"
 
 
 # -- Docker: the run's containers, warm and cold -------------------------------------------------
@@ -264,3 +281,63 @@ def test_orphan_cleanup_removes_only_this_workspaces_containers_of_dead_owners(
                 container.remove(force=True)
         for container in docker_engine.containers.list(all=True, filters={"label": f"workbench.test={tag}"}):
             container.remove(force=True)
+
+
+# -- the TUI: closing its terminal ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_closing_the_tuis_terminal_leaves_it_as_q_does(tmp_path, signum=signal.SIGHUP):
+    """The TUI in a real pseudo-terminal, watching a project whose stage is asleep; the terminal
+    closes (SIGHUP). SIGTERM takes the same path (workbench/ui/app.py)."""
+    import pty
+
+    from tests.test_watch import SLOW_PREP, WATCH_MANIFEST
+
+    write_project(tmp_path, **{"workbench.toml": WATCH_MANIFEST,
+                               "prep.py": SLOW_PREP.replace('print("sleeping"', 'print("sleeping", os.getpid()')
+                               .replace("import time, wb", "import os, time, wb")})
+    master, slave = pty.openpty()
+    env = cli_env(TERM="xterm-256color", WORKBENCH_CONFIG=str(tmp_path / "no-config.toml"), COLUMNS="120",
+                  LINES="35")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "tui", str(tmp_path), "--runner", "local"], cwd=REPO,
+                            env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    screen = bytearray()
+
+    def drain() -> None:  # a terminal that nobody reads blocks the app's writes
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    closed = False
+    try:
+        deadline = time.monotonic() + 60
+        running = []
+        while not running:  # edit until the watcher (started with the app) runs the slow stage
+            assert time.monotonic() < deadline, "the TUI never ran the change"
+            (tmp_path / "tiny" / "data.txt").write_text(f"slow {time.monotonic()}\n")
+            time.sleep(1.5)
+            running = [r for r in runs_json(tmp_path) if r["status"] == "running"]
+        assert processes_in(tmp_path), "the stage runs as a local process in the workspace"
+        if signum == signal.SIGHUP:
+            os.close(master)  # what the terminal emulator does; the kernel then sends SIGHUP
+            closed = True
+        proc.send_signal(signum)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if not closed:
+            os.close(master)
+    assert code == 128 + signum, (code, bytes(screen[-2000:]).decode("utf-8", "replace"))
+    runs = runs_json(tmp_path)
+    assert runs and all(r["status"] in ("cancelled", "superseded", "succeeded") for r in runs), runs
+    assert runs[0]["status"] == "cancelled", runs[0]
+    assert processes_in(tmp_path) == [], "a process of the run outlived the TUI"
