@@ -521,3 +521,62 @@ async def test_cancel_key_cancels_a_cold_rerun(workspace, tmp_path):
         assert run.trigger == "reproduce" and run.status == "cancelled", run
         assert run.id != original.id and time.monotonic() - started < 15
         assert any("cold rerun" in note and "cancelled" in note for _s, note, _t in app.notes), app.notes
+
+
+def _seconds(text: str) -> float:
+    number, unit = text.split()
+    return float(number) * {"ms": 0.001, "s": 1.0, "min": 60.0}[unit]
+
+
+@asyncio_test
+async def test_a_finishing_run_neither_flickers_nor_counts_backwards(workspace):
+    """Item 9: at a run's end the row read `● evaluate 10.3 s` → `● starting 10.8 s` →
+    `✓ succeeded 10.7 s`. The events of a run are played here as the pipeline sends them, with
+    a slow recording (gates, lineage, registry) between its last stage and its end."""
+    from datetime import datetime, timezone
+
+    from workbench.core.events import RunFinished, RunStarted, StageFinished, StageStarted
+    from workbench.core.formatting import duration as fmt_duration
+    from workbench.core.model import RunRecord, StageResult, StageStatus
+
+    session = WorkbenchSession(workspace, runner="local")
+    app = make_app(workspace, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        run_id, started = session.store.start_run("tiny", str(workspace / "tiny"), "manual", "local", [], [])
+        app.bridge(RunStarted(run_id, "tiny", ("prep", "fit"), "local", "manual"))
+        await wait_for(pilot, lambda: main.table.row(0) is not None and main.table.row(0).id == run_id,
+                       what="the run's row")
+        seen: list[tuple[str, str]] = []
+
+        async def look(seconds: float = 0.1) -> None:
+            await pilot.pause(seconds)
+            cells = dict(zip([c.key for c in main.table._columns], main.table._cells(main.table.row(0))))
+            seen.append((cells["status"][0], cells["duration"][0]))
+
+        for name in ("prep", "fit"):
+            app.bridge(StageStarted(run_id, name))
+            await look(0.3)
+            now = datetime.now(timezone.utc)
+            app.bridge(StageFinished(run_id, StageResult(name, StageStatus.SUCCEEDED, "python x.py", "k", "",
+                                                         started_at=now, finished_at=now, duration_s=0.3)))
+            await look()
+        for _ in range(10):  # recording takes a while on a busy machine
+            await look()
+        record = RunRecord(id=run_id, project="tiny", trigger=Trigger.MANUAL, status=RunStatus.SUCCEEDED,
+                           runner="local", started_at=started, finished_at=datetime.now(timezone.utc))
+        session.store.finish_run(record)
+        app.bridge(RunFinished(record))
+        for _ in range(5):
+            await look()
+        await wait_for(pilot, lambda: main.table.row(0).status == "succeeded", what="the row read again")
+        await look()
+
+    statuses = [status for status, _ in seen]
+    assert not any("starting" in status for status in statuses), statuses
+    assert statuses[-1] == "✓ succeeded" and statuses[1] == "● fit", statuses
+    first_done = statuses.index("✓ succeeded")
+    assert all(status == "✓ succeeded" for status in statuses[first_done:]), statuses
+    times = [_seconds(duration) for _, duration in seen]
+    assert times == sorted(times), seen  # never backwards
+    assert seen[-1][1] == fmt_duration(record.duration_s)

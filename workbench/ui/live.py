@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from workbench.core.events import (
     EnvironmentLog, RunEvent, RunFinished, RunStarted, StageFinished, StageLog, StageProgress, StageStarted,
@@ -39,6 +40,9 @@ class LiveRun:
     building: bool = False
     """The environment is being prepared (an image build) and no stage has started yet."""
     finished: bool = False
+    ended_at: datetime | None = None
+    """When its last stage ended (wall clock), while the run is being recorded: its elapsed
+    time stops there, so it never reads more than the recorded duration."""
     log: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=LOG_KEPT))
 
     @classmethod
@@ -51,13 +55,19 @@ class LiveRun:
         return next((s.name for s in self.stages.values() if s.status == "running"), None)
 
     def summary(self) -> str:
-        """What the run does now, for its row in the runs table: `train 40/200`."""
+        """What the run does now, for its row in the runs table: `train 40/200`; between two
+        stages the next one; once every stage ended, `recording` (gates, lineage, registry)."""
         if self.progress and self.progress[0] == self.current_stage:
             stage, done, total, _label = self.progress
             return f"{stage} {done}/{total}"
         if self.current_stage:
             return self.current_stage
-        return "building image" if self.building else "starting"
+        if self.building:
+            return "building image"
+        pending = [s.name for s in self.stages.values() if s.status == "pending"]
+        if len(pending) == len(self.stages):
+            return "starting"
+        return pending[0] if pending else "recording"
 
     def apply(self, event: RunEvent) -> None:
         if isinstance(event, StageStarted):
@@ -74,6 +84,8 @@ class LiveRun:
                                              if result.reused_from_run else "")
             if self.progress and self.progress[0] == result.stage:
                 self.progress = None
+            if all(s.status not in ("pending", "running") for s in self.stages.values()):
+                self.ended_at = result.finished_at or datetime.now(timezone.utc)
         elif isinstance(event, EnvironmentLog):
             if self.current_stage is None:
                 self.building = True

@@ -41,7 +41,7 @@ class ServiceEvents:
     def on_service_event(self, message: ServiceEvent) -> None:
         event = message.event
         if isinstance(event, RunStarted):
-            self.live[event.run_id] = LiveRun.from_event(event)
+            self.live[event.run_id] = self.table.live[event.run_id] = LiveRun.from_event(event)
             self.projects.update_row(event.project, busy=True)
             self._project_changed(event.project)
             self._after_run_event(event.run_id)
@@ -50,7 +50,7 @@ class ServiceEvents:
         elif hasattr(event, "run_id") and event.run_id in self.live:  # stage events
             live = self.live[event.run_id]
             live.apply(event)
-            self.table.live[event.run_id] = live.summary()
+            self.table.live[event.run_id] = live
             self.table.refresh()
             self._after_run_event(event.run_id)
         else:
@@ -62,6 +62,8 @@ class ServiceEvents:
         if live is not None:
             live.apply(event)
         self.table.live.pop(record.id, None)
+        self.table.finished[record.id] = (str(record.status), record.duration_s)
+        self.table.refresh()
         self.projects.update_row(record.project, busy=self._has_run_in_flight(record.project),
                                  last_status=str(record.status))
         self._project_changed(record.project, trend=True)
@@ -105,8 +107,12 @@ class ServiceEvents:
         if isinstance(event, BatchChecked):
             what = f"{event.batch}: drifted ({event.share:.0%} of columns)" if event.drifted else \
                 f"{event.batch}: no drift"
+            if event.verdict in ("not checked", "warning"):
+                what = f"{event.batch}: {event.summary}"
+            severity = {"not checked": "error", "warning": "warning"}.get(
+                event.verdict, "warning" if event.drifted else "information")
             self.notify(f"{what}; {'retraining' if event.retrain else 'no retrain'}: {event.reason}",
-                        title=event.project, severity="warning" if event.drifted else "information", timeout=8)
+                        title=event.project, severity=severity, timeout=8)
         elif event.version is not None:
             where = "in staging" if event.staged else "ready for staging"
             if event.gates_failed:

@@ -26,6 +26,7 @@ from textual.strip import Strip
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import RunSummary
 from workbench.ui import format as fmt
+from workbench.ui.live import LiveRun
 
 PAGE = 200
 KEEP_PAGES = 12
@@ -179,8 +180,12 @@ class RunsTable(ScrollView, can_focus=True):
         self.loaded = False
         """True once the first count arrived for the current project and filter."""
         self.error: str | None = None
-        self.live: dict[int, str] = {}
-        """Run id -> what a running run is doing (`train 40/200`), set by the screen."""
+        self.live: dict[int, LiveRun] = {}
+        """Run id -> a run in flight as this app sees it from its events, set by the screen:
+        what it is doing (`train 40/200`) and when its last stage ended."""
+        self.finished: dict[int, tuple[str, float | None]] = {}
+        """Run id -> (status, duration) of a run whose end this app saw before its row was read
+        again: the row shows its outcome at once, not `running` with a clock still going."""
         self.marked: int | None = None
         self._pages: OrderedDict[int, list[RunSummary]] = OrderedDict()
         self._pending: set[int] = set()
@@ -304,6 +309,9 @@ class RunsTable(ScrollView, can_focus=True):
         for page, rows in message.pages.items():
             self._pages[page] = rows
             self._pending.discard(page)
+            for run in rows:
+                if run.status != "running":
+                    self.finished.pop(run.id, None)
         while len(self._pages) > KEEP_PAGES:
             self._pages.popitem(last=False)
         if message.total is not None:
@@ -428,14 +436,18 @@ class RunsTable(ScrollView, can_focus=True):
         live = self.live.get(run.id)
         status = run.status
         elapsed = run.duration_s
-        if status == "running":
-            elapsed = (datetime.now(timezone.utc) - run.started_at).total_seconds()
+        if status == "running" and run.id in self.finished:
+            status, elapsed = self.finished[run.id]
+        elif status == "running":
+            until = live.ended_at if live is not None and live.ended_at is not None else datetime.now(timezone.utc)
+            elapsed = max((until - run.started_at).total_seconds(), 0.0)
         gates_tone = "bad" if run.gates_failed else ("good" if run.gates_passed else "muted")
         values = {
             "mark": ("◆" if run.id == self.marked else " ", "mark"),
             "id": (str(run.id), None),
             "trigger": (TRIGGER_SHORT.get(run.trigger, run.trigger), "muted" if run.trigger == "manual" else None),
-            "status": (f"{fmt.GLYPHS['running']} {live}" if live and status == "running" else fmt.status_text(status),
+            "status": (f"{fmt.GLYPHS['running']} {live.summary()}" if live and status == "running"
+                       else fmt.status_text(status),
                        fmt.tone(status)) if self._status_width() > 1 else (fmt.GLYPHS.get(status, "?"), fmt.tone(status)),
             "started": (fmt.when(run.started_at), "muted"),
             "duration": (fmt.duration(elapsed), None),
