@@ -98,7 +98,7 @@ def test_stages_share_one_warm_worker_and_each_child_starts_clean(tmp_path, runn
     assert one.metrics["warm"] == 1.0 and two.metrics["warm"] == 1.0
     assert two.metrics["leaked"] == 0.0, "environment or module state leaked from one child to the next"
     assert one.metrics["pid"] != two.metrics["pid"]
-    assert Path(one.output_dir, "cwd.txt").read_text() == f"/wb/snapshots/{record.snapshot_id}"
+    assert Path(one.output_dir, "cwd.txt").read_text() == "/wb/project", "the same paths as a cold container"
     created = docker_engine.events(since=since, until=datetime.now(timezone.utc) + timedelta(seconds=2), decode=True,
                                    filters={"type": "container", "event": "create", "label": "workbench.project=warm"})
     assert len(list(created)) == 1
@@ -106,7 +106,9 @@ def test_stages_share_one_warm_worker_and_each_child_starts_clean(tmp_path, runn
     (container,) = workers(docker_engine, "warm")
     attrs = container.attrs
     mounts = {m["Destination"]: m["RW"] for m in attrs["Mounts"]}
-    assert mounts == {"/wb/snapshots": False, "/wb/runs": True, "/wb/ctl": True, "/wb/lib": False}
+    # Only the stage's own folders and a read-only control folder: nothing else of the workspace.
+    assert mounts == {"/wb/project": False, "/wb/upstream": False, "/wb/out": True, "/wb/ctl": False,
+                      "/wb/lib": False}
     host = attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
     assert host["Memory"] == 256 * 1024**2 and attrs["Config"]["User"] not in ("", "0", "root", "0:0")

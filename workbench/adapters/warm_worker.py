@@ -2,17 +2,22 @@
 libraries once and forks a clean child per stage run (see runtime/wb_worker.py).
 
 The container has the cold path's settings (no network unless allowed, not root, read-only root
-filesystem, no capabilities, memory/CPU/pid limits, never the Docker socket). It sees the
-workspace's snapshots read-only and its run output folders read-write, and each child is pointed
-at its own snapshot and output folder. The cold path (a container per stage, `--cold`) mounts
-only the stage's own folders; it is the strict reproducibility check.
+filesystem, no capabilities, memory/CPU/pid limits, never the Docker socket), and, like a cold
+container, sees only the folders of the one stage it runs: a private slot (worker_slot.py) that
+the host fills with hard links of the run's snapshot and the declared upstream outputs before
+the stage, and empties after it, moving the outputs into the run's output folder. The server
+reports a stage's end only once every process the stage started is gone, so nothing can change
+its outputs once they are recorded. Each workbench process has its own workers and control
+folders (worker_control.py): processes sharing a workspace never touch each other's workers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -29,16 +34,19 @@ from docker.types import Mount
 
 from workbench.adapters.container_owner import owner_labels
 from workbench.adapters.docker_limits import limits_named
+from workbench.adapters.worker_control import SOCKET_NAME, ControlFolder
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, LogSink, StageJob, StageOutcome
 from workbench.runtime import RUNTIME_DIR
 
-SNAPSHOTS_MOUNT = "/wb/snapshots"
-RUNS_MOUNT = "/wb/runs"
+# The stage's folders are where a cold container has them (docker_runner.py), so a stage sees
+# the same paths warm or cold.
+PROJECT_MOUNT = "/wb/project"
+OUTPUT_MOUNT = "/wb/out"
+UPSTREAM_MOUNT = "/wb/upstream"
 CTL_MOUNT = "/wb/ctl"
 LIB_MOUNT = "/wb/lib"
-SOCKET_NAME = "worker.sock"
 START_TIMEOUT_S = 180.0
 LOG_TAIL = 20
 NOBODY = (65534, 65534)
@@ -302,7 +310,8 @@ class WorkerPool:
 
     @staticmethod
     def can_serve(job: StageJob, state_dir: Path) -> bool:
-        """Warm workers mount the workspace's snapshot and run folders; a job elsewhere goes cold."""
+        """Warm workers keep their folders in the workspace's state folder (hard links of the
+        snapshot and upstream outputs, a rename of the outputs): a job elsewhere goes cold."""
         state = state_dir.resolve()
         outputs = [job.output_dir, *job.upstream_dirs.values()]
         return _under(Path(job.project_dir).resolve(), state / "snapshots") and all(
@@ -334,33 +343,51 @@ class WorkerPool:
     def _discard(self, key: WorkerKey) -> None:
         worker = self._workers.pop(key, None)
         if worker is not None:
+            worker.close()
             try:
                 worker.container.remove(force=True)
             except (docker.errors.DockerException, requests.RequestException):
                 pass
+            worker.control.remove()
 
     def _start(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
         state = Path(key.state_dir)
-        ctl = state / "workers" / key.short
-        ctl.mkdir(parents=True, exist_ok=True)
-        (state / "runs").mkdir(exist_ok=True)
-        (state / "snapshots").mkdir(exist_ok=True)
-        user = f"{os.getuid()}:{os.getgid()}"
-        if os.getuid() == 0:
-            os.chown(ctl, *NOBODY)
-            user = "%d:%d" % NOBODY
-        socket_path = ctl / SOCKET_NAME
-        socket_path.unlink(missing_ok=True)
-        mounts = [
-            Mount(SNAPSHOTS_MOUNT, str(state / "snapshots"), type="bind", read_only=True),
-            Mount(RUNS_MOUNT, str(state / "runs"), type="bind", read_only=False),
-            Mount(CTL_MOUNT, str(ctl), type="bind", read_only=False),
-            Mount(LIB_MOUNT, str(RUNTIME_DIR), type="bind", read_only=True),
-        ]
-        on_log(f"starting a warm worker for {key.project} (preloading {', '.join(preload) or 'nothing'})")
-        container = self.client.containers.run(
+        user = "%d:%d" % NOBODY if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+        control = ControlFolder.create(state / "workers", key.short)
+        try:
+            listener = control.listen()
+            # Nothing of the workspace but this worker's own folders: the slot at the paths a
+            # cold container has, and the folder of the socket, read-only, so no stage can
+            # replace it.
+            slot = control.slot
+            mounts = [
+                Mount(PROJECT_MOUNT, str(slot.inputs), type="bind", read_only=True),
+                Mount(UPSTREAM_MOUNT, str(slot.upstream), type="bind", read_only=True),
+                Mount(OUTPUT_MOUNT, str(slot.output), type="bind", read_only=False),
+                Mount(CTL_MOUNT, str(control.socket_dir), type="bind", read_only=True),
+                Mount(LIB_MOUNT, str(RUNTIME_DIR), type="bind", read_only=True),
+            ]
+            on_log(f"starting a warm worker for {key.project} (preloading {', '.join(preload) or 'nothing'})")
+            container = self._run_container(key, preload, mounts, user, state)
+            try:
+                conn, hello, pending = self._await_hello(container, listener)
+            finally:
+                control.stop_listening(listener)
+        except BaseException:
+            control.remove()
+            raise
+        worker = WarmWorker(container, key, control, conn, hello, self.stall_s, pending)
+        if hello.get("failed"):
+            on_log(f"warm worker could not preload: {hello['failed']}")
+        on_log(f"warm worker ready: imported {', '.join(hello.get('preloaded', [])) or 'nothing'} "
+               f"in {hello.get('import_seconds', 0):.2f} s")
+        return worker
+
+    def _run_container(self, key: WorkerKey, preload: list[str], mounts: list[Mount], user: str,
+                       state: Path) -> Container:
+        return self.client.containers.run(
             key.image_tag,
-            ["python", f"{LIB_MOUNT}/wb_worker.py", "--socket", f"{CTL_MOUNT}/{SOCKET_NAME}",
+            ["python", f"{LIB_MOUNT}/wb_worker.py", "--connect", f"{CTL_MOUNT}/{SOCKET_NAME}",
              "--preload", ",".join(preload)],
             detach=True,
             working_dir="/tmp",
@@ -381,37 +408,55 @@ class WorkerPool:
             labels={"workbench.project": key.project, "workbench.image_id": key.image_id,
                     **owner_labels(state), ROLE_LABEL: "worker"},
         )
-        hello = self._await_hello(container, socket_path)
-        worker = WarmWorker(container, key, socket_path, hello, self.stall_s)
-        if hello.get("failed"):
-            on_log(f"warm worker could not preload: {hello['failed']}")
-        on_log(f"warm worker ready: imported {', '.join(hello.get('preloaded', [])) or 'nothing'} "
-               f"in {hello.get('import_seconds', 0):.2f} s")
-        return worker
 
     @staticmethod
-    def _await_hello(container: Container, socket_path: Path) -> dict:
+    def _await_hello(container: Container, listener: socket.socket) -> tuple[socket.socket, dict, bytes]:
+        """The worker's connection and its hello line (sent once its preload is done)."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        stream = container.logs(stream=True, follow=True)
-        buffer = b""
-        for chunk in stream:
-            buffer += chunk
-            if b"\n" in buffer:
-                line = buffer.split(b"\n", 1)[0]
-                try:
-                    hello = json.loads(line)
-                except ValueError:
-                    break
-                while not socket_path.exists() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                return hello
-            if time.monotonic() > deadline:
-                break
-        logs = container.logs(tail=10).decode("utf-8", "replace")
+
+        def still_starting() -> bool:
+            try:
+                container.reload()
+            except (docker.errors.DockerException, requests.RequestException):
+                return False
+            return container.status in ("created", "running") and time.monotonic() < deadline
+
+        listener.settimeout(0.25)
+        conn = None
         try:
+            while conn is None:
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    if not still_starting():
+                        break
+            buffer = b""
+            if conn is not None:
+                conn.settimeout(0.25)
+                while b"\n" not in buffer:
+                    try:
+                        chunk = conn.recv(65536)
+                    except TimeoutError:
+                        if still_starting():
+                            continue
+                        chunk = b""
+                    if not chunk:
+                        break
+                    buffer += chunk
+            if conn is not None and b"\n" in buffer:
+                line, pending = buffer.split(b"\n", 1)
+                hello = json.loads(line)
+                conn.settimeout(None)
+                return conn, hello, pending
+        except (OSError, ValueError):
+            pass
+        if conn is not None:
+            conn.close()
+        try:
+            logs = container.logs(tail=10).decode("utf-8", "replace")
             container.remove(force=True)
         except (docker.errors.DockerException, requests.RequestException):
-            pass
+            logs = ""
         raise WorkbenchError(f"the warm worker did not start: {logs.strip() or 'no output'}")
 
 

@@ -5,20 +5,34 @@ Standard library only; runs in the user's image. One thread, one selector loop: 
 stay fork-safe, so it never starts threads and never trains or predicts (OpenMP's thread pool,
 used by LightGBM, does not survive a fork once it has run).
 
-Protocol, JSON lines over a Unix socket, one connection per stage run:
-  client -> {"op": "run", "command": "...", "cwd": "...", "env": {...}, "stall_s": seconds}
-  server -> {"event": "started", "pid": N}
-  server -> {"event": "log", "line": "..."}            (stdout and stderr, merged, in order)
-  server -> {"event": "exit", "code": N, "signal": S | null, "oom": bool, "stalled": bool}
-  client -> {"op": "cancel"} or closes the connection  => the child's process group is killed
+The server connects once, at start, to a socket the host listens on (in a folder mounted
+read-only, so no stage can replace it), and serves one stage at a time over that connection,
+JSON lines:
+  server -> {"event": "hello", "preloaded": [...], ...}   (once, after the preload)
+  host   -> {"op": "run", "job": J, "command": "...", "cwd": "...", "env": {...}, "stall_s": seconds}
+  server -> {"event": "started", "job": J, "pid": N}
+  server -> {"event": "log", "job": J, "line": "..."}   (stdout and stderr, merged, in order)
+  server -> {"event": "exit", "job": J, "code": N, "signal": S | null, "oom": bool, "stalled": bool,
+             "survivors": N}
+  host   -> {"op": "cancel", "job": J}                  => the child's process group is killed
+The host closing the connection ends the server (and with it the container).
+
+A stage ends when everything it started has ended: after its child exits (or is killed), every
+other process in the container except init (PID 1) and this server is killed, the scratch
+places a stage can write (/tmp, /dev/shm, /dev/mqueue, System V IPC) are emptied, and only then
+is the exit reported. The host moves the outputs only after that, so nothing of the stage can
+change them afterwards, and nothing of one stage reaches the next.
 """
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
 import runpy
 import selectors
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -26,6 +40,12 @@ import time
 import traceback
 
 READ_CHUNK = 65536
+STRAY_KILL_S = 5.0
+"""How long killing a stage's leftover processes may take; the host removes the container if
+any survive (a process stuck in the kernel)."""
+SCRATCH_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+PR_SET_DUMPABLE = 4
+IPC_RMID = 0
 
 
 def preload(modules):
@@ -86,13 +106,15 @@ def library_modules(names):
     return found
 
 
-def run_child(request, write_fd, listener, learn_fd):
+def run_child(request, write_fd, close_in_child, learn_fd):
     """In the forked child: become a clean process for one stage, run it, never return."""
     code = 1
     inherited = set(sys.modules)
     try:
         os.setsid()
-        listener.close()
+        # The host connection and the selector must not reach the stage: with the connection a
+        # stage could send the host a false "exit" and keep writing its outputs.
+        close_in_child()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(write_fd, 1)
@@ -165,8 +187,107 @@ def group_cpu_ticks(pgid):
     return total
 
 
+def _process_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def kill_strays(timeout_s=STRAY_KILL_S):
+    """Kill every process in the container but init and this server: what a stage left behind
+    (a double-forked daemon is reparented to init, outside the stage's process group and
+    session, so only a sweep of the container's PID namespace finds it). Repeats until a sweep
+    finds nothing alive, so a process forked during a sweep is caught by the next. Returns the
+    pids still alive after `timeout_s` (none, unless one is stuck in the kernel)."""
+    me = os.getpid()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in (1, me):
+                continue
+            state = _process_state(int(entry))
+            if state is None or state in "ZXx":  # gone, or a zombie init will reap: harmless
+                continue
+            alive.append(int(entry))
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.002)
+
+
+def _remove_tree(path):
+    def retry_writable(function, name, _exc):
+        # A stage may leave a folder without write or search permission for its owner.
+        try:
+            os.chmod(os.path.dirname(name) or "/", 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+            function(name)
+        except OSError:
+            pass
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=retry_writable)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def wipe_scratch():
+    """Empty every place a stage can write besides its output folder, so a later stage of this
+    worker starts as a fresh container would."""
+    for folder in SCRATCH_DIRS:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            _remove_tree(os.path.join(folder, name))
+    _remove_ipc_objects()
+
+
+def _remove_ipc_objects():
+    """System V shared memory, message queues and semaphores outlive their processes."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return
+    removers = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None),
+                "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+                "sem": lambda i: libc.semctl(i, 0, IPC_RMID)}
+    for kind, remove in removers.items():
+        try:
+            with open("/proc/sysvipc/" + kind) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                remove(int(fields[1]))
+
+
+def make_undumpable():
+    """Stages run as the server's user; without this one could ptrace the server or write its
+    memory through /proc and so reach later stages. Non-dumpable needs CAP_SYS_PTRACE for both,
+    which the container does not have."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Job:
-    def __init__(self, conn, pid, read_fd, oom_before, stall_s, learn_fd):
+    def __init__(self, job_id, conn, pid, read_fd, oom_before, stall_s, learn_fd):
+        self.job_id = job_id
         self.conn, self.pid, self.read_fd, self.oom_before = conn, pid, read_fd, oom_before
         self.learn_fd = learn_fd
         self.partial = b""
@@ -189,10 +310,11 @@ class Job:
             self.kill()
 
     def send(self, message):
+        message["job"] = self.job_id
         try:
             self.conn.sendall((json.dumps(message) + "\n").encode())
         except OSError:
-            self.kill()  # the client is gone: nobody wants this run any more
+            self.kill()  # the host is gone: nobody wants this run any more
 
     def kill(self):
         try:
@@ -202,17 +324,14 @@ class Job:
 
 
 class Server:
-    def __init__(self, path):
-        self.path = path
-        if os.path.exists(path):
-            os.unlink(path)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(16)
+    """Serves the host over one connection, one stage at a time."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.buffer = b""
+        self.job = None
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
-        self.pending = {}  # connection -> bytes received before a full request line
-        self.jobs = {}  # connection -> Job
+        self.selector.register(conn, selectors.EVENT_READ, ("host", None))
         # A child's exit must wake the loop at once (a cancel is answered within milliseconds):
         # SIGCHLD writes a byte to this pipe, which the selector watches.
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -224,15 +343,12 @@ class Server:
 
     def serve(self, hello):
         self.hello = hello
+        self.conn.sendall((json.dumps(hello) + "\n").encode())
         while True:
             for key, _ in self.selector.select(timeout=0.5):
                 kind, data = key.data
-                if kind == "accept":
-                    conn, _ = self.listener.accept()
-                    self.pending[conn] = b""
-                    self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
-                elif kind == "conn":
-                    self.on_client(data)
+                if kind == "host":
+                    self.on_host()
                 elif kind == "output":
                     self.on_output(data)
                 elif kind == "wakeup":
@@ -242,35 +358,43 @@ class Server:
                         pass
             self.reap()
 
-    def on_client(self, conn):
+    def on_host(self):
         try:
-            chunk = conn.recv(READ_CHUNK)
+            chunk = self.conn.recv(READ_CHUNK)
         except OSError:
             chunk = b""
-        job = self.jobs.get(conn)
-        if not chunk:
-            if job:
-                job.kill()
-            self.selector.unregister(conn)
-            self.pending.pop(conn, None)
-            if not job:
-                conn.close()
-            return
-        if job:
-            if b'"cancel"' in chunk:
-                job.kill()
-            return
-        self.pending[conn] += chunk
-        if b"\n" not in self.pending[conn]:
-            return
-        line = self.pending.pop(conn).split(b"\n", 1)[0]
-        request = json.loads(line)
-        if request.get("op") == "hello":
-            conn.sendall((json.dumps(self.hello) + "\n").encode())
-            return
-        self.start(conn, request)
+        if not chunk:  # the host is gone: so is every reason to keep running
+            if self.job:
+                self.job.kill()
+            kill_strays()
+            sys.exit(0)
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.on_request(json.loads(line))
 
-    def start(self, conn, request):
+    def on_request(self, request):
+        op = request.get("op")
+        if op == "cancel":
+            if self.job and self.job.job_id == request.get("job"):
+                self.job.kill()
+        elif op == "run":
+            if self.job:  # the host runs one stage at a time; refuse rather than mix two
+                message = {"event": "exit", "job": request.get("job"), "code": 125, "signal": None,
+                           "oom": False, "stalled": False, "survivors": 0, "busy": True}
+                self.conn.sendall((json.dumps(message) + "\n").encode())
+            else:
+                self.start(request)
+
+    def close_in_child(self):
+        self.selector.close()
+        self.conn.close()
+        signal.set_wakeup_fd(-1)
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+
+    def start(self, request):
         read_fd, write_fd = os.pipe()
         learn_r, learn_w = os.pipe()
         oom_before = oom_kills()
@@ -278,16 +402,14 @@ class Server:
         if pid == 0:
             os.close(read_fd)
             os.close(learn_r)
-            signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.close(self.wakeup_r)
-            os.close(self.wakeup_w)
-            run_child(request, write_fd, self.listener, learn_w)
+            run_child(request, write_fd, self.close_in_child, learn_w)
         os.close(write_fd)
         os.close(learn_w)
-        job = Job(conn, pid, read_fd, oom_before, float(request.get("stall_s") or 0), learn_r)
-        self.jobs[conn] = job
+        job = Job(request.get("job"), self.conn, pid, read_fd, oom_before, float(request.get("stall_s") or 0),
+                  learn_r)
+        self.job = job
         os.set_blocking(read_fd, False)
         self.selector.register(read_fd, selectors.EVENT_READ, ("output", job))
         job.send({"event": "started", "pid": pid})
@@ -311,35 +433,40 @@ class Server:
             job.send({"event": "log", "line": line.decode("utf-8", "replace").rstrip("\r")})
 
     def reap(self):
-        now = time.monotonic()
-        for conn, job in list(self.jobs.items()):
-            job.check_stalled(now)
-            try:
-                pid, status = os.waitpid(job.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = job.pid, 0
-            if pid == 0:
-                continue
-            if not job.eof:  # output may still be buffered in the pipe: drain it first
-                while not job.eof:
-                    self.on_output(job)
-                    if not job.eof:
-                        time.sleep(0.001)
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + (sig or 0)
-            after = oom_kills()
-            # Killed by SIGKILL, directly or as a shell's child (exit 137), while the container's
-            # OOM-kill counter went up: the memory limit, not a bug in the stage.
-            killed = sig == signal.SIGKILL or code == 128 + signal.SIGKILL
-            oom = killed and None not in (after, job.oom_before) and after > job.oom_before
-            job.send({"event": "exit", "code": code, "signal": sig, "oom": bool(oom), "stalled": job.stalled})
-            del self.jobs[conn]
-            try:
-                self.selector.unregister(conn)
-            except (KeyError, ValueError):
-                pass
-            conn.close()
-            self.learn(job)
+        job = self.job
+        if job is None:
+            return
+        job.check_stalled(time.monotonic())
+        try:
+            pid, status = os.waitpid(job.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = job.pid, 0
+        if pid == 0:
+            return
+        # The stage is over when everything it started is: a leftover process could still
+        # write its outputs, or hold the output pipe open and keep the drain below waiting.
+        survivors = kill_strays()
+        if job.eof:
+            pass
+        elif not survivors:
+            os.set_blocking(job.read_fd, True)
+            while not job.eof:  # every writer is gone: what is left in the pipe, then EOF
+                self.on_output(job)
+        else:
+            self.selector.unregister(job.read_fd)
+            os.close(job.read_fd)
+        wipe_scratch()
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + (sig or 0)
+        after = oom_kills()
+        # Killed by SIGKILL, directly or as a shell's child (exit 137), while the container's
+        # OOM-kill counter went up: the memory limit, not a bug in the stage.
+        killed = sig == signal.SIGKILL or code == 128 + signal.SIGKILL
+        oom = killed and None not in (after, job.oom_before) and after > job.oom_before
+        self.job = None
+        job.send({"event": "exit", "code": code, "signal": sig, "oom": bool(oom), "stalled": job.stalled,
+                  "survivors": len(survivors)})
+        self.learn(job)
 
     def learn(self, job):
         """Import what the finished child imported from installed libraries (import only: the
@@ -358,16 +485,17 @@ class Server:
 
 def main():
     args = sys.argv[1:]
-    path = args[args.index("--socket") + 1]
+    path = args[args.index("--connect") + 1]
     modules = [m for m in (args[args.index("--preload") + 1] if "--preload" in args else "").split(",") if m]
+    make_undumpable()
+    # Connect before importing anything of the user's: the host accepts one connection only.
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(path)
     loaded, failed, seconds = preload(modules)
     hello = {"event": "hello", "pid": os.getpid(), "python": sys.version.split()[0], "preloaded": loaded,
              "failed": failed, "import_seconds": round(seconds, 3), "threads": len(os.listdir("/proc/self/task"))}
-    server = Server(path)
-    # The host waits for this line on the container's output before it connects.
-    print(json.dumps(hello), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.serve(hello)
+    Server(conn).serve(hello)
 
 
 if __name__ == "__main__":
