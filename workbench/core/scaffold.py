@@ -1,17 +1,23 @@
 """A first manifest for a folder of ML code: what `workbench init` writes.
 
-Pure: it is handed the folder's file list (project-relative POSIX paths) and returns the
-manifest's text, which parses (the caller checks it before writing anything). It only writes
-down what it found: stages for the scripts with the usual names, chained in the usual order;
-the data files, params file and requirements every stage may read. What it cannot know (the
+Pure: it is handed the folder's file list (project-relative POSIX paths) and the text of its
+Python files, and returns the manifest's text, which parses (the caller checks it before
+writing anything). It only writes down what it found: stages for the scripts with the usual
+names that are scripts (they do their work when run; a `features.py` of functions that the
+others import is a module, not a stage), chained in the usual order, each reading its own
+script, the local modules it imports and the data and params files it names. What it cannot know (the
 label column, the primary metric, gates) is left as commented lines that say what to put there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import PurePosixPath
+
+from workbench.core.script_facts import ScriptFacts, local_modules, read_facts
 
 STAGE_ORDER = ("validate", "prepare", "preprocess", "featurize", "features", "train", "evaluate", "score")
 """Script names that become stages, in pipeline order (each depends on the one before)."""
@@ -22,17 +28,29 @@ IGNORED_PARTS = {".workbench", ".git", ".venv", "venv", "__pycache__", "node_mod
 
 
 class NothingToRun(ValueError):
-    """No script with a stage's name: there is no pipeline to write down."""
+    """No script that is a stage: there is no pipeline to write down."""
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    script: str
+    inputs: tuple[str, ...]
+    """The script, the project's modules it imports, and the data and params files it names."""
+    why: str
+    """What showed it is a stage (`if __name__ == "__main__"`, top-level calls)."""
 
 
 @dataclass(frozen=True)
 class Scaffold:
     name: str
-    stages: tuple[tuple[str, str], ...]
-    """(stage name, script path), in pipeline order."""
+    stages: tuple[StagePlan, ...]
+    """In pipeline order."""
     data: tuple[str, ...]
     params: str | None
     requirements: str | None
+    not_stages: tuple[tuple[str, str], ...] = ()
+    """(script, why not): files with a stage's name that are modules (or unreadable)."""
 
 
 def project_name(folder_name: str) -> str:
@@ -41,24 +59,79 @@ def project_name(folder_name: str) -> str:
     return name or "project"
 
 
-def survey(folder_name: str, files: list[str]) -> Scaffold:
-    """What a manifest for these files would hold. Raises NothingToRun without stage scripts."""
+def survey(folder_name: str, files: list[str], sources: Mapping[str, str]) -> Scaffold:
+    """What a manifest for these files would hold; `sources` is the text of their Python files.
+    Raises NothingToRun when no file with a stage's name is a script that does work when run."""
     visible = [f for f in files if not IGNORED_PARTS.intersection(PurePosixPath(f).parts)]
     present = set(visible)
-    stages = []
+    facts = {path: read_facts(text) for path, text in sources.items() if path in present and path.endswith(".py")}
+    data = tuple(sorted(f for f in visible if f.lower().endswith(DATA_SUFFIXES)))
+    params = next((p for p in PARAMS_FILES if p in present), None)
+    importers = _importers(facts, visible)
+    stages, not_stages = [], []
     for stage in STAGE_ORDER:
         script = next((f"{folder}/{stage}.py".lstrip("/") for folder in SCRIPT_FOLDERS
                        if f"{folder}/{stage}.py".lstrip("/") in present), None)
-        if script is not None:
-            stages.append((stage, script))
+        if script is None:
+            continue
+        why, why_not = _verdict(script, facts.get(script), importers.get(script, []))
+        if why_not:
+            not_stages.append((script, why_not))
+            continue
+        modules = local_modules(script, facts, visible)
+        named = {s for path in (script, *modules) if path in facts for s in facts[path].strings}
+        read = [f for f in (*data, *([params] if params else [])) if _names(f, named)]
+        stages.append(StagePlan(stage, script, (script, *modules, *read), why))
     if not stages:
         looked = ", ".join(f"{stage}.py" for stage in ("validate", "train", "evaluate"))
+        skipped = "".join(f"; {script} is not one: {why}" for script, why in not_stages)
         raise NothingToRun(f"no stage scripts found (looked for {looked} and the like, at the top and under "
-                           f"{', '.join(f + '/' for f in SCRIPT_FOLDERS if f)})")
-    data = tuple(sorted(f for f in visible if f.lower().endswith(DATA_SUFFIXES)))
-    params = next((p for p in PARAMS_FILES if p in present), None)
+                           f"{', '.join(f + '/' for f in SCRIPT_FOLDERS if f)}){skipped}")
     requirements = "requirements.txt" if "requirements.txt" in present else None
-    return Scaffold(project_name(folder_name), tuple(stages), data, params, requirements)
+    return Scaffold(project_name(folder_name), tuple(stages), data, params, requirements, tuple(not_stages))
+
+
+def _verdict(script: str, facts: ScriptFacts | None, importers: list[str]) -> tuple[str, str | None]:
+    """(why it is a stage, why it is not): a stage does its job when run; a module that other
+    files import and that does nothing on its own is what the stages depend on."""
+    if facts is None:
+        return "", "it could not be read"
+    if facts.problem:
+        return "", facts.problem
+    if facts.main_guard:
+        return 'it runs under `if __name__ == "__main__"`', None
+    if importers:
+        return "", f"a module imported by {', '.join(importers)}, not a script"
+    if facts.does_work:
+        return "it does its work at the top level when run", None
+    return "", "it only defines functions and classes, so running it does nothing"
+
+
+def _importers(facts: dict[str, ScriptFacts], files: list[str]) -> dict[str, list[str]]:
+    """For each Python file, the files that import it directly."""
+    found: dict[str, list[str]] = {}
+    for path in facts:
+        direct = ScriptFacts(imports=facts[path].imports)  # one level: whom `path` names itself
+        for module in local_modules(path, {path: direct}, files):
+            found.setdefault(module, []).append(path)
+    return {module: sorted(paths) for module, paths in found.items()}
+
+
+def _names(path: str, strings: set[str]) -> bool:
+    """Whether one of a script's string constants names this file: its path, its file name, a
+    glob that matches it, or the folder it is in (`os.listdir("data")`)."""
+    name = PurePosixPath(path).name
+    for text in strings:
+        text = text.replace("\\", "/").removeprefix("./").strip()
+        if not text or len(text) > 300:
+            continue
+        if text in (path, name) or (path.endswith("/" + text) and "." in text):
+            return True
+        if any(c in text for c in "*?[") and (fnmatch(path, text) or fnmatch(name, text)):
+            return True
+        if "/" in path and path.startswith(text.rstrip("/") + "/") and "." not in PurePosixPath(text).name:
+            return True
+    return False
 
 
 def manifest_text(scaffold: Scaffold) -> str:
@@ -84,17 +157,21 @@ def manifest_text(scaffold: Scaffold) -> str:
     else:
         lines.append("# requirements = \"requirements.txt\"  # what the stages import, installed into the image")
     lines += ['memory = "2g"', "cpus = 1.0", "network = false", ""]
+    if scaffold.not_stages:
+        lines.append("# Not made stages (a stage is a script that does its work when run):")
+        lines += [f"#   {script}: {why}" for script, why in scaffold.not_stages]
+        lines.append("")
+    lines += ["# Each stage's inputs: its script, the project's modules it imports, and the data and",
+              "# params files it names; a file it reads by another name belongs here too.", ""]
     previous = None
-    for stage, script in scaffold.stages:
-        folder = str(PurePosixPath(script).parent)
-        code = "*.py" if folder == "." else f"{folder}/*.py"  # the script and the modules beside it
-        inputs = [code, *scaffold.data, *([scaffold.params] if scaffold.params else [])]
-        lines += [f"[stages.{stage}]", f"command = {q('python ' + script)}",
-                  f"inputs = [{', '.join(q(i) for i in inputs)}]"]
+    for stage in scaffold.stages:
+        lines += [f"[stages.{stage.name}]", f"# a stage because {stage.why}",
+                  f"command = {q('python ' + stage.script)}",
+                  f"inputs = [{', '.join(q(i) for i in stage.inputs)}]"]
         if previous:
             lines.append(f"depends_on = [{q(previous)}]")
         lines.append("")
-        previous = stage
+        previous = stage.name
     lines += [
         "[gates]",
         "# A run passes only if every gate holds, e.g.:",

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.adapters.project_sources import read_python_sources
 from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
 from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from workbench.core.scaffold import NothingToRun, manifest_text, survey
@@ -143,7 +144,7 @@ class Workspace:
             if len(files) > 100_000:
                 break  # a data lake, not a project: what was seen is enough to find the scripts
         try:
-            text = manifest_text(survey(path.name, files))
+            text = manifest_text(survey(path.name, files, read_python_sources(path, files)))
         except NothingToRun as exc:
             raise WorkbenchError(f"{path}: {exc}; add one (see projects/telco-churn for a complete example)") from None
         manifest = parse_manifest(text, str(target))  # never write a manifest that does not load
