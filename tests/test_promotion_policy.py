@@ -140,8 +140,7 @@ def test_alias_moved_meanwhile():
     seen = decide(facts(), alias="staging", holder=1)
     moved = alias_moved(seen, now_held_by=4)
     assert not moved.allowed and moved.from_version == 4
-    assert failed(moved) == {"alias_unchanged": "staging moved meanwhile: it was held by version 1 when this promote "
-                                                "was checked, and is now held by version 4; check again"}
+    assert failed(moved) == {"alias_unchanged": "staging moved from v1 to v4 since you looked; review and try again"}
 
 
 def test_unknown_alias_is_a_programming_error():

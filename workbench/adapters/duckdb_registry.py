@@ -4,10 +4,14 @@ Its tables live in the lineage store's file (schema migration 2) and every opera
 short transaction through the lineage store's session, which attaches the file, retries while
 another process holds it, and maps DuckDB's errors to ours.
 
-A promotion is one write transaction: read the facts, let the pure policy decide, compare the
-alias's holder with the one the caller saw (check-and-set), then write the audit row, the alias
-and the outbox row together. DuckDB admits one writer per file at a time, so of two processes
-promoting at once the second sees the first one's alias and is refused ("moved meanwhile").
+A promotion is one write transaction: check that the records it stands on verify (the audit
+chain against its key and anchor, the project's aliases against the audit trail's replay, the
+project's version seals; see workbench.core.audit), read the facts, let the pure policy decide,
+compare the alias's holder with the one the caller saw (check-and-set), then write the audit
+row (MAC'd with the key), the alias and the outbox row together. DuckDB admits one writer per
+file at a time, so of two processes promoting at once the second sees the first one's alias and
+is refused ("moved meanwhile"). A registration seals its version in the transaction that
+inserts it. After each commit the caller writes the anchor (`write_anchor`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, NamedTuple
 
+from workbench.adapters.audit_files import AuditFiles
 from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.core.audit import (
+    AliasRow, Anchor, AuditTampered, ChainRow, IntegrityReport, Problem, alias_problems, anchor_problems,
+    chain_problems, legacy_row_hash, replay_aliases, row_mac, same_mac, seal_mac, seal_problems,
+)
 from workbench.core.errors import VersionNotFound
 from workbench.core.gates import GateResult
 from workbench.core.promotion import (
@@ -63,12 +72,100 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+class Applied(NamedTuple):
+    """A recorded promotion or rollback, and the chain's head after its commit."""
+
+    decision: Decision
+    anchor: Anchor
+
+
 class DuckDBRegistryStore:
-    def __init__(self, lineage: DuckDBLineageStore):
+    def __init__(self, lineage: DuckDBLineageStore, audit: AuditFiles | None = None):
         self.lineage = lineage
+        self.audit = audit or AuditFiles(lineage.path.parent / "audit")
 
     def _tx(self, write: bool = False):
         return self.lineage.transaction(write)
+
+    # Model paths are kept relative to the workspace (it may be moved or copied) and handed out
+    # absolute, as the lineage store does for artifacts.
+    def _stored(self, path: str) -> str:
+        paths = getattr(self.lineage, "paths", None)
+        return paths.stored(path) if paths is not None else path
+
+    def _resolved(self, versions: list[ModelVersion]) -> list[ModelVersion]:
+        paths = getattr(self.lineage, "paths", None)
+        if paths is None:
+            return versions
+        return [replace(v, artifact_path=paths.resolved(v.artifact_path)) for v in versions]
+
+    # -- the key and the anchor ---------------------------------------------------------------
+
+    def _key(self, con) -> tuple[bytes, Anchor]:
+        """(the workspace's audit key, the chain's head now), inside a write transaction. The
+        key is made on first use, unless records keyed with one exist: then it was removed,
+        and a new key would launder whatever was done meanwhile. A database from before the
+        key is adopted: its versions sealed, its chain's head anchored."""
+        key = self.audit.key()
+        head = _head(con)
+        if key is None:
+            if head.keyed_from:
+                raise AuditTampered("the registry is locked", [_key_missing(self.audit, head.keyed_from)])
+            with self.audit.locked():
+                key = self.audit.key() or self.audit.create_key()
+        if not head.keyed_from:
+            head = _adopt(con, key, self.audit)
+        return key, head
+
+    def write_anchor(self, anchor: Anchor) -> None:
+        """Anchor the head a commit left, unless a newer one is anchored already (writers
+        may anchor in another order than they committed)."""
+        key = self.audit.key()
+        with self.audit.locked():
+            current, _problem = self.audit.read_anchor(key)
+            if current is None or anchor.dominates(current):
+                self.audit.write_anchor(key, anchor)
+
+    def verify(self, project: str | None = None, repair: bool = True) -> IntegrityReport:
+        """Everything the audit trail vouches for: the chain (key and anchor), every alias
+        against the replayed trail, every version's seal. With `repair`, an anchor one commit
+        behind (a crash between a commit and its anchor write) is brought up to date."""
+        with self._tx(write=True) as con:
+            key, head = self._key(con)
+            problems, behind = _check(con, key, self.audit, head, None)
+            rows = head.count
+            project_rows = (con.execute("SELECT count(*) FROM audit WHERE project = ?", [project]).fetchone()[0]
+                            if project else None)
+            versions = con.execute("SELECT count(*) FROM model_versions").fetchone()[0]
+        repaired = []
+        if behind and repair:
+            anchored, _ = self.audit.read_anchor(key)
+            self.write_anchor(head)
+            rows_then, sealed_then = (anchored.count, anchored.sealed) if anchored else (0, 0)
+            repaired.append(f"the anchor was behind the database ({rows_then} -> {head.count} audit rows, "
+                            f"{sealed_then} -> {head.sealed} sealed versions) and what it lacked verifies with the "
+                            "key: the last commit's anchor write was interrupted (a crash); re-verified and repaired")
+        return IntegrityReport(rows, project_rows, versions, problems, repaired)
+
+    def quick_state(self) -> tuple[bool, dict[tuple[str, str], int]]:
+        """Cheap, in one short read: (does the anchor match the database's head, every
+        project's alias holders) — what a session checks when it opens the store."""
+        key = self.audit.key()
+        anchor = self.audit.read_anchor(key)[0] if key is not None else None
+        with self._tx() as con:
+            head = _head(con)
+            aliases = {(p, a): v for p, a, v in con.execute("SELECT project, alias, version FROM aliases").fetchall()}
+        # Nothing keyed yet (a new workspace, or one from before the key): nothing to compare.
+        current = head == anchor if head.keyed_from or key is not None else True
+        return current, aliases
+
+    def guard(self, project: str) -> None:
+        """Raise AuditTampered unless the project's aliases and versions, and the chain, verify."""
+        with self._tx(write=True) as con:
+            key, head = self._key(con)
+            problems, _behind = _check(con, key, self.audit, head, project)
+        if problems:
+            raise AuditTampered(f"{project}: refused", problems)
 
     # -- registering runs ------------------------------------------------------------------
 
@@ -88,33 +185,56 @@ class DuckDBRegistryStore:
             if draft is not None:
                 existing = _version_row(con, "project = ? AND sha256 = ?", [project, draft.sha256])
             if existing is not None:
-                existing = _decorate(con, [existing])[0]
+                existing = self._resolved(_decorate(con, [existing]))[0]
             if seen:
                 return existing, False
+            run_payload = _payload_paths(run_payload, self._stored)
             _enqueue(con, project, "log_run", f"run:{run_id}", run_payload)
             if draft is None or existing is not None:
                 return existing, False
             number = con.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE project = ?",
                                  [project]).fetchone()[0]
             version = replace(draft, version=number, created_at=datetime.now(timezone.utc))
-            _insert_version(con, version, cache_key)
+            key, head = self._key(con)  # before the insert: adopting seals the versions there are
+            _insert_version(con, replace(version, artifact_path=self._stored(version.artifact_path)), cache_key)
+            # The folder the run came from: another folder's runs never join this registry.
+            con.execute("UPDATE model_versions SET project_path = (SELECT project_path FROM runs WHERE id = ?) "
+                        "WHERE project = ? AND version = ?", [run_id, project, number])
+            _seal(con, key, project, number)
+            anchor = replace(head, sealed=head.sealed + 1)
             _enqueue(con, project, "register_version", f"version:{number}", {
                 "project": project, "version": number, "run_id": version.run_id, "sha256": version.sha256,
                 "artifact_name": version.artifact_name, "stage": version.stage,
                 "primary_metric": version.primary_metric, "primary_value": _finite(version.primary_value),
                 "run": run_payload,
             })
-            return version, True
+        self.write_anchor(anchor)
+        return version, True
 
     def unrecorded_runs(self, limit: int = 100) -> list[tuple[int, str]]:
         """Finished runs (newer than the registry) that record_run has not seen: a workbench
         that stopped between recording a run and registering it leaves these. (id, project path)"""
+        paths = getattr(self.lineage, "paths", None)
         with self._tx() as con:
-            return con.execute(
-                "SELECT r.id, p.path FROM runs r JOIN projects p ON p.name = r.project "
+            found = con.execute(
+                "SELECT r.id, coalesce(r.project_path, p.path) FROM runs r LEFT JOIN projects p ON p.name = r.project "
                 "WHERE r.id > (SELECT value FROM registry_state WHERE name = 'baseline_run') "
                 "AND r.status <> 'running' AND NOT EXISTS (SELECT 1 FROM mlflow_outbox o "
                 "WHERE o.kind = 'log_run' AND o.key = 'run:' || r.id) ORDER BY r.id LIMIT ?", [limit]).fetchall()
+        return [(run_id, paths.resolved(path) if paths is not None else path) for run_id, path in found]
+
+    def run_folder(self, run_id: int) -> str | None:
+        """The project folder a run was made from (absolute, in the workspace as it is now)."""
+        with self._tx() as con:
+            row = con.execute("SELECT project_path FROM runs WHERE id = ?", [run_id]).fetchone()
+        return self.lineage.paths.resolved(row[0]) if row else None
+
+    def version_folders(self, project: str) -> set[str]:
+        """The project folders the project's versions came from (absolute)."""
+        with self._tx() as con:
+            rows = con.execute("SELECT DISTINCT project_path FROM model_versions WHERE project = ? "
+                               "AND project_path IS NOT NULL", [project]).fetchall()
+        return {self.lineage.paths.resolved(row[0]) for row in rows}
 
     # -- reading versions --------------------------------------------------------------------
 
@@ -123,14 +243,14 @@ class DuckDBRegistryStore:
             found = _version_row(con, "project = ? AND version = ?", [project, version])
             if found is None:
                 raise _not_found(con, project, version)
-            return _decorate(con, [found])[0]
+            return self._resolved(_decorate(con, [found]))[0]
 
     def list_versions(self, project: str) -> list[ModelVersion]:
         """Newest first, with the aliases each holds now and has ever held."""
         with self._tx() as con:
             rows = con.execute(f"SELECT {', '.join(VERSION_COLUMNS)} FROM model_versions WHERE project = ? "
                                "ORDER BY version DESC", [project]).fetchall()
-            return _decorate(con, [_version_from_row(r) for r in rows])
+            return self._resolved(_decorate(con, [_version_from_row(r) for r in rows]))
 
     def version_for_run(self, project: str, run_id: int, kind: str) -> ModelVersion | None:
         """The version a run's model file is (registered by this run or an earlier one)."""
@@ -139,7 +259,7 @@ class DuckDBRegistryStore:
                 f"SELECT {', '.join('mv.' + c for c in VERSION_COLUMNS)} FROM artifacts a "
                 "JOIN model_versions mv ON mv.project = ? AND mv.sha256 = a.sha256 "
                 "WHERE a.run_id = ? AND a.kind = ? ORDER BY mv.version LIMIT 1", [project, run_id, kind]).fetchone()
-            return _decorate(con, [_version_from_row(row)])[0] if row else None
+            return self._resolved(_decorate(con, [_version_from_row(row)]))[0] if row else None
 
     def aliases(self, project: str) -> dict[str, int]:
         with self._tx() as con:
@@ -158,21 +278,27 @@ class DuckDBRegistryStore:
             return _alias_facts(con, project, alias)
 
     def apply(self, project: str, alias: str, version: int | None, decide: Decider,
-              expected_holder: int | None | UncheckedType, actor: str, host: str, reason: str) -> Decision:
+              expected_holder: int | None | UncheckedType, actor: str, host: str, reason: str) -> Applied:
         """Decide and record a promotion or rollback in one transaction.
 
-        `decide` gets the candidate's facts (None for a rollback, which picks its target from
-        the alias's moves) and the alias's facts. When `expected_holder` is given and someone
-        else holds the alias now, the move is refused ("moved meanwhile"). Either way the
-        attempt is one audit row.
+        First the records it stands on must verify (AuditTampered otherwise: nothing is
+        written). `decide` gets the candidate's facts (None for a rollback, which picks its
+        target from the alias's moves) and the alias's facts. When `expected_holder` is given
+        and someone else holds the alias now, the move is refused ("moved since you looked").
+        Either way the attempt is one audit row. The caller anchors the returned head.
         """
         with self._tx(write=True) as con:
+            key, head = self._key(con)
+            problems, _behind = _check(con, key, self.audit, head, project)
+            if problems:
+                raise AuditTampered(f"{project}: {alias} not moved", problems)
             candidate = _facts(con, project, version) if version is not None else None
             facts = _alias_facts(con, project, alias)
             decision = decide(candidate, facts)
             if not isinstance(expected_holder, UncheckedType) and facts.holder != expected_holder:
                 decision = alias_moved(replace(decision, from_version=expected_holder), facts.holder)
-            return _record(con, decision, actor, host, reason)
+            recorded, mac = _record(con, key, head, decision, actor, host, reason)
+            return Applied(recorded, replace(head, count=head.count + 1, last_id=recorded.audit_id, head=mac))
 
     # -- the audit trail ---------------------------------------------------------------------
 
@@ -183,19 +309,6 @@ class DuckDBRegistryStore:
             rows = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, row_hash FROM audit {where} "
                                "ORDER BY id DESC LIMIT ?", ([project] if project else []) + [limit]).fetchall()
         return [_audit_from_row(r) for r in rows]
-
-    def verify_history(self) -> tuple[int, int | None]:
-        """Recompute the hash chain: (rows checked, id of the first row that does not match)."""
-        with self._tx() as con:
-            rows = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash FROM audit "
-                               "ORDER BY id").fetchall()
-        prev = ""
-        for row in rows:
-            fields, prev_hash, row_hash = row[:-2], row[-2], row[-1]
-            if prev_hash != prev or _row_hash(prev, dict(zip(AUDIT_COLUMNS, fields))) != row_hash:
-                return len(rows), fields[0]
-            prev = row_hash
-        return len(rows), None
 
     # -- the MLflow outbox -------------------------------------------------------------------
 
@@ -242,7 +355,8 @@ class DuckDBRegistryStore:
         with self._tx() as con:
             rows = con.execute(f"SELECT {OUTBOX_COLUMNS} FROM mlflow_outbox {where} ORDER BY id LIMIT ?",
                                [limit if limit is not None else 1 << 62]).fetchall()
-        return [_outbox_from_row(r) for r in rows]
+        return [replace(item, payload=_payload_paths(item.payload, self.lineage.paths.resolved))
+                for item in map(_outbox_from_row, rows)]
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -370,13 +484,26 @@ def _insert_version(con, v: ModelVersion, cache_key: str) -> None:
                 f"({', '.join('?' * len(VERSION_COLUMNS))})", [values[c] for c in VERSION_COLUMNS])
 
 
+def _payload_paths(payload: dict[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:
+    """The payload with its model file's path converted (a run's payload, or a version's that
+    carries its run's): stored relative to the workspace, sent absolute."""
+    out = dict(payload)
+    if isinstance(out.get("model"), dict) and out["model"].get("path"):
+        out["model"] = dict(out["model"], path=convert(out["model"]["path"]))
+    if isinstance(out.get("run"), dict):
+        out["run"] = _payload_paths(out["run"], convert)
+    return out
+
+
 def _enqueue(con, project: str, kind: str, key: str, payload: dict[str, Any]) -> None:
     con.execute("INSERT INTO mlflow_outbox (project, kind, key, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 [project, kind, key, json.dumps(payload, default=str), _now()])
 
 
-def _record(con, decision: Decision, actor: str, host: str, reason: str) -> Decision:
-    """Append the audit row; when the decision allows it, move the alias and queue MLflow."""
+def _record(con, key: bytes, head: Anchor, decision: Decision, actor: str, host: str,
+            reason: str) -> tuple[Decision, str]:
+    """Append the audit row (chained onto `head`); when the decision allows it, move the alias
+    and queue MLflow. Returns the decision as recorded and the row's MAC."""
     allowed = decision.allowed
     at = _now()
     audit_id = con.execute("SELECT nextval('audit_ids')").fetchone()[0]
@@ -392,11 +519,11 @@ def _record(con, decision: Decision, actor: str, host: str, reason: str) -> Deci
         "gates": json.dumps([_gate_dict(g) for g in decision.gates]),
         "comparison": json.dumps(decision.comparison.as_dict()) if decision.comparison else None,
     }
-    prev = con.execute("SELECT row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    prev_hash = prev[0] if prev else ""
+    prev_hash = head.head
+    mac = row_mac(key, prev_hash, fields) if audit_id >= head.keyed_from else legacy_row_hash(prev_hash, fields)
     con.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash) VALUES "
                 f"({', '.join('?' * (len(AUDIT_COLUMNS) + 2))})",
-                [fields[c] for c in AUDIT_COLUMNS] + [prev_hash, _row_hash(prev_hash, fields)])
+                [fields[c] for c in AUDIT_COLUMNS] + [prev_hash, mac])
     if allowed:
         con.execute("INSERT INTO aliases VALUES (?, ?, ?, ?, ?) ON CONFLICT (project, alias) DO UPDATE SET "
                     "version = excluded.version, since = excluded.since, audit_id = excluded.audit_id",
@@ -405,18 +532,12 @@ def _record(con, decision: Decision, actor: str, host: str, reason: str) -> Deci
             "project": decision.project, "alias": decision.alias, "version": decision.version,
             "from_version": decision.from_version, "audit_id": audit_id, "action": decision.action,
         })
-    return applied
+    return applied, mac
 
 
 def _gate_dict(g: GateResult) -> dict[str, Any]:
     return {"metric": g.metric, "op": g.op, "threshold": g.threshold, "value": _finite(g.value),
             "passed": g.passed, "detail": g.detail}
-
-
-def _row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    canonical = json.dumps({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()},
-                           sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((prev_hash + "\n" + canonical).encode()).hexdigest()
 
 
 def _finite(value: float | None) -> float | None:
@@ -427,3 +548,149 @@ def _finite(value: float | None) -> float | None:
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+# -- tamper evidence (workbench.core.audit has the rules) -------------------------------------
+
+KEYED_FROM = "audit_keyed_from"
+"""registry_state row: the first audit id MAC'd with the key (the anchor records it too)."""
+SEALED_RUN_COLUMNS = ("id", "project", "status", "snapshot_id", "image_id", "manifest_hash")
+SEALED_VERSION_COLUMNS = tuple(c for c in VERSION_COLUMNS if c != "artifact_path")
+"""A version's fields under its seal: all but the model's path (a workspace may move)."""
+
+
+def _key_missing(audit: AuditFiles, keyed_from: int) -> Problem:
+    return Problem("audit", f"#{keyed_from} on", f"were MAC'd with the key {audit.key_path}, which is gone: "
+                                                 "nothing can be verified or promoted until it is restored "
+                                                 "from a backup")
+
+
+def _adopt(con, key: bytes, audit: AuditFiles) -> Anchor:
+    """Start keying a database: seal the versions it has, key the rows after the ones it has,
+    and anchor that, all before this transaction commits (so a crash leaves either nothing
+    adopted, and adoption runs again, or an anchor that matches)."""
+    keyed_from = con.execute("SELECT coalesce(max(id), 0) + 1 FROM audit").fetchone()[0]
+    con.execute("INSERT INTO registry_state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [KEYED_FROM, keyed_from])
+    con.execute("DELETE FROM version_seals")
+    for project, version in con.execute("SELECT project, version FROM model_versions").fetchall():
+        _seal(con, key, project, version)
+    head = _head(con)
+    with audit.locked():
+        audit.write_anchor(key, head)
+    return head
+
+
+def _head(con) -> Anchor:
+    """The chain's head now, in one query (keyed_from 0: the database is not keyed yet)."""
+    count, last_id, head, sealed, keyed_from = con.execute(
+        "SELECT count(*), max(id), arg_max(row_hash, id), (SELECT count(*) FROM version_seals), "
+        "(SELECT value FROM registry_state WHERE name = ?) FROM audit", [KEYED_FROM]).fetchone()
+    return Anchor(count=count, last_id=last_id, head=head or "", sealed=sealed, keyed_from=keyed_from or 0)
+
+
+def _chain_rows(con) -> list[ChainRow]:
+    rows = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash FROM audit ORDER BY id").fetchall()
+    return [ChainRow(r[0], dict(zip(AUDIT_COLUMNS, r[:-2])), r[-2], r[-1]) for r in rows]
+
+
+def _check(con, key: bytes, audit: AuditFiles, head: Anchor, project: str | None) -> tuple[list[Problem], bool]:
+    """(problems, anchor behind by verified commits): the chain and anchor always whole;
+    aliases and seals of `project` only, or of all projects."""
+    rows = _chain_rows(con)
+    anchor, anchor_problem = audit.read_anchor(key)
+    keyed_from = head.keyed_from
+    problems = []
+    behind = False
+    if anchor is None:
+        problems.append(Problem("anchor", str(audit.anchor_path), anchor_problem or (
+            "is missing (removed): whether the newest audit rows were deleted cannot be told")))
+    else:
+        if anchor.keyed_from != keyed_from:
+            problems.append(Problem("registry_state", KEYED_FROM, f"is {keyed_from}, the anchor records "
+                                                                  f"{anchor.keyed_from} (edited)"))
+            keyed_from = anchor.keyed_from  # the anchor's MAC vouches for its value
+        found, behind = anchor_problems(anchor, rows, head.sealed)
+        problems += found
+    problems = chain_problems(key, rows, keyed_from) + problems
+    replayed = replay_aliases((r.id, r.fields["project"], r.fields["alias"], r.fields["action"],
+                               r.fields["to_version"]) for r in rows)
+    where, params = ("WHERE project = ?", [project]) if project else ("", [])
+    held = [AliasRow(*r) for r in con.execute(f"SELECT project, alias, version, audit_id FROM aliases {where} "
+                                              "ORDER BY project, alias", params).fetchall()]
+    problems += alias_problems(replayed, held, project)
+    problems += _seal_check(con, key, project)
+    return problems, behind and not problems
+
+
+def _seal(con, key: bytes, project: str, version: int) -> None:
+    facts = _sealed_facts(con, project, version)[(project, version)][0]
+    sealed = _json(facts)
+    con.execute("INSERT INTO version_seals VALUES (?, ?, ?, ?)",
+                [project, version, sealed, seal_mac(key, project, version, sealed)])
+
+
+def _seal_check(con, key: bytes, project: str | None) -> list[Problem]:
+    now = _sealed_facts(con, project)
+    problems = []
+    for (p, v), (facts, seal) in sorted(now.items()):
+        if seal is None:
+            problems.append(Problem("model_versions", f"{p} version {v}", "has no seal: it was inserted behind the "
+                                                                          "workbench's back, not registered by a run"))
+        elif not same_mac(seal[1], seal_mac(key, p, v, seal[0])):
+            problems.append(Problem("version_seals", f"{p} version {v}", "its MAC does not match (the seal was "
+                                                                         "edited)"))
+        elif seal[0] != _json(facts):
+            problems += seal_problems(p, v, json.loads(seal[0]), json.loads(_json(facts)))
+    where, params = ("AND s.project = ?", [project]) if project else ("", [])
+    for p, v in con.execute("SELECT s.project, s.version FROM version_seals s WHERE NOT EXISTS (SELECT 1 FROM "
+                            f"model_versions mv WHERE mv.project = s.project AND mv.version = s.version) {where} "
+                            "ORDER BY 1, 2", params).fetchall():
+        problems.append(Problem("model_versions", f"{p} version {v}", "is gone: it was registered and sealed, "
+                                                                      "then deleted"))
+    return problems
+
+
+def _json(facts: dict) -> str:
+    return json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+
+
+SEALED_ARTIFACT_COLUMNS = ("run_id", "stage", "name", "kind", "sha256", "size")
+
+
+def _sealed_facts(con, project: str | None,
+                  version: int | None = None) -> dict[tuple[str, int], tuple[dict, tuple[str, str] | None]]:
+    """Per version: (its row and the run facts it stands on as {table: {field: value}}, its
+    seal (sealed JSON, MAC) or None), in one query, so checking every version stays cheap."""
+    conds, params = [], []
+    if project is not None:
+        conds.append("mv.project = ?")
+        params.append(project)
+    if version is not None:
+        conds.append("mv.version = ?")
+        params.append(version)
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
+    nv, nr, na = len(SEALED_VERSION_COLUMNS), len(SEALED_RUN_COLUMNS), len(SEALED_ARTIFACT_COLUMNS)
+    rows = con.execute(
+        f"SELECT {', '.join('mv.' + c for c in SEALED_VERSION_COLUMNS)}, "
+        f"{', '.join('r.' + c for c in SEALED_RUN_COLUMNS)}, {', '.join('a.' + c for c in SEALED_ARTIFACT_COLUMNS)}, "
+        "(SELECT list([m.stage || '/' || m.name, CAST(m.value AS VARCHAR)] ORDER BY m.stage, m.name) FROM metrics m "
+        " WHERE m.run_id = mv.run_id), "
+        "(SELECT list([p.stage || '/' || p.name, p.value] ORDER BY p.stage, p.name) FROM params p "
+        " WHERE p.run_id = mv.run_id), s.sealed, s.mac "
+        "FROM model_versions mv LEFT JOIN runs r ON r.id = mv.run_id "
+        "LEFT JOIN artifacts a ON a.run_id = mv.run_id AND a.stage = mv.stage AND a.name = mv.artifact_name "
+        f"LEFT JOIN version_seals s ON s.project = mv.project AND s.version = mv.version {where}", params).fetchall()
+    out = {}
+    for row in rows:
+        fields = dict(zip(SEALED_VERSION_COLUMNS, row[:nv]))
+        fields["created_at"] = fields["created_at"].isoformat()
+        run = row[nv:nv + nr]
+        artifact = row[nv + nr:nv + nr + na]
+        metrics, params_, sealed, mac = row[nv + nr + na:]
+        facts = {"model_versions": fields,
+                 "runs": dict(zip(SEALED_RUN_COLUMNS, run)) if run[0] is not None else {},
+                 "artifacts": dict(zip(SEALED_ARTIFACT_COLUMNS, artifact)) if artifact[0] is not None else {},
+                 "metrics": {k: v for k, v in metrics or []}, "params": {k: v for k, v in params_ or []}}
+        out[(fields["project"], fields["version"])] = (facts, (sealed, mac) if sealed is not None else None)
+    return out

@@ -120,15 +120,7 @@ def cmd_history(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     project = session.project(args.project).name
     registry = session.registry
     if args.verify:
-        rows, broken = registry.verify_history()
-        if args.json:
-            printer.json({"rows": rows, "intact": broken is None, "first_broken_id": broken})
-        elif broken is None:
-            printer.out.print(f"[green]✓[/] audit trail intact: {rows} rows, each hash matches the row before it")
-        else:
-            printer.out.print(f"[red]✗[/] audit trail altered at row {broken} (of {rows}): "
-                              "a row was edited or removed")
-        return EXIT_OK if broken is None else EXIT_NOT_DONE
+        return _verify(printer, registry, project, args.json)
     entries = registry.history(project, limit=args.limit if args.limit > 0 else 1 << 62)
     if args.json:
         printer.json(entries)
@@ -156,6 +148,30 @@ def cmd_history(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
         if e.reason:
             con.print(f"    reason: {escape(e.reason)}")
     return EXIT_OK
+
+
+def _verify(printer: Printer, registry, project: str, as_json: bool) -> int:
+    """The whole chain is verified (rows chain across projects); the count is the project's."""
+    report = registry.verify(project)
+    if as_json:
+        printer.json({"rows": report.rows, "project_rows": report.project_rows, "versions": report.versions,
+                      "intact": report.intact, "repaired": report.repaired,
+                      "problems": [{"table": p.table, "row": p.row, "detail": p.detail} for p in report.problems]})
+        return EXIT_OK if report.intact else EXIT_NOT_DONE
+    con = printer.out
+    for line in report.repaired:
+        con.print(f"[yellow]![/] {escape(line)}")
+    counted = (f"{report.project_rows} rows of {escape(project)}, chain of {report.rows} rows verified; "
+               f"{report.versions} model versions' seals and every alias checked")
+    if report.intact:
+        con.print(f"[green]✓[/] audit trail intact: {counted}")
+        return EXIT_OK
+    con.print(f"[red]✗ audit trail altered[/]: {len(report.problems)} problem(s) in {escape(project)}'s workspace "
+              f"({report.project_rows} rows of {escape(project)}, chain of {report.rows} rows)")
+    for problem in report.problems:
+        con.print(f"  [red]✗[/] [bold]{escape(problem.table)}[/] {escape(problem.row)}: {escape(problem.detail)}")
+    con.print("promotions and rollbacks are refused until this is resolved (restore the database from a backup)")
+    return EXIT_NOT_DONE
 
 
 def cmd_mirror(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:

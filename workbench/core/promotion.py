@@ -219,11 +219,11 @@ def decide_promotion(project: str, candidate: VersionFacts, alias: str, holder: 
 def alias_moved(decision: Decision, now_held_by: int | None) -> Decision:
     """The decision refused because the alias changed hands after it was made."""
     def name(version: int | None) -> str:
-        return f"version {version}" if version is not None else "nobody"
+        return f"v{version}" if version is not None else "nobody"
 
     check = Check("alias_unchanged", False,
-                  f"{decision.alias} moved meanwhile: it was held by {name(decision.from_version)} when this "
-                  f"{decision.action} was checked, and is now held by {name(now_held_by)}; check again")
+                  f"{decision.alias} moved from {name(decision.from_version)} to {name(now_held_by)} since you "
+                  "looked; review and try again")
     return Decision(project=decision.project, alias=decision.alias, version=decision.version,
                     action=decision.action, from_version=now_held_by, checks=decision.checks + (check,),
                     gates=decision.gates, comparison=decision.comparison)

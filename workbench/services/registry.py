@@ -4,7 +4,12 @@ Both front ends call this (the CLI through `workbench models|promote|rollback|hi
 the TUI directly). The policy is decided by workbench.core.promotion inside the registry
 store's transaction; this layer adds what needs the file system: the deploy pointer (the model
 file is verified and copied before the transaction, and the pointer switched after it commits,
-under a per-project lock so pointers switch in commit order) and the MLflow outbox's drain.
+under a per-project lock so pointers switch in commit order), the audit anchor (written after
+each commit, see workbench.core.audit) and the MLflow outbox's drain.
+
+A crash between the commit and the anchor write or the pointer switch leaves them one step
+behind the store; `reconcile` (run when a session opens the store, so by the next command of
+any kind) brings both up to date, or says what it could not repair.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from workbench.adapters.audit_files import AuditFiles
 from workbench.adapters.deploy import DeployPointers, ModelCheck
 from workbench.adapters.duckdb_registry import UNCHECKED, AliasFacts, DuckDBRegistryStore, UncheckedType
 from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.adapters.locks import LockBusy
+from workbench.core.audit import AuditTampered, IntegrityReport
 from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import Manifest
 from workbench.core.model import RunRecord, RunStatus, StageStatus, Trigger
@@ -26,6 +34,7 @@ from workbench.core.promotion import (
     ALIASES, Alias, Check, Decision, VersionFacts, decide_promotion, rollback_target, with_checks,
 )
 from workbench.core.registry import AuditEntry, DrainReport, MirrorStatus, ModelVersion
+from workbench.services.faults import fault_point
 from workbench.services.mirror import MirrorService, inputs_digest, run_payload
 from workbench.services.workspace import Workspace, load_manifest
 
@@ -48,7 +57,8 @@ class RegistryService:
                  mirror_target=None):
         """`mlflow_uri` overrides $WORKBENCH_MLFLOW_URI; `mirror_target(uri)` replaces MLflow (tests)."""
         self.workspace = workspace
-        self.store = DuckDBRegistryStore(lineage)
+        self.audit = AuditFiles(workspace.state_dir / "audit")
+        self.store = DuckDBRegistryStore(lineage, self.audit)
         self.lineage = lineage
         self.deploy = DeployPointers(workspace.state_dir / "deploy")
         self.mirror = MirrorService(self.store, workspace.state_dir, mlflow_uri, mirror_target)
@@ -64,6 +74,7 @@ class RegistryService:
         one version: a rerun that reuses it returns the existing one. Returns (version or
         None, whether it was created now).
         """
+        self._refuse_another_folder(record)
         model, stage = _model_artifact(record, manifest.promotion.model_artifact_kind)
         payload = run_payload(record, manifest.primary_metric, model, stage.stage if stage else None)
         draft = None
@@ -89,6 +100,22 @@ class RegistryService:
                          reason=f"[promotion] auto_staging: run {record.id} passed every gate",
                          user="workbench (auto_staging)")
         return version, created
+
+    def _refuse_another_folder(self, record: RunRecord) -> None:
+        """A project's registry takes runs of one folder. A copy of the project under the same
+        name (which the workspace refuses to run; this covers a copy made while a run was under
+        way) must not add versions to the original's. A project whose old folder no longer
+        holds it was moved or renamed: its runs carry on."""
+        folder = self.store.run_folder(record.id)
+        if folder is None:
+            return
+        for other in sorted(self.store.version_folders(record.project) - {folder}):
+            if self.workspace.folder_holds(other, record.project):
+                raise WorkbenchError(
+                    f"run {record.id} of {record.project} was made in {folder}, but {record.project}'s model "
+                    f"versions come from {other}, which is still a project named {record.project}: a name "
+                    "identifies one folder, so this run is neither registered nor mirrored; rename one of them "
+                    "(project.name in its workbench.toml)")
 
     def catch_up(self) -> list[int]:
         """Register and queue runs a stopped workbench recorded but never registered."""
@@ -126,9 +153,11 @@ class RegistryService:
         name = self._manifest(project).name if project else None
         return self.store.history(name, limit)
 
-    def verify_history(self) -> tuple[int, int | None]:
-        """(rows checked, id of the first row whose hash does not match, or None)."""
-        return self.store.verify_history()
+    def verify(self, project: str | None = None) -> IntegrityReport:
+        """Everything the audit trail vouches for (chain, anchor, aliases, version seals), and
+        `project`'s share of the rows; an anchor a crash left behind is repaired and said so."""
+        name = self._manifest(project).name if project else None
+        return self.store.verify(name)
 
     def deployed(self, project: str, alias: str) -> dict | None:
         """The deploy pointer's metadata for the alias (what a serving process would load)."""
@@ -198,20 +227,27 @@ class RegistryService:
     def _apply(self, name: str, alias: str, version: int | None, mv: ModelVersion | None, decide,
                expected_from, user: str | None, reason: str) -> Decision:
         """Under the project's deploy lock: stage the release (the model file copied and
-        verified), decide again and record the move in one transaction, then switch the pointer.
-        A failed transaction discards the staged release; the pointer never saw it."""
+        verified), decide again and record the move in one transaction, anchor the audit
+        chain's new head, then switch the pointer. A failed transaction discards the staged
+        release; the pointer never saw it. (The fault points are for the crash tests.)"""
         with self.deploy.locked(name):
             self._repair_pointers(name)
             release, check = (self.deploy.prepare(name, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
                               if mv else (None, None))
             try:
-                decision = self.store.apply(name, alias, version, lambda c, f: decide(c, f, check), expected_from,
-                                            user or current_user(), socket.gethostname(), reason)
+                fault_point("before_commit")
+                applied = self.store.apply(name, alias, version, lambda c, f: decide(c, f, check), expected_from,
+                                           user or current_user(), socket.gethostname(), reason)
             except BaseException:
                 self.deploy.discard(release)
                 raise
-            self._switch(decision, mv, release, user, reason)
-        return decision
+            fault_point("after_commit")
+            fault_point("before_anchor")
+            self.store.write_anchor(applied.anchor)
+            fault_point("before_switch")
+            self._switch(applied.decision, mv, release, user, reason)
+            fault_point("after_switch")
+        return applied.decision
 
     def _switch(self, decision: Decision, mv: ModelVersion | None, release, user: str | None, reason: str) -> None:
         if not decision.applied or release is None or mv is None:
@@ -219,17 +255,27 @@ class RegistryService:
             return
         self.deploy.activate(decision.project, decision.alias, release, _metadata(mv, decision, user, reason))
 
-    def _repair_pointers(self, project: str) -> None:
+    def _repair_pointers(self, project: str) -> list[str]:
         """Point each alias's deploy folder at its holder: a workbench that stopped between
-        committing a promotion and switching the pointer leaves them apart."""
-        for alias, holder in self.store.aliases(project).items():
-            current = self.deploy.current(project, alias)
-            if current is not None and current.get("version") == holder:
-                continue
+        committing a promotion and switching the pointer leaves them apart. Only an alias
+        state the audit trail vouches for is deployed (AuditTampered otherwise). Returns what
+        it repaired or could not, one line each. Call under the project's deploy lock."""
+        aliases = self.store.aliases(project)
+        stale = {alias: holder for alias, holder in aliases.items()
+                 if (self.deploy.current(project, alias) or {}).get("version") != holder}
+        if not stale:
+            return []
+        self.store.guard(project)
+        said = []
+        for alias, holder in stale.items():
+            was = (self.deploy.current(project, alias) or {}).get("version")
+            was = f"version {was}" if was is not None else "nothing"
             mv = self.store.get_version(project, holder)
             release, check = self.deploy.prepare(project, mv.version, mv.run_id, mv.artifact_path, mv.sha256)
             if release is None:
-                continue  # the model file is gone: nothing to deploy; the next promotion says so
+                said.append(f"{project} {alias}: the deploy pointer holds {was}, the registry version {holder}, "
+                            f"and it cannot be repaired: {check.problem}")
+                continue
             entry = next((e for e in self.store.history(project, 200) if e.alias == alias and e.to_version == holder
                           and e.action != "refuse"), None)
             decision = Decision(project=project, alias=alias, version=holder,
@@ -238,6 +284,35 @@ class RegistryService:
                                 audit_id=entry.id if entry else None, at=entry.at.isoformat() if entry else None)
             self.deploy.activate(project, alias, release,
                                  _metadata(mv, decision, entry.actor if entry else None, entry.reason if entry else ""))
+            said.append(f"{project} {alias}: the deploy pointer held {was}, the registry version {holder} (a "
+                        "promotion stopped before switching it); repaired")
+        return said
+
+    def reconcile(self) -> list[str]:
+        """Bring the audit anchor and the deploy pointers in line with the store after a crash,
+        or say why not: one line per thing found. Cheap when all agree (one short read and a
+        metadata.json per alias), so every session runs it when it opens the store."""
+        said = []
+        anchor_current, aliases = self.store.quick_state()
+        if not anchor_current:
+            report = self.store.verify()
+            said += report.repaired
+            if report.problems:
+                said.append(f"the audit trail does not verify ({report.problems[0]}"
+                            + (f", and {len(report.problems) - 1} more" if len(report.problems) > 1 else "")
+                            + "): promotions are refused; see `workbench history PROJECT --verify`")
+                return said
+        stale = sorted({project for (project, alias), holder in aliases.items()
+                        if (self.deploy.current(project, alias) or {}).get("version") != holder})
+        for project in stale:
+            try:
+                with self.deploy.locked(project, timeout_s=2.0):
+                    said += self._repair_pointers(project)
+            except LockBusy:
+                continue  # a promotion of it is under way; it repairs the pointers itself
+            except AuditTampered as exc:
+                said.append(f"{project}: deploy pointers not repaired: {exc}")
+        return said
 
     # -- the MLflow mirror -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from workbench.core.errors import EngineUnavailable, WorkbenchError
+from workbench.core.events import ModelRegistered
 from workbench.core.model import RunRecord, RunSummary, Trigger
 from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
@@ -55,7 +56,17 @@ class WorkbenchSession:
             self._store = DuckDBLineageStore(self.workspace.lineage_path)
             # Whatever a crashed workbench left marked running is settled before anyone reads.
             self._interrupted = self._store.mark_interrupted()
+            self._reconcile_registry()
         return self._store
+
+    def _reconcile_registry(self) -> None:
+        """A promotion that crashed between its commit and its anchor write or pointer switch
+        is finished (or reported) by the next command of any kind; cheap when all agree."""
+        try:
+            for line in self.registry.reconcile():
+                self.notice(line)
+        except WorkbenchError as exc:
+            self.notice(f"the model registry could not be checked: {exc}")
 
     @property
     def runner(self) -> StageRunner:
@@ -107,7 +118,11 @@ class WorkbenchSession:
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
         record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
-        self._after_run(record, ref)
+        registration = self._after_run(record, ref)
+        if registration is not None and registration[0] is not None and registration[1]:
+            # Said as an event too: watch runs of several projects share this session, so
+            # `last_registration` belongs to whichever finished last.
+            on_event(ModelRegistered(record.project, record.id, registration[0].version, str(record.trigger)))
         return record
 
     @property
@@ -117,21 +132,25 @@ class WorkbenchSession:
         if self._registry is None:
             from workbench.services.registry import RegistryService
 
-            self._registry = RegistryService(self.workspace, self.store)
+            store = self.store  # opening it may build the registry already (its reconcile)
+            if self._registry is None:
+                self._registry = RegistryService(self.workspace, store)
         return self._registry
 
-    def _after_run(self, record: RunRecord, ref: ProjectRef) -> None:
-        """Register the run's model and queue the run for MLflow. The run is already recorded:
-        a failure here is a notice, and the next registry command catches up."""
+    def _after_run(self, record: RunRecord, ref: ProjectRef):
+        """Register the run's model and queue the run for MLflow; returns (version or None,
+        created now), or None if registering failed. The run is already recorded: a failure
+        here is a notice, and the next registry command catches up."""
         self.last_registration = None
         try:
-            self.last_registration = self.registry.after_run(record, ref.manifest)
+            registration = self.last_registration = self.registry.after_run(record, ref.manifest)
         except WorkbenchError as exc:
             self.notice(f"run {record.id} is recorded, but its model was not registered yet ({exc}); "
                         "the next `workbench models` registers it")
-            return
+            return None
         # A detached process sends the run to MLflow; this returns at once ($WORKBENCH_MLFLOW_SYNC).
         self.registry.request_mirror_sync()
+        return registration
 
     def reproduce(self, run_id: int, on_event=lambda _e: None,
                   cancel: CancelToken | None = None) -> tuple[RunRecord, Reproduction]:
