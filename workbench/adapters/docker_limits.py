@@ -19,7 +19,7 @@ from workbench.core.errors import WorkbenchError
 CPU_RANGE_RE = re.compile(r"Range of CPUs is from [\d.]+ to [\d.]+, as there (?:is|are) only (\d+) CPUs? available",
                           re.IGNORECASE)
 MEMORY_MINIMUM_RE = re.compile(r"Minimum memory limit allowed is (\d+)\s*MB", re.IGNORECASE)
-UNMARSHAL_RE = re.compile(r"cannot unmarshal number .* HostConfig\.(\w+) of type", re.IGNORECASE)
+UNMARSHAL_RE = re.compile(r"cannot unmarshal number .* field [\w.]*?\.?(\w+) of type", re.IGNORECASE)
 CPU_QUOTA_RE = re.compile(r"cpu\.cfs_quota_us: invalid argument", re.IGNORECASE)
 MEMORY_KEY = "environment.memory (or the stage's memory)"
 
