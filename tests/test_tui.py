@@ -491,7 +491,7 @@ async def test_a_gate_failed_run_reads_as_one_in_the_runs_table_and_the_projects
         run = await finished_run(pilot, main, 1)
         assert run.status == "gate_failed"
         assert main.projects.rows["tiny"].last_status == "gate_failed"
-        text = await shown(pilot, "✗ gate failed")
+        text = await shown(pilot, "✗ gate failed", "✗ ○ tiny")
         runs_line = next(line for line in text.splitlines() if f" {run.id} " in line and "gate failed" in line)
         assert "✗1" in runs_line
         projects_pane = [line[:24] for line in text.splitlines()]

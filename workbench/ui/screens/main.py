@@ -157,7 +157,9 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
         fresh = []
         for row in rows:  # what this app learnt from events is newer than what the worker read
             old = known.get(row.name)
-            busy = row.busy or self._has_run_in_flight(row.name)
+            # Runs of this app: its events say when they start and end (the watch service may
+            # still be settling a run that ended); another process's run shows by its status.
+            busy = (old.busy if old is not None else row.busy) or self._has_run_in_flight(row.name)
             fresh.append(replace(row, busy=busy, production=old.production if old else None,
                                  staging=old.staging if old else None, note=old.note if old else row.note))
         if [r.name for r in fresh] == list(known):
