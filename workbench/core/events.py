@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from workbench.core.model import RunRecord, StageResult
+from workbench.core.model import RunRecord, RunSummary, StageResult
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,11 @@ class BatchChecked:
     """Why it retrains, or why not (no drift, cooldown, daily cap, no labels, ...)."""
     retrain_run_id: int | None = None
     batch_id: int | None = None
+    verdict: str = ""
+    """drifted, warning, no drift or not checked (workbench.core.drift_report); a batch that is
+    not checked is neither drifted nor clean."""
+    summary: str = ""
+    """The verdict and the rule that decided it, in one line."""
 
 
 @dataclass(frozen=True)
@@ -156,9 +161,37 @@ class RetrainFinished:
     """The run's failed gates (such a version cannot be promoted)."""
 
 
+@dataclass(frozen=True)
+class ModelRegistered:
+    """A run's model became a new model version of its project (after RunFinished)."""
+    project: str
+    run_id: int
+    version: int
+    trigger: str
+
+
+@dataclass(frozen=True)
+class WatchedElsewhere:
+    """Another process watches the project and runs its changes; this one runs none of them
+    and takes over when that process ends (services/watch_scheduler.py)."""
+    project: str
+    pid: int
+    holder: str
+    """What that process is: "workbench watch", "workbench TUI", ..."""
+
+
+@dataclass(frozen=True)
+class RunRecordedElsewhere:
+    """A run of a project watched elsewhere, recorded by the process that watches it."""
+    project: str
+    run: RunSummary
+    pid: int
+
+
 RunEvent = Union[RunStarted, EnvironmentLog, StageStarted, StageLog, StageProgress, StageFinished, RunFinished,
                  WatchStarted, WatchStopped, ChangeDetected, ChangeIgnored, ManifestInvalid, ManifestReloaded,
-                 RunSuperseded, WatchError, BatchChecked, RetrainFinished]
+                 RunSuperseded, WatchError, BatchChecked, RetrainFinished, ModelRegistered, WatchedElsewhere,
+                 RunRecordedElsewhere]
 EventSink = Callable[[RunEvent], None]
 
 PROGRESS_MARKER = "::wb progress"
