@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from workbench.cli.interrupts import SIGNALS
-from workbench.cli.render import Printer
-from workbench.core.events import RunEvent, RunFinished
+from workbench.cli.render import Printer, fmt_duration, fmt_metric, glyph
+from workbench.core.events import ModelRegistered, RunEvent, RunFinished, RunRecordedElsewhere, WatchedElsewhere
 from workbench.services.session import WorkbenchSession
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
@@ -56,7 +56,11 @@ def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         with print_lock:
             if isinstance(event, RunFinished):
                 outcomes[str(event.record.status)] += 1
-            printer.event(event)
+            line = _watch_line(event)
+            if line is not None:
+                printer.out.print(line)
+            else:
+                printer.event(event)
 
     # Ctrl-C, SIGTERM, SIGHUP and a closed pipe raise Interrupted here (cli/interrupts.py);
     # main() turns it into 128 + the signal's number.
@@ -71,12 +75,17 @@ def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_
                              names: list[str], debounce_ms: int | None) -> None:
     from workbench.services.watch import WatchService
 
-    service = WatchService(session, on_event, debounce_ms=debounce_ms)
+    service = WatchService(session, on_event, debounce_ms=debounce_ms, who="workbench watch")
     try:
         for name in names:
             service.watch(name)
         with print_lock:
-            printer.out.print(f"[bold]watching[/] {escape(', '.join(service.watched()))} · runner "
+            here = [name for name in names if service.watched_elsewhere(name) is None]
+            elsewhere = [name for name in names if name not in here]
+            shown = ", ".join(here) or "nothing here yet"
+            if elsewhere:
+                shown += f" (waiting to take over {', '.join(elsewhere)})"
+            printer.out.print(f"[bold]watching[/] {escape(shown)} · runner "
                               f"{session.runner.name} · a change reruns what it affects · Ctrl-C to stop")
         while not threading.Event().wait(3600):
             pass
@@ -84,6 +93,24 @@ def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_
         pass
     finally:
         _close(service)
+
+
+def _watch_line(event: RunEvent) -> str | None:
+    """The lines only `workbench watch` shows (None: the printer's own)."""
+    match event:
+        case ModelRegistered() if event.trigger != "drift":  # a drift retrain says it in its own line
+            return (f"[green]→[/] registered [bold]{escape(event.project)}[/] v{event.version} (run "
+                    f"{event.run_id}; `workbench promote {escape(event.project)} {event.version} --to staging`)")
+        case WatchedElsewhere():
+            return (f"[cyan]◎[/] {escape(event.project)} is watched by pid {event.pid} ({escape(event.holder)}); "
+                    "its runs will show here, and this watch takes over when it stops")
+        case RunRecordedElsewhere():
+            run = event.run
+            took = f" · {fmt_duration(run.duration_s)}" if run.duration_s is not None else ""
+            metric = f" · primary {fmt_metric(run.primary_metric)}" if run.primary_metric is not None else ""
+            return (f"[dim]◎ {escape(event.project)}: run {run.id} ({run.trigger}) by pid {event.pid}:[/] "
+                    f"{glyph(run.status)}{took}{metric}")
+    return None
 
 
 def _close(service) -> None:

@@ -22,6 +22,7 @@ import logging
 import threading
 from pathlib import Path
 
+from workbench.adapters.watch_lease import WatchHolder
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import EventSink, RunEvent
 from workbench.core.model import Trigger
@@ -43,12 +44,14 @@ class WatchService:
     thread; see the module docstring for how events are delivered."""
 
     def __init__(self, session: WorkbenchSession, on_event: EventSink, *, debounce_ms: int | None = None,
-                 watcher_factory: FileWatcherFactory | None = None):
+                 watcher_factory: FileWatcherFactory | None = None, who: str = "workbench"):
         self.session = session
         self.on_event = on_event
         self.debounce_ms = debounce_ms
         """Quiet period for every project; None: each manifest's `watch.debounce_ms`."""
         self._watcher_factory = watcher_factory or _watchdog_watcher
+        self.who = who
+        """What this process is, as other processes are told ("workbench watch", "workbench TUI")."""
         self._lock = threading.Lock()
         self._projects: dict[str, ProjectScheduler] = {}
         self._closed = False
@@ -58,7 +61,11 @@ class WatchService:
     def watch(self, project: str) -> None:
         """Start watching a project (a no-op if it is watched). Raises WorkbenchError when the
         project or its manifest is invalid or its folder cannot be watched. WatchStarted follows
-        once its starting hashes are taken; changes from then on rerun what they affect."""
+        once its starting hashes are taken; changes from then on rerun what they affect.
+
+        One process watches a project at a time (services/watch_claim.py): if another does,
+        WatchedElsewhere follows instead, this process runs none of the project's changes, and
+        it takes over (WatchStarted) within a second or so of that process ending."""
         self._scheduler(project, create=True).attach()
 
     def unwatch(self, project: str) -> None:
@@ -74,6 +81,12 @@ class WatchService:
     def watched(self) -> list[str]:
         with self._lock:
             return sorted(name for name, s in self._projects.items() if s.watching)
+
+    def watched_elsewhere(self, project: str) -> WatchHolder | None:
+        """The process (pid, what it is) that watches a project this service was asked to watch,
+        while this one waits to take over; None when this process watches it, or nobody does."""
+        scheduler = self._scheduler(project)
+        return scheduler.watched_elsewhere if scheduler is not None else None
 
     def run_now(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL) -> None:
         """Queue a run (of `stages` and what they depend on; all stages if None) through the
@@ -120,7 +133,7 @@ class WatchService:
             found = self._find(ref.name) or self._find(str(ref.path))
             if found is None:
                 found = self._projects[ref.name] = ProjectScheduler(
-                    ref, self.session, self._emit, self._watcher_factory, self.debounce_ms)
+                    ref, self.session, self._emit, self._watcher_factory, self.debounce_ms, self.who)
             return found
 
     def _find(self, project: str) -> ProjectScheduler | None:

@@ -27,8 +27,10 @@ from workbench.core.events import (
 from workbench.core.manifest import MANIFEST_NAME, Manifest
 from workbench.core.model import Trigger
 from workbench.core.ports import FileWatcher, FileWatcherFactory
+from workbench.adapters.watch_lease import WatchHolder
 from workbench.services.drift_watch import BatchWatch
 from workbench.services.session import WorkbenchSession
+from workbench.services.watch_claim import WatchClaim
 from workbench.services.watch_runs import RunQueue
 from workbench.services.workspace import ProjectRef, load_manifest
 
@@ -47,7 +49,7 @@ class ProjectScheduler:
     """
 
     def __init__(self, ref: ProjectRef, session: WorkbenchSession, emit: EventSink,
-                 watcher_factory: FileWatcherFactory, debounce_ms: int | None):
+                 watcher_factory: FileWatcherFactory, debounce_ms: int | None, who: str = "workbench"):
         self.session = session
         self.name = ref.name
         self.path = ref.path
@@ -74,6 +76,8 @@ class ProjectScheduler:
         self._manifest_error: str | None = None
         self._watch_problem: str | None = None
         self._next_health_check = 0.0
+        self._claim = WatchClaim(session, self.name, who)
+        """This process's claim to watch the project: one watcher per project across processes."""
 
         self._runs = RunQueue(session, self.name, self.path, emit, self._wake.set, lambda: self._batches)
 
@@ -90,27 +94,45 @@ class ProjectScheduler:
     def busy(self) -> bool:
         return self._runs.busy
 
+    @property
+    def watched_elsewhere(self) -> WatchHolder | None:
+        """The process that watches the project while this one waits to take over, if any."""
+        claim = self._claim
+        return (claim.holder or WatchHolder(0, "another workbench")) if claim.waiting else None
+
     def attach(self) -> None:
         with self._state_lock:
-            if self._watcher is not None:
+            if self._watcher is not None or self._claim.waiting:
                 return
+            acquired, events = self._claim.claim()
+            self._outbox.extend(events)
+            if acquired:
+                self._start_watching()
+        self._wake.set()
+
+    def _start_watching(self) -> None:
+        """Under the state lock, holding the claim. Raises WorkbenchError (the claim let go)."""
+        try:
             self._inbox.clear()
             self._armed = False
             self._watch_problem = None
             watcher = self._watcher_factory(str(self.path), self._on_file_event, self._on_watch_error)
             watcher.start()  # raises WorkbenchError: nothing changed yet
-            self._watcher = watcher
-            self._debouncer = Debouncer(self._quiet_s(), self.manifest.ignores)
-            self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
-            self._baseline = None  # taken on the scheduler thread, then WatchStarted
-            self._batches = BatchWatch.for_manifest(self.session, self.manifest, self._quiet_s())
-        self._wake.set()
+        except WorkbenchError:
+            self._claim.release()
+            raise
+        self._watcher = watcher
+        self._debouncer = Debouncer(self._quiet_s(), self.manifest.ignores)
+        self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
+        self._baseline = None  # taken on the scheduler thread, then WatchStarted
+        self._batches = BatchWatch.for_manifest(self.session, self.manifest, self._quiet_s())
 
     def detach(self, reason: str = "") -> None:
         with self._state_lock:
             watcher, self._watcher = self._watcher, None
             self._debouncer = self._baseline = None
             self._inbox.clear()
+            self._claim.release()
         if watcher is not None:
             watcher.stop()
             self._emit(WatchStopped(self.name, reason))
@@ -171,6 +193,8 @@ class ProjectScheduler:
 
     def _timeout(self) -> float | None:
         with self._state_lock:
+            if self._claim.waiting:
+                return max(0.0, self._claim.next_poll - time.monotonic())
             if self._watcher is None or self._debouncer is None:
                 return None
             deadline = self._next_health_check
@@ -188,6 +212,8 @@ class ProjectScheduler:
         self._runs.reap()
         problem = None
         with self._state_lock:
+            if self._claim.waiting and time.monotonic() >= self._claim.next_poll:
+                problem = self._take_over()
             if self._watcher is not None and self._debouncer is not None:
                 problem = self._watch_step()
         self._flush()  # ChangeDetected goes out before the RunStarted it causes
@@ -196,6 +222,27 @@ class ProjectScheduler:
             self._emit(WatchError(self.name, problem))
             self.detach(problem)
         self._dispatch()
+
+    def _take_over(self) -> str | None:
+        """While another process watches: report its runs; once it is gone, watch from here."""
+        acquired, events = self._claim.claim()
+        self._outbox.extend(events)
+        if not acquired:
+            return None
+        try:
+            self._start_watching()
+        except WorkbenchError as exc:
+            return str(exc)
+        # The process that watched may have stopped mid-run (its run recorded cancelled): the
+        # change it was running is still to be run, and this process watches now.
+        try:
+            newest = next(iter(self.session.store.list_runs(self.name, limit=1)), None)
+        except WorkbenchError:
+            newest = None
+        if newest is not None and newest.trigger == str(Trigger.WATCH) and \
+                str(newest.status) in ("cancelled", "interrupted"):
+            self._runs.request(RunRequest(None, Trigger.WATCH, ()))
+        return None
 
     def _dispatch(self) -> None:
         with self._state_lock:

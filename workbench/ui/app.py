@@ -51,7 +51,7 @@ class WorkbenchApp(App):
         self.session.notice = self._notice
         from workbench.services.watch import WatchService
 
-        self.watch = WatchService(self.session, self.bridge)
+        self.watch = WatchService(self.session, self.bridge, who="workbench TUI")
         self.watch_on_start = self.config.watch_on_start if watch_on_start is None else watch_on_start
         self.main_screen = MainScreen(self.session, self.watch, self.bridge, self.watch_on_start)
         self._load_themes(theme_folders)

@@ -8,8 +8,8 @@ handlers here only update panes and start workers, they never wait on the store.
 from __future__ import annotations
 
 from workbench.core.events import (
-    BatchChecked, ChangeDetected, ManifestInvalid, ManifestReloaded, RetrainFinished, RunFinished, RunStarted,
-    RunSuperseded, WatchError, WatchStarted, WatchStopped,
+    BatchChecked, ChangeDetected, ManifestInvalid, ManifestReloaded, ModelRegistered, RetrainFinished, RunFinished,
+    RunStarted, RunSuperseded, WatchedElsewhere, WatchError, WatchStarted, WatchStopped,
 )
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, ServiceEvent
@@ -47,6 +47,8 @@ class ServiceEvents:
             self._after_run_event(event.run_id)
         elif isinstance(event, RunFinished):
             self._run_finished(event)
+        elif isinstance(event, ModelRegistered):  # has a run_id, but is not a stage event
+            self._watch_event(event)
         elif hasattr(event, "run_id") and event.run_id in self.live:  # stage events
             live = self.live[event.run_id]
             live.apply(event)
@@ -101,6 +103,12 @@ class ServiceEvents:
             self.notify(event.message, title=event.project, severity="error", timeout=12)
         elif isinstance(event, (BatchChecked, RetrainFinished)):
             self._drift_event(event)
+        elif isinstance(event, WatchedElsewhere):  # its runs show through the store's polling
+            self.projects.update_row(event.project, watching=False, note=f"watched by pid {event.pid}")
+            self.notify(f"watched by pid {event.pid} ({event.holder}); its runs show here, and this TUI takes "
+                        "over when it stops", title=event.project, timeout=8)
+        elif isinstance(event, ModelRegistered):
+            self.notify(f"run {event.run_id} → registered version {event.version}", title=event.project, timeout=6)
         self._status()
 
     def _drift_event(self, event: BatchChecked | RetrainFinished) -> None:
