@@ -2,7 +2,9 @@
 
 Every field is documented here; the README's manifest reference is written from this file.
 Validation is strict (an unknown key is an error) because a typo such as `imputs` would
-otherwise silently make a stage's cache key ignore its inputs.
+otherwise silently make a stage's cache key ignore its inputs. Every value is range-checked
+here too (workbench.core.manifest_reader): paths stay inside the project, numbers are finite
+and within what Docker and the clock take, so no bad value reaches an adapter.
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ DEFAULT_IGNORES = (
 @dataclass(frozen=True)
 class DataSpec:
     paths: tuple[str, ...] = ()
-    """Data files (globs, relative to the project) whose fingerprint, schema and column
-    statistics are recorded in the lineage of every run."""
+    """Data files (globs, relative to the project and inside it) whose fingerprint, schema and
+    column statistics are recorded in the lineage of every run."""
     target: str | None = None
     """The label column."""
     sensitive: tuple[str, ...] = ()
     """Columns that fairness metrics are computed over (e.g. `female`)."""
     incoming: str | None = None
-    """Folder where new batches of production-like data land (drift checks)."""
+    """Folder where new batches of production-like data land (drift checks); inside the project."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,19 @@ class EnvironmentSpec:
     """Docker base image; unset means $WORKBENCH_BASE_IMAGE, then `python:3.11-slim`, then the
     offline image made by `workbench env bootstrap`."""
     requirements: str | None = None
-    """A pip requirements file, relative to the project, installed into the image once."""
+    """A pip requirements file, relative to the project and inside it, installed into the image once."""
     memory: str = "2g"
-    """Memory limit per stage container, e.g. `512m`, `2g`."""
+    """Memory limit per stage container, e.g. `512m`, `2g`: from Docker's minimum, 6m, to 1t."""
     cpus: float = 1.0
-    """CPU limit per stage container (fractional cores)."""
+    """CPU limit per stage container (fractional cores), from 0.01 to 1024; the engine refuses
+    more than its machine has, and the stage fails saying so."""
     network: bool = False
     """Whether stage containers may use the network (off by default)."""
     timeout_s: float = 1800.0
-    """Default stage time limit in seconds."""
+    """Default stage time limit in seconds: above 0, at most 30 days."""
     preload: tuple[str, ...] = ()
-    """Modules a warm worker imports ahead of time (default: guessed from requirements)."""
+    """Modules a warm worker imports ahead of time, as dotted module names (default: guessed
+    from requirements)."""
     cold: bool = False
     """Require a fresh container per stage (no warm worker)."""
 
@@ -88,17 +92,19 @@ class EnvironmentSpec:
 class StageSpec:
     name: str
     command: str
-    """Shell command run in the project's snapshot (working directory)."""
+    """Shell command run in the project's snapshot (working directory). The scripts it runs
+    (`python stages/train.py`) must be inside the project; a missing one fails the stage before
+    it starts, naming this key."""
     inputs: tuple[str, ...] = ()
-    """Globs of project files the stage reads; they make up its cache key."""
+    """Globs of project files the stage reads (inside the project); they make up its cache key."""
     outputs: tuple[str, ...] = ()
     """Files the stage must write into its output folder; missing ones fail the stage."""
     depends_on: tuple[str, ...] = ()
     """Stages whose outputs this stage reads (mounted under $WB_UPSTREAM_DIR/<stage>)."""
     timeout_s: float | None = None
-    """Time limit for this stage; defaults to environment.timeout_s."""
+    """Time limit for this stage (above 0, at most 30 days); defaults to environment.timeout_s."""
     memory: str | None = None
-    """Memory limit for this stage; defaults to environment.memory."""
+    """Memory limit for this stage (6m to 1t); defaults to environment.memory."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +112,11 @@ class WatchSpec:
     enabled: bool = True
     """Whether `workbench watch` and the TUI watch this project by default."""
     debounce_ms: int = 300
-    """Quiet period: a burst of file events becomes one change after this many ms of calm."""
+    """Quiet period: a burst of file events becomes one change after this many ms of calm
+    (0 to 60000)."""
     ignore: tuple[str, ...] = ()
-    """Extra globs the watcher and snapshots ignore (VCS, editor and cache files always are)."""
+    """Extra globs (inside the project) the watcher and snapshots ignore (VCS, editor and cache
+    files always are)."""
 
 
 @dataclass(frozen=True)
