@@ -82,11 +82,18 @@ class LocalRunner:
         watcher = threading.Thread(target=self._watch, args=(proc, job, cancel, stop_reason), daemon=True)
         watcher.start()
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            tail.append(line)
-            on_log(line)
-        code = proc.wait()
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                tail.append(line)
+                on_log(line)
+            code = proc.wait()
+        except BaseException:  # an interrupt that did not wait for the cancel (a second Ctrl-C)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: no terminal signal reaches it
+            except ProcessLookupError:
+                pass
+            raise
         watcher.join()
         finished = _now()
         if stop_reason:

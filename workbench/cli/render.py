@@ -170,12 +170,7 @@ class Printer:
             case WatchError():
                 con.print(f"[bold red]error:[/] {escape(event.project)}: {escape(event.message)}")
             case BatchChecked():
-                if event.verdict == "not checked":
-                    con.print(f"[red]⊘[/] {escape(event.project)}: {escape(event.batch)} "
-                              f"{escape(event.summary or 'not checked')}")
-                elif event.verdict == "warning":
-                    con.print(f"[yellow]![/] {escape(event.project)}: {escape(event.batch)} {escape(event.summary)}")
-                elif event.drifted:
+                if event.drifted:
                     shown = ", ".join(event.drifted_columns[:4]) + (" …" if len(event.drifted_columns) > 4 else "")
                     con.print(f"[red]⚠[/] {escape(event.project)}: {escape(event.batch)} drifted "
                               f"({event.share:.0%} of columns: {escape(shown)})")

@@ -38,7 +38,7 @@ from pathlib import Path
 from workbench.adapters.batch_files import is_batch_file, read_table, write_training_file
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
 from workbench.adapters.files import SnapshotStore, StatHasher, hash_file, read_hash_cache, scan_project
-from workbench.core.drift import ColumnData, compare, judge
+from workbench.core.drift import ColumnData, compare
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
 from workbench.core.errors import WorkbenchError
@@ -245,8 +245,7 @@ class DriftService:
         if not manifest.data.paths:
             raise WorkbenchError(f"{ref.name}: drift checks need the training data: set [data] paths "
                                  "(or [drift] data_file)")
-        found = sorted(p for p in scan_project(ref.path, manifest.ignores, manifest.external_links)
-                       if matches_any(p, manifest.data.paths))
+        found = sorted(p for p in scan_project(ref.path, manifest.ignores) if matches_any(p, manifest.data.paths))
         if len(found) != 1:
             what = "no file" if not found else f"{len(found)} files ({', '.join(found[:4])})"
             raise WorkbenchError(f"{ref.name}: [data] paths matches {what}; name the file batches are compared "
@@ -278,9 +277,8 @@ class DriftService:
         except WorkbenchError as exc:
             report = compare(ref_columns, {}, 0, manifest.drift, target=manifest.data.target, batch_name=rel,
                              reference_name=reference.description, reference_rows=ref_rows)
-            unreadable = (Finding("unreadable", str(exc), blocking=True),)
-            verdict, rule = judge(report.features, unreadable, manifest.drift)
-            return replace(report, findings=unreadable, verdict=verdict, rule=rule)
+            unreadable = Finding("unreadable", str(exc), blocking=True)
+            return replace(report, findings=(unreadable,))
         return compare(ref_columns, batch.columns, batch.rows, manifest.drift, target=manifest.data.target,
                        batch_name=rel, reference_name=reference.description, reference_rows=ref_rows)
 
@@ -329,7 +327,7 @@ class DriftService:
             os.link(file, batch_dir / batch_name)  # a large batch is not copied for a few seconds' use
         except OSError:
             shutil.copyfile(file, batch_dir / batch_name)
-        snapshot = SnapshotStore(state).take(ref.path, manifest.ignores, external=manifest.external_links)
+        snapshot = SnapshotStore(state).take(ref.path, manifest.ignores)
         runner = self.session.runner
         env = manifest.environment
         prepared = runner.prepare(str(snapshot.path), env, on_log, project=manifest.name)
