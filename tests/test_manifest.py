@@ -221,6 +221,8 @@ RANGE = [
      "inside the project"),
     ("command script escapes", '[project]\nname = "x"\n[stages.a]\ncommand = "python ../../other/train.py"\n',
      "stages.a.command", "'../../other/train.py' must be a path inside the project"),
+    ("command climbs out with cd", '[project]\nname = "x"\n[stages.a]\ncommand = "cd .. && python train.py"\n',
+     "stages.a.command", "'../train.py' must be a path inside the project"),
     ("score script escapes", _section('[drift]\nscore = "python ../score.py"\n'), "drift.score", "inside the project"),
     # numbers: finite, and within what a machine or Docker can take
     ("cpus nan", _section("[environment]\ncpus = nan\n"), "environment.cpus", "a finite number"),

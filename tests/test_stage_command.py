@@ -18,6 +18,12 @@ SCRIPTS = [
     ("FOO=1 exec python3.11 -W ignore x.py > log.txt 2>&1", ["x.py"]),
     ("/usr/bin/env python a.py && bash -e scripts/b.sh; ./run.sh", ["a.py", "scripts/b.sh", "run.sh"]),
     ("python prep.py | python fit.py", ["prep.py", "fit.py"]),
+    ("python a.py>log 2>&1;python b.py", ["a.py", "b.py"]),
+    ("cd src && python train.py", ["src/train.py"]),
+    ("(cd src && python a.py); python b.py", ["src/a.py", "b.py"]),
+    ("cd .. && python x.py", ["../x.py"]),
+    ("cd $HOME && python x.py", []),
+    ("python ./a/../b.py", ["b.py"]),
     ("Rscript model.R", ["model.R"]),
     ("python -m pkg.train", []),
     ("python -c 'import x'", []),
@@ -44,6 +50,8 @@ MISSING = [
     ("python pkg", []),  # a folder with __main__.py runs
     ("python stages/train.py && python stages/evaluate.py", [("stages/evaluate.py", None)]),
     ("python /opt/tool.py", []),  # a program of the image, not of the project
+    ("cd stages && python train.py", []),
+    ("cd stage && python train.py", [("stage/train.py", "stages/train.py")]),
 ]
 
 

@@ -13,6 +13,7 @@ What cannot be known from the text is left alone: a module (`python -m pkg`), in
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 import shlex
 from collections.abc import Collection
@@ -22,22 +23,39 @@ INTERPRETER_RE = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|sh|bash|dash|zsh|ksh|R
 SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", "\n", ";;", "|&"}
 REDIRECTIONS = {"<", ">", ">>", "<<", "<<<", ">&", "<&", "&>", "&>>", ">|"}
 WRAPPERS = {"exec", "time", "nohup", "nice", "env", "command", "stdbuf"}
+OPERATOR_CHARS = set(";&|()<>")
+OPERATORS = sorted(SEPARATORS | REDIRECTIONS | set(OPERATOR_CHARS), key=len, reverse=True)
 SHELL_EXPANSION = re.compile(r"[$`*?\[\]{}]")
 
 
 def command_scripts(command: str) -> list[str]:
-    """The project-relative scripts the command runs, in order (absolute ones as written)."""
+    """The project-relative scripts the command runs, in order (absolute ones as written).
+
+    A `cd sub` before them is followed (`cd src && python train.py` runs src/train.py), inside
+    its parentheses only; after a `cd` to somewhere unknown ($VAR, an absolute path) nothing
+    more can be said, so nothing more is returned."""
     try:
         lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
         lexer.whitespace_split = True
-        tokens = list(lexer)
+        tokens = [part for token in lexer for part in _split_operators(token)]
     except ValueError:
         return []  # unbalanced quotes: the shell itself says so when the stage runs
     scripts = []
+    folder, outer = PurePosixPath("."), []
     for words in _simple_commands(tokens):
-        script = _script_of(words)
-        if script is not None and not SHELL_EXPANSION.search(script):
-            scripts.append(script[2:] if script.startswith("./") else script)
+        if words == ["("]:
+            outer.append(folder)
+        elif words == [")"]:
+            folder = outer.pop() if outer else folder
+        elif words[0] in ("cd", "pushd"):
+            target = words[1] if len(words) > 1 else "/"
+            if target.startswith(("/", "~", "-")) or SHELL_EXPANSION.search(target):
+                break
+            folder = folder / target
+        else:
+            script = _script_of(words)
+            if script is not None and not SHELL_EXPANSION.search(script):
+                scripts.append(script if script.startswith("/") else posixpath.normpath(str(folder / script)))
     return scripts
 
 
@@ -58,12 +76,27 @@ def missing_scripts(command: str, files: Collection[str]) -> list[tuple[str, str
     return missing
 
 
+def _split_operators(token: str) -> list[str]:
+    """shlex keeps a run of operator characters as one token (`);`, `&&(`): split it into
+    the shell's operators, longest first."""
+    if not token or any(c not in OPERATOR_CHARS for c in token):
+        return [token]
+    parts = []
+    while token:
+        operator = next(op for op in OPERATORS if token.startswith(op))
+        parts.append(operator)
+        token = token[len(operator):]
+    return parts
+
+
 def _simple_commands(tokens: list[str]) -> list[list[str]]:
     commands: list[list[str]] = [[]]
     skip_next = False
     for token in tokens:
         if skip_next:
             skip_next = False
+        elif token in ("(", ")"):
+            commands += [[token], []]  # a subshell: a `cd` inside it ends with it
         elif token in SEPARATORS:
             commands.append([])
         elif token in REDIRECTIONS or token.rstrip("0123456789") in REDIRECTIONS:
