@@ -124,23 +124,25 @@ def _script_of(words: list[str]) -> str | None:
 
 
 def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
-    """The first argument that is the script, or None when the code comes from elsewhere."""
+    """The first argument that is the script, or None when the code comes from elsewhere or
+    the options before it cannot be read for sure (a wrong guess would block a good stage)."""
     if interpreter.startswith(("python", "pypy")):
         inline, with_value = "cm", "WX"
     elif interpreter in ("sh", "bash", "dash", "zsh", "ksh"):
         inline, with_value = "c", "o"
     else:
-        inline, with_value = "e", ""
+        inline, with_value = None, None  # perl -I lib, node -r mod, julia -p 4: options vary
     skip = False
     for arg in args:
         if skip:
             skip = False
         elif arg == "-":
             return None  # the code comes from stdin
-        elif arg.startswith("--"):
-            if arg in ("--eval", "--command"):
-                return None
         elif arg.startswith("-"):
+            if inline is None or (arg.startswith("--") and "=" not in arg):
+                return None  # an option that may take the next word: the script is not known
+            if arg.startswith("--"):
+                continue
             flags = arg[1:]
             for position, flag in enumerate(flags):
                 if flag in inline:
@@ -151,14 +153,3 @@ def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
         else:
             return arg
     return None
-
-
-def missing_script_problem(source_key: str, command: str, files: Collection[str]) -> str | None:
-    """The message for a command whose script is not in the project, naming the manifest key
-    (`stages.train.command`), the file and the likeliest intended one; None when all are there."""
-    missing = missing_scripts(command, files)
-    if not missing:
-        return None
-    script, close = missing[0]
-    hint = f" (did you mean {close}?)" if close else ""
-    return f"workbench.toml: {source_key} runs {script}, which is not in the project{hint}"
