@@ -4,7 +4,10 @@ the MLflow mirror's state, and the promotion keys (`promote_staging`, `promote_p
 
 A promotion is a dry run on a worker first; its answer opens PromoteScreen, which shows every
 rule and gate and asks (with an optional reason for the audit trail); only a yes applies it,
-on another worker.
+on another worker, against the alias holder the confirmation showed (refused if it moved).
+A dry run that finds the alias held by another version than the Models tab showed opens no
+confirmation: the tab is read again and the user looks again, so a key never acts on a state
+the screen did not show.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class ModelActions:
         self._preview("staging", rollback=True)
 
     def _preview(self, alias: str, rollback: bool = False) -> None:
-        """Dry-run the promotion (or rollback) on a worker; the answer opens PromoteScreen."""
+        """Dry-run the promotion (or rollback) on a worker; the answer opens PromoteScreen
+        (unless the alias's holder is not the one the Models tab shows)."""
         row = self._runnable()
         if row is None:
             return
@@ -76,9 +80,23 @@ class ModelActions:
                             if models.versions else f"{row.name}: no model versions yet", severity="warning")
                 return
             version = models.current.version
+        # What the screen shows holding the alias, when it shows this project's versions.
+        self._holder_shown = ((row.name, alias, _holder(models.versions, alias))
+                              if models.project == row.name else None)
         self._in_thread("preview", row.name, loaders.preview_promotion, self.session, row.name, version, alias)
 
     def _done_preview(self, preview, project) -> None:
+        shown, self._holder_shown = getattr(self, "_holder_shown", None), None
+        if shown is not None and shown[:2] == (project, preview.alias) and shown[2] != preview.from_version:
+            self.notify(f"{preview.alias} is held by {_name(preview.from_version)} now, not {_name(shown[2])} as "
+                        "the screen showed: the list is read again; look, then press the key again",
+                        title=project, severity="warning", timeout=10)
+            self._load_models(project)
+            self._load_aliases(project)
+            return
+        self._confirm(preview, project)
+
+    def _confirm(self, preview, project) -> None:
         def answer(reason: str | None) -> None:
             if reason is not None:
                 self._in_thread("promotion", project, loaders.apply_promotion, self.session, project, preview,
@@ -92,7 +110,7 @@ class ModelActions:
             # show the new decision, so nobody promotes what they did not see.
             self.notify("not recorded: it would go through now, so here it is again", title=project,
                         severity="warning", timeout=8)
-            self._done_preview(decision, project)
+            self._confirm(decision, project)
             return
         if decision.applied:
             self.notify(decision.message, title=project, timeout=8)
@@ -100,3 +118,11 @@ class ModelActions:
             self.notify(f"refused (recorded): {decision.message}", title=project, severity="error", timeout=12)
         self._load_models(project)
         self._read_mirror()
+
+
+def _holder(versions, alias: str) -> int | None:
+    return next((v.version for v in versions if alias in v.aliases), None)
+
+
+def _name(version: int | None) -> str:
+    return f"version {version}" if version is not None else "nobody"
