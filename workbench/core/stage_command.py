@@ -153,3 +153,14 @@ def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
         else:
             return arg
     return None
+
+
+def missing_script_problem(source_key: str, command: str, files: Collection[str]) -> str | None:
+    """The message for a command whose script is not in the project, naming the manifest key
+    (`stages.train.command`), the file and the likeliest intended one; None when all are there."""
+    missing = missing_scripts(command, files)
+    if not missing:
+        return None
+    script, close = missing[0]
+    hint = f" (did you mean {close}?)" if close else ""
+    return f"workbench.toml: {source_key} runs {script}, which is not in the project{hint}"
