@@ -1,15 +1,18 @@
 """The lineage store's tables, as an ordered list of migrations.
 
-Migration N (1-based) brings a database from schema version N-1 to N. They only ever get
-appended: a released migration is never edited, because databases in the field already ran it.
+Migration N (1-based) brings a database from schema version N-1 to N: SQL, or a function of the
+connection and the file's path for one that needs to compute. They only ever get appended: a
+released migration is never edited, because databases in the field already ran it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable
 
 import duckdb
 
+from workbench.adapters.workspace_paths import WorkspacePaths
 from workbench.core.errors import StoreError
 
 # Timestamps are stored as naive UTC (TIMESTAMP): TIMESTAMPTZ would make every read depend on the
@@ -285,7 +288,54 @@ CREATE TABLE version_seals (
 );
 """
 
-MIGRATIONS: list[str] = [V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS]
+# Paths relative to the workspace (a workspace renamed, moved or copied keeps working), and the
+# project folder each run and version came from (a name identifies one folder: a copy of a
+# project under the same name must not add versions to the original's registry).
+V5_FOLDERS = """
+ALTER TABLE runs ADD COLUMN project_path VARCHAR;
+ALTER TABLE model_versions ADD COLUMN project_path VARCHAR;
+"""
+# Columns holding a path that earlier versions wrote absolute.
+PATH_COLUMNS = (("projects", "path"), ("stage_runs", "output_dir"), ("artifacts", "path"),
+                ("model_versions", "artifact_path"), ("datasets", "path"))
+DEFAULT_MLFLOW_KEY = "workspace:.workbench/mlflow.db"
+"""How mlflow_ids names the workspace's own sqlite MLflow store, wherever the workspace is."""
+
+
+def v5_workspace_relative(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Make the absolute paths earlier versions stored relative to the workspace.
+
+    The workspace may have been moved or copied before this ran, so the roots they were
+    written under are read from the run folders themselves (`<root>/.workbench/runs/...`)."""
+    con.execute(V5_FOLDERS)
+    paths = WorkspacePaths.for_state_file(path)
+    if paths.root is not None:
+        found = con.execute("SELECT DISTINCT split_part(output_dir, '/.workbench/runs/', 1) FROM stage_runs "
+                            "WHERE contains(output_dir, '/.workbench/runs/')").fetchall()
+        roots = sorted({str(paths.root)} | {row[0] for row in found if row[0]}, key=len, reverse=True)
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            for table, column in PATH_COLUMNS:
+                con.execute(f"UPDATE {table} SET {column} = substr({column}, ?) WHERE starts_with({column}, ?)",
+                            [len(prefix) + 1, prefix])
+            # Queued MLflow items name the model file they send; error texts are left as written.
+            con.execute("UPDATE mlflow_outbox SET payload = replace(payload, ?, ?) WHERE contains(payload, ?)",
+                        ['"' + prefix, '"', '"' + prefix])
+            con.execute("UPDATE mlflow_ids SET tracking_uri = ? WHERE tracking_uri = ?",
+                        [DEFAULT_MLFLOW_KEY, f"sqlite:///{prefix}.workbench/mlflow.db"])
+    con.execute("UPDATE runs SET project_path = p.path FROM projects p WHERE p.name = runs.project")
+    con.execute("UPDATE model_versions SET project_path = r.project_path FROM runs r WHERE r.id = model_versions.run_id")
+
+
+# What a data file's lineage profile could not read: the rows it left out (with their lines), or
+# why the file could not be read at all. A profile is keyed by content, so this is too.
+V6_PROFILE_PROBLEMS = """
+ALTER TABLE datasets ADD COLUMN problems VARCHAR[] NOT NULL DEFAULT [];
+"""
+
+
+MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
+    V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -301,6 +351,10 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
         raise StoreError(f"the lineage store {path} was written by a newer workbench "
                          f"(schema v{current}, this one knows v{latest}); upgrade workbench to open it")
     for version in range(current + 1, latest + 1):
-        con.execute(MIGRATIONS[version - 1])
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            step(con, path)
+        else:
+            con.execute(step)
         con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, applied_at])
     return latest

@@ -24,7 +24,9 @@ from typing import Any, Iterator
 
 import duckdb
 
+from workbench.adapters.data_profile import profile_file
 from workbench.adapters.duckdb_schema import migrate
+from workbench.adapters.workspace_paths import WorkspacePaths
 from workbench.core.errors import DiskFullError, RunNotFound, StoreError
 from workbench.core.gates import GateResult
 from workbench.core.model import (Artifact, ColumnProfile, DatasetProfile, InputFile, RunRecord,
@@ -33,10 +35,6 @@ from workbench.core.model import (Artifact, ColumnProfile, DatasetProfile, Input
 ALIAS = "lineage"
 BUSY_MARKERS = ("Could not set lock on file", "Unique file handle conflict")
 """DuckDB's words for "another process (or another DuckDB instance in this one) has the file"."""
-
-NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
-PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 RUN_COLUMNS = ("id", "project", "trigger", "status", "runner", "started_at", "finished_at",
                "image_id", "image_tag", "reason", "manifest_hash", "snapshot_id", "stage_filter",
@@ -67,6 +65,8 @@ class DuckDBLineageStore:
     def __init__(self, path: str | Path, busy_timeout_s: float = 15.0):
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.paths = WorkspacePaths.for_state_file(self.path)
+        """Paths are stored relative to the workspace and resolved against where it is now."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -80,6 +80,7 @@ class DuckDBLineageStore:
                   stage_filter: list[str], changed_paths: list[str]) -> tuple[int, datetime]:
         started_at = datetime.now(timezone.utc)
         pid = os.getpid()
+        project_path = self.paths.stored(project_path)
         with self._session(write=True) as con:
             # Written only when new or moved: every table a transaction touches costs its checkpoint.
             known = con.execute("SELECT path FROM projects WHERE name = ?", [project]).fetchone()
@@ -88,15 +89,16 @@ class DuckDBLineageStore:
                             [project, project_path])
             run_id = con.execute(
                 "INSERT INTO runs (project, trigger, status, runner, started_at, stage_filter, changed_paths, "
-                "pid, host, proc_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "pid, host, proc_start, project_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [project, str(trigger), RunStatus.RUNNING.value, runner, _to_db(started_at),
-                 list(stage_filter), list(changed_paths), pid, socket.gethostname(), _process_start(pid)],
+                 list(stage_filter), list(changed_paths), pid, socket.gethostname(), _process_start(pid),
+                 project_path],
             ).fetchone()[0]
         return run_id, started_at
 
     def finish_run(self, record: RunRecord, primary_metric: str | None = None) -> None:
         """Write the whole run in one transaction; `primary_metric` names the value the run list shows."""
-        rows = _child_rows(record)
+        rows = _child_rows(record, self.paths)
         metrics = record.metrics
         with self._session(write=True) as con:
             updated = con.execute(
@@ -122,7 +124,7 @@ class DuckDBLineageStore:
             for table, table_rows in rows.items():
                 _insert(con, table, table_rows)
             for profile in record.datasets:
-                _save_profile(con, profile)
+                _save_profile(con, profile, self.paths)
 
     def set_superseded_by(self, run_id: int, by_run_id: int) -> None:
         """Link a superseded run to the run that replaced it (the replacement gets its id only
@@ -198,22 +200,24 @@ class DuckDBLineageStore:
                 "SELECT (SELECT max(id) FROM runs), (SELECT count(*) FROM runs), (SELECT max(finished_at) FROM runs), "
                 "(SELECT count(*) FROM runs WHERE status = 'running'), (SELECT count(superseded_by) FROM runs), "
                 "(SELECT max(id) FROM audit), (SELECT count(*) FROM model_versions), "
-                "(SELECT max(id) FROM drift_batches), (SELECT count(retrain_run_id) FROM drift_batches)").fetchone()
+                "(SELECT count(*) FROM drift_batches), (SELECT sum(hash(id, state, landed_at, checked_at, retrain, "
+                "retrain_reason, retrain_run_id)) FROM drift_batches)").fetchone()
         answer = {"runs": tuple(row[:5]), "registry": tuple(row[5:7]), "drift": tuple(row[7:])}
         self._generation = (stamp, answer)
         return answer
 
     def get_run(self, run_id: int) -> RunRecord:
         with self._session() as con:
-            return _read_run(con, run_id)
+            return _read_run(con, run_id, self.paths)
 
     def lineage(self, run_id: int) -> dict[str, Any]:
         """Everything that traces a run to its code, data, params and image, as JSON-ready values."""
         with self._session() as con:
-            record = _read_run(con, run_id)
+            record = _read_run(con, run_id, self.paths)
             project_path, primary_metric, primary_value = con.execute(
-                "SELECT p.path, r.primary_metric, r.primary_value FROM runs r JOIN projects p ON p.name = r.project "
-                "WHERE r.id = ?", [run_id]).fetchone()
+                "SELECT coalesce(r.project_path, p.path), r.primary_metric, r.primary_value FROM runs r "
+                "LEFT JOIN projects p ON p.name = r.project WHERE r.id = ?", [run_id]).fetchone()
+        project_path = self.paths.resolved(project_path)
         run = {name: getattr(record, name) for name in RUN_COLUMNS}
         run.update(duration_s=record.duration_s, primary_metric=primary_metric, primary_value=primary_value)
         return _jsonable({
@@ -239,10 +243,11 @@ class DuckDBLineageStore:
                 "SELECT run_id, output_dir FROM stage_runs WHERE cache_key = ? AND project = ? AND stage = ? "
                 "AND status IN (?, ?) ORDER BY run_id DESC",
                 [cache_key, project, stage, StageStatus.SUCCEEDED.value, StageStatus.REUSED.value]).fetchall()
-            found = next((run_id for run_id, output_dir in candidates if os.path.isdir(output_dir)), None)
+            found = next((run_id for run_id, output_dir in candidates
+                          if os.path.isdir(self.paths.resolved(output_dir))), None)
             if found is None:
                 return None
-            result = _read_stages(con, found, stage)[0]
+            result = _read_stages(con, found, self.paths, stage)[0]
         if result.reused_from_run is None:
             result.reused_from_run = found
         result.status = StageStatus.SUCCEEDED
@@ -252,14 +257,16 @@ class DuckDBLineageStore:
 
     def known_profile(self, fingerprint: str) -> DatasetProfile | None:
         with self._session() as con:
-            row = con.execute("SELECT path, fingerprint, row_count, columns FROM datasets WHERE fingerprint = ?",
-                              [fingerprint]).fetchone()
-        return _profile_from_row(row) if row else None
+            row = con.execute("SELECT path, fingerprint, row_count, columns, problems FROM datasets "
+                              "WHERE fingerprint = ?", [fingerprint]).fetchone()
+        return _profile_from_row(row, self.paths) if row else None
 
     def profile_dataset(self, path: str, fingerprint: str) -> DatasetProfile:
-        profile = _profile_file(path, fingerprint)
+        """The file's profile, saved; what it could not read is in its `problems` (rows left
+        out, or the whole file): a profile never stops a run (workbench.adapters.data_profile)."""
+        profile = profile_file(path, fingerprint)
         with self._session(write=True) as con:
-            _save_profile(con, profile)
+            _save_profile(con, profile, self.paths)
         return profile
 
     # -- the file ----------------------------------------------------------------------------
@@ -334,7 +341,7 @@ def _run_filter(project: str | None, match: str | None) -> tuple[str, list]:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _read_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRecord:
+def _read_run(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePaths) -> RunRecord:
     row = con.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", [run_id]).fetchone()
     if row is None:
         raise RunNotFound(f"run {run_id} not found")
@@ -342,22 +349,24 @@ def _read_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRecord:
     gates = [GateResult(*g) for g in con.execute(
         "SELECT metric, op, threshold, value, passed, detail FROM gate_results WHERE run_id = ? ORDER BY position",
         [run_id]).fetchall()]
-    datasets = [_profile_from_row(d) for d in con.execute(
-        "SELECT rd.path, d.fingerprint, d.row_count, d.columns FROM run_datasets rd "
+    datasets = [_profile_from_row(d, paths) for d in con.execute(
+        "SELECT rd.path, d.fingerprint, d.row_count, d.columns, d.problems FROM run_datasets rd "
         "JOIN datasets d USING (fingerprint) WHERE rd.run_id = ? ORDER BY rd.path", [run_id]).fetchall()]
     return RunRecord(**run | {
         "trigger": Trigger(run["trigger"]),
         "status": RunStatus(run["status"]),
         "started_at": _from_db(run["started_at"]),
         "finished_at": _from_db(run["finished_at"]),
-        "stages": _read_stages(con, run_id),
+        "stages": _read_stages(con, run_id, paths),
         "gates": gates,
         "datasets": datasets,
     })
 
 
-def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, stage: str | None = None) -> list[StageResult]:
-    """A run's stages (or the one named) with their inputs, params, metrics and artifacts."""
+def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePaths,
+                 stage: str | None = None) -> list[StageResult]:
+    """A run's stages (or the one named) with their inputs, params, metrics and artifacts;
+    output folders and artifacts resolved against the workspace as it is now."""
     where = "WHERE run_id = $run AND ($stage IS NULL OR stage = $stage)"
     args = {"run": run_id, "stage": stage}
 
@@ -377,38 +386,41 @@ def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, stage: str | None 
         fields = dict(zip(STAGE_COLUMNS[1:], row))
         name = fields["stage"]
         stages.append(StageResult(**fields | {
+            "output_dir": paths.resolved(fields["output_dir"]),
             "status": StageStatus(fields["status"]),
             "started_at": _from_db(fields["started_at"]),
             "finished_at": _from_db(fields["finished_at"]),
             "inputs": [InputFile(*i) for i in inputs.get(name, [])],
             "params": dict(params.get(name, [])),
             "metrics": dict(metrics.get(name, [])),
-            "artifacts": [Artifact(*a) for a in artifacts.get(name, [])],
+            "artifacts": [Artifact(a[0], paths.resolved(a[1]), *a[2:]) for a in artifacts.get(name, [])],
         }))
     return stages
 
 
-def _profile_from_row(row: tuple) -> DatasetProfile:
-    path, fingerprint, row_count, columns = row
-    return DatasetProfile(path, fingerprint, row_count, tuple(ColumnProfile(**c) for c in columns))
+def _profile_from_row(row: tuple, paths: WorkspacePaths) -> DatasetProfile:
+    path, fingerprint, row_count, columns, problems = row
+    return DatasetProfile(paths.resolved(path), fingerprint, row_count, tuple(ColumnProfile(**c) for c in columns),
+                          tuple(problems))
 
 
 # -- writing ---------------------------------------------------------------------------------
 
-def _child_rows(record: RunRecord) -> dict[str, list[tuple]]:
-    """The run's rows for each child table, in the tables' column order."""
+def _child_rows(record: RunRecord, paths: WorkspacePaths) -> dict[str, list[tuple]]:
+    """The run's rows for each child table, in the tables' column order; paths relative to the
+    workspace."""
     rows: dict[str, list[tuple]] = {"stage_runs": [], "input_files": [], "params": [], "metrics": [],
                                     "artifacts": [], "gate_results": [], "run_datasets": []}
     for position, stage in enumerate(record.stages):
         key = (record.id, stage.stage)
         rows["stage_runs"].append((
             record.id, position, record.project, stage.stage, str(stage.status), stage.command, stage.cache_key,
-            stage.output_dir, stage.output_digest, _to_db(stage.started_at), _to_db(stage.finished_at),
+            paths.stored(stage.output_dir), stage.output_digest, _to_db(stage.started_at), _to_db(stage.finished_at),
             stage.duration_s, stage.exit_code, stage.reason, list(stage.log_tail), stage.reused_from_run))
         rows["input_files"] += [(*key, i.path, i.sha256, i.size) for i in stage.inputs]
         rows["params"] += [(*key, name, str(value)) for name, value in stage.params.items()]
         rows["metrics"] += [(*key, name, value) for name, value in stage.metrics.items()]
-        rows["artifacts"] += [(*key, a.name, a.kind, a.path, a.sha256, a.size) for a in stage.artifacts]
+        rows["artifacts"] += [(*key, a.name, a.kind, paths.stored(a.path), a.sha256, a.size) for a in stage.artifacts]
     rows["gate_results"] = [(record.id, position, g.metric, g.op, g.threshold, g.value, g.passed, g.detail)
                             for position, g in enumerate(record.gates)]
     rows["run_datasets"] = [(record.id, d.fingerprint, d.path) for d in record.datasets]
@@ -424,45 +436,22 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> No
                 [value for row in rows for value in row])
 
 
-def _save_profile(con: duckdb.DuckDBPyConnection, profile: DatasetProfile) -> None:
-    # A fingerprint names the file's content, so a stored profile never changes. Looking first
-    # is cheaper than binding every column's statistics for ON CONFLICT to drop them.
-    if con.execute("SELECT 1 FROM datasets WHERE fingerprint = ?", [profile.fingerprint]).fetchone():
+def _save_profile(con: duckdb.DuckDBPyConnection, profile: DatasetProfile, paths: WorkspacePaths) -> None:
+    # A fingerprint names the file's content, so a stored profile never changes, except that a
+    # file nothing could be read of (perhaps for a passing reason) is profiled again until it
+    # reads. Looking first is cheaper than binding every column's statistics for ON CONFLICT.
+    stored = con.execute("SELECT len(columns) = 0 AND len(problems) > 0 FROM datasets WHERE fingerprint = ?",
+                         [profile.fingerprint]).fetchone()
+    if stored is not None and not (stored[0] and profile.readable):
         return
-    con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?)",
-                [profile.fingerprint, profile.path, profile.row_count, [asdict(c) for c in profile.columns]])
-
-
-# -- profiling -------------------------------------------------------------------------------
-
-def _profile_file(path: str, fingerprint: str) -> DatasetProfile:
-    reader = "read_parquet" if Path(path).suffix.lower() in PARQUET_SUFFIXES else "read_csv_auto"
-    # A private in-memory database: reading a large file must not keep the store locked.
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"CREATE TABLE data AS SELECT * FROM {reader}(?)", [path])
-        summary = con.execute("SUMMARIZE data").fetchall()
-        if reader == "read_csv_auto" and len(summary) == 1 and "," in summary[0][0]:
-            # DuckDB falls back to one column named after the whole header line when rows have
-            # different numbers of fields; a profile of that would silently describe nothing.
-            raise StoreError(f"cannot profile {path}: its rows do not all have the same number of fields")
-        non_null = ", ".join('count("{}")'.format(row[0].replace('"', '""')) for row in summary)
-        counts = con.execute(f"SELECT count(*), {non_null} FROM data").fetchone()
-    except duckdb.Error as e:
-        raise StoreError(f"cannot profile {path}: {_problem(e)}") from e
-    finally:
-        con.close()
-    row_count = counts[0]
-    columns = []
-    for row, present in zip(summary, counts[1:]):
-        name, dtype, low, high, distinct, *stats = row[:10]
-        # SUMMARIZE gives every statistic as text; the mean of a date column is a date, not a number.
-        numeric = dtype in NUMERIC_TYPES or dtype.startswith("DECIMAL")
-        mean, std, q25, q50, q75 = (float(v) if numeric and v is not None else None for v in stats)
-        columns.append(ColumnProfile(name=name, dtype=dtype, count=row_count, nulls=row_count - present,
-                                     distinct=distinct, min=low, max=high, mean=mean, std=std,
-                                     q25=q25, q50=q50, q75=q75))
-    return DatasetProfile(path=path, fingerprint=fingerprint, row_count=row_count, columns=tuple(columns))
+    values = [paths.stored(profile.path), profile.row_count, [asdict(c) for c in profile.columns],
+              list(profile.problems)]
+    if stored is not None:
+        con.execute("UPDATE datasets SET path = ?, row_count = ?, columns = ?, problems = ? WHERE fingerprint = ?",
+                    values + [profile.fingerprint])
+        return
+    con.execute("INSERT INTO datasets (fingerprint, path, row_count, columns, problems) VALUES (?, ?, ?, ?, ?)",
+                [profile.fingerprint, *values])
 
 
 # -- small helpers ---------------------------------------------------------------------------

@@ -73,12 +73,30 @@ class FileVanished(WorkbenchError):
 
 
 def read_hash_cache(state_dir: Path) -> dict[str, list]:
-    """The workspace's stat cache: {absolute path: [size, mtime_ns, inode, sha256]}."""
+    """The workspace's stat cache: {absolute path: [size, mtime_ns, inode, sha256]}.
+
+    The file keys it relative to the workspace (the state folder's parent), so a workspace
+    that was moved or copied keeps its cache and names no other folder."""
     try:
         cache = json.loads((state_dir / "hash-cache.json").read_text())
     except (FileNotFoundError, ValueError):
         return {}
-    return cache if isinstance(cache, dict) else {}
+    if not isinstance(cache, dict):
+        return {}
+    root = state_dir.parent
+    return {key if os.path.isabs(key) else str(root / key): entry for key, entry in cache.items()}
+
+
+def _portable_cache(cache: dict[str, list], root: Path) -> dict[str, list]:
+    """The cache as written: keys relative to the workspace; entries outside it are dropped
+    (an older cache's absolute keys, or those of the folder a workspace was copied from)."""
+    portable = {}
+    for key, entry in cache.items():
+        try:
+            portable[Path(key).relative_to(root).as_posix()] = entry
+        except ValueError:
+            continue
+    return portable
 
 
 class ObjectStore:
@@ -144,7 +162,7 @@ class ObjectStore:
         # Runs of two watched projects save from two threads of one process.
         tmp = self.cache_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            tmp.write_text(json.dumps(self._cache))
+            tmp.write_text(json.dumps(_portable_cache(self._cache, self.cache_path.parent.parent)))
             os.replace(tmp, self.cache_path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

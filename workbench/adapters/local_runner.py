@@ -114,7 +114,8 @@ class LocalRunner:
             link = base / name
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(path, target_is_directory=True)
+            # Relative: the workspace may be moved or copied, and its run folders with it.
+            link.symlink_to(os.path.relpath(path, base), target_is_directory=True)
         return str(base)
 
     @staticmethod

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workbench.adapters.duckdb_registry import DuckDBRegistryStore
+from workbench.adapters.duckdb_schema import DEFAULT_MLFLOW_KEY
 from workbench.adapters.locks import LockBusy, file_lock
 from workbench.core.errors import MirrorError
 from workbench.core.model import Artifact, RunRecord
@@ -44,6 +45,11 @@ def resolve_tracking_uri(state_dir: Path, explicit: str | None = None) -> str:
     for candidate in (explicit, os.environ.get(URI_ENV), os.environ.get("MLFLOW_TRACKING_URI")):
         if candidate and candidate.strip():
             return candidate.strip()
+    return default_tracking_uri(state_dir)
+
+
+def default_tracking_uri(state_dir: Path) -> str:
+    """The workspace's own store: a sqlite file in its state folder."""
     return "sqlite:///" + str((state_dir / "mlflow.db").resolve())
 
 
@@ -75,6 +81,17 @@ class MirrorService:
         return self.tracking_uri.lower() in OFF
 
     @property
+    def local_store(self) -> bool:
+        """The workspace's own sqlite store, which moves with the workspace."""
+        return self.tracking_uri == default_tracking_uri(self.state_dir)
+
+    @property
+    def ids_key(self) -> str:
+        """How mlflow_ids names this tracking server: the workspace's own store by one name
+        wherever the workspace is (its URI holds the workspace's absolute path)."""
+        return DEFAULT_MLFLOW_KEY if self.local_store else self.tracking_uri
+
+    @property
     def lock_path(self) -> Path:
         return self.state_dir / "mirror.lock"
 
@@ -86,6 +103,11 @@ class MirrorService:
         root = self.state_dir / "mlflow-artifacts" if is_database_uri(uri) else None
         if root is not None and os.environ.get("WORKBENCH_MLFLOW_ARTIFACTS"):
             root = Path(os.environ["WORKBENCH_MLFLOW_ARTIFACTS"]).resolve()
+        if uri == default_tracking_uri(self.state_dir):
+            from workbench.adapters.mlflow_local_store import relocate_local_store
+
+            # A workspace that was moved or copied: its store's locations still name the old folder.
+            relocate_local_store(self.state_dir / "mlflow.db", self.state_dir.parent)
         return MlflowMirror(uri, root)
 
     # -- state ---------------------------------------------------------------------------
@@ -141,7 +163,7 @@ class MirrorService:
                 try:
                     target = self._connect()
                     if ids is None:
-                        ids = self.store.mlflow_ids(self.tracking_uri)
+                        ids = self.store.mlflow_ids(self.ids_key)
                     new_ids = _send(target, item, ids)
                 except Exception as exc:  # MirrorError, or a bug: either way the item waits
                     problem = exc if isinstance(exc, MirrorError) else MirrorError(f"internal error: {exc!r}")
@@ -153,7 +175,7 @@ class MirrorService:
                         return sent, failed, error
                     continue
                 ids.update(new_ids)
-                self.store.item_done(item.id, self.tracking_uri, new_ids)
+                self.store.item_done(item.id, self.ids_key, new_ids)
                 sent += 1
                 progress = True
             if not progress:

@@ -20,6 +20,19 @@ SKIPPED = {STATE_DIR, ".git", "node_modules", "__pycache__", ".venv", "venv"}
 MAX_MANIFEST_BYTES = 1024**2
 
 
+class ProjectClash(ManifestError):
+    """Two project folders give the same `project.name`. A name identifies one folder: its
+    runs, model versions, aliases and MLflow model all hang on it, so neither may run."""
+
+    def __init__(self, folder: Path, name: str, others: list[Path]):
+        self.folder = folder
+        self.others = others
+        elsewhere = " and ".join(str(o) for o in others)
+        super().__init__(str(folder / MANIFEST_NAME), "project.name",
+                         f"{name!r} is also the name of the project in {elsewhere}; a name identifies one "
+                         "project folder (its runs and model versions): rename one of them")
+
+
 @dataclass(frozen=True)
 class ProjectRef:
     path: Path
@@ -77,15 +90,19 @@ class Workspace:
         return self.state_dir / "lineage.duckdb"
 
     def projects(self) -> list[ProjectRef]:
-        """Every project in the workspace, including ones whose manifest is invalid."""
-        refs = []
+        """Every project in the workspace, including ones whose manifest is invalid and ones
+        whose name another folder uses too (each carries a ProjectClash naming the other)."""
+        refs, seen = [], set()
         for path in self._project_dirs():
+            if path.resolve() in seen:
+                continue  # a symlink to a project folder listed already: the same project
+            seen.add(path.resolve())
             try:
                 manifest, _ = load_manifest(path)
                 refs.append(ProjectRef(path, manifest))
             except ManifestError as exc:
                 refs.append(ProjectRef(path, None, exc))
-        return refs
+        return _with_clashes(refs)
 
     def _project_dirs(self) -> list[Path]:
         found = []
@@ -116,6 +133,12 @@ class Workspace:
             folder = (base / candidate).resolve()
             if (folder / MANIFEST_NAME).is_file():
                 manifest, _ = load_manifest(folder)
+                # A folder given by its path (inside the workspace or not) still may not take
+                # the name of another project of the workspace.
+                others = [r.path for r in self.projects()
+                          if r.manifest is not None and r.manifest.name == manifest.name and r.path.resolve() != folder]
+                if others:
+                    raise ProjectClash(folder, manifest.name, others)
                 return ProjectRef(folder, manifest)
         refs = self.projects()
         for ref in refs:
@@ -125,6 +148,14 @@ class Workspace:
                 return ref
         names = ", ".join(r.name for r in refs) or "none"
         raise ProjectNotFound(f"no project {name_or_path!r} in workspace {self.root} (projects: {names})")
+
+    def folder_holds(self, folder: str | Path, name: str) -> bool:
+        """Whether `folder` is a project named `name` now (it was not moved away or renamed)."""
+        try:
+            manifest, _ = load_manifest(Path(folder))
+        except ManifestError:
+            return False
+        return manifest.name == name
 
     def init_project(self, folder: str, force: bool = False) -> tuple[ProjectRef, str]:
         """Write a first manifest for a folder of ML code (relative to the workspace, or a path);
@@ -153,3 +184,17 @@ class Workspace:
         except OSError as exc:
             raise WorkbenchError(f"cannot write {target}: {exc.strerror}") from None
         return ProjectRef(path, manifest), text
+
+def _with_clashes(refs: list[ProjectRef]) -> list[ProjectRef]:
+    """Each project whose name another folder's manifest gives too, marked with the clash."""
+    folders: dict[str, list[Path]] = {}
+    for ref in refs:
+        if ref.manifest is not None:
+            folders.setdefault(ref.manifest.name, []).append(ref.path)
+    marked = []
+    for ref in refs:
+        others = [p for p in folders.get(ref.manifest.name, []) if p != ref.path] if ref.manifest else []
+        if others and ref.error is None:
+            ref = ProjectRef(ref.path, ref.manifest, ProjectClash(ref.path, ref.manifest.name, others))
+        marked.append(ref)
+    return marked

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from workbench.core.errors import WorkbenchError
 from workbench.services.inspect import compare_runs, validation_report
+from workbench.services.workspace import ProjectClash
 from workbench.ui.widgets.projects import ProjectRow
 
 TREND_RUNS = 300
@@ -15,7 +16,8 @@ def read_projects(session, watch) -> list[ProjectRow]:
     rows = []
     for ref in session.projects():
         if ref.error:
-            rows.append(ProjectRow(ref.name, str(ref.path), error=str(ref.error)))
+            problem = "name used twice" if isinstance(ref.error, ProjectClash) else "manifest invalid"
+            rows.append(ProjectRow(ref.name, str(ref.path), error=str(ref.error), problem=problem))
             continue
         manifest = ref.manifest
         last = session.runs(str(ref.path), limit=1)

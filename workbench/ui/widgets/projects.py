@@ -26,6 +26,8 @@ class ProjectRow:
     path: str
     error: str | None = None
     """Why the manifest is unusable (the project cannot run until it is fixed)."""
+    problem: str = "manifest invalid"
+    """The error in a few words, for the list's second line."""
     primary_metric: str | None = None
     maximize: bool = True
     watching: bool = False
@@ -62,10 +64,14 @@ class ProjectsList(OptionList):
     def set_rows(self, rows: list[ProjectRow]) -> None:
         """Replace the list, keeping the highlighted project if it is still there."""
         previous = self.selected.name if self.selected else None
-        self.rows = {row.name: row for row in rows}
+        # Two folders giving one project.name (both marked with the clash) must not make two
+        # options with one id: the second is known by its folder too.
+        self.rows = {}
+        for row in rows:
+            self.rows[row.name if row.name not in self.rows else f"{row.name} ({row.path})"] = row
         self.clear_options()
-        self.add_options([Option(self._prompt(row), id=row.name) for row in rows])
-        names = [row.name for row in rows]
+        self.add_options([Option(self._prompt(row), id=key) for key, row in self.rows.items()])
+        names = [row.name for row in self.rows.values()]
         if names:
             self.highlighted = names.index(previous) if previous in names else 0
 
@@ -81,8 +87,8 @@ class ProjectsList(OptionList):
 
     def _redraw(self, _theme=None) -> None:
         """Prompts carry colours from the theme: draw them again in a new one."""
-        for row in self.rows.values():
-            self.replace_option_prompt(row.name, self._prompt(row))
+        for key, row in self.rows.items():
+            self.replace_option_prompt(key, self._prompt(row))
 
     def _tone(self, tone: str):
         # Partial styles (no background, so the highlight shows through); "muted" is dim text
@@ -96,7 +102,7 @@ class ProjectsList(OptionList):
         if row.error:
             text.append("✗   ", self._tone("bad"))
             text.append(row.name, "bold")
-            text.append("\n    manifest invalid", self._tone("bad"))
+            text.append(f"\n    {row.problem}", self._tone("bad"))
             return text
         status = "running" if row.busy else row.last_status
         text.append(f"{fmt.GLYPHS.get(status, '·') if status else '·'} ", self._tone(fmt.tone(status or "pending")))
