@@ -25,7 +25,6 @@ import pytest
 from workbench.adapters.docker_runner import DockerRunner
 from workbench.core.model import RunStatus, StageStatus
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 MANIFEST = """
 [project]
@@ -93,7 +92,15 @@ for root in sorted(roots):
                         tampered.append(path)
             except OSError:
                 pass
-report = {"found": sorted(found), "writable": writable, "tampered": tampered}
+# Descriptors a stage inherited: a socket to the host would let it forge the end of the stage.
+sockets = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        if os.readlink("/proc/self/fd/" + fd).startswith("socket:"):
+            sockets.append(fd)
+    except OSError:
+        pass  # the descriptor listdir itself used
+report = {"found": sorted(found), "writable": writable, "tampered": tampered, "sockets": sockets}
 open(os.path.join(out, "probe.json"), "w").write(json.dumps(report))
 print(json.dumps(report)[:2000])
 """
@@ -101,7 +108,7 @@ print(json.dumps(report)[:2000])
 # Starts a double-forked daemon (as `daemon(3)` would) that rewrites the recorded output after
 # the stage has ended, and leaves a file in /tmp for the next stage of the same worker.
 DAEMON_SPAWN = r"""
-import os, sys, time
+import os, subprocess, sys, time
 out = os.environ["WB_OUTPUT_DIR"]
 open(os.path.join(out, "model.txt"), "w").write("original\n")
 open("/tmp/left-behind", "w").write("from an earlier stage")
@@ -120,6 +127,8 @@ if os.fork() == 0:
             os.dup2(null, fd)
         os.execv(sys.executable, [sys.executable, "-c", later, "MARKER", os.path.join(out, "model.txt")])
     os._exit(0)
+# A plain background child keeps the stage's stdout open: the stage still ends with its main process.
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(8)", "MARKER"])
 print("spawned a daemon")
 """
 
@@ -208,6 +217,8 @@ def daemon_pids(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_a_stage_reads_only_its_snapshot_and_upstream_and_writes_only_its_output(suite):
     beta = run(suite, "beta")
     assert beta.status is RunStatus.SUCCEEDED, beta.reason
@@ -221,14 +232,18 @@ def test_a_stage_reads_only_its_snapshot_and_upstream_and_writes_only_its_output
         "a stage read more than its own snapshot and its declared upstream outputs"
     assert report["tampered"] == [] and report["writable"] == [], \
         "a stage could write outside its own output folder"
+    assert report["sockets"] == [], "a stage inherited a socket (the worker's connection to the host?)"
     (model,) = [a for a in beta.stages[0].artifacts if a.name == "model.txt"]
     assert sha256(Path(model.path)) == model.sha256, "another project's recorded model changed"
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_nothing_a_stage_starts_outlives_it_or_changes_what_it_recorded(suite):
     record = run(suite, "daemon", stages=["spawn"])
     assert record.status is RunStatus.SUCCEEDED, record.reason
     (spawn,) = record.stages
+    assert spawn.duration_s < 5, "the stage waited for a background child that kept its stdout open"
     assert daemon_pids(suite["marker"]) == [], "a process the stage started is still running"
     if suite["mode"] == "warm":
         (container,) = [w for w in suite["client"].containers.list(
@@ -261,6 +276,8 @@ def _runs(root: Path, env: dict) -> list[dict]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_a_cli_run_beside_a_watch_leaves_the_watchers_worker_alone(tmp_path, docker_engine, docker_base_image):
     folder = write_project(tmp_path, "shared", {"hello": {"command": "python hello.py", "inputs": ["hello.py"]}},
                            {"hello.py": SHARED_HELLO % "one"})
@@ -296,3 +313,36 @@ def test_a_cli_run_beside_a_watch_leaves_the_watchers_worker_alone(tmp_path, doc
         except subprocess.TimeoutExpired:
             watch.kill()
             watch.wait()
+
+
+CONTROL_OWNER = """
+import os, sys, time
+from pathlib import Path
+from workbench.adapters.worker_control import ControlFolder
+folder = ControlFolder.create(Path(sys.argv[1]), "key")
+print(folder.path, flush=True)
+if sys.argv[2] == "crash":
+    os._exit(0)  # no clean-up, as a killed workbench
+time.sleep(60)
+"""
+
+
+def test_control_folders_are_per_process_and_only_a_dead_owners_is_removed(tmp_path):
+    from workbench.adapters.worker_control import ControlFolder
+
+    workers = tmp_path / "workers"
+    crashed = subprocess.run([sys.executable, "-c", CONTROL_OWNER, str(workers), "crash"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    live = subprocess.Popen([sys.executable, "-c", CONTROL_OWNER, str(workers), "live"], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        live_path = live.stdout.readline().strip()
+        mine = ControlFolder.create(workers, "key")
+        assert len({crashed, live_path, str(mine.path)}) == 3, "each process gets its own control folder"
+        assert not Path(crashed).exists(), "the folder of a process that died is removed"
+        assert Path(live_path, "owner.lock").exists(), "a live process's folder is never touched"
+        mine.remove()
+        assert not mine.path.exists() and Path(live_path).exists()
+    finally:
+        live.kill()
+        live.wait()

@@ -213,7 +213,7 @@ class WarmWorker:
         if exit_event is None or exit_event.get("survivors"):
             # The server is gone, or could not stop everything the stage started: only removing
             # the container makes sure nothing of the stage writes its outputs any more.
-            reason = self.death_reason()
+            reason = self.death_reason() if exit_event is None else ""
             self._stop_container()
             if exit_event is None:
                 if stop:
