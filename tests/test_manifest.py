@@ -289,7 +289,7 @@ def test_every_value_is_range_checked_with_file_and_key(case, text, key, problem
 
 
 GOOD_EDGES = [
-    ("glob inside", MINIMAL + 'inputs = ["**/*.py", "./data/*.csv", "data/..hidden/a"]\n'),
+    ("glob inside", MINIMAL + 'inputs = ["**/*.py", "./data/*.csv", "data/..hidden/a", "~$budget.csv"]\n'),
     ("cpus at Docker's step", _section("[environment]\ncpus = 0.01\n")),
     ("cpus at the cap", _section("[environment]\ncpus = 1024\n")),
     ("memory at the cap", _section('[environment]\nmemory = "1024g"\n')),

@@ -43,7 +43,7 @@ def path_problem(value: str, inside: str = "the project") -> str | None:
     if not value.strip():
         return "must not be empty"
     text = value.replace("\\", "/")  # a Windows-style separator must not hide a '..'
-    if text.startswith(("/", "~")) or WINDOWS_DRIVE_RE.match(text):
+    if text.startswith("/") or text == "~" or text.startswith("~/") or WINDOWS_DRIVE_RE.match(text):
         return f"{value!r} must be a path inside {inside}, relative to its folder (not an absolute path)"
     if ".." in text.split("/"):
         return f"{value!r} must be a path inside {inside} (without '..')"
