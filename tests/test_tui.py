@@ -580,3 +580,28 @@ async def test_a_finishing_run_neither_flickers_nor_counts_backwards(workspace):
     times = [_seconds(duration) for _, duration in seen]
     assert times == sorted(times), seen  # never backwards
     assert seen[-1][1] == fmt_duration(record.duration_s)
+
+
+@asyncio_test
+async def test_until_the_first_read_the_panes_say_loading(workspace):
+    """Item 9: at start with many runs the screen said "no runs yet" and "no primary metric"
+    for half a second. A store that takes a while to count (many runs) shows that window."""
+
+    class SlowSession(WorkbenchSession):
+        def count_runs(self, *args, **kwargs):
+            time.sleep(0.5)
+            return super().count_runs(*args, **kwargs)
+
+    session = SlowSession(workspace, runner="local")
+    session.run("tiny")
+    app = make_app(workspace, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        screens = []
+        while not main.table.loaded:
+            screens.append(screen_text(app))
+            await pilot.pause(0.02)
+        await opened(pilot, runs=1)
+    assert screens and any("loading…" in text for text in screens)
+    for text in screens:
+        assert "no runs yet" not in text and "no primary metric" not in text, text

@@ -205,6 +205,9 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
         self.project = row
         self._show_runs()
         self._trend_for = None  # read once its first runs are on screen (see _after_first_rows)
+        trend = self.query_one(TrendLine)
+        trend.loaded = False  # not the previous project's values meanwhile
+        trend.refresh()
         self._status()
 
     def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:

@@ -330,6 +330,8 @@ class RunsTable(ScrollView, can_focus=True):
         return fallback
 
     def _announce(self) -> None:
+        if not self.loaded:  # nothing read yet: "no runs" would be a guess
+            return
         run = self.current
         run_id = run.id if run is not None else None
         if run_id != self._highlighted and (run is not None or self.total == 0):

@@ -36,15 +36,21 @@ class TrendLine(Widget):
         super().__init__(id=id)
         self.metric_name: str | None = None
         self.maximize = True
+        self.loaded = False
+        """False until the first values arrive: until then it says so, not "no values"."""
 
     def show(self, metric_name: str | None, maximize: bool, values: list[float]) -> None:
         self.metric_name, self.maximize = metric_name, maximize
+        self.loaded = True
         self.values = tuple(v for v in values if v is not None and not math.isnan(v))
         self.refresh()
 
     def render(self) -> Text:
         style = self.get_component_rich_style
         text = Text(no_wrap=True, overflow="ellipsis")
+        if not self.loaded:
+            text.append(" loading…", style("trend--label"))
+            return text
         if not self.metric_name:
             text.append(" no primary metric in the manifest: no trend", style("trend--label"))
             return text
