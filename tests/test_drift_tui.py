@@ -56,6 +56,10 @@ async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
         batch(tmp_path, "later.csv", sales(300, seed=9, shift=15, mix=(0.1, 0.2, 0.7)))
         await wait_for(pilot, lambda: pane.view is not None and len(pane.view.batches) == 3, timeout=20,
                        what="the new batch in the pane")
+        # The TUI polls the store too: it may show the batch while it is being checked, then
+        # its verdict.
+        await wait_for(pilot, lambda: "in cooldown" in table_rows(pane.batches_table)[0][6], timeout=20,
+                       what="the new batch's verdict")
         newest = table_rows(pane.batches_table)[0]
         assert newest[1] == "later.csv" and "in cooldown" in newest[6]
         assert any("later.csv: drifted" in note for _, note, _ in app.notes)

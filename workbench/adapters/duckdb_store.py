@@ -203,7 +203,8 @@ class DuckDBLineageStore:
                 "SELECT (SELECT max(id) FROM runs), (SELECT count(*) FROM runs), (SELECT max(finished_at) FROM runs), "
                 "(SELECT count(*) FROM runs WHERE status = 'running'), (SELECT count(superseded_by) FROM runs), "
                 "(SELECT max(id) FROM audit), (SELECT count(*) FROM model_versions), "
-                "(SELECT max(id) FROM drift_batches), (SELECT count(retrain_run_id) FROM drift_batches)").fetchone()
+                "(SELECT count(*) FROM drift_batches), (SELECT sum(hash(id, state, landed_at, checked_at, retrain, "
+                "retrain_reason, retrain_run_id)) FROM drift_batches)").fetchone()
         answer = {"runs": tuple(row[:5]), "registry": tuple(row[5:7]), "drift": tuple(row[7:])}
         self._generation = (stamp, answer)
         return answer
