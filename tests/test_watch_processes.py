@@ -70,3 +70,39 @@ def test_two_watchers_run_a_change_once_and_the_second_takes_over(tmp_path):
                     proc.wait(timeout=15)
                 except Exception:
                     proc.kill()
+
+
+@pytest.mark.slow
+def test_the_tui_shows_a_project_watched_by_another_process_and_does_not_run_its_changes(tmp_path, monkeypatch):
+    from tests.test_tui import asyncio_test, make_app, opened, shown, wait_for
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    root = tmp_path / "ws"
+    write_project(root, **{"workbench.toml": WATCH_MANIFEST, "prep.py": SLOW_PREP})
+    watch, watch_out = start_watch(root)
+
+    @asyncio_test
+    async def drive():
+        app = make_app(root, watch_on_start=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            main = await opened(pilot)
+            await shown(pilot, f"! pid {watch.pid} watches")
+            assert not app.watch.is_watching("tiny")
+            holder = app.watch.watched_elsewhere("tiny")
+            assert holder is not None and (holder.pid, holder.what) == (watch.pid, "workbench watch")
+            (root / "tiny" / "data.txt").write_text("one\ntwo\n")
+            await wait_for(pilot, lambda: main.table.total >= 1 and main.table.row(0) is not None
+                           and main.table.row(0).status == "succeeded", 30, "the other process's run to show")
+            await pilot.pause(2)  # room for a second run of the same change, had the TUI run it too
+            assert main.table.total == 1 and not main.live, "the TUI ran a change another process runs"
+
+    try:
+        watch_out.wait_for("◉ watching tiny", 30)
+        drive()
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=15)
+    assert len(runs_json(root)) == 1

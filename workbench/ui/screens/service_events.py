@@ -104,7 +104,7 @@ class ServiceEvents:
         elif isinstance(event, (BatchChecked, RetrainFinished)):
             self._drift_event(event)
         elif isinstance(event, WatchedElsewhere):  # its runs show through the store's polling
-            self.projects.update_row(event.project, watching=False, note=f"watched by pid {event.pid}")
+            self.projects.update_row(event.project, watching=False, note=f"pid {event.pid} watches")
             self.notify(f"watched by pid {event.pid} ({event.holder}); its runs show here, and this TUI takes "
                         "over when it stops", title=event.project, timeout=8)
         elif isinstance(event, ModelRegistered):
