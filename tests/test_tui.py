@@ -605,3 +605,31 @@ async def test_until_the_first_read_the_panes_say_loading(workspace):
     assert screens and any("loading…" in text for text in screens)
     for text in screens:
         assert "no runs yet" not in text and "no primary metric" not in text, text
+
+
+@asyncio_test
+async def test_every_projects_aliases_show_without_selecting_it(tmp_path):
+    """Item 9: the Projects pane showed `prod — · stg —` until each project was selected."""
+    from tests.test_pipeline_local import MANIFEST as TINY
+
+    root = tmp_path / "ws"
+    for name in ("alpha", "beta"):
+        write_project(root, **{"workbench.toml": TINY.replace('name = "tiny"', f'name = "{name}"')})
+        (root / "tiny").rename(root / name)
+    session = WorkbenchSession(root, runner="local")
+    for name in ("alpha", "beta"):
+        assert session.run(name).status is RunStatus.SUCCEEDED
+        assert session.registry.promote(name, 1, "staging").applied
+    assert session.registry.promote("beta", 1, "production").applied
+    app = make_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        assert main.project.name == "alpha"
+        await wait_for(pilot, lambda: (main.projects.rows["beta"].production, main.projects.rows["beta"].staging)
+                       == (1, 1), timeout=5, what="beta's aliases while alpha is selected")
+        await shown(pilot, "prod v1 · stg v1", "prod — · stg v1")
+        # a promotion by another process shows too, in the project not selected
+        assert WorkbenchSession(root, runner="local").registry.promote("alpha", 1, "production").applied
+        await wait_for(pilot, lambda: main.projects.rows["alpha"].production == 1, timeout=3,
+                       what="alpha's new production version")
+        assert main.project.name == "alpha"
