@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from workbench.adapters.files import NotRegularFile, open_regular
 from workbench.adapters.locks import file_lock
 from workbench.core.errors import DiskFullError, WorkbenchError
 
@@ -77,6 +78,8 @@ class DeployPointers:
         except FileNotFoundError:
             return ModelCheck(False, f"the model file of version {version} is gone: {model_path} "
                                      f"(run {run_id}'s outputs were deleted)")
+        except NotRegularFile as exc:
+            return ModelCheck(False, f"the model file of version {version} is not a file of its own: {exc}")
         except OSError as exc:
             return ModelCheck(False, f"cannot read the model file of version {version}, {model_path}: {exc.strerror}")
         if digest != sha256:
@@ -95,7 +98,10 @@ class DeployPointers:
             folder.mkdir(parents=True)
             digest = hashlib.sha256()
             size = 0
-            with open(source, "rb") as src, open(folder / name, "wb") as dst:
+            # Never through a symlink: a run's outputs are regular files, and a link put in
+            # the model's place must not copy what it points at into a release.
+            src_fd, _ = open_regular(source)
+            with open(src_fd, "rb") as src, open(folder / name, "wb") as dst:
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
                     dst.write(chunk)
@@ -107,6 +113,9 @@ class DeployPointers:
             if exc.filename and Path(exc.filename) == source:
                 return None, self.check(model_path, sha256, version, run_id)
             raise _disk_error(exc, folder) from None
+        except NotRegularFile as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None, ModelCheck(False, f"the model file of version {version} is not a file of its own: {exc}")
         except OSError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise _disk_error(exc, folder) from None
@@ -184,7 +193,8 @@ def _mtime(path: Path) -> float:
 
 def _hash(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd, _ = open_regular(path)  # not through a symlink (see prepare)
+    with open(fd, "rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from workbench.adapters.files import NotRegularFile, open_regular
 from workbench.core.errors import MirrorError
 
 HTTP_DEFAULTS = {
@@ -81,7 +82,7 @@ class MlflowMirror:
             model = payload.get("model")
             if model:
                 path = Path(model["path"])
-                if path.is_file() and _sha256(path) == model["sha256"]:
+                if _sha256(path) == model["sha256"]:
                     self.client.log_artifact(run_id, str(path), "model")
                 else:
                     self.client.set_tag(run_id, "workbench.model_missing", f"{model['path']} (gone or changed)")
@@ -236,9 +237,15 @@ def _value(value: Any) -> str:
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> str | None:
+    """The model file's sha256; None when it is gone or not a regular file of its own: a
+    symlink put in its place is not followed (its target would be copied into MLflow)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    try:
+        fd, _ = open_regular(path)
+    except (OSError, NotRegularFile):
+        return None
+    with open(fd, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()

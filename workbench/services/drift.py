@@ -245,7 +245,8 @@ class DriftService:
         if not manifest.data.paths:
             raise WorkbenchError(f"{ref.name}: drift checks need the training data: set [data] paths "
                                  "(or [drift] data_file)")
-        found = sorted(p for p in scan_project(ref.path, manifest.ignores) if matches_any(p, manifest.data.paths))
+        found = sorted(p for p in scan_project(ref.path, manifest.ignores, manifest.external_links)
+                       if matches_any(p, manifest.data.paths))
         if len(found) != 1:
             what = "no file" if not found else f"{len(found)} files ({', '.join(found[:4])})"
             raise WorkbenchError(f"{ref.name}: [data] paths matches {what}; name the file batches are compared "
@@ -327,7 +328,7 @@ class DriftService:
             os.link(file, batch_dir / batch_name)  # a large batch is not copied for a few seconds' use
         except OSError:
             shutil.copyfile(file, batch_dir / batch_name)
-        snapshot = SnapshotStore(state).take(ref.path, manifest.ignores)
+        snapshot = SnapshotStore(state).take(ref.path, manifest.ignores, external=manifest.external_links)
         runner = self.session.runner
         env = manifest.environment
         prepared = runner.prepare(str(snapshot.path), env, on_log, project=manifest.name)

@@ -7,12 +7,15 @@ is given (a StageRunner, a LineageStore) and the snapshot store.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.adapters.files import FileEntry, Snapshot, SnapshotStore, hash_tree
+from workbench.adapters.files import (
+    FileEntry, NotRegularFile, OutputTree, Snapshot, SnapshotStore, read_outputs, read_regular_bytes,
+)
 from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
     EnvironmentLog, EventSink, RunFinished, RunStarted, StageFinished, StageLog, StageProgress,
@@ -23,12 +26,16 @@ from workbench.core.manifest import Manifest, StageSpec, parse_size
 from workbench.core.model import (
     Artifact, DatasetProfile, InputFile, RunRecord, RunStatus, StageResult, StageStatus, Trigger,
 )
-from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs, tree_digest
+from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
 from workbench.core.stage_command import missing_script_problem
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
 DONE = {StageStatus.SUCCEEDED, StageStatus.REUSED}
+PROTOCOL_FILE_CAP = 64 * 1024**2
+"""metrics.json, params.json and artifacts.json are read whole; none needs more than this."""
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -68,6 +75,10 @@ class PipelineService:
         except KeyError as exc:
             raise WorkbenchError(f"{manifest.name}: {exc.args[0]}") from None
         cancel = cancel or CancelToken()
+        if snapshot is None:
+            # Before the run is recorded: a project symlink leading outside the project is bad
+            # input (exit 3 with the link named, like a bad manifest), not a failed run.
+            snapshot = self.snapshots.take(project.path, manifest.ignores, overrides, manifest.external_links)
         run_id, started = self.store.start_run(
             manifest.name, str(project.path), str(trigger), self.runner.name, list(stages or []),
             list(changed_paths or []),
@@ -104,7 +115,7 @@ class PipelineService:
     def _execute(self, record: RunRecord, project_dir: Path, manifest: Manifest, selected: list[str],
                  cancel: CancelToken, on_event: EventSink, reuse: bool = True,
                  snapshot: Snapshot | None = None, overrides: dict[str, Path] | None = None) -> None:
-        snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores, overrides)
+        snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores, overrides, manifest.external_links)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
         prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name,
@@ -172,6 +183,8 @@ class PipelineService:
             return base
 
         prior = self.store.find_reusable_stage(manifest.name, spec.name, key) if reuse else None
+        if prior is not None and not self._still_as_recorded(record, spec, prior, on_event):
+            prior = None
         if prior is not None:
             return replace(prior, status=StageStatus.REUSED, inputs=base.inputs, started_at=None,
                            finished_at=None, duration_s=0.0, log_tail=[])
@@ -207,16 +220,35 @@ class PipelineService:
         return result
 
     @staticmethod
+    def _still_as_recorded(record: RunRecord, spec: StageSpec, prior: StageResult, on_event: EventSink) -> bool:
+        """Are a reusable stage's outputs still the bytes its run recorded? Outputs are small,
+        so they are hashed again rather than trusted: a file changed behind the workbench's
+        back must not flow into this run under the old hash."""
+        tree = read_outputs(Path(prior.output_dir))
+        if not tree.problems and tree.digest == prior.output_digest:
+            return True
+        run = prior.reused_from_run
+        why = tree.problems[0] if tree.problems else (
+            f"its outputs in {prior.output_dir} hash to {tree.digest[:12]}, not the recorded {prior.output_digest[:12]}")
+        message = f"warning: not reusing stage {spec.name} of run {run}: {why}; running it again"
+        log.warning("run %s: %s", record.id, message)
+        on_event(StageLog(record.id, spec.name, message))
+        return False
+
+    @staticmethod
     def _collect_outputs(result: StageResult, spec: StageSpec, output_dir: Path) -> None:
-        """Read the stage's protocol files; a broken or missing declared output fails it."""
-        files = hash_tree(output_dir)
-        result.output_digest = tree_digest({p: f.sha256 for p, f in files.items()})
-        problems: list[str] = []
-        result.metrics = _read_metrics(output_dir / "metrics.json", problems)
-        params = _read_json(output_dir / "params.json", dict, problems) or {}
+        """Make the outputs read-only, then hash them and read the stage's protocol files;
+        anything that is not a regular file, or a broken or missing declared output, fails it."""
+        tree = read_outputs(output_dir, lock=True)
+        files = tree.files
+        result.output_digest = tree.digest
+        refused = [f"output {p}" for p in tree.problems]
+        problems = list(refused)
+        result.metrics = _read_metrics(tree, output_dir, "metrics.json", problems)
+        params = _read_json(tree, output_dir, "params.json", dict, problems) or {}
         result.params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
         kinds = {out: "output" for out in spec.outputs}
-        for entry in _read_json(output_dir / "artifacts.json", list, problems) or []:
+        for entry in _read_json(tree, output_dir, "artifacts.json", list, problems) or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 kinds[entry["name"]] = str(entry.get("kind", "file"))
         for name, kind in kinds.items():
@@ -228,34 +260,44 @@ class PipelineService:
             result.artifacts.append(Artifact(name, str(output_dir / name), entry.sha256, entry.size, kind))
         if problems and result.status is StageStatus.SUCCEEDED:
             result.status, result.reason = StageStatus.FAILED, "; ".join(problems)
+        elif refused:  # failed anyway; still say what was refused
+            result.reason = "; ".join(filter(None, [result.reason, *refused]))
 
     def _profile_datasets(self, manifest: Manifest, snapshot: Snapshot) -> list[DatasetProfile]:
+        """The lineage profile of each data file, named by its path in the project. A file it
+        cannot read, wholly or in part, is the run's warning (RunRecord.warnings), never its
+        end: the project's validate stage judges the data."""
         profiles = []
         for path, entry in snapshot.files.items():
             if not matches_any(path, manifest.data.paths):
                 continue
             known = self.store.known_profile(entry.sha256)
-            profile = known or self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
-            profiles.append(replace(profile, path=path))
+            if known is None or not known.readable:  # an unreadable file is tried again: the cause may have passed
+                known = self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
+            profiles.append(replace(known, path=path))
         return profiles
 
 
-def _read_json(path: Path, kind: type, problems: list[str]):
-    if not path.exists():
+def _read_json(tree: OutputTree, output_dir: Path, name: str, kind: type, problems: list[str]):
+    """A protocol file, read only if the tree found it a regular file (a symlink was refused there)."""
+    if name not in tree.files:
         return None
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(read_regular_bytes(output_dir / name, PROTOCOL_FILE_CAP))
+    except (NotRegularFile, OSError) as exc:
+        problems.append(f"{name} cannot be read: {exc}")
+        return None
     except (ValueError, UnicodeDecodeError) as exc:
-        problems.append(f"{path.name} is not valid JSON: {exc}")
+        problems.append(f"{name} is not valid JSON: {exc}")
         return None
     if not isinstance(value, kind):
-        problems.append(f"{path.name} must hold a JSON {'object' if kind is dict else 'list'}")
+        problems.append(f"{name} must hold a JSON {'object' if kind is dict else 'list'}")
         return None
     return value
 
 
-def _read_metrics(path: Path, problems: list[str]) -> dict[str, float]:
-    raw = _read_json(path, dict, problems) or {}
+def _read_metrics(tree: OutputTree, output_dir: Path, name: str, problems: list[str]) -> dict[str, float]:
+    raw = _read_json(tree, output_dir, name, dict, problems) or {}
     metrics = {}
     for key, value in raw.items():
         if value is None:

@@ -314,7 +314,7 @@ class ProjectScheduler:
         """Hashes of every file some stage reads (a stat each when a snapshot hashed it before)."""
         ignored = self._debouncer.ignored
         baseline = {}
-        for rel in scan_project(self.path, self.manifest.ignores):
+        for rel in scan_project(self.path, self.manifest.ignores, self.manifest.external_links):
             if self._reads(rel) and not ignored(rel):
                 digest = self._hasher.digest(self.path / rel)
                 if digest is not None:
@@ -333,7 +333,7 @@ class ProjectScheduler:
         for folder in change.folders:
             paths.update(self._files_under(folder))
         if change.rescan:  # the kernel dropped events: compare everything
-            paths.update(scan_project(self.path, self.manifest.ignores))
+            paths.update(scan_project(self.path, self.manifest.ignores, self.manifest.external_links))
             paths.update(self._baseline)
         ignored = self._debouncer.ignored
         read = [p for p in paths if self._reads(p) and not ignored(p)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from workbench.core.scaffold import NothingToRun, manifest_text, survey
 
 STATE_DIR = ".workbench"
+STATE_DIR_MODE = 0o700
 # Projects are found in the workspace folder's children and grandchildren, so both a folder
 # of projects and a repository holding `projects/` work as a workspace.
 SEARCH_DEPTH = 2
@@ -79,8 +81,12 @@ class Workspace:
 
     def ensure_state_dir(self) -> Path:
         try:
-            self.state_dir.mkdir(exist_ok=True)
-            os.chmod(self.state_dir, 0o755)
+            # The owner's alone: objects, snapshots, runs and the lineage store hold copies of
+            # project files (a 0600 `.env` included). Stage containers reach what they need
+            # through bind mounts, which do not need the parent folder's permissions.
+            self.state_dir.mkdir(mode=STATE_DIR_MODE, exist_ok=True)
+            if stat.S_IMODE(self.state_dir.stat().st_mode) != STATE_DIR_MODE:
+                os.chmod(self.state_dir, STATE_DIR_MODE)  # tighten one made looser, by us or by hand
         except OSError as exc:
             raise WorkbenchError(f"cannot create the workspace state folder {self.state_dir}: {exc.strerror}") from None
         return self.state_dir
