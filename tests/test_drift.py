@@ -346,6 +346,7 @@ def test_cli_checks_a_batch_retrains_and_lists(ws):
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert "amount" in out and "Wasserstein" in out and "drifted" in out and "█" in out
+    assert "✗ drifted: 2 of 2 columns drifted (100%), rule: share >= 20%" in out
     assert "→ retrain: drift in 2 of 2 columns" in out and "trigger drift" in out
     assert "registered as version 2" in out
 
@@ -355,6 +356,67 @@ def test_cli_checks_a_batch_retrains_and_lists(ws):
     assert "checked before" in again.stdout and "trigger drift" not in again.stdout
     missing = workbench(ws, "drift", "shop", "nope.csv")
     assert missing.returncode == 3 and "no batch file 'nope.csv'" in missing.stderr
+
+
+UNUSABLE = [
+    ("unreadable", "bad.parquet", b"PAR1 this is not a parquet file", "unusable batch: unreadable (cannot read"),
+    ("missing and retyped columns", "bad.csv", b"amount,bought\nlots,yes\n61.0,no\n",
+     "unusable batch: missing column: plan; retyped column (numbers in the reference, text in the batch): amount"),
+    ("empty", "bad.csv", b"", "unusable batch: empty (no rows)"),
+]
+
+
+@pytest.mark.parametrize("case,name,content,rule", UNUSABLE, ids=[u[0] for u in UNUSABLE])
+def test_cli_an_unusable_batch_is_not_checked_exits_3_and_is_never_clean(ws, case, name, content, rule):
+    """Issue 11 item 3: an unreadable batch printed `✗ cannot read …` then `✓ no drift: 0 of 0
+    columns` and exited 0; missing and retyped columns also ended "✓ no drift"."""
+    path = ws / "shop" / "data" / "incoming" / name
+    path.write_bytes(content)
+    shown = workbench(ws, "drift", "shop", name, "--runner", "local")
+    assert shown.returncode == 3, (shown.stdout, shown.stderr)
+    assert f"⊘ not checked: {rule}" in shown.stdout and "no drift" not in shown.stdout, shown.stdout
+    assert f"error: data/incoming/{name}: not checked: {rule}" in shown.stderr.replace("\n", "")
+
+    again = workbench(ws, "drift", "shop", name, "--json")  # checked before: the same verdict, the same code
+    assert again.returncode == 3
+    data = json.loads(again.stdout)
+    assert data["verdict"] == "not checked" and data["rule"].startswith(rule)
+    assert data["batch"]["drifted"] is None and data["batch"]["report"]["verdict"] == "not checked"
+    assert not data["decision"]["retrain"]
+
+    listed = workbench(ws, "drift", "shop")
+    assert listed.returncode == 0 and "⊘ not checked" in listed.stdout and "✓" not in listed.stdout, listed.stdout
+
+
+def test_cli_a_major_shift_in_one_example_column_is_a_warning(tmp_path):
+    """Issue 11 item 4: on the example, a 40% rise of monthly_charges (PSI 2.4) read "✓ no drift"."""
+    import shutil
+
+    from tests.test_drift_core import EXAMPLE
+
+    project = tmp_path / "telco-churn"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("incoming"))
+    out = project / "data" / "incoming" / "pricier.csv"
+    subprocess.run([sys.executable, str(project / "tools" / "make_batch.py"), "--kind", "clean", "--rows", "1000",
+                    "--out", str(out)], check=True, capture_output=True)
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["monthly_charges"] = f"{float(row['monthly_charges']) * 1.4:.2f}"
+    write_csv(out, rows, list(rows[0]))
+
+    shown = workbench(tmp_path, "drift", "telco-churn", "pricier.csv", "--runner", "local", "--no-retrain")
+    assert shown.returncode == 0, shown.stderr
+    verdict = next(line for line in shown.stdout.splitlines() if line.startswith(("✓ ", "✗ ", "! warning", "⊘ ")))
+    assert verdict.startswith("! warning: monthly_charges PSI 2.") and "(>= 2 x 0.25)" in verdict, verdict
+    assert "below the drift rule" in verdict and "no drift" not in shown.stdout
+    assert "! major shift: monthly_charges" in shown.stdout
+
+    data = json.loads(workbench(tmp_path, "drift", "telco-churn", "pricier.csv", "--json").stdout)
+    assert data["verdict"] == "warning" and data["rule"].startswith("monthly_charges PSI 2.")
+    column = next(c for c in data["batch"]["report"]["columns"] if c["column"] == "monthly_charges")
+    assert column["psi"] > 2 and column["major"].startswith("monthly_charges")
+    assert "warning" in workbench(tmp_path, "drift", "telco-churn").stdout
 
 
 # -- the adapter: reading tables, writing the retrain's training file ------------------------------

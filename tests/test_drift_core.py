@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from workbench.core.drift import ColumnData, column_from_values, compare
+from workbench.core.drift import ColumnData, column_from_values, compare, drift_rule
 from workbench.core.drift_report import Decay, DriftReport, Finding, report_from_dict, report_to_dict
 from workbench.core.drift_retrain import decide_retrain, measure_decay
 from workbench.core.drift_stats import (
@@ -138,15 +138,81 @@ def test_a_shifted_batch_drifts_in_the_shifted_columns(ref_rows):
     assert amount.kind == "numeric" and amount.psi > 0.25 and amount.score == 1.0 and "PSI" in amount.detail
     flag = report.columns[2]
     assert flag.kind == "categorical" and not flag.drifted  # 0/1 numbers are compared as categories
-    assert report.summary.startswith("drifted: 2 of 3 columns (67%")
+    assert report.summary.startswith("drifted: 2 of 3 columns drifted (67%), rule: share >= 20%")
 
 
 def test_drift_share_decides_the_batch():
     reference = synthetic(5000, seed=1)
-    batch = synthetic(1000, seed=5, shift=1.0)  # only amount shifts: 1 of 3 columns
+    batch = synthetic(1000, seed=5, shift=0.3)  # only amount shifts (0.3 sd): 1 of 3 columns
     assert compare(reference, batch, 1000, SPEC, target="label").share == pytest.approx(1 / 3)
-    assert not compare(reference, batch, 1000, SPEC, target="label").drifted
+    assert not compare(reference, batch, 1000, replace(SPEC, drift_share=0.5), target="label").drifted
     assert compare(reference, batch, 1000, replace(SPEC, drift_share=0.3), target="label").drifted
+
+
+# -- the verdict: which rule decided (issue 11 item 4) --------------------------------------------
+
+def numbers_table(rows: int, columns: int, seed: int, shifts: dict[int, float] | None = None,
+                  scale: dict[int, float] | None = None) -> dict[str, ColumnData]:
+    """`columns` independent normal columns c0, c1, ...; column i moved by shifts[i] standard
+    deviations, or multiplied by scale[i]."""
+    rng = np.random.default_rng(seed)
+    table = {}
+    for i in range(columns):
+        values = rng.normal(50, 10, rows) + 10 * (shifts or {}).get(i, 0.0)
+        values = values * (scale or {}).get(i, 1.0)
+        table[f"c{i}"] = column_from_values(f"c{i}", list(values.round(3)))
+    return table
+
+
+@pytest.mark.parametrize("case,columns,shifts,scale,verdict,summary", [
+    # Seen: a one-sd shift in a main column plus two more drifted columns (3 of 13) read "no drift".
+    ("3 of 13", 13, {0: 1.0, 1: 0.4, 2: 0.4}, {}, "drifted",
+     "drifted: 3 of 13 columns drifted (23%), rule: share >= 20%"),
+    # Seen: on 53 columns a share of one half needed 27; three drifted columns are drift.
+    ("3 of 53", 53, {0: 0.4, 1: 0.4, 2: 0.4}, {}, "drifted",
+     "drifted: 3 of 53 columns drifted (6%), rule: >= 3 columns"),
+    ("2 of 53", 53, {0: 0.4, 1: 0.4}, {}, "no drift",
+     "no drift: 2 of 53 columns drifted (4%), below the drift rule (>= 3 columns)"),
+    # Seen on the example: a 40% rise of one column (PSI about 2.4) passed as "no drift".
+    ("one column x1.4", 19, {}, {0: 1.4}, "warning", "warning: c0 shifted by +2.0 sd, PSI "),
+    ("one column 1 sd", 19, {3: 1.0}, {}, "warning", "warning: c3 shifted by +1.0 sd"),
+    ("clean", 19, {}, {}, "no drift", "no drift: 0 of 19 columns drifted (0%)"),
+])
+def test_the_verdict_names_the_rule_that_decided_it(case, columns, shifts, scale, verdict, summary):
+    reference = numbers_table(5000, columns, seed=1)
+    batch = numbers_table(1000, columns, seed=2, shifts=shifts, scale=scale)
+    report = compare(reference, batch, 1000, SPEC)
+    assert report.verdict == verdict and report.summary.startswith(summary), report.summary
+    assert report.drifted is (verdict == "drifted")
+    if verdict == "warning":
+        assert "below the drift rule" in report.summary and report.major_shifts
+
+
+def test_a_mean_moved_by_a_standard_deviation_is_a_warning_even_when_psi_is_small():
+    """A few huge values move the mean by a standard deviation while the deciles, and so PSI,
+    hardly move: the mean-shift rule, not the PSI rule, makes it a warning."""
+    reference = numbers_table(5000, 5, seed=1)
+    batch = numbers_table(1000, 5, seed=2)
+    values = batch["c0"].numbers.copy()
+    values[:20] = 50 + 10 * 51  # 2% of the rows at +51 sd move the mean by about +1 sd
+    batch["c0"] = column_from_values("c0", list(values))
+    report = compare(reference, batch, 1000, replace(SPEC, drift_columns=3, drift_share=0.5))
+    c0 = report.columns[0]
+    assert c0.psi < 0.5 and c0.mean_shift == pytest.approx(1.0, abs=0.1)
+    assert report.verdict == "warning" and c0.major.startswith("c0 shifted by +1.0 sd") and "PSI" not in c0.major
+
+
+@pytest.mark.parametrize("share,columns,compared,needed,rule", [
+    (0.2, 3, 13, 3, "share >= 20%"),
+    (0.2, 3, 53, 3, ">= 3 columns"),
+    (0.2, 3, 4, 1, "share >= 20%"),
+    (0.5, 3, 4, 2, "share >= 50%"),
+    (0.25, 5, 19, 5, "share >= 25%"),
+    (0.25, 3, 19, 3, ">= 3 columns"),
+    (1.0, 100, 7, 7, "share >= 100%"),
+])
+def test_drift_rule_takes_the_fewer_columns_of_share_and_count(share, columns, compared, needed, rule):
+    assert drift_rule(compared, replace(SPEC, drift_share=share, drift_columns=columns)) == (needed, rule)
 
 
 def test_thresholds_are_settings():
@@ -209,6 +275,22 @@ def test_a_missing_column_counts_as_drifted_and_blocks_retraining():
     plan = next(c for c in report.columns if c.column == "plan")
     assert plan.test == "missing" and plan.drifted and report.drifted_columns == ["plan"]
     assert [(f.kind, f.column, f.blocking) for f in report.findings] == [("missing_column", "plan", True)]
+
+
+def test_an_unusable_batch_is_not_checked_never_clean_and_never_retrained_on():
+    """Issue 11 item 3: a batch with a missing and a retyped column ended "no drift"."""
+    reference = synthetic(2000, 1)
+    batch = {k: v for k, v in resample(reference, 300, 2).items() if k != "plan"}
+    batch["amount"] = column_from_values("amount", ["n/a"] * 300)
+    report = compare(reference, batch, 300, SPEC, target="label")
+    assert report.verdict == "not checked" and not report.drifted and not report.usable
+    assert report.summary == ("not checked: unusable batch: missing column: plan; retyped column (numbers in the "
+                              "reference, text in the batch): amount")
+    decision = decide_retrain(report, POLICY, [], NOW)
+    assert not decision.retrain and decision.reason.startswith("not checked: unusable batch: missing column: plan")
+
+    empty = compare(reference, {}, 0, SPEC)
+    assert (empty.verdict, empty.summary) == ("not checked", "not checked: unusable batch: empty (no rows)")
 
 
 def test_a_missing_target_is_no_finding_just_no_labels():
@@ -327,7 +409,7 @@ def ago(**delta) -> datetime:
 
 
 @pytest.mark.parametrize("case,kwargs,policy,previous,retrain,reason", [
-    ("drift", {}, POLICY, [], True, "drift in 2 of 3 columns (67% >= 50%)"),
+    ("drift", {}, POLICY, [], True, "drift in 2 of 3 columns (67%; rule: share >= 20%)"),
     ("no drift", {"drifted": False}, POLICY, [], False, "no drift"),
     ("drift, policy off", {}, RetrainSpec(), [], False, "retraining on drift is off"),
     ("no labels", {"labels": False}, POLICY, [], False, "no labels (label) to train on"),

@@ -64,6 +64,33 @@ def test_batches_landing_in_a_watched_folder_are_checked_and_retrain_within_poli
         ("later.csv", None), ("drifted.csv", started.run_id), ("clean.csv", None)]
 
 
+def test_an_unusable_batch_in_a_watched_folder_is_reported_not_checked_and_never_retrained(tmp_path, capsys):
+    """Issue 11 item 3 in the watch loop: an unusable batch is its own verdict, said as such by
+    `workbench watch`, and never a retrain, even with retraining on drift on."""
+    from workbench.cli.render import Printer
+
+    write_project(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="local")
+    events = Events()
+    service = WatchService(session, events)
+    try:
+        service.watch("shop")
+        events.wait_for(WatchStarted)
+        # The amount column is gone.
+        batch(tmp_path, "broken.csv", [{"plan": "basic", "bought": "yes"}] * 50, columns=["plan", "bought"])
+        checked = events.wait_for(BatchChecked)
+    finally:
+        service.close()
+    assert checked.verdict == "not checked" and not checked.drifted and not checked.retrain
+    assert checked.summary == "not checked: unusable batch: missing column: amount"
+    assert checked.reason == "not checked: unusable batch: missing column: amount"
+    assert not events.of(RunStarted)
+    Printer().event(checked)
+    out = capsys.readouterr().out
+    assert "⊘ shop: data/incoming/broken.csv not checked: unusable batch: missing column: amount" in out
+    assert "no drift" not in out
+
+
 @pytest.mark.docker
 def test_the_example_drift_loop_in_docker(tmp_path, docker_engine, docker_base_image, monkeypatch):
     monkeypatch.setenv("WORKBENCH_BASE_IMAGE", docker_base_image)

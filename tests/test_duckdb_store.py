@@ -317,22 +317,45 @@ def test_profile_of_a_parquet_file(store, tmp_path):
     assert profile.row_count == 10 and profile.schema == {"id": "BIGINT", "churned": "BOOLEAN"}
 
 
-@pytest.mark.parametrize(("name", "content", "problem"), [
-    ("latin1.csv", b"name,city\nJos\xe9,M\xe1laga\n", "not utf-8 encoded"),
-    ("ragged.csv", b"a,b,c\n" + b"1,2,3\n" * 20 + b"1,2\n", "same number of fields"),
-    ("broken.parquet", b"PAR1 but not really", "magic bytes"),
+@pytest.mark.parametrize(("name", "content", "rows", "problems"), [
+    ("latin1.csv", b"name,city\nJos\xe9,M\xe1laga\nAna,Rome\n", 1,
+     ("1 row could not be read and is left out of its profile (1 profiled)", "line 2: not UTF-8 text")),
+    ("ragged.csv", b"a,b,c\n" + b"1,2,3\n" * 20 + b"1,2\n", 20,
+     ("1 row could not be read and is left out of its profile (20 profiled)",
+      "line 22: 2 fields where the header has 3")),
+    ("cast.csv", b"a,b\n" + b"1,2\n" * 30000 + b"x,2\n", 30000,
+     ("1 row could not be read and is left out of its profile (30,000 profiled)",
+      "line 30002: column a: 'x' is not a BIGINT like the rest of the column")),
+    ("broken.parquet", b"PAR1 but not really", 0, ("not profiled: cannot read it as a Parquet table: No magic bytes",)),
 ])
-def test_a_malformed_data_file_is_a_store_error_naming_file_and_problem(store, tmp_path, name, content, problem):
+def test_a_malformed_data_file_is_profiled_as_far_as_it_reads_naming_lines(store, tmp_path, name, content, rows,
+                                                                          problems):
+    """A profile never raises for what is in the file (issue 11 item 2): the rows it could not
+    read are named by line, and a file it cannot read at all says why."""
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(StoreError, match=f"cannot profile {path}: .*{problem}"):
-        store.profile_dataset(str(path), "fp")
-    assert store.known_profile("fp") is None
+    profile = store.profile_dataset(str(path), "fp")
+    assert profile.row_count == rows
+    assert profile.problems[:-1] == problems[:-1] and profile.problems[-1].startswith(problems[-1])
+    assert store.known_profile("fp") == profile
 
 
-def test_profiling_a_missing_file_is_a_store_error(store, tmp_path):
-    with pytest.raises(StoreError, match="cannot profile .*missing.csv: No files found"):
-        store.profile_dataset(str(tmp_path / "missing.csv"), "fp")
+def test_many_bad_rows_are_counted_and_the_first_named():
+    from workbench.adapters.data_profile import profile_file
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
+        fh.write("a,b\n" + "1,2\n1\n" * 8)
+    profile = profile_file(fh.name, "fp")
+    assert profile.row_count == 8 and profile.problems[0].startswith("8 rows could not be read")
+    assert profile.problems[1:] == tuple(f"line {n}: 1 field where the header has 2" for n in (3, 5, 7, 9, 11)) + (
+        "and 3 more",)
+
+
+def test_profiling_a_missing_file_says_so_in_the_profile(store, tmp_path):
+    profile = store.profile_dataset(str(tmp_path / "missing.csv"), "fp")
+    assert not profile.readable and profile.problems[0].startswith("not profiled: cannot read it as a CSV table: ")
+    assert "No files found" in profile.problems[0]
 
 
 # -- several processes -----------------------------------------------------------------------

@@ -72,8 +72,9 @@ class DuckDBDriftStore:
                 "reference_sha256 = ?, reference_run_id = ?, reference_version = ?, drifted = ?, share = ?, "
                 "drifted_columns = ?, compared_columns = ?, decay_metric = ?, decay_baseline = ?, decay_value = ?, "
                 "report = ?, retrain = ?, retrain_cause = ?, retrain_reason = ? WHERE id = ?",
+                # An unusable batch is neither drifted nor clean: NULL, so no query counts it as either.
                 [_now(), report.rows, reference_path, reference_sha256, reference_run_id, reference_version,
-                 report.drifted, report.share, len(report.drifted_columns), len(report.features),
+                 report.drifted if report.usable else None, report.share, len(report.drifted_columns), len(report.features),
                  decay.metric if decay else None, decay.baseline if decay else None, decay.value if decay else None,
                  json.dumps(report_to_dict(report)), decision.retrain, decision.cause or None, decision.reason,
                  batch_id])

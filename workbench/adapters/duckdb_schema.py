@@ -327,8 +327,15 @@ def v5_workspace_relative(con: duckdb.DuckDBPyConnection, path: str) -> None:
     con.execute("UPDATE model_versions SET project_path = r.project_path FROM runs r WHERE r.id = model_versions.run_id")
 
 
+# What a data file's lineage profile could not read: the rows it left out (with their lines), or
+# why the file could not be read at all. A profile is keyed by content, so this is too.
+V6_PROFILE_PROBLEMS = """
+ALTER TABLE datasets ADD COLUMN problems VARCHAR[] NOT NULL DEFAULT [];
+"""
+
+
 MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
-    V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative]
+    V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from workbench.adapters.data_profile import profile_file
 from workbench.adapters.duckdb_schema import migrate
 from workbench.adapters.workspace_paths import WorkspacePaths
 from workbench.core.errors import DiskFullError, RunNotFound, StoreError
@@ -34,10 +35,6 @@ from workbench.core.model import (Artifact, ColumnProfile, DatasetProfile, Input
 ALIAS = "lineage"
 BUSY_MARKERS = ("Could not set lock on file", "Unique file handle conflict")
 """DuckDB's words for "another process (or another DuckDB instance in this one) has the file"."""
-
-NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
-PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 RUN_COLUMNS = ("id", "project", "trigger", "status", "runner", "started_at", "finished_at",
                "image_id", "image_tag", "reason", "manifest_hash", "snapshot_id", "stage_filter",
@@ -260,12 +257,14 @@ class DuckDBLineageStore:
 
     def known_profile(self, fingerprint: str) -> DatasetProfile | None:
         with self._session() as con:
-            row = con.execute("SELECT path, fingerprint, row_count, columns FROM datasets WHERE fingerprint = ?",
-                              [fingerprint]).fetchone()
+            row = con.execute("SELECT path, fingerprint, row_count, columns, problems FROM datasets "
+                              "WHERE fingerprint = ?", [fingerprint]).fetchone()
         return _profile_from_row(row, self.paths) if row else None
 
     def profile_dataset(self, path: str, fingerprint: str) -> DatasetProfile:
-        profile = _profile_file(path, fingerprint)
+        """The file's profile, saved; what it could not read is in its `problems` (rows left
+        out, or the whole file): a profile never stops a run (workbench.adapters.data_profile)."""
+        profile = profile_file(path, fingerprint)
         with self._session(write=True) as con:
             _save_profile(con, profile, self.paths)
         return profile
@@ -350,8 +349,9 @@ def _read_run(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePaths
     gates = [GateResult(*g) for g in con.execute(
         "SELECT metric, op, threshold, value, passed, detail FROM gate_results WHERE run_id = ? ORDER BY position",
         [run_id]).fetchall()]
-    datasets = [_profile_from_row(d, paths) for d in con.execute(
-        "SELECT rd.path, d.fingerprint, d.row_count, d.columns FROM run_datasets rd "
+    # A run's data files are named by their path in the project (run_datasets.path), not the workspace.
+    datasets = [_profile_from_row(d, None) for d in con.execute(
+        "SELECT rd.path, d.fingerprint, d.row_count, d.columns, d.problems FROM run_datasets rd "
         "JOIN datasets d USING (fingerprint) WHERE rd.run_id = ? ORDER BY rd.path", [run_id]).fetchall()]
     return RunRecord(**run | {
         "trigger": Trigger(run["trigger"]),
@@ -399,9 +399,11 @@ def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePa
     return stages
 
 
-def _profile_from_row(row: tuple, paths: WorkspacePaths) -> DatasetProfile:
-    path, fingerprint, row_count, columns = row
-    return DatasetProfile(paths.resolved(path), fingerprint, row_count, tuple(ColumnProfile(**c) for c in columns))
+def _profile_from_row(row: tuple, paths: WorkspacePaths | None) -> DatasetProfile:
+    """`paths`: resolve a workspace-relative path; None: keep the path as it is."""
+    path, fingerprint, row_count, columns, problems = row
+    return DatasetProfile(paths.resolved(path) if paths else path, fingerprint, row_count, tuple(ColumnProfile(**c) for c in columns),
+                          tuple(problems))
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -437,44 +439,21 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> No
 
 
 def _save_profile(con: duckdb.DuckDBPyConnection, profile: DatasetProfile, paths: WorkspacePaths) -> None:
-    # A fingerprint names the file's content, so a stored profile never changes. Looking first
-    # is cheaper than binding every column's statistics for ON CONFLICT to drop them.
-    if con.execute("SELECT 1 FROM datasets WHERE fingerprint = ?", [profile.fingerprint]).fetchone():
+    # A fingerprint names the file's content, so a stored profile never changes, except that a
+    # file nothing could be read of (perhaps for a passing reason) is profiled again until it
+    # reads. Looking first is cheaper than binding every column's statistics for ON CONFLICT.
+    stored = con.execute("SELECT len(columns) = 0 AND len(problems) > 0 FROM datasets WHERE fingerprint = ?",
+                         [profile.fingerprint]).fetchone()
+    if stored is not None and not (stored[0] and profile.readable):
         return
-    con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?)",
-                [profile.fingerprint, paths.stored(profile.path), profile.row_count, [asdict(c) for c in profile.columns]])
-
-
-# -- profiling -------------------------------------------------------------------------------
-
-def _profile_file(path: str, fingerprint: str) -> DatasetProfile:
-    reader = "read_parquet" if Path(path).suffix.lower() in PARQUET_SUFFIXES else "read_csv_auto"
-    # A private in-memory database: reading a large file must not keep the store locked.
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"CREATE TABLE data AS SELECT * FROM {reader}(?)", [path])
-        summary = con.execute("SUMMARIZE data").fetchall()
-        if reader == "read_csv_auto" and len(summary) == 1 and "," in summary[0][0]:
-            # DuckDB falls back to one column named after the whole header line when rows have
-            # different numbers of fields; a profile of that would silently describe nothing.
-            raise StoreError(f"cannot profile {path}: its rows do not all have the same number of fields")
-        non_null = ", ".join('count("{}")'.format(row[0].replace('"', '""')) for row in summary)
-        counts = con.execute(f"SELECT count(*), {non_null} FROM data").fetchone()
-    except duckdb.Error as e:
-        raise StoreError(f"cannot profile {path}: {_problem(e)}") from e
-    finally:
-        con.close()
-    row_count = counts[0]
-    columns = []
-    for row, present in zip(summary, counts[1:]):
-        name, dtype, low, high, distinct, *stats = row[:10]
-        # SUMMARIZE gives every statistic as text; the mean of a date column is a date, not a number.
-        numeric = dtype in NUMERIC_TYPES or dtype.startswith("DECIMAL")
-        mean, std, q25, q50, q75 = (float(v) if numeric and v is not None else None for v in stats)
-        columns.append(ColumnProfile(name=name, dtype=dtype, count=row_count, nulls=row_count - present,
-                                     distinct=distinct, min=low, max=high, mean=mean, std=std,
-                                     q25=q25, q50=q50, q75=q75))
-    return DatasetProfile(path=path, fingerprint=fingerprint, row_count=row_count, columns=tuple(columns))
+    values = [paths.stored(profile.path), profile.row_count, [asdict(c) for c in profile.columns],
+              list(profile.problems)]
+    if stored is not None:
+        con.execute("UPDATE datasets SET path = ?, row_count = ?, columns = ?, problems = ? WHERE fingerprint = ?",
+                    values + [profile.fingerprint])
+        return
+    con.execute("INSERT INTO datasets (fingerprint, path, row_count, columns, problems) VALUES (?, ?, ?, ?, ?)",
+                [profile.fingerprint, *values])
 
 
 # -- small helpers ---------------------------------------------------------------------------

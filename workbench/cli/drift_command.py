@@ -16,11 +16,15 @@ from rich.table import Table
 
 from workbench.cli.commands import run_exit_code
 from workbench.cli.render import GLYPHS, Printer
-from workbench.core.drift_report import CheckedBatch, DriftReport
+from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport
 from workbench.core.errors import WorkbenchError
 from workbench.services.session import WorkbenchSession
 
-EXIT_OK, EXIT_RUN_FAILED = 0, 1
+EXIT_OK, EXIT_RUN_FAILED, EXIT_NOT_CHECKED = 0, 1, 3
+"""0: the batch was checked (drifted or not) and a retrain it caused succeeded · 1 or 2: its
+retrain run failed, or failed a gate (as `workbench run`) · 3: the batch could not be checked
+(unreadable, empty, missing or retyped columns): bad input, as everywhere in the CLI, with an
+`error:` line naming the file and what is wrong."""
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -58,8 +62,17 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         if outcome.fresh:
             printer.out.print(f"[dim]no retrain: {escape(outcome.decision.reason)}[/]")
     batch = service.store.batch(ref.name, batch_id=outcome.batch.id) or outcome.batch
+    report = batch.report
+    unusable = batch.verdict == NOT_CHECKED
+    if unusable:
+        printer.error(f"{batch.path}: not checked: {report.rule if report else 'the batch cannot be used'}")
     if args.json:
-        printer.json({"batch": batch, "checked_now": outcome.fresh, "decision": outcome.decision, "run": record})
+        printer.json({"batch": batch, "verdict": batch.verdict, "rule": report.rule if report else "",
+                      "summary": report.summary if report else "", "checked_now": outcome.fresh,
+                      "decision": outcome.decision, "run": record})
+    if unusable:
+        return EXIT_NOT_CHECKED
+    if args.json:
         return EXIT_OK if record is None else run_exit_code(record)
     if record is not None:
         from workbench.cli.registry_commands import after_run
@@ -73,7 +86,7 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
 
 
 def _list(printer: Printer, service, project: str, as_json: bool) -> int:
-    batches = service.batches(project)
+    batches = service.batches(project, with_reports=True)  # the verdict (a warning) is in the report
     pending = service.pending(project)
     try:
         reference = service.reference(project).description
@@ -110,10 +123,12 @@ def _list(printer: Printer, service, project: str, as_json: bool) -> int:
 def _drift_cell(b: CheckedBatch) -> str:
     if b.state == "checking":
         return "[dim]checking[/]"
-    if b.drifted is None:
-        return "—"
-    mark = "[red]✗[/]" if b.drifted else "[green]✓[/]"
-    return f"{mark} {b.drifted_columns}/{b.compared_columns} {b.share or 0:.0%}"
+    verdict = b.verdict
+    if verdict == NOT_CHECKED:
+        return "[red]⊘ not checked[/]"
+    mark = {DRIFTED: "[red]✗[/]", WARNING: "[yellow]![/]"}.get(verdict, "[green]✓[/]")
+    cell = f"{mark} {b.drifted_columns}/{b.compared_columns} {b.share or 0:.0%}"
+    return cell + (" [yellow]warning[/]" if verdict == WARNING else "")
 
 
 def _decay_cell(b: CheckedBatch) -> str:
@@ -174,8 +189,10 @@ def show_report(printer: Printer, report: DriftReport) -> None:
             name = escape(c.column) + (" [dim](target)[/]" if c.role == "target" else "")
             table.add_row(f"[{style}]{name}[/]" if style else name, TEST_NAMES.get(c.test, c.test), statistic,
                           threshold, "—" if c.psi is None else f"{c.psi:.3f}", f"[{style or 'green'}]{bar(c.score)}[/]",
-                          "[red]drifted[/]" if c.drifted else "")
+                          ("[red]drifted[/]" if c.drifted else "") + (" [yellow]major[/]" if c.major else ""))
         con.print(table, soft_wrap=False)
+    for shift in report.major_shifts:
+        con.print(f"[yellow]![/] major shift: {escape(shift)}")
     for finding in report.findings:
         mark = "[red]✗[/]" if finding.blocking else "[yellow]![/]"
         con.print(f"{mark} {escape(finding.message)}")
@@ -187,5 +204,14 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                   f"({abs(d.drop):.4f} {direction}{limit})" + (" [red]decayed[/]" if d.decayed else ""))
     elif report.decay_note:
         con.print(f"[dim]performance {escape(report.decay_note)}[/]")
-    verdict = "[red]✗ drifted[/]" if report.drifted else "[green]✓ no drift[/]"
-    con.print(f"{verdict}: {escape(report.summary.split(': ', 1)[1])}")
+    con.print(verdict_markup(report))
+
+
+VERDICT_MARKS = {DRIFTED: "[red]✗ drifted[/]", WARNING: "[yellow]! warning[/]", NOT_CHECKED: "[red]⊘ not checked[/]",
+                 NO_DRIFT: "[green]✓ no drift[/]"}
+
+
+def verdict_markup(report: DriftReport) -> str:
+    """The verdict line: its mark, and the rule that decided it."""
+    status, rest = report.summary.split(": ", 1)
+    return f"{VERDICT_MARKS.get(status, escape(status))}: {escape(rest)}"

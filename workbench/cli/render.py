@@ -170,7 +170,12 @@ class Printer:
             case WatchError():
                 con.print(f"[bold red]error:[/] {escape(event.project)}: {escape(event.message)}")
             case BatchChecked():
-                if event.drifted:
+                if event.verdict == "not checked":
+                    con.print(f"[red]⊘[/] {escape(event.project)}: {escape(event.batch)} "
+                              f"{escape(event.summary or 'not checked')}")
+                elif event.verdict == "warning":
+                    con.print(f"[yellow]![/] {escape(event.project)}: {escape(event.batch)} {escape(event.summary)}")
+                elif event.drifted:
                     shown = ", ".join(event.drifted_columns[:4]) + (" …" if len(event.drifted_columns) > 4 else "")
                     con.print(f"[red]⚠[/] {escape(event.project)}: {escape(event.batch)} drifted "
                               f"({event.share:.0%} of columns: {escape(shown)})")
@@ -213,6 +218,8 @@ class Printer:
                 result = {True: "[green]✓ pass[/]", False: "[red]✗ fail[/]", None: "[dim]– not evaluated[/]"}[gate.passed]
                 table.add_row(escape(gate.rule), result, escape(gate.detail))
             con.print(table)
+        for warning in record.warnings:  # the lineage profile's: the run went on regardless
+            con.print(f"[yellow]warning:[/] {escape(warning)}")
         reused = f", {len(record.reused_stages)} reused" if record.reused_stages else ""
         headline = f"{glyph(record.status)} · run {record.id} · {fmt_duration(record.duration_s)}{reused}"
         if record.reason:

@@ -21,9 +21,19 @@ Numbers with at most LOW_CARDINALITY distinct integer values in the reference (f
 a two-point shift in a 0/1 rate look large. A text column whose reference values are nearly all
 distinct (an id) is not compared.
 
-A batch is drifted when the share of its compared feature columns that drifted is at least
-`drift_share`; a column missing from the batch, or whose numbers turned to text, counts as
-drifted. Findings (empty batch, missing or new columns, type changes, all-null columns, new
+The batch's verdict (judge), with the rule that decided it:
+
+  not checked  a blocking finding: the batch is unreadable, empty, or misses or retypes a
+               column. Nothing else it says counts, and it is never clean.
+  drifted      at least `drift_share` of the compared feature columns drifted, or at least
+               `drift_columns` of them, whichever is fewer columns (defaults 20% and 3: three
+               columns of a 13-column table, three of 53, one of 4).
+  warning      fewer columns drifted, but one shifted a lot on its own: its PSI is at least
+               MAJOR_PSI_FACTOR times `psi`, or its mean moved MAJOR_MEAN_SHIFT reference
+               standard deviations or more.
+  no drift     none of these.
+
+Findings (empty batch, missing or new columns, type changes, all-null columns, new
 categories) are reported, never raised; the blocking ones stop a retrain on the batch.
 """
 
@@ -37,7 +47,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from workbench.core.drift_report import ColumnDrift, DriftReport, Finding
+from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding
 from workbench.core.drift_stats import (
     category_counts, chi2_test, js_distance, ks_test, psi, psi_level, quantile_bins, wasserstein_normalized,
 )
@@ -50,6 +60,12 @@ ID_LIKE_SHARE = 0.9
 """A text column whose reference has distinct values for more than this share of its rows (and
 more than ID_LIKE_MIN of them) looks like an identifier and is not compared."""
 ID_LIKE_MIN = 50
+MAJOR_PSI_FACTOR = 2.0
+"""A column whose PSI is at least this many times `psi` (the major-shift threshold) shifted a
+lot: the batch is at least a warning, however few columns drifted."""
+MAJOR_MEAN_SHIFT = 1.0
+"""A number column whose mean moved this many reference standard deviations or more: the
+same (a one-sd move of a main feature is large for any model that uses it)."""
 
 
 # -- the input ---------------------------------------------------------------------------------
@@ -124,12 +140,80 @@ def compare(reference: Mapping[str, ColumnData], batch: Mapping[str, ColumnData]
     counted = [c for c in columns if c.role == "feature" and c.compared]
     drifted_n = sum(c.drifted for c in counted)
     share = drifted_n / len(counted) if counted else 0.0
+    verdict, rule = judge(counted, findings, spec)
     return DriftReport(
         batch=batch_name, rows=batch_rows, reference=reference_name, reference_rows=ref_rows,
         columns=tuple(columns), findings=tuple(findings), drift_share=spec.drift_share, share=share,
-        drifted=bool(counted) and share >= spec.drift_share, target=target,
+        drifted=verdict == DRIFTED, target=target,
         has_labels=bool(target) and target in batch and batch[target].present > 0,
+        verdict=verdict, rule=rule, drift_columns=spec.drift_columns,
     )
+
+
+# -- the verdict -------------------------------------------------------------------------------
+
+def drift_rule(compared: int, spec: DriftSpec) -> tuple[int, str]:
+    """How many drifted columns make a batch drifted, and the rule in words: at least
+    drift_share of the compared columns, or drift_columns of them, whichever is fewer."""
+    by_share = max(1, math.ceil(spec.drift_share * compared - 1e-9))
+    if by_share <= spec.drift_columns:
+        return by_share, f"share >= {spec.drift_share:.0%}"
+    return spec.drift_columns, f">= {spec.drift_columns} columns"
+
+
+def judge(counted: Sequence[ColumnDrift], findings: Sequence[Finding], spec: DriftSpec) -> tuple[str, str]:
+    """The batch's verdict and the rule that decided it (workbench.core.drift_report's words).
+
+    An unusable batch (any blocking finding) is not checked, whatever its columns say: a
+    missing or retyped column makes every other number suspect, and none of it is clean.
+    Otherwise: drifted when enough columns drifted (drift_rule); else a warning when a single
+    column shifted a lot on its own (major_shift); else no drift."""
+    blocking = [f for f in findings if f.blocking]
+    if blocking:
+        return NOT_CHECKED, "unusable batch: " + _unusable(blocking)
+    needed, rule = drift_rule(len(counted), spec)
+    if counted and sum(c.drifted for c in counted) >= needed:
+        return DRIFTED, rule
+    major = [c.major for c in counted if c.major]
+    if major:
+        shown = "; ".join(major[:3]) + (f" and {len(major) - 3} more" if len(major) > 3 else "")
+        return WARNING, shown
+    return NO_DRIFT, rule
+
+
+def _unusable(blocking: Sequence[Finding]) -> str:
+    """Why a batch cannot be used, grouped: unreadable, empty, missing columns, retyped columns."""
+    order = ("unreadable", "empty_batch", "missing_column", "type_change")
+    by_kind: dict[str, list[Finding]] = {}
+    for finding in sorted(blocking, key=lambda f: order.index(f.kind) if f.kind in order else len(order)):
+        by_kind.setdefault(finding.kind, []).append(finding)
+    parts = []
+    for kind, found in by_kind.items():
+        names = ", ".join(f.column for f in found if f.column)
+        if kind == "missing_column":
+            parts.append(f"missing column{'s' if len(found) > 1 else ''}: {names}")
+        elif kind == "type_change":
+            parts.append(f"retyped column{'s' if len(found) > 1 else ''} (numbers in the reference, text in the "
+                         f"batch): {names}")
+        elif kind == "empty_batch":
+            parts.append("empty (no rows)")
+        elif kind == "unreadable":
+            parts.append(f"unreadable ({found[0].message})")
+        else:
+            parts.append("; ".join(f.message for f in found))
+    return "; ".join(parts)
+
+
+def major_shift(name: str, psi_value: float | None, mean_shift: float | None, spec: DriftSpec) -> str:
+    """A column's shift that matters on its own, in words, or "": its PSI at least
+    MAJOR_PSI_FACTOR times the major threshold, or its mean moved MAJOR_MEAN_SHIFT reference
+    standard deviations or more."""
+    said = []
+    if mean_shift is not None and abs(mean_shift) >= MAJOR_MEAN_SHIFT:
+        said.append(f"shifted by {mean_shift:+.1f} sd")
+    if psi_value is not None and psi_value >= MAJOR_PSI_FACTOR * spec.psi:
+        said.append(f"PSI {psi_value:.2f} (>= {MAJOR_PSI_FACTOR:g} x {spec.psi:g})")
+    return f"{name} {', '.join(said)}" if said else ""
 
 
 # -- one column --------------------------------------------------------------------------------
@@ -193,8 +277,10 @@ def _numeric(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, rol
         test = _by_p_value("ks", "KS", *ks_test(r, c), spec.ks_pvalue)
     else:
         test = _by_distance("wasserstein", "Wasserstein", wasserstein_normalized(r, c), spec.wasserstein, " sd")
+    sd = float(np.std(r))
+    mean_shift = float((np.mean(c) - np.mean(r)) / sd) if sd > 0 else None
     return _verdict(ref.name, NUMERIC, test, psi(*quantile_bins(r, c, spec.psi_bins)), spec, len(r), len(c),
-                    null_share, role)
+                    null_share, role, mean_shift)
 
 
 def _categorical(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, role: str,
@@ -253,16 +339,19 @@ def _by_distance(test: str, label: str, distance: float, limit: float, unit: str
 
 
 def _verdict(name: str, kind: str, outcome: _TestOutcome, psi_value: float, spec: DriftSpec, n_ref: int,
-             n_cur: int, null_share: float, role: str) -> ColumnDrift:
+             n_cur: int, null_share: float, role: str, mean_shift: float | None = None) -> ColumnDrift:
     """The column drifts when its test or its PSI does; its bar shows whichever is nearer."""
     psi_drift = psi_value > spec.psi
     detail = f"{outcome.said}; PSI {psi_value:.3f} ({psi_level(psi_value)})"
     if psi_drift and not outcome.drifted:
         detail += f" > {spec.psi:g}"
+    if mean_shift is not None:
+        detail += f"; mean {mean_shift:+.2f} sd"
     score = max(outcome.score, _d_score(psi_value, spec.psi))
     return ColumnDrift(name, kind, outcome.test, outcome.statistic, outcome.p_value, outcome.threshold, psi_value,
                        outcome.drifted or psi_drift, score, detail,
-                       reference_count=n_ref, batch_count=n_cur, batch_null_share=null_share, role=role)
+                       reference_count=n_ref, batch_count=n_cur, batch_null_share=null_share, role=role,
+                       mean_shift=mean_shift, major=major_shift(name, psi_value, mean_shift, spec))
 
 
 def _d_score(value: float, threshold: float) -> float:

@@ -49,6 +49,11 @@ class ColumnDrift:
     batch_null_share: float = 0.0
     role: str = "feature"
     """feature, or target (reported, not counted in the batch's share)."""
+    mean_shift: float | None = None
+    """Numbers: how far the batch's mean moved, in reference standard deviations (signed)."""
+    major: str = ""
+    """A shift large enough to matter on its own (PSI far past its threshold, or the mean moved
+    a standard deviation or more), in words; empty when there is none."""
 
     @property
     def compared(self) -> bool:
@@ -73,6 +78,12 @@ class Decay:
     """Everything the scoring step measured on the batch."""
 
 
+DRIFTED, WARNING, NO_DRIFT, NOT_CHECKED = "drifted", "warning", "no drift", "not checked"
+"""A batch's verdict: enough columns drifted; one column shifted a lot on its own; neither;
+or the batch cannot be used as it is (unreadable, empty, missing or retyped columns), so
+nothing it says counts, clean least of all."""
+
+
 @dataclass(frozen=True)
 class DriftReport:
     batch: str
@@ -91,6 +102,15 @@ class DriftReport:
     decay: Decay | None = None
     decay_note: str = ""
     """Why performance was not measured, when it was not."""
+    verdict: str = ""
+    """drifted, warning, no drift or not checked (see DRIFTED...); empty in reports recorded
+    before verdicts (read back from `drifted`)."""
+    rule: str = ""
+    """Which rule decided the verdict, in words ("share >= 20%", "monthly_charges shifted by
+    1.4 sd", "missing columns: tenure")."""
+    drift_columns: int = 0
+    """The number of drifted columns that makes the batch drifted whatever the share (0 in
+    reports recorded before it existed)."""
 
     @property
     def features(self) -> list[ColumnDrift]:
@@ -105,10 +125,35 @@ class DriftReport:
         return [f for f in self.findings if f.blocking]
 
     @property
+    def status(self) -> str:
+        """The verdict (reports recorded before verdicts: drifted or no drift)."""
+        return self.verdict or (DRIFTED if self.drifted else NO_DRIFT)
+
+    @property
+    def usable(self) -> bool:
+        return self.status != NOT_CHECKED
+
+    @property
+    def major_shifts(self) -> list[str]:
+        """Compared feature columns whose shift matters on its own, in words."""
+        return [c.major for c in self.features if c.major]
+
+    @property
     def summary(self) -> str:
+        """The verdict and the rule that decided it, in one line."""
         n, total = len(self.drifted_columns), len(self.features)
-        verdict = "drifted" if self.drifted else "no drift"
-        line = f"{verdict}: {n} of {total} columns ({self.share:.0%}; drifted at {self.drift_share:.0%})"
+        counted = f"{n} of {total} columns drifted ({self.share:.0%})"
+        status = self.status
+        if not self.verdict:  # recorded before verdicts
+            line = f"{status}: {counted}; drifted at {self.drift_share:.0%}"
+        elif status == NOT_CHECKED:
+            line = f"{status}: {self.rule}"
+        elif status == DRIFTED:
+            line = f"{status}: {counted}, rule: {self.rule}"
+        elif status == WARNING:
+            line = f"{status}: {self.rule}; {counted}, below the drift rule"
+        else:
+            line = f"{status}: {counted}, below the drift rule ({self.rule})"
         if self.decay is not None:
             line += (f"; {self.decay.metric} {self.decay.value:.4g} on the batch vs {self.decay.baseline:.4g} "
                      f"evaluated" + (" (decayed)" if self.decay.decayed else ""))
@@ -151,6 +196,18 @@ class CheckedBatch:
     retrain_version_status: str | None = None
     """That version's standing: production, staging, archived or registered."""
     report: DriftReport | None = None
+
+    @property
+    def verdict(self) -> str:
+        """checking, or the report's verdict (a checked batch recorded without one: from
+        `drifted`, where NULL means it could not be checked)."""
+        if self.state == "checking":
+            return "checking"
+        if self.report is not None:
+            return self.report.status
+        if self.drifted is None:
+            return NOT_CHECKED
+        return DRIFTED if self.drifted else NO_DRIFT
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
-from workbench.core.drift_report import Decay, DriftReport
+from workbench.core.drift_report import WARNING, Decay, DriftReport
 from workbench.core.manifest import RetrainSpec
 
 
@@ -42,11 +42,13 @@ def decide_retrain(report: DriftReport, policy: RetrainSpec, previous: Sequence[
     """Whether a checked batch triggers a retrain. `previous`: when earlier retrains of the
     project were triggered (any order). The cooldown counts from the latest; the cap counts
     those in the 24 hours before `now`."""
+    if not report.usable:  # an unusable batch says nothing about drift, and cannot be trained on
+        return RetrainDecision(False, f"not checked: {report.rule}")
     causes = []
     if report.drifted:
         if policy.on_drift:
             causes.append(("drift", f"drift in {len(report.drifted_columns)} of {len(report.features)} columns "
-                                    f"({report.share:.0%} >= {report.drift_share:.0%})"))
+                                    f"({report.share:.0%}; rule: {report.rule})"))
     decay = report.decay
     if decay is not None and decay.decayed:
         causes.append(("decay", f"{decay.metric} {decay.value:.4g} on the batch vs {decay.baseline:.4g} evaluated: "
@@ -54,6 +56,10 @@ def decide_retrain(report: DriftReport, policy: RetrainSpec, previous: Sequence[
     if not causes:
         if report.drifted:
             return RetrainDecision(False, "drifted, but retraining on drift is off ([drift.retrain] on_drift)")
+        if report.status == WARNING:
+            # One column's large shift is worth a look, not a retrain: the model may not lean on it.
+            return RetrainDecision(False, f"warning only ({report.rule}): retraining waits for drift by the "
+                                          "column rule" + (" or decay" if decay is not None else ""))
         return RetrainDecision(False, "no drift" + (" and no decay" if decay is not None else ""))
     cause, why = causes[0]
     if len(causes) > 1:

@@ -103,10 +103,23 @@ class DatasetProfile:
     fingerprint: str
     row_count: int
     columns: tuple[ColumnProfile, ...]
+    problems: tuple[str, ...] = ()
+    """What the profile could not read (rows left out, with their lines; or the whole file).
+    A profile never stops a run: the project's own validate stage judges the data."""
 
     @property
     def schema(self) -> dict[str, str]:
         return {c.name: c.dtype for c in self.columns}
+
+    @property
+    def readable(self) -> bool:
+        """False when nothing of the file could be read (no columns, and why not)."""
+        return bool(self.columns) or not self.problems
+
+    @property
+    def warning(self) -> str:
+        """The problems in one line, naming the file (its path in the project); "" when none."""
+        return f"{self.path}: {'; '.join(self.problems)}" if self.problems else ""
 
 
 @dataclass
@@ -150,6 +163,12 @@ class RunRecord:
     @property
     def reused_stages(self) -> list[str]:
         return [s.stage for s in self.stages if s.status is StageStatus.REUSED]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the run should say although it did not fail: data files its lineage profile
+        could only partly read, or not at all."""
+        return [d.warning for d in self.datasets if d.problems]
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ class LineageStore(Protocol):
     def known_profile(self, fingerprint: str) -> DatasetProfile | None: ...
 
     def profile_dataset(self, path: str, fingerprint: str) -> DatasetProfile:
-        """Read a data file and compute its schema and per-column statistics."""
+        """Read a data file and compute its schema and per-column statistics. What it cannot
+        read (rows, or the whole file) is in the profile's `problems`, never raised."""
 
     def set_superseded_by(self, run_id: int, by_run_id: int) -> None:
         """Link a superseded run to the run that replaced it (short transaction)."""

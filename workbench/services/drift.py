@@ -38,7 +38,7 @@ from pathlib import Path
 from workbench.adapters.batch_files import is_batch_file, read_table, write_training_file
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
 from workbench.adapters.files import SnapshotStore, StatHasher, hash_file, read_hash_cache, scan_project
-from workbench.core.drift import ColumnData, compare
+from workbench.core.drift import ColumnData, compare, judge
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
 from workbench.core.errors import WorkbenchError
@@ -278,8 +278,9 @@ class DriftService:
         except WorkbenchError as exc:
             report = compare(ref_columns, {}, 0, manifest.drift, target=manifest.data.target, batch_name=rel,
                              reference_name=reference.description, reference_rows=ref_rows)
-            unreadable = Finding("unreadable", str(exc), blocking=True)
-            return replace(report, findings=(unreadable,))
+            unreadable = (Finding("unreadable", str(exc), blocking=True),)
+            verdict, rule = judge(report.features, unreadable, manifest.drift)
+            return replace(report, findings=unreadable, verdict=verdict, rule=rule)
         return compare(ref_columns, batch.columns, batch.rows, manifest.drift, target=manifest.data.target,
                        batch_name=rel, reference_name=reference.description, reference_rows=ref_rows)
 

@@ -79,13 +79,15 @@ class BatchWatch:
         from pathlib import Path
 
         if not (Path(project_path) / path).is_file():
-            return BatchChecked(project, path, False, 0.0, (), False, "gone before it could be checked"), None
+            return BatchChecked(project, path, False, 0.0, (), False, "gone before it could be checked",
+                                verdict="not checked", summary="not checked: gone before it could be checked"), None
         outcome = self.service.check_batch(project_path, path)
         report = outcome.report
         event = BatchChecked(project, path, bool(report and report.drifted), report.share if report else 0.0,
                              tuple(report.drifted_columns) if report else (), outcome.decision.retrain,
-                             outcome.decision.reason, batch_id=outcome.batch.id)
-        if not outcome.decision.retrain:
+                             outcome.decision.reason, batch_id=outcome.batch.id, verdict=outcome.batch.verdict,
+                             summary=report.summary if report else "")
+        if not outcome.decision.retrain:  # never for an unusable batch (decide_retrain)
             return event, None
         self._queued[outcome.batch.path] = outcome.batch.id
         request = RunRequest(None, Trigger.DRIFT, (outcome.batch.path,),

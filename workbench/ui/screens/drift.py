@@ -38,7 +38,8 @@ def read_drift(session, project: str, limit: int = 30) -> DriftView:
     folder = ref.manifest.data.incoming
     causes = (["drift"] if retrain.on_drift else []) + \
         ([f"decay > {retrain.max_decay:g}"] if retrain.max_decay is not None else [])
-    policy = (f"batches from {folder or '— (no [data] incoming)'} · drifted at {drift.drift_share:.0%} of columns · "
+    policy = (f"batches from {folder or '— (no [data] incoming)'} · drifted at {drift.drift_share:.0%} of columns "
+              f"or {drift.drift_columns}, whichever is fewer · "
               + (f"retrain on {' or '.join(causes)}, cooldown {retrain.cooldown_minutes:g} min, "
                  f"at most {retrain.max_per_day}/day, {retrain.policy}" if causes else "no automatic retrain")
               + (" · new versions go to staging" if ref.manifest.promotion.auto_staging else ""))

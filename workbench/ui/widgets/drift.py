@@ -29,6 +29,8 @@ from textual.widgets import DataTable, Static
 from workbench.ui import format as fmt
 from workbench.ui.widgets.run_views import Palette
 
+from workbench.core.drift_report import DRIFTED, NOT_CHECKED, WARNING  # dataclasses only: cheap
+
 if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): not at import
     from workbench.core.drift_report import CheckedBatch, ColumnDrift
 
@@ -47,6 +49,10 @@ def score_bar(score: float, width: int = 10) -> str:
     eighths = round(max(0.0, min(1.0, score)) * width * 8)
     full, part = divmod(eighths, 8)
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def verdict_tone(verdict: str, palette: Palette) -> str:
+    return {DRIFTED: palette.bad, WARNING: palette.warn, NOT_CHECKED: palette.bad}.get(verdict, palette.good)
 
 
 def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple]]) -> None:
@@ -160,7 +166,7 @@ class DriftPane(Vertical):
             self.query_one("#drift-columns-title", Static).update(title)
             findings.update("")
             return
-        title.append(f"  {report.summary}", palette.bad if report.drifted else palette.good)
+        title.append(f"  {report.summary}", verdict_tone(report.status, palette))
         self.query_one("#drift-columns-title", Static).update(title)
         fill_table(self.columns_table, COLUMN_COLUMNS,
                    [(column.column, self._column_row(column, palette))
@@ -190,12 +196,17 @@ class DriftPane(Vertical):
 
     @staticmethod
     def _batch_row(b: CheckedBatch, palette: Palette) -> tuple:
-        if b.drifted is None:
+        verdict = b.verdict
+        if verdict == "checking":
             drift = Text("being checked", palette.muted)
+        elif verdict == NOT_CHECKED:
+            drift = Text("⊘ not checked", palette.bad)  # never a bar: none of its numbers count
         else:
-            tone = palette.bad if b.drifted else palette.good
+            tone = verdict_tone(verdict, palette)
             drift = Text(score_bar(b.share or 0.0, 6), tone)
             drift.append(f" {b.drifted_columns}/{b.compared_columns} {b.share or 0:4.0%}")
+            if verdict == WARNING:
+                drift.append(" warning", palette.warn)
         if b.decay_value is None:
             decay = Text("—", palette.muted)
         else:
@@ -228,5 +239,8 @@ class DriftPane(Vertical):
             statistic = "—"
         name = Text(c.column + (" (target)" if c.role == "target" else ""), tone)
         bar = Text(score_bar(c.score), tone or palette.good)
+        label = Text("drifted", palette.bad) if c.drifted else Text()
+        if c.major:
+            label.append(" major" if c.drifted else "major", palette.warn)
         return (name, TEST_NAMES.get(c.test, c.test), statistic, "—" if c.psi is None else f"{c.psi:.3f}", bar,
-                Text("drifted", palette.bad) if c.drifted else "")
+                label)

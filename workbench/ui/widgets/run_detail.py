@@ -186,6 +186,8 @@ class RunDetail(Vertical):
             text.append(f"\n{record.reason}", palette.bad if record.status != "succeeded" else palette.warn)
         elif record.changed_paths:
             text.append(f"\nchanged: {', '.join(record.changed_paths[:6])}", palette.muted)
+        for warning in record.warnings:  # the lineage profile's: the run went on regardless
+            text.append(f"\n! {warning}", palette.warn)
         self.query_one("#run-heading", Static).update(text)
 
     def _stages(self, record: RunRecord) -> None:

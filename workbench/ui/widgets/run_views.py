@@ -122,6 +122,8 @@ def validation_view(report: ValidationReport | None, datasets: list[DatasetProfi
             parts.append(table)
     for ds in datasets:
         parts.append(Text(f"\n{ds.path}  {ds.row_count:,} rows  fingerprint {fmt.short_hash(ds.fingerprint, 16)}", "bold"))
+        if ds.problems:
+            parts.append(Text("! " + "\n  ".join(ds.problems), palette.warn))
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
         for col in ("column", "type", "nulls", "distinct", "min", "max", "mean"):
             table.add_column(col, justify="right" if col in ("nulls", "distinct", "mean") else "left", no_wrap=True)
