@@ -13,6 +13,7 @@ What cannot be known from the text is left alone: a module (`python -m pkg`), in
 from __future__ import annotations
 
 import difflib
+import functools
 import posixpath
 import re
 import shlex
@@ -30,6 +31,13 @@ SHELL_EXPANSION = re.compile(r"[$`*?\[\]{}]")
 
 def command_scripts(command: str) -> list[str]:
     """The project-relative scripts the command runs, in order (absolute ones as written).
+    Cached: every listing of the workspace parses every manifest's commands again."""
+    return list(_command_scripts(command))
+
+
+@functools.lru_cache(maxsize=1024)
+def _command_scripts(command: str) -> tuple[str, ...]:
+    """command_scripts, uncached.
 
     A `cd sub` before them is followed (`cd src && python train.py` runs src/train.py), inside
     its parentheses only; after a `cd` to somewhere unknown ($VAR, an absolute path) nothing
@@ -39,7 +47,7 @@ def command_scripts(command: str) -> list[str]:
         lexer.whitespace_split = True
         tokens = [part for token in lexer for part in _split_operators(token)]
     except ValueError:
-        return []  # unbalanced quotes: the shell itself says so when the stage runs
+        return ()  # unbalanced quotes: the shell itself says so when the stage runs
     scripts = []
     folder, outer = PurePosixPath("."), []
     for words in _simple_commands(tokens):
@@ -56,7 +64,7 @@ def command_scripts(command: str) -> list[str]:
             script = _script_of(words)
             if script is not None and not SHELL_EXPANSION.search(script):
                 scripts.append(script if script.startswith("/") else posixpath.normpath(str(folder / script)))
-    return scripts
+    return tuple(scripts)
 
 
 def missing_scripts(command: str, files: Collection[str]) -> list[tuple[str, str | None]]:
