@@ -36,39 +36,39 @@ POISONS = {
 }
 
 
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.mark.parametrize("poison", POISONS, ids=list(POISONS))
-def test_one_unreadable_manifest_leaves_the_other_projects_listed_and_running(tmp_path, poison):
+def test_one_unreadable_manifest_leaves_the_other_projects_listed_and_running(tmp_path, monkeypatch, capsys, poison):
     text, problem = POISONS[poison]
     write_project(tmp_path)
     poisoned = _write(tmp_path / "poison", text)
     elsewhere = tmp_path / "elsewhere"  # not the workspace: `tiny` is found by name, not as a folder
     elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ws = ("-w", str(tmp_path))
 
-    listed = wb(tmp_path, "projects")
-    assert listed.returncode == 0, listed.stderr
-    assert "Traceback" not in listed.stderr
-    lines = listed.stdout.splitlines()
+    code, out, err = _main(capsys, *ws, "projects")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
     assert any(line.startswith("✓ tiny") for line in lines)
     poison_line = next(line for line in lines if "poison" in line)
     assert poison_line.startswith("✗") and str(poisoned) in poison_line and problem in poison_line
 
-    as_json = json.loads(wb(tmp_path, "projects", "--json").stdout)
-    assert {p["name"]: p["error"] is None for p in as_json} == {"tiny": True, "poison": False}
-
-    import subprocess
-    import sys
-
-    def wb_from(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "workbench", "--workspace", str(tmp_path), *args],
-                              cwd=cwd, capture_output=True, text=True, timeout=120)
-
-    models = wb_from(elsewhere, "models", "tiny")
-    assert models.returncode == 0 and "Traceback" not in models.stderr, models.stderr
-    run = wb_from(elsewhere, "run", "tiny", "--runner", "local", "--quiet")
-    assert run.returncode == 0, run.stderr
-    asked = wb_from(elsewhere, "run", "poison", "--runner", "local")
-    assert asked.returncode == 3 and asked.stderr.startswith("error: ") and problem in asked.stderr
-    assert "Traceback" not in asked.stderr
+    code, out, _err = _main(capsys, *ws, "projects", "--json")
+    assert {p["name"]: p["error"] is None for p in json.loads(out)} == {"tiny": True, "poison": False}
+    code, _out, err = _main(capsys, *ws, "models", "tiny")
+    assert code == 0 and err == ""
+    code, _out, err = _main(capsys, *ws, "run", "tiny", "--runner", "local", "--quiet")
+    assert code == 0, err
+    code, _out, err = _main(capsys, *ws, "run", "poison", "--runner", "local")
+    assert code == 3 and err.startswith("error: ") and problem in err
 
 
 def test_an_incoming_folder_outside_the_project_is_refused_and_nothing_outside_is_listed(tmp_path):
