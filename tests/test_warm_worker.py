@@ -145,6 +145,27 @@ def test_a_stuck_child_is_killed_and_the_worker_stays_usable(tmp_path, runner, d
     assert [w.id for w in workers(docker_engine, "stuck")] == [worker.id]
 
 
+def test_a_stage_that_stops_the_worker_server_still_ends_at_its_timeout(tmp_path, runner, docker_engine,
+                                                                        monkeypatch):
+    """A stage runs as the server's user, so it can SIGSTOP it; then only the host can end it."""
+    from workbench.adapters import warm_worker
+
+    monkeypatch.setattr(warm_worker, "CANCEL_GRACE_S", 1.0)
+    folder = project(tmp_path, "frozen", {"freeze": "python freeze.py"},
+                     {"freeze.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(60)\n"})
+    manifest = (folder / "workbench.toml").read_text()
+    (folder / "workbench.toml").write_text(manifest.replace('memory = "256m"', 'memory = "256m"\ntimeout_s = 1'))
+    started = time.monotonic()
+    (freeze,) = run(tmp_path, "frozen", runner).stages
+    assert freeze.status is StageStatus.FAILED and freeze.reason == "timed out after 1 s"
+    assert time.monotonic() - started < 15
+    assert [w for w in workers(docker_engine, "frozen") if w.status == "running"] == [], "its container is removed"
+
+    (folder / "freeze.py").write_text("print('thawed')\n")
+    (again,) = run(tmp_path, "frozen", runner).stages
+    assert again.status is StageStatus.SUCCEEDED and again.log_tail == ["thawed"]
+
+
 POISON = """
 import numpy as np, lightgbm as lgb
 X = np.random.default_rng(0).random((2000, 10)); y = (X[:, 0] > 0.5).astype(int)

@@ -37,7 +37,7 @@ from workbench.adapters.docker_limits import limits_named
 from workbench.adapters.worker_control import SOCKET_NAME, ControlFolder
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import StageStatus
-from workbench.core.ports import CancelToken, LogSink, StageJob, StageOutcome
+from workbench.core.ports import CancelToken, LogSink, StageJob, StageOutcome, StatusLine
 from workbench.runtime import RUNTIME_DIR
 
 # The stage's folders are where a cold container has them (docker_runner.py), so a stage sees
@@ -111,6 +111,9 @@ class WorkerDied(Exception):
 
 DEFAULT_STALL_S = 120.0
 """A child with no CPU time and no output for this long is stuck and killed."""
+CANCEL_GRACE_S = 5.0
+"""How long the server may take to end a cancelled or timed-out stage (it kills the stage's
+processes and empties the scratch folders) before the container is removed instead."""
 
 
 class WarmWorker:
@@ -242,6 +245,14 @@ class WarmWorker:
                 self.conn.sendall((json.dumps({"op": "cancel", "job": job_id}) + "\n").encode())
             except OSError:
                 pass
+            if not finished.wait(CANCEL_GRACE_S):
+                # The server does not answer: the stage runs as its user and may have stopped
+                # it (SIGSTOP). Ending the connection makes the stage's thread remove the
+                # container, so a timeout or a cancel always ends the stage.
+                try:
+                    self.conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             return
 
     @staticmethod
@@ -307,6 +318,8 @@ class WorkerPool:
         self.stall_s = stall_s
         self._workers: dict[WorkerKey, WarmWorker] = {}
         self._lock = threading.Lock()
+        self._starting: set[WorkerKey] = set()
+        """Workers another thread is starting now (watch mode warms one up as it starts)."""
 
     @staticmethod
     def can_serve(job: StageJob, state_dir: Path) -> bool:
@@ -318,6 +331,8 @@ class WorkerPool:
             _under(Path(p).resolve(), state / "runs") for p in outputs)
 
     def worker(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
+        if key in self._starting:  # a run that waits for a warm-up says so rather than hang silently
+            on_log(StatusLine(f"waiting for the warm worker of {key.project}, which is starting…"))
         with self._lock:
             current = self._workers.get(key)
             if current and current.alive():
@@ -326,8 +341,12 @@ class WorkerPool:
                 self._discard(key)
             for other in [k for k in self._workers if k.project == key.project and k.image_id != key.image_id]:
                 self._discard(other)  # the environment changed: its old worker is stale
-            with limits_named(key.cpus, key.memory_bytes):
-                worker = self._start(key, preload, on_log)
+            self._starting.add(key)
+            try:
+                with limits_named(key.cpus, key.memory_bytes):
+                    worker = self._start(key, preload, on_log)
+            finally:
+                self._starting.discard(key)
             self._workers[key] = worker
             return worker
 
@@ -367,7 +386,8 @@ class WorkerPool:
                 Mount(CTL_MOUNT, str(control.socket_dir), type="bind", read_only=True),
                 Mount(LIB_MOUNT, str(RUNTIME_DIR), type="bind", read_only=True),
             ]
-            on_log(f"starting a warm worker for {key.project} (preloading {', '.join(preload) or 'nothing'})")
+            on_log(StatusLine(f"starting a warm worker for {key.project} (preloading "
+                              f"{', '.join(preload) or 'nothing'})…"))
             container = self._run_container(key, preload, mounts, user, state)
             try:
                 conn, hello, pending = self._await_hello(container, listener)
