@@ -324,3 +324,23 @@ def test_an_output_symlink_is_refused_in_docker(tmp_path, secret, docker_engine,
     prep_dir = Path(stage(record, "prep")["output_dir"])
     owners = {(p.lstat().st_uid, stat.S_IMODE(p.lstat().st_mode)) for p in (prep_dir, *prep_dir.iterdir())}
     assert owners <= {(os.getuid(), 0o555), (os.getuid(), 0o444)}, f"written as nobody, kept as the owner: {owners}"
+
+
+def test_a_drift_score_cannot_hand_the_host_a_file_through_a_symlink(tmp_path):
+    """The score command's metrics.json is read by the host like a stage's outputs: never
+    through a symlink (here to numbers the command did not compute)."""
+    from tests.test_drift import MANIFEST as SHOP, batch, in_production, sales
+    from tests.test_drift import write_project as write_shop
+    from workbench.services.drift import DriftService
+    from workbench.services.session import WorkbenchSession
+
+    planted = tmp_path / "host" / "metrics.json"
+    planted.parent.mkdir()
+    planted.write_text('{"accuracy": 0.0}')
+    project = write_shop(tmp_path, SHOP.replace("on_drift = true", "on_drift = false"))
+    (project / "score.py").write_text(f"import os, wb\nos.symlink({str(planted)!r}, wb.output_path('metrics.json'))\n")
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    report = DriftService(session).check_batch("shop", batch(tmp_path, "b.csv", sales(300, seed=5))).report
+    assert report.decay is None, "nothing was measured"
+    assert "metrics.json is a symbolic link" in report.decay_note, report.decay_note

@@ -33,6 +33,8 @@ CHUNK = 1024 * 1024
 # signature is not trusted for caching (git calls this the "racy" case).
 RACY_WINDOW_NS = 2_000_000_000
 ALWAYS_SKIPPED_DIRS = {".workbench", ".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints"}
+JSON_FILE_CAP = 64 * 1024**2
+"""The most the host reads of a JSON file a stage wrote (metrics, params, artifacts, reports)."""
 OUTPUT_BYTES_CAP = 16 * 1024**3
 """The most a stage's outputs may hold: the host reads (hashes) all of them after the stage."""
 OUTPUT_FILES_CAP = 100_000

@@ -37,7 +37,10 @@ from pathlib import Path
 
 from workbench.adapters.batch_files import is_batch_file, read_table, write_training_file
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
-from workbench.adapters.files import SnapshotStore, StatHasher, hash_file, read_hash_cache, scan_project
+from workbench.adapters.files import (
+    JSON_FILE_CAP, NotRegularFile, SnapshotStore, StatHasher, hash_file, read_hash_cache, read_regular_bytes,
+    scan_project,
+)
 from workbench.core.drift import ColumnData, compare, judge
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
@@ -348,8 +351,9 @@ class DriftService:
             tail = f" ({outcome.log_tail[-1].strip()[:200]})" if outcome.log_tail else ""
             return {}, f"the score command failed: {outcome.reason}{tail}"
         try:
-            raw = json.loads((output / "metrics.json").read_text())
-        except (OSError, ValueError) as exc:
+            # Not through a symlink the score command planted (to /dev/zero, to a host file).
+            raw = json.loads(read_regular_bytes(output / "metrics.json", JSON_FILE_CAP))
+        except (OSError, ValueError, NotRegularFile) as exc:
             return {}, f"the score command wrote no readable metrics.json ({exc})"
         metrics = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return metrics, ""

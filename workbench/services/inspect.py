@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.adapters.files import ObjectStore
+from workbench.adapters.files import JSON_FILE_CAP, NotRegularFile, ObjectStore, read_regular_bytes
 from workbench.core.model import RunRecord
 from workbench.core.rundiff import RunDiff, diff_runs
 from workbench.services.session import WorkbenchSession
@@ -68,8 +68,9 @@ def validation_report(record: RunRecord) -> ValidationReport | None:
         for artifact in stage.artifacts:
             if artifact.kind in REPORT_KINDS:
                 try:
-                    content = json.loads(Path(artifact.path).read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
+                    # Outputs are regular files; a symlink in the report's place is not followed.
+                    content = json.loads(read_regular_bytes(artifact.path, JSON_FILE_CAP).decode("utf-8"))
+                except (OSError, ValueError, NotRegularFile) as exc:
                     return ValidationReport(stage.stage, artifact.name, None, f"cannot read {artifact.path}: {exc}")
                 if not isinstance(content, dict):
                     return ValidationReport(stage.stage, artifact.name, None, "the report is not a JSON object")

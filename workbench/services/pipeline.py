@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.files import (
-    FileEntry, NotRegularFile, OutputTree, Snapshot, SnapshotStore, read_outputs, read_regular_bytes,
+    JSON_FILE_CAP, FileEntry, NotRegularFile, OutputTree, Snapshot, SnapshotStore, read_outputs, read_regular_bytes,
 )
 from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
@@ -32,8 +32,6 @@ from workbench.core.stage_command import missing_script_problem
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
 DONE = {StageStatus.SUCCEEDED, StageStatus.REUSED}
-PROTOCOL_FILE_CAP = 64 * 1024**2
-"""metrics.json, params.json and artifacts.json are read whole; none needs more than this."""
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +281,7 @@ def _read_json(tree: OutputTree, output_dir: Path, name: str, kind: type, proble
     if name not in tree.files:
         return None
     try:
-        value = json.loads(read_regular_bytes(output_dir / name, PROTOCOL_FILE_CAP))
+        value = json.loads(read_regular_bytes(output_dir / name, JSON_FILE_CAP))
     except (NotRegularFile, OSError) as exc:
         problems.append(f"{name} cannot be read: {exc}")
         return None
