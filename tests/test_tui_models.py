@@ -313,3 +313,24 @@ async def test_staging_rolls_back_with_its_own_key(root):
     rollback = session.registry.history("tiny")[0]
     assert (rollback.action, rollback.alias, rollback.version, rollback.reason) == (
         "rollback", "staging", 1, "staging smoke test failed")
+
+
+@asyncio_test
+async def test_the_confirmation_shows_one_sign_for_a_lower_is_better_metric(tmp_path):
+    """Item 9: with a lower-is-better metric the dialog said "better (+0.008169)" above
+    "delta -0.008169". The delta is now in the metric's direction too: + is better."""
+    from tests.test_pipeline_local import MANIFEST
+
+    root = tmp_path / "ws"
+    write_project(root, **{"workbench.toml": MANIFEST.replace('primary_metric = "score"',
+                                                             'primary_metric = "score"\nprimary_metric_goal = "minimize"')})
+    session = two_versions(root, 1.2)  # version 2 scores 0.6, lower than production's 0.75: better
+    assert session.registry.promote("tiny", 2, "staging").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_models(pilot)
+        await confirm_screen(pilot, "p")
+        text = screen_text(app)
+        assert "lower is better" in text and "better (+0.15)" in text
+        delta = next(line for line in text.splitlines() if "delta" in line)
+        assert "+0.15" in delta and "-0.15" not in delta, delta

@@ -7,6 +7,8 @@ import operator
 import re
 from dataclasses import dataclass
 
+from workbench.core.formatting import metric as format_metric
+
 OPERATORS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -66,7 +68,8 @@ def evaluate_gates(gates: tuple[Gate, ...] | list[Gate], metrics: dict[str, floa
             passed, detail = False, "metric is NaN"
         else:
             passed = bool(OPERATORS[gate.op](value, gate.threshold))
-            detail = f"{value:.4g} {gate.op} {gate.threshold:g}" if passed else f"{value:.4g} is not {gate.op} {gate.threshold:g}"
+            shown = format_metric(value)  # plain digits: a gate on an RMSE of 10,432 read `1.043e+04`
+            detail = f"{shown} {gate.op} {gate.threshold:g}" if passed else f"{shown} is not {gate.op} {gate.threshold:g}"
         results.append(GateResult(gate.metric, gate.op, gate.threshold, value, passed, detail))
     return results
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Mapping, Sequence
 
+from workbench.core.formatting import metric as format_metric
 from workbench.core.gates import Gate, GateResult, evaluate_gates
 from workbench.core.manifest import PromotionSpec
 from workbench.core.reproduce import compare_metrics
@@ -352,11 +353,12 @@ def _value(metrics: Mapping[str, float], name: str) -> float | None:
 
 
 def _num(value: float) -> str:
-    return f"{value:.6g}"
+    text = f"{value:.6g}"
+    return format_metric(value) if "e" in text else text  # plain digits, never `1.04321e+06`
 
 
 def _delta(value: float) -> str:
-    return f"{value:.4g}"
+    return format_metric(value)
 
 
 # -- rollback ---------------------------------------------------------------------------------

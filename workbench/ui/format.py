@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workbench.core.formatting import duration, metric  # noqa: F401  (shared with the CLI)
+from workbench.core.formatting import duration, metric, signed  # noqa: F401  (shared with the CLI)
 
 GLYPHS = {
     "succeeded": "✓",

@@ -75,8 +75,9 @@ def decision_view(decision: Decision, palette: Palette) -> Group:
         table.add_column(no_wrap=True, justify="right")
         table.add_row(f"champion ({_version(c.champion_version)}, production)", fmt.metric(c.champion_value))
         table.add_row(f"challenger (version {c.challenger_version})", fmt.metric(c.challenger_value))
-        delta = "—" if c.delta is None else f"{c.delta:+.4g}"
-        table.add_row("delta (challenger − champion)", delta)
+        # One sign convention with the `champion` check above: + is better, in the metric's
+        # direction (challenger − champion when higher is better, champion − challenger when lower).
+        table.add_row("delta (+ is better)", fmt.signed(c.improvement))
         tone = {"better": palette.good, "equal": palette.good, "worse within tolerance": palette.warn,
                 "worse": palette.bad}.get(c.verdict, palette.muted)
         table.add_row("verdict", Text(c.verdict, tone))
