@@ -118,12 +118,16 @@ class Printer:
                 if self.show_logs:
                     con.print(f"  [dim]{escape(event.stage)} │ {escape(event.line)}[/]")
             case StageProgress():
-                # A line per quarter is enough in a scrolling log; the TUI shows a bar.
-                step = max(1, event.total // 4)
+                # Every report a stage makes, unless it reports often: then one a tenth of the
+                # way at most (a scrolling log; the TUI shows a bar). Counting from the last
+                # line shown, not in fixed buckets: buckets of a quarter dropped 200 of reports
+                # every 50 of 300 rounds (50, 100, 150, 250, 300), which read as a skipped step.
                 # Keyed by run too: `workbench watch` shows the same stage in run after run.
                 key = f"{event.run_id}/{event.stage}"
-                if event.done == event.total or event.done // step != self._progress_shown.get(key, -1):
-                    self._progress_shown[key] = event.done // step
+                last = self._progress_shown.get(key)
+                if (last is None or event.done == event.total or event.done < last  # a new pass starts over
+                        or event.done - last >= event.total / 10):
+                    self._progress_shown[key] = event.done
                     con.print(f"  [dim]{escape(event.stage)} │ {event.done}/{event.total} {escape(event.label)}[/]")
             case StageFinished():
                 r = event.result
