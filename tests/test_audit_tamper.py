@@ -28,13 +28,15 @@ AUDIT_COLUMNS = ("id", "occurred_at", "actor", "host", "project", "action", "req
 def built(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("audited")
     write_project(root)
-    session = WorkbenchSession(root, runner="local")
-    for scale in (1.5, 1.8):
-        (root / "tiny" / "params.toml").write_text(f"[fit]\nscale = {scale}\n")
-        assert session.run("tiny").status.value == "succeeded"
-    registry = session.registry
-    for version, alias in ((1, "staging"), (1, "production"), (2, "staging")):
-        assert registry.promote("tiny", version, alias, user="ana").applied
+    with pytest.MonkeyPatch.context() as env:  # (module-scoped: conftest's setting is not there yet)
+        env.setenv("WORKBENCH_MLFLOW_SYNC", "off")  # no detached process writing while cases copy
+        session = WorkbenchSession(root, runner="local")
+        for scale in (1.5, 1.8):
+            (root / "tiny" / "params.toml").write_text(f"[fit]\nscale = {scale}\n")
+            assert session.run("tiny").status.value == "succeeded"
+        registry = session.registry
+        for version, alias in ((1, "staging"), (1, "production"), (2, "staging")):
+            assert registry.promote("tiny", version, alias, user="ana").applied
     return root
 
 

@@ -26,8 +26,9 @@ from typing import Any, Callable, NamedTuple
 from workbench.adapters.audit_files import AuditFiles
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.core.audit import (
-    AliasRow, Anchor, AuditTampered, ChainRow, IntegrityReport, Problem, alias_problems, anchor_problems,
-    chain_problems, legacy_row_hash, replay_aliases, row_mac, same_mac, seal_mac, seal_problems,
+    AliasRow, Anchor, AuditTampered, ChainLink, ChainRow, IntegrityReport, Problem, alias_problems,
+    anchor_problems, legacy_row_hash, link_problems, mac_problems, replay_aliases, row_mac, same_mac, seal_mac,
+    seal_problems,
 )
 from workbench.core.errors import VersionNotFound
 from workbench.core.gates import GateResult
@@ -589,15 +590,19 @@ def _head(con) -> Anchor:
     return Anchor(count=count, last_id=last_id, head=head or "", sealed=sealed, keyed_from=keyed_from or 0)
 
 
-def _chain_rows(con) -> list[ChainRow]:
-    rows = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash FROM audit ORDER BY id").fetchall()
+def _chain_rows(con, project: str | None) -> list[ChainRow]:
+    where, params = ("WHERE project = ?", [project]) if project else ("", [])
+    rows = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash FROM audit {where} ORDER BY id",
+                       params).fetchall()
     return [ChainRow(r[0], dict(zip(AUDIT_COLUMNS, r[:-2])), r[-2], r[-1]) for r in rows]
 
 
 def _check(con, key: bytes, audit: AuditFiles, head: Anchor, project: str | None) -> tuple[list[Problem], bool]:
-    """(problems, anchor behind by verified commits): the chain and anchor always whole;
-    aliases and seals of `project` only, or of all projects."""
-    rows = _chain_rows(con)
+    """(problems, anchor behind by verified commits). The chain's links and the anchor are
+    always checked whole; the MACs, aliases and seals of `project` only (a promotion's guard:
+    its cost grows with the project's history, not the workspace's), or of all projects."""
+    links = [ChainLink(*r) for r in con.execute("SELECT id, prev_hash, row_hash FROM audit ORDER BY id").fetchall()]
+    rows = _chain_rows(con, project)
     anchor, anchor_problem = audit.read_anchor(key)
     keyed_from = head.keyed_from
     problems = []
@@ -610,9 +615,9 @@ def _check(con, key: bytes, audit: AuditFiles, head: Anchor, project: str | None
             problems.append(Problem("registry_state", KEYED_FROM, f"is {keyed_from}, the anchor records "
                                                                   f"{anchor.keyed_from} (edited)"))
             keyed_from = anchor.keyed_from  # the anchor's MAC vouches for its value
-        found, behind = anchor_problems(anchor, rows, head.sealed)
+        found, behind = anchor_problems(anchor, links, head.sealed)
         problems += found
-    problems = chain_problems(key, rows, keyed_from) + problems
+    problems = link_problems(links) + mac_problems(key, rows, keyed_from) + problems
     replayed = replay_aliases((r.id, r.fields["project"], r.fields["alias"], r.fields["action"],
                                r.fields["to_version"]) for r in rows)
     where, params = ("WHERE project = ?", [project]) if project else ("", [])
@@ -620,6 +625,9 @@ def _check(con, key: bytes, audit: AuditFiles, head: Anchor, project: str | None
                                               "ORDER BY project, alias", params).fetchall()]
     problems += alias_problems(replayed, held, project)
     problems += _seal_check(con, key, project)
+    # The rows the anchor lacks must verify before the lag counts as a crash's, not a forgery.
+    if behind and project is not None and anchor is not None:
+        problems += mac_problems(key, [r for r in _chain_rows(con, None) if r.id > (anchor.last_id or 0)], keyed_from)
     return problems, behind and not problems
 
 
