@@ -140,3 +140,19 @@ async def test_tui_run_detail_shows_the_profile_warnings(tmp_path):
         assert "! data/archive.parquet: not profiled: cannot read it as a Parquet table" in heading
         validation = static_text(main.detail.query_one("#validation-view"), width=400)
         assert "line 3: 2 fields where the header has 3" in validation
+
+
+def test_a_store_from_before_profile_problems_migrates_with_none(tmp_path, monkeypatch):
+    """Schema v6 adds datasets.problems; profiles stored before it read back with no problems."""
+    import duckdb
+
+    from workbench.adapters import duckdb_schema
+
+    db = tmp_path / "lineage.duckdb"
+    version = duckdb_schema.MIGRATIONS.index(duckdb_schema.V6_PROFILE_PROBLEMS)
+    with monkeypatch.context() as patched:
+        patched.setattr(duckdb_schema, "MIGRATIONS", duckdb_schema.MIGRATIONS[:version])
+        DuckDBLineageStore(db)  # opening it migrates, to the older schema here
+        with duckdb.connect(str(db)) as con:
+            con.execute("INSERT INTO datasets VALUES ('fp-old', 'data/a.csv', 3, [])")
+    assert DuckDBLineageStore(db).known_profile("fp-old").problems == ()
