@@ -334,3 +334,17 @@ async def test_the_confirmation_shows_one_sign_for_a_lower_is_better_metric(tmp_
         assert "lower is better" in text and "better (+0.15)" in text
         delta = next(line for line in text.splitlines() if "delta" in line)
         assert "+0.15" in delta and "-0.15" not in delta, delta
+
+
+@asyncio_test
+async def test_home_and_end_move_the_models_cursor(root):
+    """Item 9: Home and End did not move the Models table's cursor (they scrolled sideways)."""
+    session = two_versions(root, 1.8)
+    app = make_app(root, session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        models = await open_models(pilot)
+        assert app.focused is models.table and models.current.version == 2
+        await pilot.press("end")
+        assert models.table.cursor_row == 1 and models.current.version == 1
+        await pilot.press("home")
+        assert models.table.cursor_row == 0 and models.current.version == 2

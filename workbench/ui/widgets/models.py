@@ -19,6 +19,7 @@ from workbench.core.registry import ModelVersion
 from workbench.ui import format as fmt
 from workbench.ui.actions import BY_ID
 from workbench.ui.screens.help import key_display
+from workbench.ui.widgets.row_table import RowTable
 from workbench.ui.widgets.run_views import Palette
 
 STATUS = {
@@ -62,7 +63,7 @@ class ModelsView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="models-heading", markup=False)
-        yield DataTable(id="models-table", cursor_type="row")
+        yield RowTable(id="models-table", cursor_type="row")
 
     @property
     def table(self) -> DataTable:

@@ -17,6 +17,7 @@ from workbench.ui import format as fmt
 from workbench.ui.live import LiveRun
 from workbench.ui.widgets.log_view import LogView
 from workbench.ui.widgets.models import ModelsView
+from workbench.ui.widgets.row_table import RowTable
 from workbench.ui.widgets.run_views import Palette, lineage_view, validation_view
 
 TABS = ("stages", "log", "metrics", "gates", "validation", "lineage", "models")
@@ -75,13 +76,13 @@ class RunDetail(Vertical):
             with TabPane("Stages", id="stages"):
                 yield Static(id="run-heading")
                 yield StageProgress(id="progress")
-                yield DataTable(id="stages-table", cursor_type="row", zebra_stripes=False)
+                yield RowTable(id="stages-table", cursor_type="row", zebra_stripes=False)
             with TabPane("Log", id="log"):
                 yield LogView(id="log-view")
             with TabPane("Metrics", id="metrics"):
-                yield DataTable(id="metrics-table", cursor_type="row")
+                yield RowTable(id="metrics-table", cursor_type="row")
             with TabPane("Gates", id="gates"):
-                yield DataTable(id="gates-table", cursor_type="row")
+                yield RowTable(id="gates-table", cursor_type="row")
             with TabPane("Validation", id="validation"):
                 with VerticalScroll():
                     yield Static(id="validation-view")
