@@ -165,3 +165,36 @@ def test_workspace_option_works_after_the_subcommand(ws, tmp_path_factory):
     both = subprocess.run([sys.executable, "-m", "workbench", "-w", str(elsewhere), "runs", "--json", "-w", str(ws)],
                           capture_output=True, text=True, cwd=elsewhere, timeout=120)
     assert len(json.loads(both.stdout)) == 1
+
+
+@pytest.mark.docker
+def test_a_local_base_image_is_used_without_trying_a_pull_and_waits_are_said(ws, tmp_path, docker_engine,
+                                                                             docker_base_image):
+    """Issue 11 item 10: every command tried to pull python:3.11-slim first and printed the DNS
+    failure before using the offline image; a quiet run said nothing while a worker started."""
+    from workbench.adapters.docker_images import DEFAULT_BASE_IMAGE
+
+    if docker_base_image == DEFAULT_BASE_IMAGE:
+        pytest.skip(f"{DEFAULT_BASE_IMAGE} is here: the offline case does not arise")
+    env = {"WORKBENCH_CACHE_DIR": str(tmp_path / "cache"), "WORKBENCH_BASE_IMAGE": ""}
+    loud = wb(ws, "run", "tiny", "--runner", "docker", env=env)
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert "pull" not in loud.stdout + loud.stderr, "a local base image needs no registry"
+    (ws / "tiny" / "data.txt").write_text("d\ne\n")  # prep runs again, in a new process's warm worker
+    quiet = wb(ws, "run", "tiny", "--runner", "docker", "-q", "--stage", "prep", env=env)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "starting a warm worker for tiny" in quiet.stdout, "-q still says what the run waits for"
+
+
+@pytest.mark.docker
+def test_a_failed_pull_is_not_retried_by_the_next_command(ws, tmp_path, docker_engine):
+    manifest = ws / "tiny" / "workbench.toml"
+    manifest.write_text(manifest.read_text() + '\n[environment]\nbase_image = "workbench-test/never-pulled:1"\n')
+    env = {"WORKBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    first = wb(ws, "run", "tiny", "--runner", "docker", env=env)
+    assert first.returncode == 1 and "pulling workbench-test/never-pulled:1" in first.stdout
+    assert "could not be pulled" in first.stdout
+    again = wb(ws, "run", "tiny", "--runner", "docker", env=env)
+    assert again.returncode == 1 and "pulling" not in again.stdout, again.stdout
+    assert "not tried again for 10 more minutes" in again.stdout
+    assert "workbench-test/never-pulled:1" in json.loads((tmp_path / "cache" / "pull-failures.json").read_text())

@@ -196,9 +196,9 @@ def test_a_store_written_with_absolute_paths_elsewhere_is_migrated_to_the_worksp
     con.execute("UPDATE mlflow_outbox SET payload = replace(payload, '\"path\": \".workbench', ?)",
                 [f'"path": "{old}/.workbench'])
     con.execute("DROP INDEX runs_project_id")  # DuckDB alters no table an index depends on
-    con.execute("ALTER TABLE runs DROP COLUMN project_path")
+    con.execute("ALTER TABLE runs DROP COLUMN IF EXISTS project_path")
     con.execute("CREATE INDEX runs_project_id ON runs (project, id)")
-    con.execute("ALTER TABLE model_versions DROP COLUMN project_path")
+    con.execute("ALTER TABLE model_versions DROP COLUMN IF EXISTS project_path")
     con.execute("DELETE FROM schema_version WHERE version >= 5")
     assert con.execute("SELECT count(*) FROM stage_runs WHERE starts_with(output_dir, ?)", [old]).fetchone()[0] == 2
     con.close()

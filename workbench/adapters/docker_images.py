@@ -20,9 +20,10 @@ import docker.errors
 from docker.models.images import Image
 
 from workbench.adapters.docker_engine import LineBuffer, engine_calls, explain
+from workbench.adapters.pull_failures import PullFailures
 from workbench.core.errors import EnvironmentBuildError, RunCancelled, WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
-from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment
+from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StatusLine
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BOOTSTRAP_BASE_IMAGE = "workbench/python-base:bookworm"
@@ -55,10 +56,10 @@ BUILDER_BOOKKEEPING = re.compile(r"^ ---> |^Removing intermediate container ")
 class EnvironmentImages:
     """Builds and finds environment images; a build runs on a thread of its own (see `ensure`)."""
 
-    def __init__(self, client: docker.DockerClient):
+    def __init__(self, client: docker.DockerClient, pull_failures: PullFailures | None = None):
         self.client = client
-        self._unpullable: set[str] = set()
-        """Images a pull already failed for: offline, every prepare would otherwise retry."""
+        self.pull_failures = pull_failures or PullFailures()
+        """Pulls that failed a moment ago, in this process or another: not tried again yet."""
         self._builds: dict[str, _Build] = {}
         """Image builds under way, by tag: a second run needing the same image waits for it."""
         self._builds_lock = threading.Lock()
@@ -95,7 +96,7 @@ class EnvironmentImages:
                 threading.Thread(target=self._run_build, args=(build, tag, dockerfile, requirements),
                                  name=f"build {tag}", daemon=True).start()
             else:
-                on_log(f"joining the build of {tag} already under way")
+                on_log(StatusLine(f"waiting for the build of the environment image {tag} already under way…"))
         build.follow(on_log)
         try:
             while not build.done.wait(0.1):
@@ -127,22 +128,27 @@ class EnvironmentImages:
         if not chosen and os.environ.get(BASE_IMAGE_VARIABLE):
             chosen, origin = os.environ[BASE_IMAGE_VARIABLE], f"${BASE_IMAGE_VARIABLE}"
         if chosen:
-            image = self._local_or_pulled(chosen, on_log)
+            image = self.local_image(chosen) or self._pulled(chosen, on_log)
             if image is None:
                 raise EnvironmentBuildError(
-                    f"base image {chosen} (from {origin}) is not present locally and could not be pulled")
+                    f"base image {chosen} (from {origin}) is not present locally and could not be pulled"
+                    + self._why_not_pulled(chosen))
             return chosen, image
-        image = self._local_or_pulled(DEFAULT_BASE_IMAGE, on_log)
+        # Unset: a Python base image that is here already (the usual one, else the offline one
+        # `workbench env bootstrap` made) is used without asking a registry; only with neither
+        # is the usual one pulled.
+        for name in (DEFAULT_BASE_IMAGE, BOOTSTRAP_BASE_IMAGE):
+            image = self.local_image(name)
+            if image is not None:
+                return name, image
+        image = self._pulled(DEFAULT_BASE_IMAGE, on_log)
         if image is not None:
             return DEFAULT_BASE_IMAGE, image
-        image = self.local_image(BOOTSTRAP_BASE_IMAGE)
-        if image is not None:
-            on_log(f"using the offline base image {BOOTSTRAP_BASE_IMAGE} ({DEFAULT_BASE_IMAGE} is not available)")
-            return BOOTSTRAP_BASE_IMAGE, image
         raise EnvironmentBuildError(
-            f"no base image: {DEFAULT_BASE_IMAGE} is not present locally and could not be pulled, and "
-            f"{BOOTSTRAP_BASE_IMAGE} does not exist; run `workbench env bootstrap` to build it offline, "
-            f"or set environment.base_image (or ${BASE_IMAGE_VARIABLE}) to an image you have")
+            f"no base image: {DEFAULT_BASE_IMAGE} is not present locally and could not be pulled"
+            f"{self._why_not_pulled(DEFAULT_BASE_IMAGE)}, and {BOOTSTRAP_BASE_IMAGE} does not exist; run "
+            f"`workbench env bootstrap` to build it offline, or set environment.base_image (or "
+            f"${BASE_IMAGE_VARIABLE}) to an image you have")
 
     def local_image(self, name: str) -> Image | None:
         try:
@@ -150,17 +156,29 @@ class EnvironmentImages:
         except docker.errors.ImageNotFound:
             return None
 
-    def _local_or_pulled(self, name: str, on_log: LogSink) -> Image | None:
-        image = self.local_image(name)
-        if image is not None or name in self._unpullable:
-            return image
-        on_log(f"pulling {name}")
+    def _pulled(self, name: str, on_log: LogSink) -> Image | None:
+        """The image pulled from its registry; None when that fails, or failed a moment ago
+        (offline, each try waits for a timeout: it is not tried again for a while)."""
+        if self.pull_failures.recent(name) is not None:
+            return None
+        on_log(StatusLine(f"pulling {name}…"))
         try:
-            return self.client.images.pull(name)
+            image = self.client.images.pull(name)
         except docker.errors.APIError as exc:
-            self._unpullable.add(name)
+            self.pull_failures.remember(name, explain(exc))
             on_log(f"could not pull {name}: {explain(exc)}")
             return None
+        self.pull_failures.forget(name)
+        return image
+
+    def _why_not_pulled(self, name: str) -> str:
+        failed = self.pull_failures.recent(name)
+        if failed is None:
+            return ""
+        age, reason = failed
+        retry_in = max(0.0, self.pull_failures.retry_after_s - age)
+        return (f" ({reason}, {age:.0f} s ago; not tried again for {retry_in / 60:.0f} more minutes: "
+                f"`docker pull {name}` tries now)")
 
     def _build(self, tag: str, dockerfile: str, requirements: bytes | None, on_log: LogSink) -> str:
         # A context of its own: sending the project (data files included) to the daemon would
@@ -170,7 +188,8 @@ class EnvironmentImages:
             shutil.copyfile(_host_ca_bundle(), Path(context, "host-ca-bundle.crt"))
             if requirements is not None:
                 Path(context, "requirements.txt").write_bytes(requirements)
-            on_log(f"building environment image {tag}")
+            on_log(StatusLine(f"building the environment image {tag} (once per base image and requirements; "
+                              "installing them can take minutes)…"))
             lines, step_lines = LineBuffer(), deque(maxlen=12)
             chunks = self.client.api.build(
                 path=context, tag=tag, rm=True, forcerm=True, pull=False, network_mode="host",

@@ -18,6 +18,7 @@ from workbench.core.events import (
     WatchStarted, WatchStopped,
 )
 from workbench.core.model import RunRecord, RunStatus, RunSummary, StageStatus
+from workbench.core.ports import StatusLine
 from workbench.core.serialize import dumps
 
 GLYPHS = {
@@ -110,12 +111,13 @@ class Printer:
                 con.print(f"[bold]▶ run {event.run_id}[/] · {escape(event.project)} · {event.runner} · "
                           f"trigger {event.trigger} · stages: {' → '.join(event.stages)}")
             case EnvironmentLog():
-                if self.show_logs:
+                # What the run waits for (an image build, a pull) shows even with -q.
+                if self.show_logs or isinstance(event.line, StatusLine):
                     con.print(f"  [dim]env │ {escape(event.line)}[/]")
             case StageStarted():
                 con.print(f"  [blue]● {event.stage}[/] started")
             case StageLog():
-                if self.show_logs:
+                if self.show_logs or isinstance(event.line, StatusLine):
                     con.print(f"  [dim]{escape(event.stage)} │ {escape(event.line)}[/]")
             case StageProgress():
                 # Every report a stage makes, unless it reports often: then one a tenth of the

@@ -14,6 +14,12 @@ from workbench.core.model import DatasetProfile, RunRecord, RunSummary, StageRes
 LogSink = Callable[[str], None]
 
 
+class StatusLine(str):
+    """A log line saying what a run is waiting for (an image pull or build, a warm worker
+    starting): front ends show it even when they hide logs (`-q`), so a wait of seconds before
+    a stage starts is never silent. Still a str for every sink that does not care."""
+
+
 class CancelToken:
     """Set by whoever wants a run stopped; runners poll it and stop their process."""
 
