@@ -191,7 +191,7 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                           threshold, "—" if c.psi is None else f"{c.psi:.3f}", f"[{style or 'green'}]{bar(c.score)}[/]",
                           ("[red]drifted[/]" if c.drifted else "") + (" [yellow]major[/]" if c.major else ""))
         con.print(table, soft_wrap=False)
-    for shift in report.major_shifts:
+    for shift in report.major_shifts if report.usable else ():  # an unusable batch's numbers do not count
         con.print(f"[yellow]![/] major shift: {escape(shift)}")
     for finding in report.findings:
         mark = "[red]✗[/]" if finding.blocking else "[yellow]![/]"

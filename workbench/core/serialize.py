@@ -12,7 +12,7 @@ from functools import lru_cache
 
 _PLAIN = (str, int, bool, type(None))
 # Derived values worth having in the JSON beside the stored fields.
-_DERIVED = ("duration_s", "gates_passed", "reused_stages", "rule", "warnings")
+_DERIVED = ("duration_s", "gates_passed", "reused_stages", "rule", "warnings", "verdict")
 
 
 @lru_cache(maxsize=None)
