@@ -60,13 +60,13 @@ async def confirm_screen(pilot, key: str) -> PromoteScreen:
 
 
 @asynccontextmanager
-async def production_confirmation(root: Path, second_scale: float, size: tuple[int, int]):
+async def production_confirmation(root: Path, second_scale: float, size: tuple[int, int], notifications=False):
     """The app at `size`, showing the production confirmation of version 2 (staged; its score
     from `second_scale`) against production's version 1."""
     session = two_versions(root, second_scale)
     assert session.registry.promote("tiny", 2, "staging").applied
     app = make_app(root, session=session)
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size, notifications=notifications) as pilot:
         await open_models(pilot)
         screen = await confirm_screen(pilot, "p")
         await pilot.pause(0.2)
@@ -348,3 +348,19 @@ async def test_home_and_end_move_the_models_cursor(root):
         assert models.table.cursor_row == 1 and models.current.version == 1
         await pilot.press("home")
         assert models.table.cursor_row == 0 and models.current.version == 2
+
+
+@asyncio_test
+async def test_notifications_wait_while_a_confirmation_is_open(root):
+    """Item 9: toasts covered the confirmation dialog's verdict and reason field. While it is
+    open they are not drawn; those still due show once it closes."""
+    async with production_confirmation(root, 1.8, size=(100, 30), notifications=True) as (app, pilot, screen):
+        for i in range(3):
+            app.notify(f"run {i} finished elsewhere " * 2, title="another project", timeout=30)
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "audit reason (optional)" in text and "Promote (y)" in text and "No (n)" in text
+        assert "finished elsewhere" not in text
+        await pilot.press("escape")
+        await closed(pilot)
+        await shown(pilot, "finished elsewhere")
