@@ -137,6 +137,17 @@ def test_recorded_outputs_are_read_only_and_verified_before_reuse(tmp_path):
     assert stage(third, "prep")["reused_from_run"] == first["id"] + 1
 
 
+def test_a_recorded_output_linked_elsewhere_is_still_reused(tmp_path):
+    """A warm worker links recorded outputs into the read-only view of a stage running now; that
+    extra name is not a change (the content is what reuse checks)."""
+    write_project(tmp_path)
+    done, first = run_json(tmp_path, *LOCAL)
+    assert done.returncode == 0, done.stderr
+    os.link(Path(stage(first, "prep")["output_dir"]) / "clean.txt", tmp_path / "held-by-a-running-stage")
+    done, second = run_json(tmp_path, *LOCAL)
+    assert [s["status"] for s in second["stages"]] == ["reused", "reused"], done.stdout
+
+
 # -- item 2: project symlinks and the state folder -----------------------------------------------
 
 def test_a_project_symlink_leading_outside_is_refused_before_the_run(tmp_path, secret):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from workbench.adapters.files import (
     JSON_FILE_CAP, FileEntry, NotRegularFile, OutputTree, Snapshot, SnapshotStore, read_outputs, read_regular_bytes,
+    read_tree,
 )
 from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
@@ -221,8 +222,9 @@ class PipelineService:
     def _still_as_recorded(record: RunRecord, spec: StageSpec, prior: StageResult, on_event: EventSink) -> bool:
         """Are a reusable stage's outputs still the bytes its run recorded? Outputs are small,
         so they are hashed again rather than trusted: a file changed behind the workbench's
-        back must not flow into this run under the old hash."""
-        tree = read_outputs(Path(prior.output_dir))
+        back must not flow into this run under the old hash. Hard links are allowed here: a
+        warm worker's slot links recorded outputs into a running stage's read-only view."""
+        tree = read_tree(Path(prior.output_dir), shared_links=True)
         if not tree.problems and tree.digest == prior.output_digest:
             return True
         run = prior.reused_from_run
