@@ -194,6 +194,8 @@ def survey_project(root: Path, ignores: tuple[str, ...], external: tuple[str, ..
                 st = os.stat(target)
             except OSError:
                 continue  # dangling: nothing to read, as before links were checked
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                continue  # `log -> /dev/null`: nothing a snapshot would copy, wherever it points
             refusal = _link_refusal(target, st, allowed, closed, ancestors)
             if refusal:
                 scan.refused.append(f"{rel} -> {_readlink(entry.path)} ({refusal})")
