@@ -102,7 +102,8 @@ def generate_history(db_path: str | Path, n_runs: int, projects: tuple[str, ...]
             SELECT r.id, g.position, g.metric, g.op, g.threshold, 0.85, true, '0.85 ' || g.op || ' ' || g.threshold
             FROM new_runs r CROSS JOIN {_values(GATES)} g(position, metric, op, threshold)""")
         con.execute("""
-            INSERT INTO datasets SELECT DISTINCT 'fp-' || project, '/ws/' || project || '/data/churn.csv', 7043, []
+            INSERT INTO datasets (fingerprint, path, row_count, columns)
+            SELECT DISTINCT 'fp-' || project, '/ws/' || project || '/data/churn.csv', 7043, []
             FROM new_runs ON CONFLICT DO NOTHING""")
         con.execute("INSERT INTO run_datasets SELECT id, 'fp-' || project, '/ws/' || project || '/data/churn.csv' "
                     "FROM new_runs")

@@ -22,7 +22,7 @@ NAVIGATION = (
     ("y  n", "in a confirmation: yes, no (Esc too); Tab reaches the promotion's reason, where Enter is yes"),
 )
 LEGEND = (
-    ("✓ ↺ ✗", "succeeded · reused from an earlier run · failed, or a gate failed (no version registered)"),
+    ("✓ ↺ ✗", "succeeded · reused from an earlier run · failed (a stage, or a gate: no version)"),
     ("● ⊘ ⇢ !", "running · cancelled · superseded by a newer run · interrupted"),
     ("◉ ○", "project watched (a change reruns what it affects) · not watched"),
     ("◆", "the run marked as the diff base"),
