@@ -346,3 +346,37 @@ def test_control_folders_are_per_process_and_only_a_dead_owners_is_removed(tmp_p
     finally:
         live.kill()
         live.wait()
+
+
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.lstat().st_ino for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_slot_holds_exactly_the_snapshot_and_upstream_and_moves_outputs_without_following_links(tmp_path):
+    from workbench.adapters.worker_slot import WorkerSlot
+
+    first, second, upstream = tmp_path / "snap1", tmp_path / "snap2", tmp_path / "up-train"
+    for folder in (first / "data", second / "data", upstream):
+        folder.mkdir(parents=True)
+    (first / "data" / "shared.csv").write_text("same")
+    (first / "old.py").write_text("only in the first")
+    os.link(first / "data" / "shared.csv", second / "data" / "shared.csv")  # one object, two snapshots
+    (second / "new.py").write_text("only in the second")
+    (upstream / "model.txt").write_text("model")
+    os.symlink("/etc/hostname", upstream / "escape")  # never linked into a stage's view
+
+    slot = WorkerSlot(tmp_path / "slot")
+    slot.create()
+    slot.fill(str(first), {"train": str(upstream)})
+    assert _tree(slot.inputs) == _tree(first)
+    slot.collect(str(tmp_path / "out1"))
+    slot.fill(str(second), {"train": str(upstream)})
+    assert _tree(slot.inputs) == _tree(second), "the second snapshot exactly, the first one's extra file gone"
+    assert sorted(p.name for p in (slot.upstream / "train").iterdir()) == ["model.txt"]
+
+    (slot.output / "model.txt").write_text("trained")
+    os.symlink("/etc/shadow", slot.output / "link")
+    slot.collect(str(tmp_path / "out2"))
+    assert (tmp_path / "out2" / "model.txt").read_text() == "trained"
+    assert os.readlink(tmp_path / "out2" / "link") == "/etc/shadow", "moved as a link, never followed"
+    assert list(slot.output.iterdir()) == [] and list(slot.upstream.iterdir()) == []

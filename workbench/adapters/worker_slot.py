@@ -44,8 +44,7 @@ class WorkerSlot:
         try:
             if self._inputs_from != snapshot_dir:
                 self._inputs_from = None
-                _empty(self.inputs)
-                _link_tree(Path(snapshot_dir), self.inputs)
+                _sync_tree(Path(snapshot_dir), self.inputs)
                 self._inputs_from = snapshot_dir
             _empty(self.upstream)
             for name, path in upstream_dirs.items():
@@ -86,25 +85,65 @@ class WorkerSlot:
         _empty(self.inputs)
 
 
+def _sync_tree(source: Path, target: Path) -> None:
+    """Make `target` hold hard links of the regular files of `source`, keeping the links that
+    already point at the same file. Successive snapshots share most files (they are hard links
+    into one content-addressed store), so a run's change costs a stat per file, not an unlink
+    and a link: 10,000 files took 0.6 s to empty and refill, and take a fraction of it so."""
+    wanted_dirs: set[str] = set()
+    wanted_files: dict[str, str] = {}
+    for folder, dirs, files in os.walk(source):
+        relative = os.path.relpath(folder, source)
+        relative = "" if relative == "." else relative
+        wanted_dirs.update(os.path.join(relative, name) for name in dirs)
+        for name in files:
+            wanted_files[os.path.join(relative, name)] = os.path.join(folder, name)
+    _make_listable(target)
+    present: set[str] = set()
+    for folder, dirs, files in os.walk(target):
+        relative = os.path.relpath(folder, target)
+        relative = "" if relative == "." else relative
+        for name in list(dirs):
+            if os.path.join(relative, name) not in wanted_dirs:
+                shutil.rmtree(os.path.join(folder, name))
+                dirs.remove(name)
+        for name in files:
+            path = os.path.join(relative, name)
+            here = os.path.join(folder, name)
+            if path in wanted_files and os.path.samestat(os.lstat(here), os.lstat(wanted_files[path])):
+                present.add(path)
+            else:
+                os.unlink(here)
+    for relative in sorted(wanted_dirs):
+        os.makedirs(target / relative, exist_ok=True)
+    for relative, src in wanted_files.items():
+        if relative not in present:
+            _link_file(src, target / relative)
+
+
 def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link every regular file under `source` into `target`, keeping the layout. Anything
-    else (a symlink, a FIFO) is left out: the host never follows what a stage made."""
+    """Hard-link every regular file under `source` into `target`, keeping the layout."""
     for folder, dirs, files in os.walk(source):
         relative = os.path.relpath(folder, source)
         here = target if relative == "." else target / relative
         for name in dirs:
             (here / name).mkdir()
         for name in files:
-            src = os.path.join(folder, name)
-            if not stat.S_ISREG(os.lstat(src).st_mode):
-                continue
-            try:
-                os.link(src, here / name, follow_symlinks=False)
-            except OSError as exc:
-                # Another file system, or a file the protected_hardlinks rule will not let us link.
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                shutil.copy2(src, here / name, follow_symlinks=False)
+            _link_file(os.path.join(folder, name), here / name)
+
+
+def _link_file(src: str, dst: Path) -> None:
+    """A hard link of a regular file; anything else (a symlink, a FIFO) is left out: the host
+    never follows what a stage made."""
+    if not stat.S_ISREG(os.lstat(src).st_mode):
+        return
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as exc:
+        # Another file system, or a file the protected_hardlinks rule will not let us link.
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def _make_listable(folder: Path) -> None:
