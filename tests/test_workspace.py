@@ -18,6 +18,7 @@ import pytest
 
 from tests.test_pipeline_local import write_project
 from tests.test_tui import asyncio_test, make_app, private_config, shown  # noqa: F401  (a fixture)
+from workbench.adapters.duckdb_schema import v5_workspace_relative
 from workbench.core.errors import WorkbenchError
 from workbench.services.pipeline import PipelineService
 from workbench.services.session import WorkbenchSession
@@ -184,23 +185,26 @@ def test_a_copied_workspace_refers_only_to_itself_and_leaves_the_original_untouc
 
 
 def test_a_store_written_with_absolute_paths_elsewhere_is_migrated_to_the_workspace(tmp_path):
-    """A lineage store from before (absolute paths), of a workspace that was moved since:
-    opening it makes the paths relative, and runs find their outputs where the workspace is."""
+    """What earlier versions stored (absolute paths), of a workspace that was moved since:
+    schema migration 5 makes the paths relative, and runs find their outputs where the
+    workspace is. (The migration is applied by hand to the rewritten tables: later migrations
+    of the file cannot be undone to replay it through the upgrade.)"""
     write_project(tmp_path)
     assert wb(tmp_path, "run", "tiny", "--runner", "local", "-q").returncode == 0
     old = "/somewhere/it/was"
-    con = duckdb.connect(str(tmp_path / ".workbench" / "lineage.duckdb"))
+    db = tmp_path / ".workbench" / "lineage.duckdb"
+    con = duckdb.connect(str(db))
     for table, column in (("projects", "path"), ("stage_runs", "output_dir"), ("artifacts", "path"),
                           ("model_versions", "artifact_path"), ("datasets", "path")):
         con.execute(f"UPDATE {table} SET {column} = ? || '/' || {column} WHERE {column} NOT LIKE '/%'", [old])
     con.execute("UPDATE mlflow_outbox SET payload = replace(payload, '\"path\": \".workbench', ?)",
                 [f'"path": "{old}/.workbench'])
     con.execute("DROP INDEX runs_project_id")  # DuckDB alters no table an index depends on
-    con.execute("ALTER TABLE runs DROP COLUMN IF EXISTS project_path")
+    con.execute("ALTER TABLE runs DROP COLUMN project_path")
     con.execute("CREATE INDEX runs_project_id ON runs (project, id)")
-    con.execute("ALTER TABLE model_versions DROP COLUMN IF EXISTS project_path")
-    con.execute("DELETE FROM schema_version WHERE version >= 5")
+    con.execute("ALTER TABLE model_versions DROP COLUMN project_path")
     assert con.execute("SELECT count(*) FROM stage_runs WHERE starts_with(output_dir, ?)", [old]).fetchone()[0] == 2
+    v5_workspace_relative(con, str(db))
     con.close()
 
     again = json.loads(wb(tmp_path, "run", "tiny", "--runner", "local", "--json").stdout)
