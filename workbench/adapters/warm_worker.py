@@ -190,8 +190,9 @@ class WarmWorker:
         try:
             self.conn.sendall((json.dumps(request) + "\n").encode())
         except OSError as exc:
+            reason = f"{self.death_reason()} ({exc.strerror or exc})"
             self._stop_container()
-            raise WorkerDied(f"{self.death_reason()} ({exc.strerror or exc})") from None
+            raise WorkerDied(reason) from None
         stop: dict[str, object] = {}
         finished = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(job_id, job, cancel, stop, finished), daemon=True)
