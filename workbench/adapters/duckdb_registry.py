@@ -679,16 +679,21 @@ def _sealed_facts(con, project: str | None,
         params.append(version)
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
     nv, nr, na = len(SEALED_VERSION_COLUMNS), len(SEALED_RUN_COLUMNS), len(SEALED_ARTIFACT_COLUMNS)
+    # Metrics and params grouped per run in a join, not per version in a correlated subquery
+    # (a few times faster in DuckDB), and only for the runs of the versions asked about.
+    runs = f"(SELECT mv.run_id FROM model_versions mv {where})"
     rows = con.execute(
         f"SELECT {', '.join('mv.' + c for c in SEALED_VERSION_COLUMNS)}, "
         f"{', '.join('r.' + c for c in SEALED_RUN_COLUMNS)}, {', '.join('a.' + c for c in SEALED_ARTIFACT_COLUMNS)}, "
-        "(SELECT list([m.stage || '/' || m.name, CAST(m.value AS VARCHAR)] ORDER BY m.stage, m.name) FROM metrics m "
-        " WHERE m.run_id = mv.run_id), "
-        "(SELECT list([p.stage || '/' || p.name, p.value] ORDER BY p.stage, p.name) FROM params p "
-        " WHERE p.run_id = mv.run_id), s.sealed, s.mac "
+        "m.pairs, p.pairs, s.sealed, s.mac "
         "FROM model_versions mv LEFT JOIN runs r ON r.id = mv.run_id "
         "LEFT JOIN artifacts a ON a.run_id = mv.run_id AND a.stage = mv.stage AND a.name = mv.artifact_name "
-        f"LEFT JOIN version_seals s ON s.project = mv.project AND s.version = mv.version {where}", params).fetchall()
+        "LEFT JOIN (SELECT run_id, list([stage || '/' || name, CAST(value AS VARCHAR)]) AS pairs FROM metrics "
+        f"  WHERE run_id IN {runs} GROUP BY run_id) m ON m.run_id = mv.run_id "
+        "LEFT JOIN (SELECT run_id, list([stage || '/' || name, value]) AS pairs FROM params "
+        f"  WHERE run_id IN {runs} GROUP BY run_id) p ON p.run_id = mv.run_id "
+        f"LEFT JOIN version_seals s ON s.project = mv.project AND s.version = mv.version {where}",
+        params * 3).fetchall()
     out = {}
     for row in rows:
         fields = dict(zip(SEALED_VERSION_COLUMNS, row[:nv]))
