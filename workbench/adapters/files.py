@@ -57,7 +57,8 @@ class FileEntry:
 
 
 class NotRegularFile(WorkbenchError):
-    """A path the host was about to read is a symlink, device, FIFO or socket."""
+    """A path the host was about to read is not a regular file it may read: a symlink, device,
+    FIFO or socket (or, for read_regular_bytes, larger than its cap)."""
 
 
 class ProjectLinkError(WorkbenchError):
