@@ -105,6 +105,13 @@ TAMPERING = {
         rehash_chain_without_the_key,
         "audit #2: its fields do not match its MAC (the row was edited, or forged and re-hashed without the "
         "workbench's key)"),
+    "anchor file edited by hand": (
+        lambda ws: (ws / ".workbench" / "audit" / "anchor.json").write_text(
+            (ws / ".workbench" / "audit" / "anchor.json").read_text().replace('"count": 3', '"count": 2')),
+        "anchor.json: the anchor"),
+    "key removed": (
+        lambda ws: (ws / ".workbench" / "audit" / "key").unlink(),
+        "audit #1 on: were MAC'd with the key"),
     "anchor file removed": (
         lambda ws: (ws / ".workbench" / "audit" / "anchor.json").unlink(),
         "anchor.json: is missing (removed)"),
