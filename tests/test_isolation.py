@@ -112,6 +112,9 @@ import os, subprocess, sys, time
 out = os.environ["WB_OUTPUT_DIR"]
 open(os.path.join(out, "model.txt"), "w").write("original\n")
 open("/tmp/left-behind", "w").write("from an earlier stage")
+open("/dev/shm/left-behind", "w").write("from an earlier stage")
+import ctypes
+ctypes.CDLL(None).shmget(0, 4096, 0o1600)  # a System V segment outlives its process
 later = '''
 import os, sys, time
 time.sleep(1.5)
@@ -134,7 +137,8 @@ print("spawned a daemon")
 
 DAEMON_LATER = r"""
 import json, os
-left = sorted(os.listdir("/tmp"))
+left = sorted(os.listdir("/tmp")) + sorted("/dev/shm/" + name for name in os.listdir("/dev/shm"))
+left += ["sysv " + row.split()[1] for row in open("/proc/sysvipc/shm").read().splitlines()[1:]]
 open(os.path.join(os.environ["WB_OUTPUT_DIR"], "tmp.json"), "w").write(json.dumps(left))
 """
 
@@ -260,7 +264,7 @@ def test_nothing_a_stage_starts_outlives_it_or_changes_what_it_recorded(suite):
     later = run(suite, "daemon", stages=["later"])
     assert later.status is RunStatus.SUCCEEDED, later.reason
     left = json.loads(Path(later.stages[0].output_dir, "tmp.json").read_text())
-    assert left == [], f"an earlier stage's /tmp files reached a later stage: {left}"
+    assert left == [], f"an earlier stage's scratch files or IPC objects reached a later stage: {left}"
 
 
 def _worker_ids(client, owner: int) -> list[str]:

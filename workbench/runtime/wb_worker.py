@@ -25,7 +25,6 @@ change them afterwards, and nothing of one stage reaches the next.
 """
 
 import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -256,23 +255,23 @@ def wipe_scratch():
 
 def _remove_ipc_objects():
     """System V shared memory, message queues and semaphores outlive their processes."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    except OSError:
+    found = {}
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open("/proc/sysvipc/" + kind) as fh:
+                rows = [row.split() for row in fh.read().splitlines()[1:]]
+        except OSError:
+            continue
+        found[kind] = [int(fields[1]) for fields in rows if len(fields) > 1 and fields[1].isdigit()]
+    if not any(found.values()):
         return
+    libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's own libc: no library search
     removers = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None),
                 "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
                 "sem": lambda i: libc.semctl(i, 0, IPC_RMID)}
-    for kind, remove in removers.items():
-        try:
-            with open("/proc/sysvipc/" + kind) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 1 and fields[1].isdigit():
-                remove(int(fields[1]))
+    for kind, ids in found.items():
+        for ipc_id in ids:
+            removers[kind](ipc_id)
 
 
 def make_undumpable():
@@ -280,7 +279,7 @@ def make_undumpable():
     memory through /proc and so reach later stages. Non-dumpable needs CAP_SYS_PTRACE for both,
     which the container does not have."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
