@@ -198,3 +198,14 @@ def test_a_failed_pull_is_not_retried_by_the_next_command(ws, tmp_path, docker_e
     assert again.returncode == 1 and "pulling" not in again.stdout, again.stdout
     assert "not tried again for 10 more minutes" in again.stdout
     assert "workbench-test/never-pulled:1" in json.loads((tmp_path / "cache" / "pull-failures.json").read_text())
+
+
+def test_doctor_names_a_pull_that_failed_a_moment_ago(ws, tmp_path):
+    from workbench.adapters.pull_failures import PullFailures
+
+    PullFailures(tmp_path / "cache" / "pull-failures.json").remember("python:3.11-slim", "no such host")
+    done = wb(ws, "doctor", "--json", env={"WORKBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    registry = [c for c in json.loads(done.stdout) if c["name"] == "registry"]
+    if not registry and not any(c["name"] == "docker" and c["level"] == "ok" for c in json.loads(done.stdout)):
+        pytest.skip("no Docker engine: doctor checks no registry")
+    assert len(registry) == 1 and "python:3.11-slim" in registry[0]["detail"] and "no such host" in registry[0]["detail"]

@@ -47,6 +47,11 @@ class PullFailures:
             return None
         return age, str(entry.get("reason", ""))
 
+    def all_recent(self) -> dict[str, tuple[float, str]]:
+        """Every image whose pull failed less than `retry_after_s` ago: (seconds since, why)."""
+        found = {image: self.recent(image) for image in self._read()}
+        return {image: failure for image, failure in found.items() if failure is not None}
+
     def remember(self, image: str, reason: str) -> None:
         entries = self._read()
         entries[image] = {"at": time.time(), "reason": reason}

@@ -82,7 +82,19 @@ def _docker_checks(root: Path) -> list[Check]:
         hint = "run `workbench env bootstrap` (needs root and debootstrap)" if shutil.which("debootstrap") \
             else "install debootstrap, then run `workbench env bootstrap`"
         checks.append(Check("base image", "fail", f"no base image available offline: {hint}"))
+    checks += _pull_failure_checks()
     return checks
+
+
+def _pull_failure_checks() -> list[Check]:
+    """Pulls that failed a moment ago, which commands do not try again for a while."""
+    from workbench.adapters.pull_failures import PullFailures
+
+    failures = PullFailures()
+    return [Check("registry", "warn", f"pulling {image} failed {age:.0f} s ago ({reason}); commands try again "
+                                      f"in {max(0.0, failures.retry_after_s - age) / 60:.0f} min "
+                                      f"(`docker pull {image}` tries now)")
+            for image, (age, reason) in sorted(failures.all_recent().items())]
 
 
 def bootstrap_base_image(tag: str | None = None, force: bool = False,
