@@ -62,6 +62,9 @@ class WorkbenchSession:
     def _reconcile_registry(self) -> None:
         """A promotion that crashed between its commit and its anchor write or pointer switch
         is finished (or reported) by the next command of any kind; cheap when all agree."""
+        state = self.workspace.state_dir
+        if not (state / "deploy").exists() and not (state / "audit").exists():
+            return  # nothing was ever registered or promoted here: no need to load the registry
         try:
             for line in self.registry.reconcile():
                 self.notice(line)
