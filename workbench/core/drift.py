@@ -16,6 +16,12 @@ Per column (the target is reported but not counted in the batch's share):
   every column  PSI (population stability index) over reference deciles or categories; above
               `psi` (0.25, the common reading of "major shift") it drifts too.
 
+A distance (Wasserstein, JS) or PSI counts only above the sampling noise of a batch of its
+size as well as above its threshold (workbench.core.drift_stats: what random samples of that
+size drawn from the reference itself score): a small batch of a many-category column is never
+at distance zero from its own source, and on a wide table that noise alone used to drift three
+columns of every small clean batch. The threshold a column reports is whichever was higher.
+
 Numbers with at most LOW_CARDINALITY distinct integer values in the reference (flags such as
 0/1, small counts) are compared as categories: a distance scaled by a standard deviation makes
 a two-point shift in a 0/1 rate look large. A text column whose reference values are nearly all
@@ -49,7 +55,8 @@ import numpy as np
 
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding
 from workbench.core.drift_stats import (
-    category_counts, chi2_test, js_distance, ks_test, psi, psi_level, quantile_bins, wasserstein_normalized,
+    category_counts, chi2_test, js_distance, js_noise, ks_test, mean_noise, noise_rng, psi, psi_level, psi_noise,
+    quantile_bins, wasserstein_noise, wasserstein_normalized,
 )
 from workbench.core.manifest import DriftSpec
 
@@ -273,14 +280,17 @@ def _numeric(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, rol
              null_share: float) -> ColumnDrift:
     r = ref.numbers[~np.isnan(ref.numbers)]
     c = cur.numbers[~np.isnan(cur.numbers)]
+    rng = noise_rng(ref.name, len(c))
     if small:
         test = _by_p_value("ks", "KS", *ks_test(r, c), spec.ks_pvalue)
     else:
-        test = _by_distance("wasserstein", "Wasserstein", wasserstein_normalized(r, c), spec.wasserstein, " sd")
+        test = _by_distance("wasserstein", "Wasserstein", wasserstein_normalized(r, c), spec.wasserstein,
+                            wasserstein_noise(r, len(c), rng), len(c), " sd")
     sd = float(np.std(r))
     mean_shift = float((np.mean(c) - np.mean(r)) / sd) if sd > 0 else None
-    return _verdict(ref.name, NUMERIC, test, psi(*quantile_bins(r, c, spec.psi_bins)), spec, len(r), len(c),
-                    null_share, role, mean_shift)
+    ref_bins, cur_bins = quantile_bins(r, c, spec.psi_bins)
+    return _verdict(ref.name, NUMERIC, test, psi(ref_bins, cur_bins), psi_noise(ref_bins, len(c), rng), spec,
+                    len(r), len(c), null_share, role, mean_shift)
 
 
 def _categorical(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, role: str,
@@ -292,12 +302,15 @@ def _categorical(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool,
         listed = ", ".join(f"{cat!r} ({n})" for cat, n in new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
         findings.append(Finding("new_category", f"column {ref.name}: {len(new)} categor{'y' if len(new) == 1 else 'ies'} "
                                                 f"not in the reference: {listed}", ref.name))
+    rows = int(cur_n.sum())
+    rng = noise_rng(ref.name, rows)
     if small:
         test = _by_p_value("chi2", "chi-squared", *chi2_test(ref_n, cur_n), spec.chi2_pvalue)
     else:
-        test = _by_distance("jensen_shannon", "JS", js_distance(ref_n, cur_n), spec.jensen_shannon)
-    return _verdict(ref.name, CATEGORICAL, test, psi(ref_n, cur_n), spec, int(ref_n.sum()), int(cur_n.sum()),
-                    null_share, role)
+        test = _by_distance("jensen_shannon", "JS", js_distance(ref_n, cur_n), spec.jensen_shannon,
+                            js_noise(ref_n, rows, rng), rows)
+    return _verdict(ref.name, CATEGORICAL, test, psi(ref_n, cur_n), psi_noise(ref_n, rows, rng), spec,
+                    int(ref_n.sum()), rows, null_share, role)
 
 
 def _counts(col: ColumnData, as_numbers: bool) -> dict[str, int]:
@@ -331,27 +344,38 @@ def _by_p_value(test: str, label: str, statistic: float, p: float, alpha: float)
                         f"{label} p {_fmt(p)} {'<' if drifted else '>='} {alpha:g}")
 
 
-def _by_distance(test: str, label: str, distance: float, limit: float, unit: str = "") -> _TestOutcome:
-    """A distance that drifts when it is above `limit`."""
-    drifted = distance > limit
-    return _TestOutcome(test, distance, None, limit, drifted, _d_score(distance, limit),
-                        f"{label} {_fmt(distance)}{unit} {'>' if drifted else '<='} {limit:g}")
+def _by_distance(test: str, label: str, distance: float, limit: float, noise: float, rows: int,
+                 unit: str = "") -> _TestOutcome:
+    """A distance that drifts when it is above `limit` and above the sampling noise of a batch
+    of `rows` (workbench.core.drift_stats): the threshold reported is whichever is higher."""
+    bar = max(limit, noise)
+    drifted = distance > bar
+    said = f"{label} {_fmt(distance)}{unit} {'>' if drifted else '<='} {_fmt(bar)}"
+    if noise > limit:
+        said += f" (the noise of {rows:,} rows; threshold {limit:g})"
+    return _TestOutcome(test, distance, None, bar, drifted, _d_score(distance, bar), said)
 
 
-def _verdict(name: str, kind: str, outcome: _TestOutcome, psi_value: float, spec: DriftSpec, n_ref: int,
-             n_cur: int, null_share: float, role: str, mean_shift: float | None = None) -> ColumnDrift:
-    """The column drifts when its test or its PSI does; its bar shows whichever is nearer."""
-    psi_drift = psi_value > spec.psi
+def _verdict(name: str, kind: str, outcome: _TestOutcome, psi_value: float, psi_floor: float, spec: DriftSpec,
+             n_ref: int, n_cur: int, null_share: float, role: str, mean_shift: float | None = None) -> ColumnDrift:
+    """The column drifts when its test or its PSI does; its bar shows whichever is nearer. PSI,
+    like a distance, counts only above the noise of a batch this size."""
+    psi_bar = max(spec.psi, psi_floor)
+    psi_drift = psi_value > psi_bar
     detail = f"{outcome.said}; PSI {psi_value:.3f} ({psi_level(psi_value)})"
     if psi_drift and not outcome.drifted:
-        detail += f" > {spec.psi:g}"
+        detail += f" > {_fmt(psi_bar)}"
+    if psi_floor > spec.psi:
+        detail += f" (PSI noise of {n_cur:,} rows: {psi_floor:.3f})"
     if mean_shift is not None:
         detail += f"; mean {mean_shift:+.2f} sd"
-    score = max(outcome.score, _d_score(psi_value, spec.psi))
+    score = max(outcome.score, _d_score(psi_value, psi_bar))
+    major = major_shift(name, psi_value if psi_drift else None,
+                        mean_shift if mean_shift is not None and abs(mean_shift) > mean_noise(n_cur) else None, spec)
     return ColumnDrift(name, kind, outcome.test, outcome.statistic, outcome.p_value, outcome.threshold, psi_value,
                        outcome.drifted or psi_drift, score, detail,
                        reference_count=n_ref, batch_count=n_cur, batch_null_share=null_share, role=role,
-                       mean_shift=mean_shift, major=major_shift(name, psi_value, mean_shift, spec))
+                       mean_shift=mean_shift, major=major)
 
 
 def _d_score(value: float, threshold: float) -> float:

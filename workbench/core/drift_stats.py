@@ -78,6 +78,85 @@ def psi(reference_counts: Sequence[float], current_counts: Sequence[float], epsi
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+# -- sampling noise ------------------------------------------------------------------------------
+#
+# A distance between a small batch and the reference is never zero, even when the batch is a
+# random sample of the reference: 200 rows of a 25-category column sit at a Jensen-Shannon
+# distance of about 0.15 from their own source, past the 0.1 threshold. On a wide table that
+# noise alone drifted a third of the columns of every 200-row clean sample. So each distance is
+# also held against its noise floor: what random samples of the batch's size drawn from the
+# reference itself score (their mean plus NOISE_Z standard deviations, over NOISE_ROUNDS
+# samples). The samples are multinomial draws over the reference's counts (categories, PSI bins,
+# or at most NOISE_GRID quantiles of a number column), so the floor costs the same for a
+# reference of a thousand rows or a million.
+
+NOISE_ROUNDS = 40
+NOISE_Z = 3.0
+"""Per column, a floor at mean + 3 sd of the null leaves roughly one false drift in a few hundred
+columns: on a 74-column table, three at once (the column rule) is rarer than one batch in a hundred."""
+NOISE_GRID = 400
+
+
+def noise_rng(column: str, rows: int) -> np.random.Generator:
+    """Draws that depend only on the column and the batch size: the same check, the same report."""
+    return np.random.default_rng([rows, *column.encode()[:64]])
+
+
+def _floor(values: np.ndarray) -> float:
+    return float(np.mean(values) + NOISE_Z * np.std(values))
+
+
+def _shares(counts: np.ndarray, epsilon: float) -> np.ndarray:
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.where(counts == 0, epsilon, counts / np.where(total == 0, 1, total))
+
+
+def psi_noise(reference_counts: Sequence[float], rows: int, rng: np.random.Generator) -> float:
+    """The PSI that `rows` values drawn from the reference itself stay under (see above)."""
+    e = np.asarray(reference_counts, dtype=float)
+    if e.sum() == 0 or rows == 0:
+        return 0.0
+    draws = rng.multinomial(rows, e / e.sum(), size=NOISE_ROUNDS).astype(float)
+    ref, cur = _shares(e, PSI_EPSILON), _shares(draws, PSI_EPSILON)
+    return _floor(np.sum((cur - ref) * np.log(cur / ref), axis=1))
+
+
+def js_noise(reference_counts: Sequence[float], rows: int, rng: np.random.Generator) -> float:
+    """The Jensen-Shannon distance (base 2) that `rows` values drawn from the reference stay under."""
+    e = np.asarray(reference_counts, dtype=float)
+    if e.sum() == 0 or rows == 0:
+        return 0.0
+    p = e / e.sum()
+    q = rng.multinomial(rows, p, size=NOISE_ROUNDS) / rows
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
+    return _floor(np.sqrt(np.clip((kl_p + kl_q) / 2, 0, None)))
+
+
+def wasserstein_noise(reference: np.ndarray, rows: int, rng: np.random.Generator) -> float:
+    """The normalized Wasserstein distance that `rows` values drawn from the reference stay
+    under, over the reference compressed to at most NOISE_GRID quantiles."""
+    if len(reference) == 0 or rows == 0:
+        return 0.0
+    grid, counts = np.unique(np.quantile(reference, np.linspace(0, 1, NOISE_GRID), method="inverted_cdf"),
+                             return_counts=True)
+    if len(grid) < 2:
+        return 0.0
+    weights = counts / counts.sum()
+    draws = rng.multinomial(rows, weights, size=NOISE_ROUNDS) / rows
+    gaps = np.abs(np.cumsum(draws, axis=1) - np.cumsum(weights))[:, :-1]
+    scale = float(np.std(reference)) or abs(float(np.mean(reference))) or 1.0
+    return _floor(gaps @ np.diff(grid) / scale)
+
+
+def mean_noise(rows: int) -> float:
+    """How far, in standard deviations, a mean of `rows` values drawn from the reference moves
+    by chance (NOISE_Z standard errors)."""
+    return NOISE_Z / math.sqrt(rows) if rows else math.inf
+
+
 def psi_level(value: float) -> str:
     """stable (< 0.1), moderate (0.1 to 0.25), major (above 0.25)."""
     return next(name for bound, name in PSI_LEVELS if value < bound)
