@@ -65,7 +65,23 @@ def rehash_chain_without_the_key(ws: Path) -> None:
             prev = row_hash
 
 
+def append_forged_promotion(ws: Path) -> None:
+    """A promotion row appended to the chain (its hash computed the old way) and the alias
+    moved to match it: the replay agrees, the anchor is merely 'behind'; only the MAC tells."""
+    with duckdb.connect(str(ws / ".workbench" / "lineage.duckdb")) as con:
+        last = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)}, row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        fields = dict(zip(AUDIT_COLUMNS, last[:-1])) | {"id": 4, "alias": "production", "version": 2,
+                                                          "from_version": 1, "to_version": 2}
+        con.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}, prev_hash, row_hash) VALUES "
+                    f"({', '.join('?' * (len(AUDIT_COLUMNS) + 2))})",
+                    [fields[c] for c in AUDIT_COLUMNS] + [last[-1], legacy_row_hash(last[-1], fields)])
+        con.execute("UPDATE aliases SET version = 2, audit_id = 4 WHERE alias = 'production'")
+
+
 TAMPERING = {
+    "forged promotion row appended, alias moved to match": (
+        append_forged_promotion,
+        "audit #4: its fields do not match its MAC"),
     "newest audit row deleted": (
         lambda ws: sql(ws, "DELETE FROM audit WHERE id = 3"),
         "audit (newest rows): 1 of the 3 rows the anchor records are gone, up to #3: deleted from the table"),
@@ -129,6 +145,7 @@ def test_tampering_is_reported_and_blocks_promotion(built, tmp_path, case):
     verify = wb(ws, "history", "tiny", "--verify")
     assert verify.returncode == 1, verify.stdout + verify.stderr
     assert "✗ audit trail altered" in verify.stdout and expected in " ".join(verify.stdout.split()), verify.stdout
+    assert "re-verified and repaired" not in verify.stdout + verify.stderr  # tampering is never taken for a lag
 
     # An unrelated promotion (staging, back to v1) is refused as well: nothing is deployed from
     # a registry the trail does not vouch for.
