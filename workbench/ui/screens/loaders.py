@@ -29,6 +29,13 @@ def read_projects(session, watch) -> list[ProjectRow]:
     return rows
 
 
+def read_start(session, watch) -> tuple[dict[str, tuple] | None, list[ProjectRow]]:
+    """At start: what the store holds (its fingerprint, read first) and the projects. Every
+    other first read follows the projects, so it sees at least this fingerprint's state: the
+    first poll reads again only what changed after it."""
+    return read_generation(session), read_projects(session, watch)
+
+
 def read_generation(session) -> dict[str, tuple] | None:
     """What the workspace's state holds, as a fingerprint (see WorkbenchSession.generation);
     None when the store cannot be read just now (busy, broken): the next tick asks again, and

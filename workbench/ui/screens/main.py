@@ -101,7 +101,7 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
         self.detail.border_title = "Run"
         self._status()
         self.projects.focus()
-        self._load_projects()
+        self._in_thread("start", None, loaders.read_start, self.session, self.watch, group="projects")
         # Docker, recovery and watching start once the first runs are on screen (or after a
         # second): they contend for the same store, and first paint matters more.
         self._services_timer: Timer | None = self.set_timer(1.0, self._start_services)
@@ -143,14 +143,21 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             self._polling = False
             log.warning("polling the workspace failed: %s", message.error)
             return
-        self.notify(message.error, title=message.kind.replace("_", " "), severity="error", timeout=8)
+        title = "projects" if message.kind == "start" else message.kind.replace("_", " ")
+        self.notify(message.error, title=title, severity="error", timeout=8)
         if message.kind == "run" and message.key == self._wanted_run():
             self.detail.clear(f"✗ {message.error}")
-        elif message.kind == "projects":
+        elif message.kind in ("projects", "start"):
             self.query_one("#status", Static).update(Text(f" ✗ {message.error}", "bold red"))
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, title=message.title, severity=message.severity, timeout=8)
+
+    def _done_start(self, payload, _key) -> None:
+        generation, rows = payload
+        if self._generation is None:
+            self._generation = generation
+        self._done_projects(rows, None)
 
     def _done_projects(self, rows: list[ProjectRow], _key) -> None:
         known = self.projects.rows
