@@ -270,7 +270,7 @@ def test_a_cancelled_run_stops_waiting_for_its_build_and_the_next_run_joins_it(
 
     def on_log(line: str) -> None:
         first_logs.append(line)
-        if line.startswith("building environment image"):
+        if line.startswith("building the environment image"):
             cancel.cancel("cancelled by the user")
 
     started = time.monotonic()
@@ -284,8 +284,8 @@ def test_a_cancelled_run_stops_waiting_for_its_build_and_the_next_run_joins_it(
     env = runner.prepare(str(project), spec, retry_logs.append)
     try:
         assert env.built and docker_engine.images.get(env.image_tag).id == env.image_id
-        assert retry_logs[0] == f"joining the build of {env.image_tag} already under way"
-        assert retry_logs[1].startswith("building environment image")
+        assert retry_logs[0] == f"waiting for the build of the environment image {env.image_tag} already under way…"
+        assert retry_logs[1].startswith("building the environment image")
         assert any(line.startswith("Successfully tagged") for line in retry_logs)
         assert retry_logs[1:1 + len(first_logs)] == first_logs, "the retry follows the same build"
         assert len([line for line in retry_logs if line.startswith("Step 1/")]) == 1, "one build, not two"
@@ -316,7 +316,8 @@ def test_base_image_falls_back_to_the_offline_image(runner, docker_base_image, t
     logs: list[str] = []
     env = runner.prepare(str(env_project), EnvironmentSpec(), logs.append)
     assert env.image_id == tiny_env.image_id and not env.built
-    assert f"using the offline base image {BOOTSTRAP_BASE_IMAGE} (workbench-test/absent:0 is not available)" in logs
+    assert f"using the offline base image {BOOTSTRAP_BASE_IMAGE} (workbench-test/absent:0 is not present locally)" in logs
+    assert not any("pull" in line for line in logs), "a local image needs no registry"
 
     monkeypatch.setattr(docker_images, "BOOTSTRAP_BASE_IMAGE", "workbench-test/absent-too:0")
     with pytest.raises(EnvironmentBuildError, match="run `workbench env bootstrap`"):

@@ -140,6 +140,8 @@ class EnvironmentImages:
         for name in (DEFAULT_BASE_IMAGE, BOOTSTRAP_BASE_IMAGE):
             image = self.local_image(name)
             if image is not None:
+                if name == BOOTSTRAP_BASE_IMAGE:
+                    on_log(f"using the offline base image {name} ({DEFAULT_BASE_IMAGE} is not present locally)")
                 return name, image
         image = self._pulled(DEFAULT_BASE_IMAGE, on_log)
         if image is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ STATE_DIR_MODE = 0o700
 # Projects are found in the workspace folder's children and grandchildren, so both a folder
 # of projects and a repository holding `projects/` work as a workspace.
 SEARCH_DEPTH = 2
+PROJECT_DIRS_TTL_S = 0.5
+"""A project folder made or removed shows within this long (manifest edits show at once)."""
 SKIPPED = {STATE_DIR, ".git", "node_modules", "__pycache__", ".venv", "venv"}
 MAX_MANIFEST_BYTES = 1024**2
 
@@ -78,6 +81,10 @@ class Workspace:
         if not self.root.is_dir():
             raise WorkbenchError(f"workspace {self.root} is not a folder")
         self.state_dir = self.root / STATE_DIR
+        self._dirs: tuple[float, list[Path]] | None = None
+        self._parsed: dict[Path, tuple[tuple, tuple[Manifest | None, ManifestError | None]]] = {}
+        """Manifests by folder with the stat they were parsed at: every lookup by path checks the
+        other projects' names, and a screen refresh looks up each project, so parse each once."""
 
     def ensure_state_dir(self) -> Path:
         try:
@@ -100,17 +107,43 @@ class Workspace:
         whose name another folder uses too (each carries a ProjectClash naming the other)."""
         refs, seen = [], set()
         for path in self._project_dirs():
-            if path.resolve() in seen:
+            real = path.resolve() if path.is_symlink() or path.parent.is_symlink() else path
+            if real in seen:
                 continue  # a symlink to a project folder listed already: the same project
-            seen.add(path.resolve())
-            try:
-                manifest, _ = load_manifest(path)
-                refs.append(ProjectRef(path, manifest))
-            except ManifestError as exc:
-                refs.append(ProjectRef(path, None, exc))
+            seen.add(real)
+            manifest, error = self._manifest(path)
+            refs.append(ProjectRef(path, manifest, error))
         return _with_clashes(refs)
 
+    def _manifest(self, folder: Path) -> tuple[Manifest | None, ManifestError | None]:
+        """The folder's manifest (or why it is unusable), parsed again only when its file changed."""
+        try:
+            st = (folder / MANIFEST_NAME).stat()
+            signature = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        except OSError:
+            signature = None
+        cached = self._parsed.get(folder)
+        if signature is not None and cached is not None and cached[0] == signature:
+            return cached[1]
+        try:
+            result = (load_manifest(folder)[0], None)
+        except ManifestError as exc:
+            result = (None, exc)
+        if signature is not None:
+            self._parsed[folder] = (signature, result)
+        return result
+
     def _project_dirs(self) -> list[Path]:
+        """The project folders, walked again at most every PROJECT_DIRS_TTL_S: a lookup by name
+        or path checks every project's name, and a screen refresh looks up each project."""
+        now = time.monotonic()
+        if self._dirs is not None and now - self._dirs[0] < PROJECT_DIRS_TTL_S:
+            return list(self._dirs[1])
+        found = self._walk_project_dirs()
+        self._dirs = (now, found)
+        return list(found)
+
+    def _walk_project_dirs(self) -> list[Path]:
         found = []
         if (self.root / MANIFEST_NAME).is_file():
             found.append(self.root)
@@ -187,9 +220,11 @@ class Workspace:
         manifest = parse_manifest(text, str(target))  # never write a manifest that does not load
         try:
             target.write_text(text)
+            self._dirs = None  # a new project: the next lookup walks the workspace again
         except OSError as exc:
             raise WorkbenchError(f"cannot write {target}: {exc.strerror}") from None
         return ProjectRef(path, manifest), text
+
 
 def _with_clashes(refs: list[ProjectRef]) -> list[ProjectRef]:
     """Each project whose name another folder's manifest gives too, marked with the clash."""
