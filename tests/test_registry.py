@@ -398,3 +398,26 @@ def test_registry_works_while_another_process_runs(ws):
     while done.poll() is None and time.monotonic() - started < 30:
         assert session.registry.models("tiny")[-1].version == 1
     assert done.wait(30) == 0, done.stderr.read()
+
+
+def test_a_forged_alias_refuses_rollback_and_is_never_deployed(ws):
+    from workbench.core.audit import AuditTampered
+
+    session = session_for(ws)
+    registry = session.registry
+    for version, scale in ((1, 1.2), (2, 1.5)):
+        run_with_scale(session, ws, scale)
+        registry.promote("tiny", version, "staging")
+        assert registry.promote("tiny", version, "production").applied
+    with duckdb.connect(str(ws / ".workbench" / "lineage.duckdb")) as con:
+        con.execute("UPDATE aliases SET version = 1 WHERE alias = 'staging'")
+    with pytest.raises(AuditTampered, match=r"aliases tiny staging: holds version 1, but the audit trail puts "
+                                            r"version 2 there \(audit #3\)"):
+        registry.rollback("tiny")
+    assert registry.deployed("tiny", "production")["version"] == 2
+    said = session_for(ws).registry.reconcile()  # what the next command's session says
+    assert said == ["tiny: deploy pointers not repaired: tiny: refused: the audit trail does not vouch for the "
+                    "registry: aliases tiny staging: holds version 1, but the audit trail puts version 2 there "
+                    "(audit #3). Nothing was changed; see `workbench history PROJECT --verify`"]
+    assert registry.deployed("tiny", "staging")["version"] == 2
+    assert [e.action for e in registry.history("tiny")] == ["promote"] * 4  # nothing recorded for the refusal
