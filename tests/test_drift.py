@@ -363,6 +363,10 @@ UNUSABLE = [
     ("missing and retyped columns", "bad.csv", b"amount,bought\nlots,yes\n61.0,no\n",
      "unusable batch: missing column: plan; retyped column (numbers in the reference, text in the batch): amount"),
     ("empty", "bad.csv", b"", "unusable batch: empty (no rows)"),
+    # One extra field on the last line made DuckDB's sniffer take that line for the header: 50
+    # rows read as none, and the batch was called empty.
+    ("malformed row", "bad.csv", b"amount,plan,bought\n" + b"50.0,pro,no\n" * 50 + b"1,2,3,4\n",
+     "unusable batch: malformed rows: 1 row could not be read (line 52: 4 fields where the header has 3)"),
 ]
 
 
@@ -386,6 +390,21 @@ def test_cli_an_unusable_batch_is_not_checked_exits_3_and_is_never_clean(ws, cas
 
     listed = workbench(ws, "drift", "shop")
     assert listed.returncode == 0 and "⊘ not checked" in listed.stdout and "✓" not in listed.stdout, listed.stdout
+
+
+def test_a_malformed_row_in_the_training_data_is_left_out_of_the_reference_and_said(ws):
+    """The reference is read like the lineage profile: the rows that read, and the lines of those
+    that do not (issue 11 item 2's mechanism, for drift checks)."""
+    with open(ws / "shop" / "data" / "sales.csv", "a") as fh:
+        fh.write("1,2,3,4\n")
+    outcome = DriftService(WorkbenchSession(ws, runner="local")).check_batch(
+        "shop", batch(ws, "clean.csv", sales(400, seed=7)))
+    report = outcome.report
+    assert report.verdict == "no drift" and report.reference_rows == 1500, report.summary
+    (finding,) = report.findings
+    assert (finding.kind, finding.blocking) == ("reference_rows", False)
+    assert finding.message == ("the reference data/sales.csv: 1 row could not be read (line 1502: 4 fields where "
+                               "the header has 3), left out of the comparison")
 
 
 def test_cli_a_major_shift_in_one_example_column_is_a_warning(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from workbench.adapters.data_profile import rejected_rows
 from workbench.core.drift import ColumnData
 from workbench.core.errors import WorkbenchError
 
@@ -47,6 +48,8 @@ def _cursor() -> duckdb.DuckDBPyConnection:
 class Table:
     rows: int
     columns: dict[str, ColumnData]
+    rejected: tuple[tuple[int, str], ...] = ()
+    """CSV rows that could not be read and are left out: (line, what was wrong)."""
 
 
 def is_parquet(name: str | Path) -> bool:
@@ -66,7 +69,10 @@ def _reader(path: Path, parquet: bool) -> str:
     literal = "'" + str(path).replace("'", "''") + "'"
     if parquet:
         return f"read_parquet({literal})"
-    return f"read_csv({literal}, all_varchar = true, header = true)"
+    # store_rejects: a row with the wrong number of fields is left out and recorded by line; without
+    # it, one extra field on the last line made DuckDB's sniffer take that line for the header and
+    # read every row before it as nothing (a batch of 51 rows came back empty).
+    return f"read_csv({literal}, all_varchar = true, header = true, store_rejects = true)"
 
 
 def read_table(path: Path, name: str | None = None) -> Table:
@@ -80,6 +86,7 @@ def read_table(path: Path, name: str | None = None) -> Table:
     con = _cursor()
     try:
         con.execute(f"CREATE TEMP TABLE t AS SELECT * FROM {_reader(path, parquet)}")
+        rejected = () if parquet else tuple(rejected_rows(con))
         described = con.execute("DESCRIBE t").fetchall()
         rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
         if not parquet and len(described) == 1 and "," in described[0][0]:
@@ -98,7 +105,7 @@ def read_table(path: Path, name: str | None = None) -> Table:
     for i, (column, source_type, *_rest) in enumerate(described):
         columns[column] = ColumnData(column, _text(data[f"t{i}"]), _numbers(data[f"n{i}"]),
                                      "text" if source_type == "VARCHAR" and not parquet else source_type)
-    return Table(rows, columns)
+    return Table(rows, columns, rejected)
 
 
 def _text(values) -> np.ndarray:

@@ -69,11 +69,25 @@ def _load(con: duckdb.DuckDBPyConnection, path: str, parquet: bool) -> list[tupl
     # read, or, early in the file, making the sniffer fall back to one column named after the
     # whole header line.
     con.execute("CREATE TABLE data AS SELECT * FROM read_csv(?, store_rejects = true)", [path])
+    return rejected_rows(con)
+
+
+def rejected_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
+    """The rows the connection's last `read_csv(..., store_rejects = true)` left out: [(line,
+    what was wrong, in a user's words)], in file order."""
     rows = con.execute(
         "SELECT line, string_agg(DISTINCT error_type::VARCHAR || '|' || coalesce(column_name, '') || '|' "
         "|| coalesce(error_message, ''), '\n') FROM reject_errors GROUP BY line ORDER BY line").fetchall()
     return [(int(line), "; ".join(_reject(*entry.split("|", 2)) for entry in errors.split("\n")))
             for line, errors in rows]
+
+
+def rejected_summary(rejected: list[tuple[int, str]]) -> str:
+    """"2 rows could not be read (line 3: ...; line 9: ...)", naming at most LINES_NAMED."""
+    n = len(rejected)
+    named = "; ".join(f"line {line}: {why}" for line, why in rejected[:LINES_NAMED])
+    more = f"; and {n - LINES_NAMED} more" if n > LINES_NAMED else ""
+    return f"{n} row{'s' if n != 1 else ''} could not be read ({named}{more})"
 
 
 def _reject(kind: str, column: str, message: str) -> str:

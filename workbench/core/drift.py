@@ -190,7 +190,7 @@ def judge(counted: Sequence[ColumnDrift], findings: Sequence[Finding], spec: Dri
 
 def _unusable(blocking: Sequence[Finding]) -> str:
     """Why a batch cannot be used, grouped: unreadable, empty, missing columns, retyped columns."""
-    order = ("unreadable", "empty_batch", "missing_column", "type_change")
+    order = ("unreadable", "malformed_rows", "empty_batch", "missing_column", "type_change")
     by_kind: dict[str, list[Finding]] = {}
     for finding in sorted(blocking, key=lambda f: order.index(f.kind) if f.kind in order else len(order)):
         by_kind.setdefault(finding.kind, []).append(finding)
@@ -206,6 +206,8 @@ def _unusable(blocking: Sequence[Finding]) -> str:
             parts.append("empty (no rows)")
         elif kind == "unreadable":
             parts.append(f"unreadable ({found[0].message})")
+        elif kind == "malformed_rows":
+            parts.append(f"malformed rows: {found[0].message.split(': ', 1)[-1]}")
         else:
             parts.append("; ".join(f.message for f in found))
     return "; ".join(parts)

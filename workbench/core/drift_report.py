@@ -18,8 +18,8 @@ class Finding:
     """Something about the batch worth knowing that is not a statistic."""
 
     kind: str
-    """empty_batch, unreadable, missing_column, new_column, type_change, all_null, new_category,
-    not_compared, no_reference."""
+    """empty_batch, unreadable, malformed_rows, missing_column, new_column, type_change,
+    all_null, new_category, not_compared, no_reference, reference_rows."""
     message: str
     column: str | None = None
     blocking: bool = False

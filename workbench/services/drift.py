@@ -35,13 +35,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.adapters.batch_files import is_batch_file, read_table, write_training_file
+from workbench.adapters.batch_files import Table, is_batch_file, read_table, write_training_file
+from workbench.adapters.data_profile import rejected_summary
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
 from workbench.adapters.files import (
     JSON_FILE_CAP, NotRegularFile, SnapshotStore, StatHasher, hash_file, read_hash_cache, read_regular_bytes,
     scan_project,
 )
-from workbench.core.drift import ColumnData, compare, judge
+from workbench.core.drift import compare, judge
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
 from workbench.core.errors import WorkbenchError
@@ -99,7 +100,7 @@ class DriftService:
     def __init__(self, session: WorkbenchSession):
         self.session = session
         self.store = DuckDBDriftStore(session.store)
-        self._tables: dict[str, tuple[int, dict[str, ColumnData]]] = {}
+        self._tables: dict[str, Table] = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -263,11 +264,10 @@ class DriftService:
         raise WorkbenchError(f"the recorded {data} (sha256 {sha[:12]}) is no longer in the workspace's object store "
                              f"{objects}: nothing to compare with")
 
-    def _table(self, file: Path, sha: str, name: str) -> tuple[int, dict[str, ColumnData]]:
+    def _table(self, file: Path, sha: str, name: str) -> Table:
         cached = self._tables.get(sha)
         if cached is None:
-            table = read_table(file, name)
-            cached = (table.rows, table.columns)
+            cached = read_table(file, name)
             if len(self._tables) >= REFERENCE_CACHE:
                 self._tables.pop(next(iter(self._tables)))
             self._tables[sha] = cached
@@ -275,17 +275,26 @@ class DriftService:
 
     def _compare(self, ref: ProjectRef, reference: Reference, file: Path, rel: str) -> DriftReport:
         manifest = ref.manifest
-        ref_rows, ref_columns = self._table(reference.file, reference.sha256, reference.path)
+        spec = manifest.drift
+        known = self._table(reference.file, reference.sha256, reference.path)
         try:
             batch = read_table(file)
         except WorkbenchError as exc:
-            report = compare(ref_columns, {}, 0, manifest.drift, target=manifest.data.target, batch_name=rel,
-                             reference_name=reference.description, reference_rows=ref_rows)
-            unreadable = (Finding("unreadable", str(exc), blocking=True),)
-            verdict, rule = judge(report.features, unreadable, manifest.drift)
-            return replace(report, findings=unreadable, verdict=verdict, rule=rule)
-        return compare(ref_columns, batch.columns, batch.rows, manifest.drift, target=manifest.data.target,
-                       batch_name=rel, reference_name=reference.description, reference_rows=ref_rows)
+            report = compare(known.columns, {}, 0, spec, target=manifest.data.target, batch_name=rel,
+                             reference_name=reference.description, reference_rows=known.rows)
+            return _with_findings(replace(report, findings=()), (Finding("unreadable", str(exc), blocking=True),),
+                                  spec)
+        report = compare(known.columns, batch.columns, batch.rows, spec, target=manifest.data.target,
+                         batch_name=rel, reference_name=reference.description, reference_rows=known.rows)
+        extra = []
+        if batch.rejected:
+            # Compared on the rows that read; but appended to the training data as it is, such a
+            # batch would carry its broken rows along: it blocks a retrain.
+            extra.append(Finding("malformed_rows", f"{rel}: {rejected_summary(list(batch.rejected))}", blocking=True))
+        if known.rejected:
+            extra.append(Finding("reference_rows", f"the reference {reference.path}: "
+                                                   f"{rejected_summary(list(known.rejected))}, left out of the comparison"))
+        return _with_findings(report, tuple(extra), spec) if extra else report
 
     def _measure_decay(self, ref: ProjectRef, reference: Reference, report: DriftReport, file: Path, batch_id: int,
                        on_log) -> DriftReport:
@@ -369,6 +378,13 @@ class DriftService:
         finally:
             tmp.unlink(missing_ok=True)
         return {reference.path: snapshots.objects.object_path(entry.sha256)}
+
+
+def _with_findings(report: DriftReport, extra: tuple[Finding, ...], spec) -> DriftReport:
+    """The report with more findings, and the verdict they make."""
+    findings = report.findings + extra
+    verdict, rule = judge(report.features, findings, spec)
+    return replace(report, findings=findings, verdict=verdict, rule=rule, drifted=verdict == "drifted")
 
 
 def _relative(root: Path, path: Path) -> str:
