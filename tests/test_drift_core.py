@@ -228,6 +228,17 @@ def test_small_clean_batches_of_a_wide_table_are_not_drifted_by_sampling_noise()
     assert shifted.verdict == "drifted" and {"c0", "c1", "c2"} <= set(shifted.drifted_columns), shifted.summary
 
 
+def test_drift_columns_is_a_manifest_setting_checked_where_it_is_parsed():
+    from workbench.core.errors import ManifestError
+    from workbench.core.manifest import parse_manifest
+
+    base = '[project]\nname = "p"\n[stages.fit]\ncommand = "python -c pass"\n[drift]\n'
+    assert parse_manifest(base).drift.drift_columns == 3 and parse_manifest(base).drift.drift_share == 0.2
+    assert parse_manifest(base + "drift_columns = 7\n").drift.drift_columns == 7
+    with pytest.raises(ManifestError, match="drift.drift_columns.*between 1 and"):
+        parse_manifest(base + "drift_columns = 0\n")
+
+
 @pytest.mark.parametrize("share,columns,compared,needed,rule", [
     (0.2, 3, 13, 3, "share >= 20%"),
     (0.2, 3, 53, 3, ">= 3 columns"),
