@@ -59,7 +59,7 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         record = service.retrain(ref.name, outcome, on_event=printer.event)
     elif not args.json:
         _show(printer, outcome.batch, outcome.fresh)
-        if outcome.fresh:
+        if outcome.fresh and outcome.batch.verdict != NOT_CHECKED:  # else the verdict said why
             printer.out.print(f"[dim]no retrain: {escape(outcome.decision.reason)}[/]")
     batch = service.store.batch(ref.name, batch_id=outcome.batch.id) or outcome.batch
     report = batch.report
@@ -146,7 +146,7 @@ def _retrain_cell(b: CheckedBatch) -> str:
         return cell
     if b.retrain:
         return "[yellow]queued[/]"
-    reason = b.retrain_reason.split(", but ", 1)[-1]
+    reason = "none: not checked" if b.verdict == NOT_CHECKED else b.retrain_reason.split(", but ", 1)[-1]
     return f"[dim]{escape(reason)}[/]"
 
 

@@ -177,7 +177,7 @@ class DriftPane(Vertical):
                          palette.bad if finding.blocking else palette.warn)
         if report.decay is None and report.decay_note:
             notes.append(f"performance {report.decay_note}\n", palette.muted)
-        if batch.retrain_reason:
+        if batch.retrain_reason and report.usable:  # an unusable batch's reason is its verdict, said above
             notes.append(f"retrain: {batch.retrain_reason}", palette.muted)
         findings.update(notes)
 
@@ -223,7 +223,7 @@ class DriftPane(Vertical):
         elif b.retrain:
             retrain = Text("queued", palette.warn)
         else:
-            reason = b.retrain_reason.split(", but ", 1)[-1]
+            reason = "none: not checked" if verdict == NOT_CHECKED else b.retrain_reason.split(", but ", 1)[-1]
             retrain = Text(reason if len(reason) <= REASON_WIDTH else reason[:REASON_WIDTH - 1] + "…", palette.muted)
         return (str(b.id), b.name, b.landed_at.astimezone().strftime("%m-%d %H:%M"),
                 "—" if b.rows is None else f"{b.rows:,}", drift, decay, retrain)
