@@ -18,6 +18,7 @@ from rich.table import Table
 
 from workbench.cli.render import Printer, fitted_table, fmt_metric
 from workbench.core.serialize import to_jsonable
+from workbench.services.faults import fault_point
 from workbench.services.session import WorkbenchSession
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 3, 4
@@ -109,6 +110,7 @@ def _preview_confirm_apply(args: argparse.Namespace, printer: Printer, registry,
         if not _confirm(printer, question(preview), doing(preview)):
             return EXIT_NOT_DONE if sys.stdin.isatty() else EXIT_BAD_INPUT
         shown = True
+    fault_point("before_apply")  # (crash and race tests line processes up here)
     decision = decide(expected_from=preview.from_version)
     _show(printer, decision, args.json, details=not shown or not decision.allowed)
     registry.request_mirror_sync()
