@@ -63,9 +63,8 @@ class ServiceEvents:
         live = self.live.get(record.id)
         if live is not None:
             live.apply(event)
-        self.table.live.pop(record.id, None)
-        self.table.finished[record.id] = (str(record.status), record.duration_s)
-        self.table.refresh()
+        project = self.projects.rows.get(record.project)
+        self.table.finish(record, project.primary_metric if project else None)
         self.projects.update_row(record.project, busy=self._has_run_in_flight(record.project),
                                  last_status=str(record.status))
         self._project_changed(record.project, trend=True)

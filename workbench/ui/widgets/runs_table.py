@@ -183,9 +183,9 @@ class RunsTable(ScrollView, can_focus=True):
         self.live: dict[int, LiveRun] = {}
         """Run id -> a run in flight as this app sees it from its events, set by the screen:
         what it is doing (`train 40/200`) and when its last stage ended."""
-        self.finished: dict[int, tuple[str, float | None]] = {}
-        """Run id -> (status, duration) of a run whose end this app saw before its row was read
-        again: the row shows its outcome at once, not `running` with a clock still going."""
+        self.finished: dict[int, RunSummary] = {}
+        """Run id -> the row of a run whose end this app saw before its row was read again:
+        the row shows its outcome at once, not `running` with a clock still going."""
         self.marked: int | None = None
         self._pages: OrderedDict[int, list[RunSummary]] = OrderedDict()
         self._pending: set[int] = set()
@@ -434,13 +434,24 @@ class RunsTable(ScrollView, can_focus=True):
             return self._message("   …", row_style + self._style("muted"), width)
         return self._strip(columns, self._cells(run), row_style, width, cursor=index == self.cursor)
 
+    def finish(self, record, primary_metric: str | None) -> None:
+        """A run of this app ended: its row shows the outcome now; the next read replaces it."""
+        metric = record.metrics.get(primary_metric) if primary_metric else None
+        self.live.pop(record.id, None)
+        self.finished[record.id] = RunSummary(
+            record.id, record.project, str(record.trigger), str(record.status), record.runner, record.started_at,
+            record.duration_s, len(record.reused_stages), len(record.stages),
+            None if metric is None or metric != metric else metric,
+            sum(1 for g in record.gates if g.passed is True), sum(1 for g in record.gates if g.passed is False))
+        self.refresh()
+
     def _cells(self, run: RunSummary) -> list[tuple[str, str | None]]:
+        if run.status == "running" and run.id in self.finished:
+            run = self.finished[run.id]
         live = self.live.get(run.id)
         status = run.status
         elapsed = run.duration_s
-        if status == "running" and run.id in self.finished:
-            status, elapsed = self.finished[run.id]
-        elif status == "running":
+        if status == "running":
             until = live.ended_at if live is not None and live.ended_at is not None else datetime.now(timezone.utc)
             elapsed = max((until - run.started_at).total_seconds(), 0.0)
         gates_tone = "bad" if run.gates_failed else ("good" if run.gates_passed else "muted")
