@@ -273,8 +273,16 @@ class DuckDBRegistryStore:
     # -- promoting ---------------------------------------------------------------------------
 
     def preview(self, project: str, alias: str, version: int | None, decide: Decider) -> Decision:
-        """The decision as it stands now, changing nothing (a dry run, or what to confirm)."""
+        """The decision as it stands now, changing nothing (a dry run, or what to confirm).
+        A registry the audit trail does not vouch for raises AuditTampered here already, so
+        nobody is asked to confirm a move that would be refused for it."""
+        key = self.audit.key()
         with self._tx() as con:
+            head = _head(con)
+            if key is not None and head.keyed_from:  # (not keyed yet: the apply step adopts it)
+                problems, _behind = _check(con, key, self.audit, head, project)
+                if problems:
+                    raise AuditTampered(f"{project}: {alias} cannot move", problems)
             candidate = _facts(con, project, version) if version is not None else None
             return decide(candidate, _alias_facts(con, project, alias))
 
