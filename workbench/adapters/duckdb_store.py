@@ -190,10 +190,13 @@ class DuckDBLineageStore:
         once a second whether to read again, and which panes.
 
         Every commit of any process writes the file or its write-ahead log, so while neither
-        has changed (size, mtime) the last answer stands and the file is not even opened."""
+        has changed (size, mtime) the last answer stands and the file is not even opened. An
+        mtime is as coarse as the kernel's clock tick, so two writes a few ms apart can share
+        it: a file written in the last two seconds is read whatever its stamp says."""
         stamp = tuple(_stat_stamp(p) for p in (self.path, self.path.with_name(self.path.name + ".wal")))
         cached = getattr(self, "_generation", None)
-        if cached is not None and cached[0] == stamp:
+        settled = all(s is None or time.time_ns() - s[1] > 2_000_000_000 for s in stamp)
+        if cached is not None and cached[0] == stamp and settled:
             return cached[1]
         with self._session() as con:
             row = con.execute(

@@ -151,3 +151,5 @@ class ServiceEvents:
         if live is not None and not live.finished:
             self.detail.show_live(live)
             self.detail.tick()
+        elif live is None:
+            self.detail.tick()  # a run of another process: its clock, until the poll reads its end
