@@ -192,7 +192,8 @@ class Printer:
                 con.print(f"  {verdict}: {escape(event.reason)}")
             case RetrainFinished():
                 if event.version is None:
-                    con.print(f"[dim]· {escape(event.project)}: drift retrain run {event.run_id} {event.status}, "
+                    con.print(f"[dim]· {escape(event.project)}: drift retrain run {event.run_id} "
+                              f"{str(event.status).replace('_', ' ')}, "
                               "no new model version[/]")
                 elif event.gates_failed:
                     con.print(f"[yellow]★[/] {escape(event.project)}: drift retrain run {event.run_id} → version "

@@ -126,6 +126,9 @@ class ServiceEvents:
                 where = f"not promotable: gate failed: {'; '.join(event.gates_failed)}"
             self.notify(f"drift retrain run {event.run_id} → version {event.version}, {where}", title=event.project,
                         timeout=8)
+        elif event.gates_failed:  # a run whose gate failed registers no version
+            self.notify(f"drift retrain run {event.run_id}: gate failed ({'; '.join(event.gates_failed)}), "
+                        "no new model version", title=event.project, severity="warning", timeout=8)
         screen = self.app.screen
         if isinstance(screen, DriftScreen) and screen.project == event.project:
             screen.reload()
