@@ -55,7 +55,7 @@ def test_a_full_disk_is_one_clear_error_and_loses_nothing(small_disk):
     runs = json.loads(wb(small_disk, "runs", "tiny", "--json", env=MIRROR_OFF).stdout)
     assert [(r["id"], r["status"]) for r in runs] == [(1, "succeeded")], "the run before the full disk is intact"
     again = wb(small_disk, "run", "tiny", "--runner", "local", "--json", env=MIRROR_OFF)
-    assert again.returncode in (0, 2), again.stderr  # 2: scale 0.5 fails the gate, as it should
+    assert again.returncode == 2, again.stderr  # scale 0.5 fails the gate, as it should
     record = json.loads(again.stdout)
     fit = next(stage for stage in record["stages"] if stage["stage"] == "fit")
-    assert record["status"] == "succeeded" and fit["metrics"]["score"] == 0.25
+    assert record["status"] == "gate_failed" and fit["metrics"]["score"] == 0.25
