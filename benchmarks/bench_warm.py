@@ -175,6 +175,8 @@ def floor_latency(project: Path, stages: list[str], repeats: int) -> list[float]
                                   WB_UPSTREAM_DIR=str(out), WB_STAGE=stage)
                 script = next(p for p in (project / "stages" / f"{stage}.py", project / f"{stage}.py") if p.exists())
                 sys.argv = [str(script)]
+                if str(script.parent) not in sys.path:
+                    sys.path.insert(0, str(script.parent))  # as `python script.py` does
                 with quiet:
                     runpy.run_path(str(script), run_name="__main__")
             if i:
