@@ -334,8 +334,64 @@ ALTER TABLE datasets ADD COLUMN problems VARCHAR[] NOT NULL DEFAULT [];
 """
 
 
+# The params keys a stage named and the value each had in its run (canonical JSON), keyed like
+# the other child tables of a run (workbench.adapters.duckdb_stage_params).
+V7_STAGE_PARAMS = """
+CREATE TABLE stage_params (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    file VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    value VARCHAR NOT NULL
+);
+"""
+
+
+# What a run's LightGBM models lean on (workbench/adapters/duckdb_explanations.py): per model
+# stage the file explained, per feature its gain, split count and mean |SHAP|. explained_runs
+# marks a run as looked at, so a run with no model is not examined again on every read.
+V8_EXPLANATIONS = """
+CREATE TABLE explained_runs (
+    run_id INTEGER PRIMARY KEY
+);
+CREATE TABLE explanations (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    model VARCHAR,
+    model_sha256 VARCHAR,
+    shap_rows INTEGER,
+    note VARCHAR NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, stage)
+);
+CREATE TABLE feature_importance (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    feature VARCHAR NOT NULL,
+    gain DOUBLE NOT NULL,
+    split BIGINT NOT NULL,
+    mean_abs_shap DOUBLE,
+    PRIMARY KEY (run_id, stage, feature)
+);
+"""
+
+
+# The evaluation the workbench computed from a stage's predictions file: the whole payload
+# (curves, calibration, groups) as JSON, per run and stage (workbench.adapters.duckdb_evaluation).
+V9_EVALUATIONS = """
+CREATE TABLE evaluations (
+    run_id INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, stage)
+);
+"""
+
+
 MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
-    V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS]
+    V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS, V7_STAGE_PARAMS,
+    V8_EXPLANATIONS, V9_EVALUATIONS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

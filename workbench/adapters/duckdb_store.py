@@ -233,6 +233,17 @@ class DuckDBLineageStore:
             "gates": [dict(asdict(gate), rule=gate.rule) for gate in record.gates],
         })
 
+    def save_evaluation(self, run_id: int, stage: str, payload: dict[str, Any]) -> None:
+        from workbench.adapters.duckdb_evaluation import DuckDBEvaluationStore
+
+        DuckDBEvaluationStore(self).save(run_id, stage, payload)
+
+    def evaluations(self, run_id: int) -> dict[str, dict[str, Any]]:
+        """Stage -> the evaluation the workbench computed (workbench.adapters.duckdb_evaluation)."""
+        from workbench.adapters.duckdb_evaluation import DuckDBEvaluationStore
+
+        return DuckDBEvaluationStore(self).evaluations(run_id)
+
     # -- stages ------------------------------------------------------------------------------
 
     def find_reusable_stage(self, project: str, stage: str, cache_key: str) -> StageResult | None:

@@ -150,6 +150,13 @@ class LineageStore(Protocol):
 
     def get_run(self, run_id: int) -> RunRecord: ...
 
+    def save_evaluation(self, run_id: int, stage: str, payload: dict) -> None:
+        """Record the evaluation computed from a stage's predictions file (short transaction)."""
+
+    def evaluations(self, run_id: int) -> dict[str, dict]:
+        """Stage -> evaluation payload (shape: workbench.adapters.duckdb_evaluation); reused
+        stages answer with the run that produced their outputs."""
+
 
 FileEventSink = Callable[[str, str, bool], None]
 """(path relative to the project with forward slashes, ChangeKind, is a folder). Called on the

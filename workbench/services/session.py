@@ -209,3 +209,8 @@ class WorkbenchSession:
 
     def lineage(self, run_id: int) -> dict:
         return self.store.lineage(run_id)
+
+    def evaluations(self, run_id: int) -> dict[str, dict]:
+        """Stage -> the evaluation the workbench computed from its predictions file (curves,
+        calibration, per-group rates); shape in workbench.adapters.duckdb_evaluation."""
+        return self.store.evaluations(run_id)
