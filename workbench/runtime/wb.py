@@ -4,6 +4,7 @@ A stage writes into its output folder ($WB_OUTPUT_DIR):
   metrics.json    {"name": number, ...}          via wb.log_metrics / wb.log_metric
   params.json     {"name": value, ...}           via wb.log_params
   artifacts.json  [{"name": "model.txt", "kind": "model"}, ...] via wb.log_artifact
+  explanations.json  {"rows": n, "mean_abs_shap": {"feature": value, ...}, ...} via wb.explain
 Progress goes to stdout as a marker line the workbench parses: `::wb progress DONE/TOTAL LABEL`.
 """
 
@@ -87,6 +88,56 @@ def log_artifact(name, kind="file"):
     if not os.path.exists(output_path(name)):
         raise FileNotFoundError("artifact %r is not in the output folder %s" % (name, output_dir()))
     _merge_json("artifacts.json", {"name": name, "kind": kind}, as_list=True)
+
+
+EXPLANATIONS_FILE = "explanations.json"
+
+
+def explain(booster, X, sample=1000, model_file=None, seed=0):
+    """Write explanations.json: each feature's mean absolute SHAP value over `sample` rows of X
+    (all of them when X has fewer), from LightGBM's own pred_contrib, so no new dependency.
+
+    `booster`: a lightgbm.Booster (or a scikit-learn LGBM model, whose booster_ is used); `X`:
+    the rows it predicts (a pandas DataFrame or a 2-D array), typically the evaluation rows.
+    `model_file`: the model file the booster was loaded from (e.g. wb.upstream("train",
+    "model.txt")); naming it ties these values to that file. The sample is drawn with `seed`,
+    so a rerun explains the same rows. A multiclass model's values are summed over classes.
+    Returns {feature: mean |SHAP|}."""
+    import hashlib
+    import random
+
+    booster = getattr(booster, "booster_", booster)
+    names = list(booster.feature_name())
+    total = len(X)
+    if total == 0:
+        raise ValueError("wb.explain needs at least one row to explain")
+    rows = X
+    if total > sample:
+        picked = sorted(random.Random(seed).sample(range(total), int(sample)))
+        rows = X.iloc[picked] if hasattr(X, "iloc") else X[picked]
+    contrib = booster.predict(rows, pred_contrib=True)
+    if isinstance(contrib, list):  # sparse input, multiclass: one matrix per class
+        raise TypeError("wb.explain needs dense rows (a DataFrame or an array), not a sparse matrix")
+    width = len(names) + 1  # each class's block ends with the expected value
+    if contrib.shape[1] % width:
+        raise ValueError("the booster's contributions have %d columns, not a multiple of %d features + 1"
+                         % (contrib.shape[1], len(names)))
+    per_column = abs(contrib).mean(axis=0)
+    means = {name: 0.0 for name in names}
+    for block in range(contrib.shape[1] // width):
+        for i, name in enumerate(names):
+            means[name] += float(per_column[block * width + i])
+    digest = None
+    if model_file is not None:
+        with open(model_file, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    summary = {"rows": int(contrib.shape[0]), "total_rows": int(total), "model_sha256": digest,
+               "mean_abs_shap": means}
+    path = output_path(EXPLANATIONS_FILE)
+    with open(path + ".tmp", "w") as fh:
+        json.dump(summary, fh, indent=2)
+    os.replace(path + ".tmp", path)
+    return means
 
 
 def progress(done, total, label=""):

@@ -83,7 +83,8 @@ def latency_ms(booster, X, samples):
 def main():
     split_params = wb.load_params("params.toml", "split")
     params = wb.load_params("params.toml", "evaluate")
-    booster = lgb.Booster(model_file=wb.upstream("train", "model.txt"))
+    model_file = wb.upstream("train", "model.txt")
+    booster = lgb.Booster(model_file=model_file)
 
     _, test_df = common.load_split(split_params)
     X, y = common.features(test_df), common.target(test_df)
@@ -94,6 +95,8 @@ def main():
     fair, groups = fairness(y, pred, test_df, params["sensitive"])
     results.update(fair)
     results.update(latency_ms(booster, X, params["latency_samples"]))
+    # Mean |SHAP| per feature on up to 1,000 held-out rows: the workbench shows and compares them.
+    wb.explain(booster, X, sample=1000, model_file=model_file)
     results = {name: float(value) for name, value in results.items()}
 
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
