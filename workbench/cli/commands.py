@@ -209,6 +209,12 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     return drift(args, printer, workspace)
 
 
+def cmd_compare(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.compare_command import cmd_compare as compare
+
+    return compare(args, printer, workspace)
+
+
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.watch_command import cmd_watch as watch
 

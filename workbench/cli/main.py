@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("run_id", type=int)
     lineage.add_argument("--json", action="store_true")
 
+    from workbench.cli.compare_command import add_parser as add_compare
+
+    add_compare(sub)
+
+    from workbench.cli.explain_command import add_parser as add_explain
+
+    add_explain(sub)
+
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
     reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")
@@ -170,9 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from workbench.cli import commands
+    from workbench.cli.compare_command import glue_dash_values
     from workbench.cli.render import Printer
 
     parser = build_parser()
+    argv = glue_dash_values(list(argv if argv is not None else sys.argv[1:]))
     args = parser.parse_args(argv)
     printer = Printer(json_mode=getattr(args, "json", False))
     if args.command is None:  # `workbench` alone opens the TUI on the workspace

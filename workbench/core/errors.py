@@ -57,3 +57,10 @@ class MirrorError(WorkbenchError):
 
 class DiskFullError(WorkbenchError):
     pass
+
+
+class UsageError(WorkbenchError):
+    """The command line asks for something that cannot be read (a malformed `--where`, a
+    column that does not exist): sysexits' EX_USAGE, as argparse's own errors."""
+
+    exit_code = 64

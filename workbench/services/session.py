@@ -210,6 +210,13 @@ class WorkbenchSession:
     def lineage(self, run_id: int) -> dict:
         return self.store.lineage(run_id)
 
+    def compare(self, request):
+        """Runs side by side: a params x metrics table (workbench.services.compare.CompareRequest
+        in, workbench.core.compare.CompareTable out)."""
+        from workbench.services.compare import CompareService
+
+        return CompareService(self).compare(request)
+
     def evaluations(self, run_id: int) -> dict[str, dict]:
         """Stage -> the evaluation the workbench computed from its predictions file (curves,
         calibration, per-group rates); shape in workbench.adapters.duckdb_evaluation."""

@@ -1,0 +1,114 @@
+"""Reading runs for comparison (workbench compare, the TUI's compare view) from the lineage store.
+
+Set-based: whatever the number of runs, a comparison is three queries in one read-only
+transaction (the runs, then their params and their metrics as long rows), never a query per
+run. A run's param or metric that several stages recorded takes the last stage's value (by
+position), as RunRecord.metrics merges them.
+
+The `--where` tree (workbench.core.compare) becomes SQL here: its operators come from a fixed
+table and every name and value is a bound parameter, so no user text is ever part of the SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.core.compare import AllOf, AnyOf, CompareRow, ResolvedComparison, ResolvedExpr
+from workbench.core.errors import RunNotFound
+
+SQL_OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+# Each stage's value per (run, name), the last stage's winning. `cand` is the candidate runs.
+LATEST = """
+pv AS (SELECT p.run_id, p.name, arg_max(p.value, coalesce(s.position, 0)) AS value
+       FROM params p LEFT JOIN stage_runs s ON s.run_id = p.run_id AND s.stage = p.stage
+       WHERE p.run_id IN (SELECT id FROM cand) GROUP BY p.run_id, p.name),
+mv AS (SELECT m.run_id, m.name, arg_max(m.value, coalesce(s.position, 0)) AS value
+       FROM metrics m LEFT JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage
+       WHERE m.run_id IN (SELECT id FROM cand) GROUP BY m.run_id, m.name)"""
+
+
+class DuckDBCompareStore:
+    def __init__(self, lineage: DuckDBLineageStore):
+        self.lineage = lineage
+
+    def names(self, project: str | None, run_ids: list[int] | None) -> tuple[list[str], list[str]]:
+        """(param names, metric names) recorded by the candidate runs: what --where may name."""
+        cand, args = _candidates(project, run_ids)
+        with self.lineage.transaction() as con:
+            params = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM params "
+                                 "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", args).fetchall()
+            metrics = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM metrics "
+                                  "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", args).fetchall()
+        return [r[0] for r in params], [r[0] for r in metrics]
+
+    def rows(self, project: str | None, run_ids: list[int] | None, where: ResolvedExpr | None = None,
+             limit: int | None = None) -> list[CompareRow]:
+        """The candidate runs (a project's, or the ids given) that satisfy `where`, newest
+        first, at most `limit`, with their params and metrics. RunNotFound names ids not recorded."""
+        cand, args = _candidates(project, run_ids)
+        condition, condition_args = _condition(where) if where is not None else ("TRUE", [])
+        limit_sql = "LIMIT ?" if limit is not None else ""
+        with self.lineage.transaction() as con:
+            if run_ids:
+                found = {r[0] for r in con.execute(f"SELECT id FROM ({cand})", args).fetchall()}
+                missing = [i for i in dict.fromkeys(run_ids) if i not in found]
+                if missing:
+                    raise RunNotFound(f"no run {', '.join(map(str, missing))} recorded"
+                                      + (f" for project {project}" if project else ""))
+            latest = f", {LATEST}" if where is not None else ""
+            picked = con.execute(
+                f"WITH cand AS ({cand}){latest} SELECT r.id, r.status, epoch_us(r.started_at) FROM cand r "
+                f"WHERE {condition} ORDER BY r.id DESC {limit_sql}",
+                args + condition_args + ([limit] if limit is not None else [])).fetchall()
+            ids = [row[0] for row in picked]
+            if not ids:
+                return []
+            # The picked ids are the candidates now: LATEST reads only their rows.
+            chosen = "SELECT unnest($ids::INTEGER[]) AS id"
+            params = con.execute(f"WITH cand AS ({chosen}), {LATEST} SELECT run_id, name, value FROM pv",
+                                 {"ids": ids}).fetchall()
+            metrics = con.execute(f"WITH cand AS ({chosen}), {LATEST} SELECT run_id, name, value FROM mv",
+                                  {"ids": ids}).fetchall()
+        by_run_params: dict[int, dict[str, str]] = {i: {} for i in ids}
+        by_run_metrics: dict[int, dict[str, float | None]] = {i: {} for i in ids}
+        for run_id, name, value in params:
+            by_run_params[run_id][name] = value
+        for run_id, name, value in metrics:
+            by_run_metrics[run_id][name] = value
+        utc = timezone.utc
+        return [CompareRow(run_id, status, datetime.fromtimestamp(started_us / 1e6, utc),
+                           by_run_params[run_id], by_run_metrics[run_id])
+                for run_id, status, started_us in picked]
+
+
+def _candidates(project: str | None, run_ids: list[int] | None) -> tuple[str, list]:
+    """The SQL of the candidate runs (id, status, started_at) and its arguments."""
+    clauses, args = [], []
+    if project is not None:
+        clauses.append("project = ?")
+        args.append(project)
+    if run_ids:
+        clauses.append("id IN (SELECT unnest(?::INTEGER[]))")
+        args.append(list(run_ids))
+    where = "WHERE " + " AND ".join(clauses) if clauses else ""
+    return f"SELECT id, status, started_at FROM runs {where}", args
+
+
+def _condition(expr: ResolvedExpr) -> tuple[str, list]:
+    """SQL (over `cand r`, with `pv` and `mv` in scope) and its bound values."""
+    if isinstance(expr, (AllOf, AnyOf)):
+        parts = [_condition(term) for term in expr.terms]
+        joiner = " AND " if isinstance(expr, AllOf) else " OR "
+        return "(" + joiner.join(sql for sql, _ in parts) + ")", [a for _, args in parts for a in args]
+    assert isinstance(expr, ResolvedComparison)
+    op = SQL_OPERATORS[expr.op]
+    if expr.column.kind == "metric":
+        value = "(SELECT v.value FROM mv v WHERE v.run_id = r.id AND v.name = ? AND NOT isnan(v.value))"
+        return f"{value} {op} ?", [expr.column.name, float(expr.value)]
+    if isinstance(expr.value, float):  # a number: compared as one (`0.10` equals `0.1`)
+        value = "(SELECT TRY_CAST(v.value AS DOUBLE) FROM pv v WHERE v.run_id = r.id AND v.name = ?)"
+        return f"{value} {op} ?", [expr.column.name, expr.value]
+    value = "(SELECT v.value FROM pv v WHERE v.run_id = r.id AND v.name = ?)"
+    return f"{value} {op} ?", [expr.column.name, expr.value]

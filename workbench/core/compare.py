@@ -1,0 +1,381 @@
+"""Comparing runs side by side: a params x metrics table, as `dvc exp show` or MLflow's compare
+view shows it. Pure: the store reads the rows (workbench.adapters.duckdb_compare), this module
+parses what the user asked (`--where`, `--sort`), decides which params differ and lays out the
+table that the CLI and the TUI both show.
+
+A `--where` expression is parsed here into a small tree of comparisons; the adapter turns that
+tree into parameterized SQL, so no user text ever becomes SQL. Grammar (and binds tighter):
+
+    expr       := and_expr ("or" and_expr)*
+    and_expr   := comparison ("and" comparison)*
+    comparison := COLUMN OP VALUE        OP: = == != < <= > >=
+    COLUMN     := a param or metric name, or `param:NAME` / `metric:NAME`
+    VALUE      := a number, a bare word, or a 'quoted' / "quoted" string
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Union
+
+from workbench.core.errors import UsageError
+
+OPERATORS = ("<=", ">=", "!=", "==", "=", "<", ">")
+RUN_COLUMNS = ("id", "status", "started")
+"""Columns every row has; a param or metric of one of these names is shown with its prefix."""
+
+
+# -- the rows ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One run: its params as recorded (text, as params.json gave them), its metrics."""
+
+    run_id: int
+    status: str
+    started_at: datetime
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    """What the user sees and names in --sort / --where (`lr`, or `param:auc` on a clash)."""
+    kind: str
+    """"run", "param" or "metric"."""
+    name: str
+    """The name as recorded."""
+
+
+def param_value(text: str | None) -> float | str | bool | None:
+    """A recorded param as a value: numbers and booleans typed (params.json wrote them as JSON),
+    anything else the text itself."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, bool) or isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return text
+
+
+def labelled_columns(param_names: list[str], metric_names: list[str]) -> list[Column]:
+    """Param then metric columns, each sorted by name; a name used by both (or by a run
+    column) is prefixed `param:` / `metric:` so that every label names one column."""
+    params, metrics = set(param_names), set(metric_names)
+    clash = (params & metrics) | ((params | metrics) & set(RUN_COLUMNS))
+    columns = [Column(f"param:{n}" if n in clash else n, "param", n) for n in sorted(params)]
+    columns += [Column(f"metric:{n}" if n in clash else n, "metric", n) for n in sorted(metrics)]
+    return columns
+
+
+def resolve_column(label: str, columns: list[Column], what: str, run_columns: bool = True) -> Column:
+    """The column `label` names: its label, `param:NAME`/`metric:NAME`, or a bare name that
+    only one of them has. UsageError naming `what` (the option) and the closest label."""
+    label = label.strip()
+    by_label = {c.label: c for c in columns}
+    if run_columns and label in RUN_COLUMNS:
+        return Column(label, "run", label)
+    if label in by_label:
+        return by_label[label]
+    kind, _, name = label.partition(":")
+    if kind in ("param", "metric") and name:
+        found = [c for c in columns if c.kind == kind and c.name == name]
+        if found:
+            return found[0]
+    matching = [c for c in columns if c.name == label]
+    if len(matching) > 1:
+        raise UsageError(f"{what}: {label!r} is both a param and a metric: say param:{label} or metric:{label}")
+    known = ([*RUN_COLUMNS] if run_columns else []) + [c.label for c in columns]
+    close = difflib.get_close_matches(label, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listing = ", ".join(known[:12]) + (" …" if len(known) > 12 else "") if known else "none recorded"
+    raise UsageError(f"{what}: no param or metric named {label!r}{hint} (columns: {listing})")
+
+
+# -- --where -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Comparison:
+    column: str
+    """The label as typed; resolved against the recorded names by `resolve_where`."""
+    op: str
+    """One of = != < <= > >= (`==` is read as `=`)."""
+    value: float | str
+
+
+@dataclass(frozen=True)
+class AllOf:
+    terms: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    terms: tuple["Expr", ...]
+
+
+Expr = Union[Comparison, AllOf, AnyOf]
+
+
+@dataclass(frozen=True)
+class ResolvedComparison:
+    """A comparison whose column is known: what the adapter translates to SQL."""
+
+    column: Column
+    op: str
+    value: float | str
+
+
+ResolvedExpr = Union[ResolvedComparison, AllOf, AnyOf]
+
+_TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|!=|==|=|<|>)|(?P<quoted>'[^']*'|"[^"]*")|(?P<word>[^\s<>=!'"]+))""")
+
+
+def _tokens(text: str, option: str) -> list[tuple[str, str, int]]:
+    """(kind, text, position) of each token; kind: op, quoted, word."""
+    tokens, position = [], 0
+    while position < len(text):
+        if text[position:].strip() == "":
+            break
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise UsageError(f"{option} {text!r}: cannot read {text[position:].strip()!r} at column {position + 1}")
+        kind = match.lastgroup
+        tokens.append((kind, match.group(kind), match.start(kind)))
+        position = match.end()
+    return tokens
+
+
+def parse_where(text: str, option: str = "--where") -> Expr:
+    """Parse one --where expression; UsageError naming the expression and what is wrong."""
+    tokens = _tokens(text, option)
+    if not tokens:
+        raise UsageError(f"{option}: empty expression (write it as 'auc > 0.84')")
+    position = 0
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(f"{option} {text!r}: {problem} (write comparisons as 'auc > 0.84', "
+                          "joined with and / or)")
+
+    def comparison() -> Comparison:
+        nonlocal position
+        if position >= len(tokens):
+            raise fail("a comparison is missing at the end")
+        kind, column, _at = tokens[position]
+        if kind != "word" or column.lower() in ("and", "or"):
+            raise fail(f"expected a param or metric name, found {column!r}")
+        if position + 1 >= len(tokens) or tokens[position + 1][0] != "op":
+            found = tokens[position + 1][1] if position + 1 < len(tokens) else "the end"
+            raise fail(f"expected an operator (= != < <= > >=) after {column!r}, found {found!r}")
+        op = tokens[position + 1][1]
+        if position + 2 >= len(tokens):
+            raise fail(f"a value is missing after {column!r} {op}")
+        value_kind, raw, _ = tokens[position + 2]
+        if value_kind == "op" or (value_kind == "word" and raw.lower() in ("and", "or")):
+            raise fail(f"a value is missing after {column!r} {op}")
+        position += 3
+        return Comparison(column, "=" if op == "==" else op, _literal(value_kind, raw))
+
+    def conjunction() -> Expr:
+        nonlocal position
+        terms = [comparison()]
+        while position < len(tokens) and tokens[position][0] == "word" and tokens[position][1].lower() == "and":
+            position += 1
+            terms.append(comparison())
+        return terms[0] if len(terms) == 1 else AllOf(tuple(terms))
+
+    terms = [conjunction()]
+    while position < len(tokens) and tokens[position][0] == "word" and tokens[position][1].lower() == "or":
+        position += 1
+        terms.append(conjunction())
+    if position < len(tokens):
+        raise fail(f"unexpected {tokens[position][1]!r} (join comparisons with and / or)")
+    return terms[0] if len(terms) == 1 else AnyOf(tuple(terms))
+
+
+def _literal(kind: str, raw: str) -> float | str:
+    if kind == "quoted":
+        return raw[1:-1]
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return number if math.isfinite(number) else raw
+
+
+def parse_wheres(texts: list[str]) -> Expr | None:
+    """Several --where options: all must hold."""
+    parsed = [parse_where(text) for text in texts if text is not None]
+    if not parsed:
+        return None
+    return parsed[0] if len(parsed) == 1 else AllOf(tuple(parsed))
+
+
+def where_names(expr: Expr | None) -> list[str]:
+    """The column labels an expression names, in order."""
+    if expr is None:
+        return []
+    if isinstance(expr, Comparison):
+        return [expr.column]
+    return [name for term in expr.terms for name in where_names(term)]
+
+
+def resolve_where(expr: Expr | None, columns: list[Column]) -> ResolvedExpr | None:
+    """Each comparison's column resolved against the recorded names; a metric compared with a
+    word is refused (metrics are numbers)."""
+    if expr is None:
+        return None
+    if isinstance(expr, Comparison):
+        column = resolve_column(expr.column, columns, "--where", run_columns=False)
+        if column.kind == "metric" and isinstance(expr.value, str):
+            raise UsageError(f"--where: metric {column.label!r} is a number; {expr.value!r} is not "
+                             f"(write e.g. '{column.label} {expr.op} 0.8')")
+        return ResolvedComparison(column, expr.op, expr.value)
+    return type(expr)(tuple(resolve_where(term, columns) for term in expr.terms))
+
+
+# -- --sort --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SortKey:
+    column: str
+    descending: bool = False
+
+
+def parse_sort(text: str | None) -> SortKey | None:
+    """`auc` (ascending) or `-auc` (descending); `+auc` is ascending too."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    descending = text.startswith("-")
+    name = text[1:].strip() if text[:1] in "+-" else text
+    if not name:
+        raise UsageError(f"--sort {text!r}: name a column, e.g. --sort -auc")
+    return SortKey(name, descending)
+
+
+def cell_value(row: CompareRow, column: Column) -> float | str | bool | None:
+    """A row's value in a column, typed (None: the run has no such value)."""
+    if column.kind == "run":
+        return {"id": row.run_id, "status": row.status, "started": row.started_at}[column.name]
+    if column.kind == "param":
+        return param_value(row.params.get(column.name))
+    value = row.metrics.get(column.name)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def sort_rows(rows: list[CompareRow], column: Column, descending: bool = False) -> list[CompareRow]:
+    """Rows ordered by one column: numbers by value, then text; a run without a value last
+    whichever the direction. Stable, so equal values keep their order (newest first)."""
+
+    def key(row: CompareRow):
+        value = cell_value(row, column)
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, (int, float)):
+            return (0, value, "")
+        if isinstance(value, datetime):
+            return (0, value.timestamp(), "")
+        return (1, 0, value)
+
+    present = [r for r in rows if cell_value(r, column) is not None]
+    missing = [r for r in rows if cell_value(r, column) is None]
+    # reverse=True keeps equal values in their order (Python's sort stays stable)
+    return sorted(present, key=key, reverse=descending) + missing
+
+
+# -- which params differ, and the table ----------------------------------------------------------
+
+def differing_params(rows: list[CompareRow], names: list[str]) -> list[str]:
+    """The params whose value is not the same in every row (a run without the param counts as
+    a value of its own). With one row nothing differs."""
+    differing = []
+    for name in names:
+        first = rows[0].params.get(name) if rows else None
+        if any(row.params.get(name) != first for row in rows[1:]):
+            differing.append(name)
+    return differing
+
+
+@dataclass(frozen=True)
+class CompareTable:
+    rows: list[CompareRow]
+    columns: list[Column]
+    """The param and metric columns shown, params first."""
+    hidden: dict[str, str | None]
+    """Params equal in every shown run and left out (name -> their one value)."""
+    reference: int | None
+    """The run the others are compared with (the TUI highlights cells that differ from it)."""
+    sort: SortKey | None = None
+
+    @property
+    def params(self) -> list[Column]:
+        return [c for c in self.columns if c.kind == "param"]
+
+    @property
+    def metrics(self) -> list[Column]:
+        return [c for c in self.columns if c.kind == "metric"]
+
+    def column(self, label: str) -> Column:
+        return resolve_column(label, self.columns, "column")
+
+    def values(self, column: Column) -> list[float | str | bool | None]:
+        return [cell_value(row, column) for row in self.rows]
+
+    def differs(self, row: CompareRow, column: Column) -> bool:
+        """Whether the row's value differs from the reference run's (the reference itself: no)."""
+        reference = next((r for r in self.rows if r.run_id == self.reference), None)
+        if reference is None or row.run_id == reference.run_id:
+            return False
+        return cell_value(row, column) != cell_value(reference, column)
+
+    def sorted_by(self, sort: SortKey | None) -> "CompareTable":
+        """The same table ordered by a column (None: newest first)."""
+        if sort is None:
+            rows = sorted(self.rows, key=lambda r: r.run_id, reverse=True)
+        else:
+            rows = sort_rows(self.rows, resolve_column(sort.column, self.columns, "--sort"), sort.descending)
+        return CompareTable(rows, self.columns, self.hidden, self.reference, sort)
+
+    def to_json(self) -> dict:
+        return {
+            "reference": self.reference,
+            "sort": None if self.sort is None else ("-" if self.sort.descending else "") + self.sort.column,
+            "params": [c.label for c in self.params],
+            "metrics": [c.label for c in self.metrics],
+            "equal_params": {name: param_value(value) for name, value in self.hidden.items()},
+            "runs": [{"id": row.run_id, "status": row.status, "started_at": row.started_at.isoformat(),
+                      "params": {c.label: cell_value(row, c) for c in self.params},
+                      "metrics": {c.label: cell_value(row, c) for c in self.metrics}} for row in self.rows],
+        }
+
+
+def build_table(rows: list[CompareRow], all_params: bool = False, sort: SortKey | None = None,
+                reference: int | None = None) -> CompareTable:
+    """The table for `rows` (newest first as read): every metric, the params that differ
+    (every param with `all_params`), ordered by `sort`. `reference`: the run to compare with
+    (default: the first row)."""
+    param_names = sorted({name for row in rows for name in row.params})
+    metric_names = sorted({name for row in rows for name in row.metrics})
+    shown = set(param_names if all_params else differing_params(rows, param_names))
+    hidden = {name: rows[0].params.get(name) for name in param_names if name not in shown}
+    columns = [c for c in labelled_columns(param_names, metric_names) if c.kind == "metric" or c.name in shown]
+    if reference is None or all(r.run_id != reference for r in rows):
+        reference = rows[0].run_id if rows else None
+    table = CompareTable(list(rows), columns, hidden, reference)
+    if sort is not None:
+        # A hidden param is a column too: sorting by it is allowed (all rows equal, order kept).
+        every = labelled_columns(param_names, metric_names)
+        column = resolve_column(sort.column, every, "--sort")
+        table = CompareTable(sort_rows(table.rows, column, sort.descending), columns, hidden, reference, sort)
+    return table
