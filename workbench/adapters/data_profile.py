@@ -76,10 +76,29 @@ def rejected_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
     """The rows the connection's last `read_csv(..., store_rejects = true)` left out: [(line,
     what was wrong, in a user's words)], in file order."""
     rows = con.execute(
-        "SELECT line, string_agg(DISTINCT error_type::VARCHAR || '|' || coalesce(column_name, '') || '|' "
-        "|| coalesce(error_message, ''), '\n') FROM reject_errors GROUP BY line ORDER BY line").fetchall()
-    return [(int(line), "; ".join(_reject(*entry.split("|", 2)) for entry in errors.split("\n")))
-            for line, errors in rows]
+        "SELECT line, error_type::VARCHAR, coalesce(column_name, ''), coalesce(error_message, '') "
+        "FROM reject_errors ORDER BY line, error_type, column_name").fetchall()
+    reasons: dict[int, list[str]] = {}
+    for line, kind, column, message in _one_short_row_entry_per_line(rows):
+        said = reasons.setdefault(int(line), [])
+        reason = _reject(kind, column, message)
+        if reason not in said:
+            said.append(reason)
+    return [(line, "; ".join(said)) for line, said in reasons.items()]
+
+
+def _one_short_row_entry_per_line(rows: list[tuple]) -> list[tuple]:
+    """DuckDB reports a row with missing fields once per missing column, each entry counting the
+    fields read up to that column ("Found: 2", "Found: 3", ...): the row's own count is the
+    smallest. Keep that entry alone, so the row reads "2 fields", not a list of counts."""
+    fewest: dict[int, tuple] = {}
+    for row in rows:
+        counts = _COUNTS.search(row[3])
+        if row[1] == "MISSING COLUMNS" and counts:
+            kept = fewest.get(row[0])
+            if kept is None or int(counts[2]) < int(_COUNTS.search(kept[3])[2]):
+                fewest[row[0]] = row
+    return [row for row in rows if row[1] != "MISSING COLUMNS" or fewest.get(row[0], row) is row]
 
 
 def rejected_summary(rejected: list[tuple[int, str]]) -> str:
