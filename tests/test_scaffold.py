@@ -163,7 +163,9 @@ def test_init_makes_no_stage_of_a_helper_module_and_gives_each_stage_its_own_inp
     assert json.loads(done.stdout)["stages"] == ["train", "evaluate"]
     manifest = parse_manifest((project / "workbench.toml").read_text())
     assert "features" not in manifest.stages
-    assert manifest.stages["train"].inputs == ("train.py", "features.py", "data/credit.csv", "params.toml")
+    # train reads [train] of params.toml (wb.load_params): that key, not the whole file
+    assert manifest.stages["train"].inputs == ("train.py", "features.py", "data/credit.csv")
+    assert [ref.key for ref in manifest.stages["train"].params] == ["train"]
     assert manifest.stages["evaluate"].inputs == ("evaluate.py", "features.py", "data/holdout.csv")
     assert "#   features.py: a module imported by evaluate.py, train.py, not a script" in (
         project / "workbench.toml").read_text()

@@ -26,6 +26,7 @@ import duckdb
 
 from workbench.adapters.data_profile import profile_file
 from workbench.adapters.duckdb_schema import migrate
+from workbench.adapters.duckdb_stage_params import read_stage_params, stage_params_rows
 from workbench.adapters.workspace_paths import WorkspacePaths
 from workbench.core.errors import DiskFullError, RunNotFound, StoreError
 from workbench.core.gates import GateResult
@@ -395,6 +396,7 @@ def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePa
     params = by_stage(f"SELECT stage, name, value FROM params {where} ORDER BY name")
     metrics = by_stage(f"SELECT stage, name, value FROM metrics {where} ORDER BY name")
     artifacts = by_stage(f"SELECT stage, name, path, sha256, size, kind FROM artifacts {where} ORDER BY name")
+    param_values = read_stage_params(con, where, args)
     stages = []
     for row in con.execute(f"SELECT {', '.join(STAGE_COLUMNS[1:])} FROM stage_runs {where} ORDER BY position",
                            args).fetchall():
@@ -409,6 +411,7 @@ def _read_stages(con: duckdb.DuckDBPyConnection, run_id: int, paths: WorkspacePa
             "params": dict(params.get(name, [])),
             "metrics": dict(metrics.get(name, [])),
             "artifacts": [Artifact(a[0], paths.resolved(a[1]), *a[2:]) for a in artifacts.get(name, [])],
+            "param_values": param_values.get(name, {}),
         }))
     return stages
 
@@ -440,6 +443,7 @@ def _child_rows(record: RunRecord, paths: WorkspacePaths) -> dict[str, list[tupl
     rows["gate_results"] = [(record.id, position, g.metric, g.op, g.threshold, g.value, g.passed, g.detail)
                             for position, g in enumerate(record.gates)]
     rows["run_datasets"] = [(record.id, d.fingerprint, d.path) for d in record.datasets]
+    rows["stage_params"] = stage_params_rows(record)
     return rows
 
 

@@ -113,6 +113,8 @@ def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
             con.print(f"  in   {escape(f['path'])}  {f['sha256'][:16]}…  {f['size']} B")
         for key, value in sorted((stage.get("params") or {}).items()):
             con.print(f"  param {escape(key)} = {escape(str(value))}")
+        for key, value in (stage.get("param_values") or {}).items():  # the keys its cache key took
+            con.print(f"  key  {escape(key)} = {escape(value)}")
         for art in stage.get("artifacts", []):
             con.print(f"  out  {escape(art['name'])} ({art['kind']})  {art['sha256'][:16]}…  {art['size']} B")
     return EXIT_OK

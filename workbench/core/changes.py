@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from workbench.core.manifest import MANIFEST_NAME, Manifest
 from workbench.core.model import Trigger
@@ -168,9 +168,10 @@ class Debouncer:
         return change
 
 
-def stage_inputs_matcher(manifest: Manifest) -> GlobSet:
-    """Matches every path some stage reads (or that changes every stage: manifest, requirements)."""
-    patterns = [MANIFEST_NAME] + [p for spec in manifest.stages.values() for p in spec.inputs]
+def stage_inputs_matcher(manifest: Manifest, params_files: tuple[str, ...] = ()) -> GlobSet:
+    """Matches every path some stage reads (or that changes every stage: manifest, requirements);
+    `params_files`: the files stages read keys of (workbench.core.params_keys)."""
+    patterns = [MANIFEST_NAME, *params_files] + [p for spec in manifest.stages.values() for p in spec.inputs]
     if manifest.environment.requirements:
         patterns.append(manifest.environment.requirements)
     return glob_set(tuple(patterns))
@@ -182,8 +183,9 @@ def changes_everything(manifest: Manifest, path: str) -> bool:
                                      and path == manifest.environment.requirements.removeprefix("./"))
 
 
-def affected_stages(manifest: Manifest, changed_paths: Iterable[str]) -> set[str]:
-    """The stages whose declared inputs match a changed path, plus everything downstream of them.
+def affected_stages(manifest: Manifest, changed_paths: Iterable[str], keys_changed: Iterable[str] = ()) -> set[str]:
+    """The stages whose declared inputs match a changed path, or whose params keys changed value
+    (`keys_changed`, see params_changed), plus everything downstream of them.
 
     A change to the manifest (reloaded by the caller) or to the environment's requirements
     affects every stage.
@@ -191,12 +193,18 @@ def affected_stages(manifest: Manifest, changed_paths: Iterable[str]) -> set[str
     paths = list(changed_paths)
     if any(changes_everything(manifest, p) for p in paths):
         return set(manifest.stages)
-    direct = set()
+    direct = set(keys_changed) & set(manifest.stages)
     for name, spec in manifest.stages.items():
         reads = glob_set(spec.inputs)
         if any(reads(p) for p in paths):
             direct.add(name)
     return downstream_of({n: s.depends_on for n, s in manifest.stages.items()}, direct)
+
+
+def params_changed(before: Mapping[str, object], after: Mapping[str, object]) -> set[str]:
+    """The stages whose resolved params keys (values, or the problem reading them) differ: an
+    edit of `[evaluate] threshold` changes evaluate's, not train's, so only evaluate reruns."""
+    return {stage for stage in before.keys() | after.keys() if before.get(stage) != after.get(stage)}
 
 
 def content_changed(before: dict[str, str], after: dict[str, str | None]) -> list[str]:

@@ -19,6 +19,7 @@ from workbench.core.errors import ManifestError
 from workbench.core.gates import Gate, parse_gate
 from workbench.core.manifest_reader import TableReader as _Reader
 from workbench.core.manifest_reader import parse_size, path_problem
+from workbench.core.params_keys import PARAMS_SUFFIXES, ParamRef, parse_param_ref
 from workbench.core.stage_command import command_scripts
 
 MANIFEST_NAME = "workbench.toml"
@@ -105,6 +106,10 @@ class StageSpec:
     """Time limit for this stage (above 0, at most 30 days); defaults to environment.timeout_s."""
     memory: str | None = None
     """Memory limit for this stage (6m to 1t); defaults to environment.memory."""
+    params: tuple[ParamRef, ...] = ()
+    """Keys of a params file the stage reads (`["train", "split.seed", "other.yaml:model.lr"]`):
+    its cache key takes their values, not the whole file's hash (workbench.core.params_keys).
+    A missing key fails the stage before it runs, naming the key and the file."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,9 @@ class Manifest:
     elsewhere. Snapshots copy their targets' content. Any other symlink that leaves the project
     fails the run before it starts, naming the link: following one by accident would copy
     whatever it points at (`/etc/shadow`, another project's data) into the run."""
+    params_file: str | None = None
+    """`[project] params`: the params file a stage's bare keys (`params = ["train"]`) read; unset:
+    the one of params.toml, params.yaml, params.yml, params.json at the project's top."""
     source: str = MANIFEST_NAME
 
     @property
@@ -252,6 +260,10 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     if goal not in ("maximize", "minimize"):
         raise project.fail("primary_metric_goal", f"must be 'maximize' or 'minimize', got {goal!r}")
     external_links = _external_links(project)
+    params_file = project.path("params")
+    if params_file is not None and not params_file.lower().endswith(PARAMS_SUFFIXES):
+        raise project.fail("params", f"{params_file!r} must be a TOML, YAML or JSON file "
+                                     f"(ending in {', '.join(PARAMS_SUFFIXES)})")
     project.reject_unknown()
 
     data_table = root.table_of("data")
@@ -281,7 +293,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
-        drift=drift, external_links=external_links, source=source,
+        drift=drift, external_links=external_links, params_file=params_file, source=source,
     )
 
 
@@ -438,6 +450,23 @@ def _check_command_scripts(table: _Reader, key: str, command: str) -> None:
             raise table.fail(key, f"{problem}: the run's snapshot holds only the project's files")
 
 
+def _param_refs(table: _Reader) -> tuple[ParamRef, ...]:
+    """A stage's `params`: keys of a params file, each checked (syntax, a file inside the project)."""
+    refs = []
+    for value in table.strings("params"):
+        try:
+            ref = parse_param_ref(value)
+        except ValueError as exc:
+            raise table.fail("params", str(exc)) from None
+        if ref.file is not None:
+            table.check_path("params", ref.file)
+        refs.append(ref)
+    if len(set(refs)) < len(refs):
+        twice = next(r for r in refs if refs.count(r) > 1)
+        raise table.fail("params", f"{twice.key!r} is listed twice")
+    return tuple(refs)
+
+
 def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
     stages_table = root.table_of("stages")
     if not stages_table.table:
@@ -455,7 +484,7 @@ def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
             name=name, command=command, inputs=table.paths("inputs"),
             outputs=table.paths("outputs", inside="the stage's output folder"),
             depends_on=table.strings("depends_on"), timeout_s=_timeout(table, None),
-            memory=table.size("memory", None),
+            memory=table.size("memory", None), params=_param_refs(table),
         )
         table.reject_unknown()
     for stage in stages.values():

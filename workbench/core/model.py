@@ -79,6 +79,9 @@ class StageResult:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
+    param_values: dict[str, str] = field(default_factory=dict)
+    """The params keys the stage names (`params.toml:train.lr`) -> canonical JSON of the value
+    it ran with: what its cache key took (workbench.core.params_keys)."""
 
 
 @dataclass(frozen=True)

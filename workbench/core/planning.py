@@ -2,7 +2,8 @@
 
 A stage is reused when its cache key matches an earlier successful stage run. The key covers
 everything that can change the stage's outputs: its command, the content of the files its
-declared inputs match, the environment image, and the content of its upstream stages' outputs.
+declared inputs match, the values of the params keys it names, the environment image, and the
+content of its upstream stages' outputs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 
@@ -134,20 +135,23 @@ class CacheKeyParts:
     image_id: str
     upstream: dict[str, str]
     network: bool
+    params: dict[str, str] = field(default_factory=dict)
+    """The params keys the stage names (`file:key` -> canonical JSON of the value): only these
+    values, not the params file's hash, unless the stage also lists the file in `inputs`."""
 
     def digest(self) -> str:
-        payload = json.dumps(
-            {
-                "v": 1,
-                "stage": self.stage,
-                "command": self.command,
-                "inputs": sorted(self.inputs.items()),
-                "image": self.image_id,
-                "upstream": sorted(self.upstream.items()),
-                "network": self.network,
-            },
-            sort_keys=True,
-        )
+        fields = {
+            "v": 1,
+            "stage": self.stage,
+            "command": self.command,
+            "inputs": sorted(self.inputs.items()),
+            "image": self.image_id,
+            "upstream": sorted(self.upstream.items()),
+            "network": self.network,
+        }
+        if self.params:  # absent, not empty: a stage without keys keeps the key it always had
+            fields["params"] = sorted(self.params.items())
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -53,6 +53,10 @@ class RunDiff:
     data: list[Change] = field(default_factory=list)
     """Data files: path, content fingerprint before and after."""
     params: list[Change] = field(default_factory=list)
+    """The params stages logged (wb.log_params), named `stage.name`."""
+    param_keys: list[Change] = field(default_factory=list)
+    """The params keys stages name in the manifest (`params.toml:evaluate.threshold`): the
+    values their cache keys took, as canonical JSON."""
     image: Change | None = None
     metrics: list[MetricChange] = field(default_factory=list)
     """Every metric either run reported, changed or not, so the table reads as a comparison."""
@@ -61,7 +65,7 @@ class RunDiff:
 
     @property
     def unchanged(self) -> bool:
-        return not (self.code or self.data or self.params or self.image)
+        return not (self.code or self.data or self.params or self.param_keys or self.image)
 
 
 def _changes(before: dict[str, str], after: dict[str, str]) -> list[Change]:
@@ -81,6 +85,11 @@ def _params(record: RunRecord) -> dict[str, str]:
     return merged
 
 
+def _param_keys(record: RunRecord) -> dict[str, str]:
+    """Every stage of a run reads a key from the same file state, so one value per key."""
+    return {label: value for stage in record.stages for label, value in stage.param_values.items()}
+
+
 def diff_runs(base: RunRecord, run: RunRecord) -> RunDiff:
     """How `run` differs from `base`. Stages a partial run did not record count as absent."""
     data_paths = {d.path for d in base.datasets} | {d.path for d in run.datasets}
@@ -95,4 +104,5 @@ def diff_runs(base: RunRecord, run: RunRecord) -> RunDiff:
     metrics = [MetricChange(name, before_metrics.get(name), after_metrics.get(name))
                for name in sorted(before_metrics.keys() | after_metrics.keys())]
     return RunDiff(project=run.project, base=base.id, run=run.id, code=code, data=data,
-                   params=_changes(_params(base), _params(run)), image=image, metrics=metrics)
+                   params=_changes(_params(base), _params(run)),
+                   param_keys=_changes(_param_keys(base), _param_keys(run)), image=image, metrics=metrics)

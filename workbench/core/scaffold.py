@@ -5,7 +5,9 @@ Python files, and returns the manifest's text, which parses (the caller checks i
 writing anything). It only writes down what it found: stages for the scripts with the usual
 names that are scripts (they do their work when run; a `features.py` of functions that the
 others import is a module, not a stage), chained in the usual order, each reading its own
-script, the local modules it imports and the data and params files it names. What it cannot know (the
+script, the local modules it imports and the data and params files it names; when `ast` can tell which
+keys of a params file a stage reads (`params["train"]`, `wb.load_params("params.toml", "train")`),
+those keys (`params = ["train"]`) instead of the whole file. What it cannot know (the
 label column, the primary metric, gates) is left as commented lines that say what to put there.
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import PurePosixPath
 
+from workbench.core.params_keys import default_params_file
 from workbench.core.script_facts import ScriptFacts, local_modules, read_facts
 
 STAGE_ORDER = ("validate", "prepare", "preprocess", "featurize", "features", "train", "evaluate", "score")
@@ -39,6 +42,9 @@ class StagePlan:
     """The script, the project's modules it imports, and the data and params files it names."""
     why: str
     """What showed it is a stage (`if __name__ == "__main__"`, top-level calls)."""
+    params: tuple[str, ...] = ()
+    """The params keys it reads (`train`, `split.seed`, `other.yaml:lr`), when `ast` could tell
+    them all for a file; that file is then not among its inputs."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,10 @@ def survey(folder_name: str, files: list[str], sources: Mapping[str, str]) -> Sc
         modules = local_modules(script, facts, visible)
         named = {s for path in (script, *modules) if path in facts for s in facts[path].strings}
         read = [f for f in (*data, *([params] if params else [])) if _names(f, named)]
-        stages.append(StagePlan(stage, script, (script, *modules, *read), why))
+        keys, by_key, whole = _params_keys([facts[p] for p in (script, *modules) if p in facts], present)
+        # `wb.load_params()` reads params.toml without writing its name down
+        read = [f for f in read if f not in by_key] + [f for f in whole if f not in read]
+        stages.append(StagePlan(stage, script, (script, *modules, *read), why, keys))
     if not stages:
         looked = ", ".join(f"{stage}.py" for stage in ("validate", "train", "evaluate"))
         skipped = "".join(f"; {script} is not one: {why}" for script, why in not_stages)
@@ -89,6 +98,24 @@ def survey(folder_name: str, files: list[str], sources: Mapping[str, str]) -> Sc
                            f"{', '.join(f + '/' for f in SCRIPT_FOLDERS if f)}){skipped}")
     requirements = "requirements.txt" if "requirements.txt" in present else None
     return Scaffold(project_name(folder_name), tuple(stages), data, params, requirements, tuple(not_stages))
+
+
+def _params_keys(used: list[ScriptFacts], present: set[str]) -> tuple[tuple[str, ...], set[str], list[str]]:
+    """(the keys a stage reads, as a manifest writes them; the files they come from; the files
+    it reads whole). A file some code reads whole, or in a way `ast` cannot follow, stays a
+    whole-file input; if even the file cannot be told (`wb.load_params(path)`), no keys at all."""
+    keys = [k for facts in used for k in facts.params.keys]
+    whole = {f for facts in used for f in facts.params.whole}
+    whole_present = sorted(f for f in whole if f in present)
+    if "?" in whole:
+        return (), set(), whole_present
+    default, _ = default_params_file(None, present)
+    chosen = [(file, key) for file, key in dict.fromkeys(keys) if file in present and file not in whole]
+    # `split` covers `split.seed`: keep only the widest key read of each part of a file.
+    chosen = [(file, key) for file, key in chosen
+              if not any(f == file and key.startswith(k + ".") for f, k in chosen)]
+    written = tuple(key if file == default else f"{file}:{key}" for file, key in chosen)
+    return written, {file for file, _ in chosen}, whole_present
 
 
 def _verdict(script: str, facts: ScriptFacts | None, importers: list[str]) -> tuple[str, str | None]:
@@ -168,6 +195,9 @@ def manifest_text(scaffold: Scaffold) -> str:
         lines += [f"[stages.{stage.name}]", f"# a stage because {stage.why}",
                   f"command = {q('python ' + stage.script)}",
                   f"inputs = [{', '.join(q(i) for i in stage.inputs)}]"]
+        if stage.params:
+            lines += ["# the params keys it reads: an edit elsewhere in the file does not rerun it",
+                      f"params = [{', '.join(q(k) for k in stage.params)}]"]
         if previous:
             lines.append(f"depends_on = [{q(previous)}]")
         lines.append("")

@@ -9,10 +9,28 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from workbench.core.params_keys import PARAMS_SUFFIXES
+
 WORK_STATEMENTS = (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith)
+
+
+LOAD_PARAMS = "load_params"
+"""wb.load_params(path="params.toml", section=None)"""
+FILE_LOADERS = {("tomllib", "load"), ("tomllib", "loads"), ("toml", "load"), ("yaml", "safe_load"),
+                ("yaml", "load"), ("json", "load"), ("json", "loads")}
+"""Calls that parse a whole params file, when a params file's name is what they read."""
+
+
+@dataclass(frozen=True)
+class ParamsUse:
+    """The params a file reads: (file, dotted key) pairs, and the files read whole or in a way
+    `ast` cannot follow (a dict passed on, iterated, indexed by a variable)."""
+
+    keys: tuple[tuple[str, str], ...] = ()
+    whole: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -27,6 +45,8 @@ class ScriptFacts:
     """(dotted module, relative level) of every import, `from a import b` also as `a.b`."""
     strings: tuple[str, ...] = ()
     """Every string constant, where file names (`data/churn.csv`, `params.toml`) are written."""
+    params: ParamsUse = field(default_factory=lambda: ParamsUse())
+    """Which keys of which params files it reads, as far as `ast` can tell."""
 
 
 def read_facts(source: str) -> ScriptFacts:
@@ -55,7 +75,109 @@ def read_facts(source: str) -> ScriptFacts:
         does_work=any(_does_work(s) for s in body),
         imports=tuple(dict.fromkeys(imports)),
         strings=tuple(dict.fromkeys(strings)),
+        params=_params_use(tree),
     )
+
+
+def _params_use(tree: ast.AST) -> ParamsUse:
+    """The keys read from params files: `wb.load_params("params.toml", "train")` reads [train];
+    a whole file loaded into a name (`params = wb.load_params()`, `tomllib.load(open(...))`)
+    reads the keys it is indexed with: `params["split"]["seed"]` is split.seed. Names are
+    matched by name, not scope: a guess that init writes down for the user to check."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    opened = {}  # `with open("params.yaml") as fh`: fh -> params.yaml
+    for node in ast.walk(tree):
+        if isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            name = _params_file_arg(node.context_expr)
+            if name:
+                opened[node.optional_vars.id] = name
+    keys: list[tuple[str, str]] = []
+    whole: list[str] = []
+    holders: dict[str, str] = {}  # a name holding a whole params file -> the file
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        file, section = _params_call(node, opened)
+        if file is None:
+            continue
+        if section == "":
+            whole.append(file)
+            continue
+        if section is not None:
+            keys.append((file, section))
+            continue
+        parent = parents.get(node)
+        target = parent.targets[0] if isinstance(parent, ast.Assign) and len(parent.targets) == 1 else None
+        if isinstance(target, ast.Name):
+            holders[target.id] = file
+        else:
+            subscript = _key_path(node, parents)
+            if subscript:
+                keys.append((file, subscript))
+            else:
+                whole.append(file)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in holders:
+            key = _key_path(node, parents)
+            if key:
+                keys.append((holders[node.id], key))
+            else:
+                whole.append(holders[node.id])
+    return ParamsUse(tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(whole)))
+
+
+def _params_call(call: ast.Call, opened: dict[str, str]) -> tuple[str | None, str | None]:
+    """(params file, section) of a call that loads params; (None, None) for any other call. A
+    section of "" means one `ast` cannot read (a variable): the whole file, to be safe."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name == LOAD_PARAMS:
+        args = {**dict(zip(("path", "section"), call.args)), **{k.arg: k.value for k in call.keywords if k.arg}}
+        path, section = args.get("path"), args.get("section")
+        file = _constant(path) if path is not None else "params.toml"
+        if file is None:  # a path in a variable: which file is not known
+            return "?", ""
+        if section is None:
+            return file, None
+        return file, _constant(section) or ""  # "": a section in a variable, so the whole file
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (func.value.id, name) in FILE_LOADERS:
+        for arg in call.args:
+            if isinstance(arg, ast.Name) and arg.id in opened:
+                return opened[arg.id], None
+            file = _params_file_arg(arg)
+            if file:
+                return file, None
+    return None, None
+
+
+def _params_file_arg(node: ast.AST) -> str | None:
+    """The params file an expression opens or names (`open("params.yaml")`, `"params.json"`)."""
+    for sub in ast.walk(node):
+        text = _constant(sub)
+        if text and text.lower().endswith(PARAMS_SUFFIXES) and "/" not in text.strip("./"):
+            return text.removeprefix("./")
+    return None
+
+
+def _key_path(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> str | None:
+    """The dotted key a chain of constant subscripts (or `.get("k")` calls) on `node` reads."""
+    parts: list[str] = []
+    while True:
+        parent = parents.get(node)
+        if isinstance(parent, ast.Subscript) and parent.value is node and _constant(parent.slice) is not None:
+            parts.append(_constant(parent.slice))
+            node = parent
+        elif (isinstance(parent, ast.Attribute) and parent.value is node and parent.attr == "get"
+              and isinstance(parents.get(parent), ast.Call) and parents[parent].args
+              and _constant(parents[parent].args[0]) is not None):
+            parts.append(_constant(parents[parent].args[0]))
+            node = parents[parent]
+        else:
+            return ".".join(parts) if parts and all("." not in p and p.strip() for p in parts) else None
+
+
+def _constant(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def local_modules(script: str, facts: dict[str, ScriptFacts], files: Collection[str]) -> list[str]:

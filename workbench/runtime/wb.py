@@ -147,9 +147,28 @@ def progress(done, total, label=""):
 
 
 def load_params(path="params.toml", section=None):
-    """Read a TOML params file from the project (Python 3.11+), optionally one section of it."""
-    import tomllib
-
+    """Read a params file from the project, optionally one section of it (or a dotted key such
+    as "split.seed", as a stage's `params` in workbench.toml names it). TOML (Python 3.11+) and
+    JSON always; YAML (.yaml, .yml) when PyYAML is installed in the stage's environment."""
     with open(os.path.join(project_dir(), path), "rb") as fh:
-        params = tomllib.load(fh)
-    return params.get(section, {}) if section else params
+        data = fh.read()
+    lower = path.lower()
+    if lower.endswith(".json"):
+        params = json.loads(data.decode("utf-8"))
+    elif lower.endswith((".yaml", ".yml")):
+        import yaml
+
+        params = yaml.safe_load(data) or {}
+    else:
+        import tomllib
+
+        params = tomllib.loads(data.decode("utf-8"))
+    if not section:
+        return params
+    if section in params:
+        return params[section]
+    for part in section.split("."):
+        if not isinstance(params, dict) or part not in params:
+            return {}
+        params = params[part]
+    return params

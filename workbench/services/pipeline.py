@@ -27,9 +27,11 @@ from workbench.core.manifest import Manifest, StageSpec, parse_size
 from workbench.core.model import (
     Artifact, DatasetProfile, InputFile, RunRecord, RunStatus, StageResult, StageStatus, Trigger,
 )
+from workbench.core.params_keys import StageParams
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
 from workbench.core.stage_command import missing_script_problem
+from workbench.services.stage_params import resolve_params
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
 DONE = {StageStatus.SUCCEEDED, StageStatus.REUSED}
@@ -123,9 +125,13 @@ class PipelineService:
         record.datasets = self._profile_datasets(manifest, snapshot)
 
         results: dict[str, StageResult] = {}
+        # The keys each stage names, read from the snapshot once for the run: a stage's values
+        # are those of the files the run started from, like its inputs.
+        params = resolve_params(manifest, snapshot.path, snapshot.files.keys(), selected)
         for name in selected:
             spec = manifest.stages[name]
-            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event, reuse)
+            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event, reuse,
+                                 params[name])
             results[name] = result
             record.stages.append(result)
             on_event(StageFinished(record.id, result))
@@ -152,7 +158,8 @@ class PipelineService:
 
     def _stage(self, record: RunRecord, manifest: Manifest, spec: StageSpec, snapshot: Snapshot, prepared: PreparedEnvironment,
                results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink,
-               reuse: bool = True) -> StageResult:
+               reuse: bool = True, params: StageParams | None = None) -> StageResult:
+        params = params or StageParams()
         inputs = stage_inputs(snapshot.hashes, spec.inputs)
         for pattern in spec.inputs:
             if not any(matches_any(p, (pattern,)) for p in inputs):
@@ -161,11 +168,12 @@ class PipelineService:
         key = CacheKeyParts(
             stage=spec.name, command=spec.command, inputs=inputs, image_id=prepared.image_id,
             upstream={dep: r.output_digest for dep, r in upstream.items()},
-            network=manifest.environment.network,
+            network=manifest.environment.network, params=params.values,
         ).digest()
         base = StageResult(stage=spec.name, status=StageStatus.SKIPPED, command=spec.command,
                            cache_key=key, output_dir="",
-                           inputs=[InputFile(p, h, snapshot.files[p].size) for p, h in inputs.items()])
+                           inputs=[InputFile(p, h, snapshot.files[p].size) for p, h in inputs.items()],
+                           param_values=dict(params.values))
 
         blocked = next((r for r in upstream.values() if r.status not in DONE), None)
         if blocked:
@@ -180,12 +188,16 @@ class PipelineService:
         if missing:  # a typo in the command, named by its key before any runner starts it
             base.status, base.reason = StageStatus.FAILED, missing
             return base
+        if params.problem:  # a key the stage names is not there: say which, before it runs
+            base.status, base.reason = StageStatus.FAILED, params.problem
+            return base
 
         prior = self.store.find_reusable_stage(manifest.name, spec.name, key) if reuse else None
         if prior is not None and not self._still_as_recorded(record, spec, prior, on_event):
             prior = None
         if prior is not None:
-            return replace(prior, status=StageStatus.REUSED, inputs=base.inputs, started_at=None,
+            return replace(prior, status=StageStatus.REUSED, inputs=base.inputs, param_values=base.param_values,
+                           started_at=None,
                            finished_at=None, duration_s=0.0, log_tail=[])
 
         output_dir = self.workspace.state_dir / "runs" / str(record.id) / spec.name

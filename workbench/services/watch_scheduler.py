@@ -17,7 +17,7 @@ from collections import deque
 
 from workbench.adapters.files import StatHasher, read_hash_cache, scan_project
 from workbench.core.changes import (
-    ChangeSet, Debouncer, RunRequest, affected_stages, content_changed, stage_inputs_matcher,
+    ChangeSet, Debouncer, RunRequest, affected_stages, content_changed, params_changed, stage_inputs_matcher,
 )
 from workbench.core.errors import ManifestError, WorkbenchError
 from workbench.core.events import (
@@ -30,6 +30,7 @@ from workbench.core.ports import FileWatcher, FileWatcherFactory
 from workbench.adapters.watch_lease import WatchHolder
 from workbench.services.drift_watch import BatchWatch
 from workbench.services.session import WorkbenchSession
+from workbench.services.stage_params import key_params_files, resolve_params
 from workbench.services.watch_claim import WatchClaim
 from workbench.services.watch_runs import RunQueue
 from workbench.services.workspace import ProjectRef, load_manifest
@@ -70,7 +71,11 @@ class ProjectScheduler:
         self._baseline: dict[str, str] | None = None
         """sha256 of every file some stage reads, as last seen; None until taken."""
         self._hasher = StatHasher()
-        self._reads = stage_inputs_matcher(self.manifest)
+        self._params_files = key_params_files(self.manifest)
+        """The files stages read params keys of: an edit reruns only the stages whose keys changed."""
+        self._param_values: dict = {}
+        """Each stage's resolved params keys, as last seen (workbench.core.params_keys.StageParams)."""
+        self._reads = stage_inputs_matcher(self.manifest, self._params_files)
         self._batches: BatchWatch | None = None
         """The incoming folder's batches (drift checks), when the manifest names one."""
         self._manifest_error: str | None = None
@@ -260,6 +265,7 @@ class ProjectScheduler:
             self._next_health_check = now + HEALTH_CHECK_S
         if self._baseline is None:
             self._baseline = self._take_baseline()
+            self._param_values = self._read_param_values()
             self._outbox.append(WatchStarted(self.name))
             self._warm_up()
         self._drain()
@@ -321,6 +327,13 @@ class ProjectScheduler:
                     baseline[rel] = digest
         return baseline
 
+    def _read_param_values(self) -> dict:
+        """Each stage's params keys as the project holds them now; a key that cannot be read is
+        its problem, so fixing it (or breaking it) counts as a change of that stage's keys."""
+        if not self._params_files:
+            return {}
+        return resolve_params(self.manifest, self.path)
+
     def _files_under(self, folder: str) -> set[str]:
         prefix = folder + "/"
         found = {p for p in self._baseline if p.startswith(prefix)}
@@ -357,12 +370,21 @@ class ProjectScheduler:
             if reload_failed and changed == [MANIFEST_NAME]:
                 return  # ManifestInvalid is out; nothing else changed
         manifest = self.manifest
+        keys_changed: set[str] = set()
+        if not reloaded and any(p in self._params_files for p in changed):
+            current_values = self._read_param_values()
+            keys_changed = params_changed(self._param_values, current_values)
+            self._param_values = current_values
         if reloaded:
             # What changed in the manifest is for the cache keys to sort out: run everything,
             # unchanged stages are reused.
             stages, request = manifest.stage_order(), RunRequest(None, Trigger.WATCH, tuple(changed))
         else:
-            affected = affected_stages(manifest, [p for p in changed if p != MANIFEST_NAME])
+            affected = affected_stages(manifest, [p for p in changed if p != MANIFEST_NAME], keys_changed)
+            if not affected and not reload_failed:
+                # A params file edited where no stage's keys are (nor does a stage list it whole).
+                self._outbox.append(ChangeIgnored(self.name, shown, "no params key a stage reads changed"))
+                return
             stages = [s for s in manifest.stage_order() if s in affected]
             request = RunRequest(frozenset(affected), Trigger.WATCH, tuple(changed))
         self._outbox.append(ChangeDetected(self.name, tuple(changed), tuple(stages)))
@@ -380,7 +402,9 @@ class ProjectScheduler:
             return False
         self.manifest = manifest
         self._manifest_error = None
-        self._reads = stage_inputs_matcher(manifest)
+        self._params_files = key_params_files(manifest)
+        self._reads = stage_inputs_matcher(manifest, self._params_files)
+        self._param_values = self._read_param_values()
         self._debouncer.set_ignores(manifest.ignores)
         self._debouncer.quiet_s = self._quiet_s()
         self._baseline = self._take_baseline()  # what the stages read may be different now

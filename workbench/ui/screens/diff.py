@@ -57,10 +57,12 @@ class DiffScreen(ModalScreen[None]):
             parts.append(table)
 
         mark = {"added": ("+", palette.good), "removed": ("-", palette.bad), "changed": ("~", palette.warn)}
+        # The keys stages name (`params.toml:train.lr`, their cache keys' values) come first,
+        # then what the stages logged.
         section("params", "no param changed", [
             (Text(f"  {mark[c.kind][0]}", mark[c.kind][1]), c.name,
              Text(f"{c.before if c.before is not None else '∅'} → {c.after if c.after is not None else '∅'}"))
-            for c in diff.params])
+            for c in [*diff.param_keys, *diff.params]])
         section("code", "no code file changed", [
             (Text(f"  {mark[c.kind][0]}", mark[c.kind][1]), c.name,
              Text(f"{fmt.short_hash(c.before)} → {fmt.short_hash(c.after)}", palette.muted)) for c in diff.code])

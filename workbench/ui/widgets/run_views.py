@@ -79,6 +79,8 @@ def lineage_view(record: RunRecord, palette: Palette) -> RenderableType:
         for f in stage.inputs:
             table.add_row(Text("  data" if f.path in data_paths else "  code", palette.muted),
                           Text(f"{f.path}  {fmt.short_hash(f.sha256, 16)}  {_size(f.size)}"))
+        for key, value in stage.param_values.items():  # the keys its cache key took
+            table.add_row(Text("  key", palette.muted), Text(f"{key} = {value}"))
         for key, value in sorted(stage.params.items()):
             table.add_row(Text("  param", palette.muted), Text(f"{key} = {value}"))
         for art in stage.artifacts:
