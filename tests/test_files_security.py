@@ -289,17 +289,17 @@ def test_an_in_place_edit_with_its_mtime_set_back_is_seen(tmp_path):
 @pytest.mark.parametrize("via", ["StatHasher", "ObjectStore"])
 def test_the_hash_cache_keys_on_the_ctime(tmp_path, monkeypatch, via):
     """With the racy window closed, only the ctime in the key tells the two contents apart."""
-    from workbench.adapters import files
+    from workbench.adapters import hash_cache, object_store
 
-    monkeypatch.setattr(files, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(hash_cache, "RACY_WINDOW_NS", 0)
     path = tmp_path / "data.csv"
     path.write_bytes(b"a,b\n1,2\n")
     st = path.stat()
     if via == "StatHasher":
-        hasher = files.StatHasher()
+        hasher = hash_cache.StatHasher()
         digest = hasher.digest
     else:
-        store = files.ObjectStore(tmp_path / "state")
+        store = object_store.ObjectStore(tmp_path / "state")
         digest = lambda p: store.ingest(p, p.stat()).sha256  # noqa: E731
     assert digest(path) == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
     time.sleep(0.02)  # past the file system's timestamp tick

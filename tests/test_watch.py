@@ -411,19 +411,19 @@ def test_a_watcher_that_stops_working_is_reported_and_unwatched(faked):
 
 
 def test_stat_hasher_reads_a_file_only_when_its_stat_changed(tmp_path, monkeypatch):
-    from workbench.adapters import files
+    from workbench.adapters import hash_cache
 
     path = tmp_path / "data.csv"
     path.write_text("a,b\n")
     # The racy window counts from the ctime too, which no utime can set back: close it, so a
     # file written a moment ago has a stat that can be trusted.
-    monkeypatch.setattr(files, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(hash_cache, "RACY_WINDOW_NS", 0)
     old = time.time() - 10
     os.utime(path, (old, old))  # so the touch below surely moves the mtime
-    hasher = files.StatHasher()
+    hasher = hash_cache.StatHasher()
     first = hasher.digest(path)
     reads = []
-    monkeypatch.setattr(files, "hash_file", lambda p: reads.append(p) or "rehashed")
+    monkeypatch.setattr(hash_cache, "hash_file", lambda p: reads.append(p) or "rehashed")
     assert hasher.digest(path) == first and reads == []           # untouched: a stat, no read
     os.utime(path)
     assert hasher.digest(path) == "rehashed" and reads == [path]  # touched: read again

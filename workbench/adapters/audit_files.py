@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from workbench.adapters.disk_writes import fsync_dir
 from workbench.adapters.locks import file_lock
 from workbench.core.audit import Anchor, anchor_mac, same_mac
 from workbench.core.errors import WorkbenchError
@@ -76,7 +77,7 @@ class AuditFiles:
             finally:
                 os.close(fd)
             os.link(tmp, self.key_path)  # fails if another process made one meanwhile: never replace a key
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         except FileExistsError:
             self._key = None
             return self.key()  # type: ignore[return-value]
@@ -132,11 +133,3 @@ class AuditFiles:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkbenchError(f"cannot create {self.folder}: {exc.strerror}") from None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

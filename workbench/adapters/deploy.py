@@ -16,7 +16,6 @@ still be in one) and then pruned.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -28,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from workbench.adapters.files import NotRegularFile, open_regular
+from workbench.adapters.disk_writes import disk_error, fsync_dir
+from workbench.adapters.regular_files import NotRegularFile, hash_file, open_regular
 from workbench.adapters.locks import file_lock
-from workbench.core.errors import DiskFullError, WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 METADATA = "metadata.json"
 RELEASES = "releases"
@@ -74,7 +74,7 @@ class DeployPointers:
     def check(model_path: str, sha256: str, version: int, run_id: int) -> ModelCheck:
         """Is the version's model file still there, with the bytes its run recorded?"""
         try:
-            digest = _hash(Path(model_path))
+            digest = hash_file(Path(model_path), follow=False)  # not through a symlink (see prepare)
         except FileNotFoundError:
             return ModelCheck(False, f"the model file of version {version} is gone: {model_path} "
                                      f"(run {run_id}'s outputs were deleted)")
@@ -134,23 +134,34 @@ class DeployPointers:
 
     # -- switching ---------------------------------------------------------------------------
 
-    def activate(self, project: str, alias: str, release: Release, metadata: dict[str, Any]) -> Path:
-        """Write the release's metadata, then point `alias` at it in one rename."""
+    def activate(self, project: str, alias: str, release: Release, metadata: dict[str, Any],
+                 documents: dict[str, str] | None = None) -> Path:
+        """Write the release's documents (the model card: `model-card.md`, `model-card.json`)
+        and its metadata, then point `alias` at it in one rename."""
         meta = dict(metadata, model_file=release.model_file, sha256=release.sha256, size=release.size)
         tmp = release.path / f".{METADATA}.tmp"
         try:
+            for name, text in (documents or {}).items():
+                if name in (METADATA, release.model_file) or "/" in name or name.startswith("."):
+                    raise WorkbenchError(f"a release document may not be named {name!r}")
+                part = release.path / f".{name}.tmp"
+                with open(part, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(part, release.path / name)
             with open(tmp, "w") as fh:
                 json.dump(meta, fh, indent=2, sort_keys=True, default=str)
                 fh.write("\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, release.path / METADATA)
-            _fsync_dir(release.path)
+            fsync_dir(release.path)
             link = self.project_dir(project) / alias
             temp_link = link.with_name(f".{alias}.{secrets.token_hex(4)}.tmp")
             os.symlink(os.path.join(RELEASES, release.path.name), temp_link)
             os.replace(temp_link, link)
-            _fsync_dir(link.parent)
+            fsync_dir(link.parent)
         except OSError as exc:
             raise _disk_error(exc, release.path) from None
         self.prune(project)
@@ -191,24 +202,5 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    fd, _ = open_regular(path)  # not through a symlink (see prepare)
-    with open(fd, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _disk_error(exc: OSError, where: Path) -> WorkbenchError:
-    if exc.errno == errno.ENOSPC:
-        return DiskFullError(f"disk full while writing the deploy folder {where}; free some space and promote again")
-    return WorkbenchError(f"cannot write the deploy folder {where}: {exc.strerror or exc}")
+    return disk_error(exc, f"the deploy folder {where}", retry="promote again")

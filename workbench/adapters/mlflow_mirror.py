@@ -12,7 +12,6 @@ Aliases are MLflow 3 aliases (`set_registered_model_alias`), not the deprecated 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from workbench.adapters.files import NotRegularFile, open_regular
+from workbench.adapters.regular_files import NotRegularFile, hash_file
 from workbench.core.errors import MirrorError
 
 HTTP_DEFAULTS = {
@@ -240,12 +239,7 @@ def _value(value: Any) -> str:
 def _sha256(path: Path) -> str | None:
     """The model file's sha256; None when it is gone or not a regular file of its own: a
     symlink put in its place is not followed (its target would be copied into MLflow)."""
-    digest = hashlib.sha256()
     try:
-        fd, _ = open_regular(path)
+        return hash_file(path, follow=False)
     except (OSError, NotRegularFile):
         return None
-    with open(fd, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -28,7 +28,6 @@ registers a version like any run; it goes to staging only if [promotion] auto_st
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field, replace
@@ -38,10 +37,10 @@ from pathlib import Path
 from workbench.adapters.batch_files import Table, is_batch_file, read_table, write_training_file
 from workbench.adapters.data_profile import rejected_summary
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
-from workbench.adapters.files import (
-    JSON_FILE_CAP, NotRegularFile, SnapshotStore, StatHasher, hash_file, read_hash_cache, read_regular_bytes,
-    scan_project,
-)
+from workbench.adapters.hash_cache import StatHasher, read_hash_cache
+from workbench.adapters.project_survey import scan_project
+from workbench.adapters.regular_files import NotRegularFile, hash_file, read_protocol_json
+from workbench.adapters.snapshots import SnapshotStore
 from workbench.core.drift import compare, judge
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
@@ -361,7 +360,7 @@ class DriftService:
             return {}, f"the score command failed: {outcome.reason}{tail}"
         try:
             # Not through a symlink the score command planted (to /dev/zero, to a host file).
-            raw = json.loads(read_regular_bytes(output / "metrics.json", JSON_FILE_CAP))
+            raw = read_protocol_json(output / "metrics.json")
         except (OSError, ValueError, NotRegularFile) as exc:
             return {}, f"the score command wrote no readable metrics.json ({exc})"
         metrics = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -6,11 +6,11 @@ The TUI's diff screen and validation tab call these (from worker threads); a scr
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.adapters.files import JSON_FILE_CAP, NotRegularFile, ObjectStore, read_regular_bytes
+from workbench.adapters.object_store import ObjectStore
+from workbench.adapters.regular_files import NotRegularFile, read_protocol_json
 from workbench.core.model import RunRecord
 from workbench.core.rundiff import RunDiff, diff_runs
 from workbench.services.session import WorkbenchSession
@@ -69,7 +69,7 @@ def validation_report(record: RunRecord) -> ValidationReport | None:
             if artifact.kind in REPORT_KINDS:
                 try:
                     # Outputs are regular files; a symlink in the report's place is not followed.
-                    content = json.loads(read_regular_bytes(artifact.path, JSON_FILE_CAP).decode("utf-8"))
+                    content = read_protocol_json(artifact.path)
                 except (OSError, ValueError, NotRegularFile) as exc:
                     return ValidationReport(stage.stage, artifact.name, None, f"cannot read {artifact.path}: {exc}")
                 if not isinstance(content, dict):

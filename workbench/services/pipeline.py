@@ -13,10 +13,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.adapters.files import (
-    JSON_FILE_CAP, FileEntry, NotRegularFile, OutputTree, Snapshot, SnapshotStore, read_outputs, read_regular_bytes,
-    read_tree,
-)
+from workbench.adapters.output_files import OutputTree, read_outputs, read_tree
+from workbench.adapters.regular_files import JSON_FILE_CAP, FileEntry, NotRegularFile, read_regular_bytes
+from workbench.adapters.snapshots import Snapshot, SnapshotStore
 from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
     EnvironmentLog, EventSink, RunFinished, RunStarted, StageFinished, StageLog, StageProgress,

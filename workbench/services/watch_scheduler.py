@@ -15,7 +15,8 @@ import threading
 import time
 from collections import deque
 
-from workbench.adapters.files import StatHasher, read_hash_cache, scan_project
+from workbench.adapters.hash_cache import StatHasher, read_hash_cache
+from workbench.adapters.project_survey import scan_project
 from workbench.core.changes import (
     ChangeSet, Debouncer, RunRequest, affected_stages, content_changed, params_changed, stage_inputs_matcher,
 )
