@@ -23,7 +23,8 @@ from pathlib import Path
 
 from workbench.adapters.audit_files import AuditFiles
 from workbench.adapters.deploy import DeployPointers, ModelCheck
-from workbench.adapters.duckdb_registry import UNCHECKED, AliasFacts, DuckDBRegistryStore, UncheckedType
+from workbench.adapters.duckdb_promotion_facts import AliasFacts
+from workbench.adapters.duckdb_registry import UNCHECKED, DuckDBRegistryStore, UncheckedType
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.adapters.locks import LockBusy
 from workbench.core.audit import AuditTampered, IntegrityReport
