@@ -94,6 +94,21 @@ def test_example_runs_end_to_end_in_docker(example_ws, first_run):
     assert dict(gates) == {g.metric: g.passed for g in record.gates}
 
 
+def test_the_docker_run_keeps_its_models_explanation(example_ws, first_run):
+    """wb.explain ran in the evaluate stage's container, where lightgbm and the rows are; the host
+    read its explanations.json and the model's text, and kept both (issue 12 item 4)."""
+    db = example_ws / ".workbench" / "lineage.duckdb"
+    model = first_run.stages[1].artifacts[0]
+    (name, sha, shap_rows), = query(db, "SELECT model, model_sha256, shap_rows FROM explanations "
+                                        "WHERE run_id = ? AND stage = 'train'", first_run.id)
+    assert (name, sha, shap_rows) == ("model.txt", model.sha256, 1000)
+    features = query(db, "SELECT feature, gain, split, mean_abs_shap FROM feature_importance "
+                         "WHERE run_id = ? ORDER BY position", first_run.id)
+    assert len(features) == 19 and features[0][0] == "contract"
+    assert [f[1] for f in features] == sorted((f[1] for f in features), reverse=True)
+    assert all(shap is not None and (shap > 0) == (split > 0) for _, _, split, shap in features)
+
+
 def test_unchanged_rerun_starts_no_container(example_ws, first_run, docker_engine):
     since = datetime.now(timezone.utc)
     started = time.perf_counter()

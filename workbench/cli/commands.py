@@ -217,6 +217,12 @@ def cmd_compare(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     return compare(args, printer, workspace)
 
 
+def cmd_explain(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.explain_command import cmd_explain as explain
+
+    return explain(args, printer, workspace)
+
+
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.watch_command import cmd_watch as watch
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from workbench.core.explain import FeatureShift
 from workbench.core.model import RunRecord
 
 
@@ -62,6 +63,11 @@ class RunDiff:
     """Every metric either run reported, changed or not, so the table reads as a comparison."""
     text_diffs: dict[str, list[str]] = field(default_factory=dict)
     """Unified diff lines of changed text files, by path (filled in by the service)."""
+    importance: list[FeatureShift] = field(default_factory=list)
+    """Each feature of the runs' models: rank and gain share in `base` and in `run` (filled in
+    by the service from the stored explanations; empty when the two cannot be compared)."""
+    importance_note: str = ""
+    """Why `importance` is empty (same model file, a run without an explained model); "" if not."""
 
     @property
     def unchanged(self) -> bool:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from workbench.adapters.object_store import ObjectStore
 from workbench.adapters.regular_files import NotRegularFile, read_protocol_json
+from workbench.core.errors import WorkbenchError
+from workbench.core.explain import FeatureShift, diff_explanations
 from workbench.core.model import RunRecord
 from workbench.core.rundiff import RunDiff, diff_runs
 from workbench.services.session import WorkbenchSession
@@ -40,7 +42,26 @@ def compare_runs(session: WorkbenchSession, base_id: int, run_id: int) -> RunDif
         if len(lines) > MAX_DIFF_LINES:
             lines = lines[:MAX_DIFF_LINES] + [f"… {len(lines) - MAX_DIFF_LINES} more lines"]
         diff.text_diffs[change.name] = lines
+    diff.importance, diff.importance_note = importance_shifts(session, base_id, run_id)
     return diff
+
+
+def importance_shifts(session: WorkbenchSession, base_id: int, run_id: int) -> tuple[list[FeatureShift], str]:
+    """How the features' gain ranks and shares moved between the two runs' models (the first
+    model stage both explained), or why they cannot be compared."""
+    try:
+        before, after = session.explanations(base_id), session.explanations(run_id)
+    except WorkbenchError as exc:
+        return [], f"explanations could not be read: {exc}"
+    stage = next((name for name in after if name in before), None)
+    if stage is None:
+        if not before and not after:  # not a LightGBM project: nothing to say
+            return [], ""
+        lacking = base_id if not before else run_id
+        return [], f"run {lacking} has no explained LightGBM model to compare with"
+    if before[stage]["model_sha256"] == after[stage]["model_sha256"]:
+        return [], f"same model file ({after[stage]['model']} {after[stage]['model_sha256'][:12]})"
+    return diff_explanations(before[stage], after[stage]), ""
 
 
 def _text(path: Path) -> str | None:

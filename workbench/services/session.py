@@ -18,6 +18,7 @@ from workbench.core.ports import CancelToken, LineageStore, StageRunner
 from workbench.services.workspace import ProjectRef, Workspace
 
 if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
+    from workbench.services.explanations import ExplanationService
     from workbench.services.registry import RegistryService
 
 RUNNER_CHOICES = ("auto", "docker", "local")
@@ -44,6 +45,7 @@ class WorkbenchSession:
         self._runner: StageRunner | None = None
         self._interrupted: list[int] = []
         self._registry = None
+        self._explainer = None
         self.last_registration = None
         """(ModelVersion or None, created now) for the last run this session made."""
 
@@ -146,6 +148,10 @@ class WorkbenchSession:
         here is a notice, and the next registry command catches up."""
         self.last_registration = None
         try:
+            self.explainer.record(record)
+        except WorkbenchError as exc:  # the run stands; `workbench explain` tries again
+            self.notice(f"run {record.id} is recorded, but its model was not explained ({exc})")
+        try:
             registration = self.last_registration = self.registry.after_run(record, ref.manifest)
         except WorkbenchError as exc:
             self.notice(f"run {record.id} is recorded, but its model was not registered yet ({exc}); "
@@ -209,6 +215,38 @@ class WorkbenchSession:
 
     def lineage(self, run_id: int) -> dict:
         return self.store.lineage(run_id)
+
+    @property
+    def explainer(self) -> ExplanationService:
+        """Model explanations (workbench.services.explanations): importances and mean |SHAP|."""
+        if self._explainer is None:
+            from workbench.services.explanations import ExplanationService
+
+            def model_kind(project: str) -> str:
+                try:
+                    return self.project(project).manifest.promotion.model_artifact_kind
+                except WorkbenchError:  # the project is gone or its manifest broken: the default
+                    return "model"
+
+            self._explainer = ExplanationService(self.store, model_kind)
+        return self._explainer
+
+    def explanations(self, run_id: int) -> dict[str, dict]:
+        """Stage -> {"model", "model_sha256", "shap_rows", "features": [{"feature", "gain",
+        "split", "mean_abs_shap"}]} for each LightGBM model the run recorded, features by gain."""
+        return self.explainer.explanations(run_id)
+
+    def explanation_notes(self, run_id: int) -> dict[str, str]:
+        """Stage -> why its model has no explanation (not LightGBM, ...) or what it lacks."""
+        return self.explainer.notes(run_id)
+
+    def version_explanations(self, project: str, version: int) -> dict[str, dict]:
+        """The explanation of a model version's file, as `explanations` gives it."""
+        return self.explainer.version_explanations(self.project(project).name, version)
+
+    def importance_weights(self, project: str, version: int) -> dict[str, float]:
+        """Feature (column) -> its share of the version's gain importance, summing to 1."""
+        return self.explainer.importance_weights(self.project(project).name, version)
 
     def compare(self, request):
         """Runs side by side: a params x metrics table (workbench.services.compare.CompareRequest

@@ -93,9 +93,36 @@ class DiffScreen(ModalScreen[None]):
                 change = f"{'+' if delta and delta > 0 else ''}{fmt.metric(delta)}" if delta else "="
             rows.append((Text(f"  {m.name}"), Text(f"{fmt.metric(m.before)} → {fmt.metric(m.after)}"), Text(change, tone)))
         section("metrics", "no metrics", rows)
+        if diff.importance or diff.importance_note:
+            section("feature importance (gain share)", diff.importance_note or "no feature moved",
+                    _importance_rows(diff, palette))
         if diff.unchanged:
             parts.insert(0, Text("same code, data, params and image", palette.good))
         return Group(*parts)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+IMPORTANCE_ROWS = 15
+"""Features shown in the diff's importance section: those that moved, most important first."""
+
+
+def _importance_rows(diff: RunDiff, palette: Palette) -> list[tuple]:
+    """A row per feature whose gain rank changed (or that one model lacks), in the newer run's
+    order: which way it moved, its rank and its share of the gain in each run."""
+    rows = []
+    for shift in diff.importance:
+        change = shift.rank_change
+        if change == 0:
+            continue
+        if change is None:
+            mark = Text("  new" if shift.rank_before is None else "  gone", palette.warn)
+        else:
+            mark = Text(f"  ↑{change}" if change > 0 else f"  ↓{-change}", palette.good if change > 0 else palette.bad)
+        rank = f"#{shift.rank_before or '∅'} → #{shift.rank_after or '∅'}"
+        share = " → ".join(f"{v:.1%}" if v is not None else "∅" for v in (shift.share_before, shift.share_after))
+        rows.append((mark, shift.feature, Text(f"{rank}   {share}", palette.muted)))
+    if len(rows) > IMPORTANCE_ROWS:
+        rows = rows[:IMPORTANCE_ROWS] + [(Text("  …"), f"{len(rows) - IMPORTANCE_ROWS} more moved", Text(""))]
+    return rows
