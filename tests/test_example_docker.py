@@ -89,7 +89,9 @@ def test_example_runs_end_to_end_in_docker(example_ws, first_run):
                                      "JOIN datasets d USING (fingerprint) WHERE r.run_id = ?", record.id)
     assert rows == 7043
     inputs = dict(query(db, "SELECT path, sha256 FROM input_files WHERE run_id = ? AND stage = 'train'", record.id))
-    assert inputs["data/churn.csv"] == fingerprint and "params.toml" in inputs
+    assert inputs["data/churn.csv"] == fingerprint and "params.toml" not in inputs  # read by key instead
+    keys = dict(query(db, "SELECT key, value FROM stage_params WHERE run_id = ? AND stage = 'train'", record.id))
+    assert set(keys) == {"split", "train"} and json.loads(keys["split"]) == {"seed": 42, "test_size": 0.25}
     gates = query(db, "SELECT metric, passed FROM gate_results WHERE run_id = ?", record.id)
     assert dict(gates) == {g.metric: g.passed for g in record.gates}
 
@@ -135,6 +137,21 @@ def test_params_change_reruns_train_and_evaluate_not_validate(example_ws, first_
     # Both stages ran in one warm worker container (cold mode would create one per stage).
     assert len(created_containers(docker_engine, "telco-churn", since)) == 1
     assert record.stages[1].params["num_leaves"] == "7"
+
+
+def test_an_evaluate_params_edit_reruns_evaluate_alone(example_ws, first_run):
+    """evaluate names [evaluate] of params.toml, train [split] and [train]: an [evaluate] edit
+    reuses train's model (issue 12 item 2)."""
+    params = example_ws / "telco-churn" / "params.toml"
+    original = params.read_text()
+    params.write_text(original.replace("latency_samples = 200", "latency_samples = 50"))
+    try:
+        record = WorkbenchSession(example_ws, runner="docker").run("telco-churn")
+    finally:
+        params.write_text(original)
+    assert {s.stage: str(s.status) for s in record.stages} == {
+        "validate": "reused", "train": "reused", "evaluate": "succeeded"}
+    assert json.loads(record.stages[2].param_values["params.toml:evaluate"])["latency_samples"] == 50
 
 
 def test_a_cold_reproduction_of_the_warm_run_matches(example_ws, first_run, docker_engine):
