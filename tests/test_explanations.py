@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.test_cli import wb
+from tests.test_tui import private_config  # noqa: F401  (HOME and config kept in the test's folder)
 from workbench.core.explain import NotLightGBMModel, diff_explanations, parse_lightgbm_model
 from workbench.runtime import wb as wb_runtime
 
@@ -206,3 +207,68 @@ def test_a_model_that_is_not_lightgbm_gets_a_note(tmp_path):
     assert as_json["explanation"] is None and "not a LightGBM model" in as_json["notes"][0]
     missing = host(tmp_path, "explain", "tiny", "7")
     assert missing.returncode == 3 and "tiny has no model version 7: its versions are 1" in missing.stderr
+
+
+# A fit stage that writes a LightGBM text model by hand (two features, their gains from the
+# params) and the explanations.json wb.explain would: the host's reading is what is under test,
+# and a stage without lightgbm starts in milliseconds.
+TEXT_MODEL_FIT = """
+import json, wb
+gains = wb.load_params("params.toml", "fit")["gains"]
+lines = ["tree", "version=v4", "num_class=1", "num_tree_per_iteration=1", "label_index=0", "max_feature_idx=1",
+         "objective=binary sigmoid:1", "feature_names=age income", "", "Tree=0", "num_leaves=3",
+         "split_feature=0 1", "split_gain=%r %r" % tuple(gains), "", "end of trees", ""]
+open(wb.output_path("model.txt"), "w").write("\\n".join(lines))
+wb.log_artifact("model.txt", "model")
+json.dump({"rows": 10, "mean_abs_shap": {"age": gains[0] / 10, "income": gains[1] / 10}},
+          open(wb.output_path("explanations.json"), "w"))
+wb.log_metrics({"score": 1.0})
+"""
+
+
+def text_model_project(root: Path, gains: str = "[5.0, 1.0]") -> Path:
+    from tests.test_pipeline_local import MANIFEST, write_project
+
+    return write_project(root, **{"fit.py": TEXT_MODEL_FIT, "params.toml": f"[fit]\ngains = {gains}\n",
+                                  "workbench.toml": MANIFEST.replace('"model.json"', '"model.txt"')})
+
+
+def test_a_run_recorded_without_its_explanation_is_explained_when_first_asked(tmp_path):
+    from workbench.services.pipeline import PipelineService
+    from workbench.services.session import WorkbenchSession
+
+    text_model_project(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="local")
+    # The pipeline alone records the run, as a workbench that stopped before explaining it did.
+    record = PipelineService(session.workspace, session.store, session.runner).run(session.project("tiny"))
+    assert not session.explainer.store.examined(record.id)
+    payload = session.explanations(record.id)["fit"]
+    assert payload["shap_rows"] == 10 and [(f["feature"], f["gain"], f["split"], f["mean_abs_shap"])
+                                          for f in payload["features"]] == [("age", 5.0, 1, 0.5), ("income", 1.0, 1, 0.1)]
+    assert session.explainer.store.examined(record.id) and session.explanation_notes(record.id) == {}
+
+
+def test_the_diff_screen_shows_which_features_moved(tmp_path, private_config):
+    from tests.test_tui import SIZE, asyncio_test, make_app, opened, shown, wait_for
+    from workbench.services.session import WorkbenchSession
+    from workbench.ui.screens.diff import DiffScreen
+
+    project = text_model_project(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="local")
+    first = session.run("tiny")
+    (project / "params.toml").write_text("[fit]\ngains = [1.0, 5.0]\n")
+    second = session.run("tiny")
+
+    @asyncio_test
+    async def drive():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await opened(pilot, runs=2)
+            await pilot.press("tab", "d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff screen")
+            diff = app.screen.diff
+            assert (diff.base, diff.run) == (first.id, second.id)
+            assert [(s.feature, s.rank_before, s.rank_after) for s in diff.importance] == [("income", 2, 1), ("age", 1, 2)]
+            await shown(pilot, "feature importance (gain share)", "↑1", "income", "#2 → #1", "16.7% → 83.3%", "↓1")
+
+    drive()
