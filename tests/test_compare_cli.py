@@ -55,7 +55,11 @@ SWEEP = [  # learning_rate and num_leaves differ; seed, objective and threshold 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("compare-ws")
+    return write_sweep(tmp_path_factory.mktemp("compare-ws"))
+
+
+def write_sweep(root: Path) -> Path:
+    """Three recorded runs of the sweep project (local runner); returns the workspace."""
     project = root / "sweep"
     project.mkdir()
     for name, text in {"workbench.toml": MANIFEST, "train.py": TRAIN, "evaluate.py": EVALUATE}.items():

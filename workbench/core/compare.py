@@ -20,6 +20,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Union
 
@@ -332,9 +333,13 @@ class CompareTable:
     def values(self, column: Column) -> list[float | str | bool | None]:
         return [cell_value(row, column) for row in self.rows]
 
+    @cached_property
+    def reference_row(self) -> CompareRow | None:
+        return next((r for r in self.rows if r.run_id == self.reference), None)
+
     def differs(self, row: CompareRow, column: Column) -> bool:
         """Whether the row's value differs from the reference run's (the reference itself: no)."""
-        reference = next((r for r in self.rows if r.run_id == self.reference), None)
+        reference = self.reference_row
         if reference is None or row.run_id == reference.run_id:
             return False
         return cell_value(row, column) != cell_value(reference, column)
@@ -379,3 +384,47 @@ def build_table(rows: list[CompareRow], all_params: bool = False, sort: SortKey 
         column = resolve_column(sort.column, every, "--sort")
         table = CompareTable(sort_rows(table.rows, column, sort.descending), columns, hidden, reference, sort)
     return table
+
+
+# -- charts --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """What a chart of one metric draws: x positions, y values, and tick labels for x when the
+    x values are categories (run ids in table order, or a text param's values)."""
+
+    metric: str
+    against: str | None
+    """The param on the x axis; None: the runs, in the table's order."""
+    xs: list[float]
+    ys: list[float]
+    ticks: list[tuple[float, str]]
+    missing: int
+    """Runs left out: no value for the metric (or the param)."""
+
+
+def chart_series(table: CompareTable, metric: Column, against: Column | None = None) -> ChartSeries:
+    """A metric across the table's runs (x: each run, in table order, labelled by id) or
+    against a param (x: its value; a text param's values become categories, sorted)."""
+    pairs = []
+    for row in table.rows:
+        y = cell_value(row, metric)
+        x = row.run_id if against is None else cell_value(row, against)
+        if isinstance(y, bool):
+            y = int(y)
+        if y is None or x is None or not isinstance(y, (int, float)):
+            continue
+        pairs.append((x, float(y)))
+    missing = len(table.rows) - len(pairs)
+    if against is None:
+        xs = [float(i) for i in range(len(pairs))]
+        step = max(len(pairs) // 12, 1)  # a dozen labels at most stay readable
+        ticks = [(float(i), str(run_id)) for i, (run_id, _) in enumerate(pairs) if i % step == 0]
+        return ChartSeries(metric.label, None, xs, [y for _, y in pairs], ticks, missing)
+    if all(isinstance(x, (int, float)) for x, _ in pairs):
+        return ChartSeries(metric.label, against.label, [float(x) for x, _ in pairs], [y for _, y in pairs], [],
+                           missing)
+    categories = sorted({str(x) for x, _ in pairs})
+    position = {c: float(i) for i, c in enumerate(categories)}
+    return ChartSeries(metric.label, against.label, [position[str(x)] for x, _ in pairs], [y for _, y in pairs],
+                       [(position[c], c) for c in categories], missing)

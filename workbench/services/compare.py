@@ -28,6 +28,8 @@ class CompareRequest:
     all_params: bool = False
     reference: int | None = None
     """The run the others are compared with (default: the first shown)."""
+    match: str | None = None
+    """Words each found in a run's id, trigger, status or runner (the TUI's runs filter)."""
 
 
 class CompareService:
@@ -52,6 +54,11 @@ class CompareService:
         sort = parse_sort(request.sort)
         project = self._project(request)
         run_ids = list(request.run_ids) or None
+        if run_ids is None and request.match:
+            runs = self.session.runs(project, limit=request.limit or 1 << 62, match=request.match)
+            if not runs:
+                return build_table([])
+            run_ids = [run.id for run in runs]
         resolved = None
         if where is not None:
             params, metrics = self.store.names(project, run_ids)

@@ -36,6 +36,17 @@ ACTIONS: tuple[Action, ...] = (
     Action("rerun_cold", "R", "Cold", "Rerun the selected run cold, nothing reused, and compare (reproducibility)"),
     Action("open_diff", "d", "Diff", "Diff code, data and params: selected run against the marked or previous run"),
     Action("mark_run", "m", "Mark", "Mark the selected run as the diff base (press again to unmark)"),
+    Action("pick_run", "space", "Pick", "Pick the selected run for compare, C (press again to unpick)",
+           show=False, key_display="Space"),
+    Action("open_compare", "C", "Compare", "Compare runs side by side (params x metrics, sortable, charts): the "
+           "picked (Space) and marked runs, else the filtered or newest ones", show=False),
+    # The compare view's keys (workbench/ui/screens/compare.py).
+    Action("compare_sort", "s", "Sort", "Compare view: sort by the column under the cursor (again: the other way; "
+           "a click on a header too)", scope="compare"),
+    Action("compare_metric", "m", "Metric", "Compare view: chart the next metric (moving onto a metric column "
+           "charts it too)", scope="compare"),
+    Action("compare_against", "x", "Against", "Compare view: chart the metric against the param under the cursor "
+           "(again: across runs; off a param column: the next param in turn)", scope="compare"),
     Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/"),
     Action("drift", "D", "Drift", "Drift checks of the selected project: batches, column scores, retrains",
            show=False),

@@ -28,7 +28,9 @@ from workbench.ui.themes import DEFAULT_THEME, load_themes, theme_dirs
 log = logging.getLogger(__name__)
 PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_run": "Cancel run",
                   "rerun_cold": "Rerun cold (reproducibility check)", "open_diff": "Open run diff",
-                  "mark_run": "Mark run as diff base", "filter": "Filter runs", "switch_theme": "Switch theme",
+                  "mark_run": "Mark run as diff base", "pick_run": "Pick run for compare",
+                  "open_compare": "Compare runs (params x metrics, charts)",
+                  "filter": "Filter runs", "switch_theme": "Switch theme",
                   "promote_staging": "Promote model version to staging",
                   "promote_production": "Promote model version to production",
                   "rollback": "Roll back production model",
@@ -171,8 +173,10 @@ class WorkbenchApp(App):
             help_text = f"{action.description} · key {key_display(key)} · id {action.id}"
             if action.scope == "app":
                 callback = getattr(self, f"action_{action.id}")
-            elif screen is main:
+            elif action.scope == "screen" and screen is main:
                 callback = getattr(main, f"action_{action.id}")
+            elif action.scope == getattr(screen, "ACTION_SCOPE", None):  # a view's own keys (compare)
+                callback = getattr(screen, f"action_{action.id}")
             else:
                 continue
             yield SystemCommand(PALETTE_TITLES.get(action.id, action.label), help_text, callback)

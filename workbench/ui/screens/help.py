@@ -26,6 +26,7 @@ LEGEND = (
     ("● ⊘ ⇢ !", "running · cancelled · superseded by a newer run · interrupted"),
     ("◉ ○", "project watched (a change reruns what it affects) · not watched"),
     ("◆", "the run marked as the diff base"),
+    ("•", "a run picked for compare (Space; C compares the picked runs)"),
 )
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "Esc", "enter": "Enter", "space": "Space",
              "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn"}

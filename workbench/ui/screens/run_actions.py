@@ -1,5 +1,5 @@
 """The main screen's keys for the selected project and run (ids in workbench/ui/actions.py):
-run now, watch, cancel, rerun cold, mark, diff, and the project's drift checks.
+run now, watch, cancel, rerun cold, mark, diff, pick and compare, and the project's drift checks.
 
 `r` goes through the watch service (it supersedes a run in flight, never overlaps one); a cold
 rerun is refused while a run is in flight. Answers come back as WorkDone messages to the
@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from workbench.core.model import PIPELINE_COMPLETED
 from workbench.core.ports import CancelToken
+from workbench.services.compare import CompareRequest
 from workbench.ui.screens import loaders
+from workbench.ui.screens.compare import CompareScreen
 from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.drift import DriftScreen
+
+
+COMPARE_RUNS = 10_000
+"""The compare view (C) with no run picked shows at most this many of the newest runs."""
 
 
 class RunActions:
@@ -111,6 +117,34 @@ class RunActions:
         self.table.refresh()
         if self.table.marked:
             self.notify(f"run {run.id} marked: d diffs any run against it (m again unmarks)", timeout=4)
+
+    def action_pick_run(self) -> None:
+        run = self.table.current
+        if run is None:
+            return
+        self.table.picked ^= {run.id}
+        self.table.refresh()
+        count = len(self.table.picked)
+        self.notify(f"run {run.id} {'picked' if run.id in self.table.picked else 'unpicked'}: C compares the "
+                    f"{count} picked run{'s' if count != 1 else ''}" if count else "no run picked: C compares the "
+                    "filtered or newest runs", timeout=3)
+
+    def action_open_compare(self) -> None:
+        """The picked and marked runs (the marked one is the reference), or else the runs the
+        table lists (its filter), newest first, up to COMPARE_RUNS."""
+        row = self.project
+        if row is None:
+            self.notify("no project selected", severity="warning")
+            return
+        table = self.table
+        chosen = set(table.picked) | ({table.marked} if table.marked is not None else set())
+        if chosen:
+            request = CompareRequest(project=row.name, run_ids=tuple(sorted(chosen)), reference=table.marked)
+            what = f"{row.name} · {len(chosen)} picked run{'s' if len(chosen) != 1 else ''}"
+        else:
+            request = CompareRequest(project=row.name, limit=COMPARE_RUNS, match=table.match)
+            what = f"{row.name} · " + (f"runs matching “{table.match}”" if table.match else "newest runs")
+        self.app.push_screen(CompareScreen(self.session, request, what, row.primary_metric))
 
     def action_open_diff(self) -> None:
         run = self.table.current

@@ -187,6 +187,8 @@ class RunsTable(ScrollView, can_focus=True):
         """Run id -> the row of a run whose end this app saw before its row was read again:
         the row shows its outcome at once, not `running` with a clock still going."""
         self.marked: int | None = None
+        self.picked: set[int] = set()
+        """Runs picked (Space) for the compare view (C); the project's runs only."""
         self._pages: OrderedDict[int, list[RunSummary]] = OrderedDict()
         self._pending: set[int] = set()
         self._generation = 0
@@ -199,6 +201,8 @@ class RunsTable(ScrollView, can_focus=True):
 
     def show(self, project: str | None, match: str | None = None, metric_name: str | None = None) -> None:
         """Show a project's runs (matching `match`) from the newest."""
+        if project != self.project:
+            self.picked.clear()
         self.project, self.match = project, (match or None)
         self.metric_name = (metric_name or "metric").upper()
         self._generation += 1
@@ -456,7 +460,7 @@ class RunsTable(ScrollView, can_focus=True):
             elapsed = max((until - run.started_at).total_seconds(), 0.0)
         gates_tone = "bad" if run.gates_failed else ("good" if run.gates_passed else "muted")
         values = {
-            "mark": ("◆" if run.id == self.marked else " ", "mark"),
+            "mark": ("◆" if run.id == self.marked else "•" if run.id in self.picked else " ", "mark"),
             "id": (str(run.id), None),
             "trigger": (TRIGGER_SHORT.get(run.trigger, run.trigger), "muted" if run.trigger == "manual" else None),
             "status": (f"{fmt.GLYPHS['running']} {live.summary()}" if live and status == "running"
