@@ -263,10 +263,10 @@ async def test_the_confirmation_fits_80x24(root, second_scale):
         for selector in ("#promote-dialog", "#promote-title", "#promote-what", "#reason", "#yes", "#no"):
             region = screen.query_one(selector).region
             assert above_footer.contains_region(region) and region.height > 0, f"{selector} at {region}"
-        text = screen_text(app)
-        lines = text.splitlines()
+        # The footer: the Models tab's keys (its table has the focus); drawn once its bindings settle.
+        text = await wait_for(pilot, lambda: (t := screen_text(app)).splitlines()[-1].startswith("s Staging") and t,
+                              what="the footer with the Models keys")
         assert "audit reason (optional)" in text and "(y)" in text and ("No (n)" in text or "Close (esc)" in text)
-        assert lines[-1].startswith("r Run")  # the footer
         assert "verdict" not in text  # at the end of the details, below the fold...
         await pilot.press("pagedown", "pagedown")
         await shown(pilot, "verdict")  # ...and reachable
@@ -302,7 +302,8 @@ async def test_staging_rolls_back_with_its_own_key(root):
     app = make_app(root, session=session)
     async with app.run_test(size=SIZE) as pilot:
         models = await open_models(pilot)
-        assert "B rollback stg" in models.query_one("#models-heading").render().plain
+        models.table.focus()
+        await shown(pilot, "B Rollback stg")  # the footer shows the focused Models tab's keys
         screen = await confirm_screen(pilot, "B")
         text = screen_text(app)
         assert "Roll staging back to version 1?" in text and "staging: version 1 replaces version 2" in text

@@ -134,11 +134,22 @@ class DeployPointers:
 
     # -- switching ---------------------------------------------------------------------------
 
-    def activate(self, project: str, alias: str, release: Release, metadata: dict[str, Any]) -> Path:
-        """Write the release's metadata, then point `alias` at it in one rename."""
+    def activate(self, project: str, alias: str, release: Release, metadata: dict[str, Any],
+                 documents: dict[str, str] | None = None) -> Path:
+        """Write the release's documents (the model card: `model-card.md`, `model-card.json`)
+        and its metadata, then point `alias` at it in one rename."""
         meta = dict(metadata, model_file=release.model_file, sha256=release.sha256, size=release.size)
         tmp = release.path / f".{METADATA}.tmp"
         try:
+            for name, text in (documents or {}).items():
+                if name in (METADATA, release.model_file) or "/" in name or name.startswith("."):
+                    raise WorkbenchError(f"a release document may not be named {name!r}")
+                part = release.path / f".{name}.tmp"
+                with open(part, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(part, release.path / name)
             with open(tmp, "w") as fh:
                 json.dump(meta, fh, indent=2, sort_keys=True, default=str)
                 fh.write("\n")

@@ -223,6 +223,12 @@ def cmd_explain(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     return explain(args, printer, workspace)
 
 
+def cmd_card(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.card_command import cmd_card as card
+
+    return card(args, printer, workspace)
+
+
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.watch_command import cmd_watch as watch
 

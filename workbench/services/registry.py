@@ -63,6 +63,9 @@ class RegistryService:
         self.lineage = lineage
         self.deploy = DeployPointers(workspace.state_dir / "deploy")
         self.mirror = MirrorService(self.store, workspace.state_dir, mlflow_uri, mirror_target)
+        self.card_files = None
+        """(project, version) -> {file name: text}: the model card a promotion writes into the
+        release beside metadata.json (set by WorkbenchSession; None writes none)."""
 
     # -- registering -----------------------------------------------------------------------
 
@@ -254,7 +257,8 @@ class RegistryService:
         if not decision.applied or release is None or mv is None:
             self.deploy.discard(release)
             return
-        self.deploy.activate(decision.project, decision.alias, release, _metadata(mv, decision, user, reason))
+        self.deploy.activate(decision.project, decision.alias, release, _metadata(mv, decision, user, reason),
+                             self._card(mv))
 
     def _repair_pointers(self, project: str) -> list[str]:
         """Point each alias's deploy folder at its holder: a workbench that stopped between
@@ -284,10 +288,22 @@ class RegistryService:
                                 from_version=entry.from_version if entry else None, checks=(), applied=True,
                                 audit_id=entry.id if entry else None, at=entry.at.isoformat() if entry else None)
             self.deploy.activate(project, alias, release,
-                                 _metadata(mv, decision, entry.actor if entry else None, entry.reason if entry else ""))
+                                 _metadata(mv, decision, entry.actor if entry else None, entry.reason if entry else ""),
+                                 self._card(mv))
             said.append(f"{project} {alias}: the deploy pointer held {was}, the registry version {holder} (a "
                         "promotion stopped before switching it); repaired")
         return said
+
+    def _card(self, mv: ModelVersion) -> dict[str, str]:
+        """The version's model card for its release. The promotion has committed by now: a card
+        that cannot be built says why in its place rather than stop the pointer's switch."""
+        if self.card_files is None:
+            return {}
+        try:
+            return self.card_files(mv.project, mv.version)
+        except WorkbenchError as exc:
+            return {"model-card.md": f"# Model card: {mv.project} version {mv.version}\n\n"
+                                     f"The card could not be built: {exc}\n"}
 
     def reconcile(self) -> list[str]:
         """Bring the audit anchor and the deploy pointers in line with the store after a crash,

@@ -15,10 +15,10 @@ from workbench.ui.actions import ACTIONS
 NAVIGATION = (
     ("↑ ↓  j k", "move in a list or table"),
     ("PgUp PgDn  Home End", "page through runs; to the newest or the oldest"),
-    ("Enter", "select (a project: go to its runs)"),
+    ("Enter", "a project: go to its runs; a run: into its detail (1-9 pick the detail's tab)"),
     ("Tab  Shift+Tab", "next / previous pane"),
     ("ctrl+p", "command palette: every action, searchable"),
-    ("Esc", "close this screen; clear the filter"),
+    ("Esc", "close this screen; clear the filter; from a run's detail back to the runs"),
     ("y  n", "in a confirmation: yes, no (Esc too); Tab reaches the promotion's reason, where Enter is yes"),
 )
 LEGEND = (

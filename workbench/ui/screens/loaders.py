@@ -3,8 +3,11 @@ they are easy to read and to test without an app. Each raises WorkbenchError for
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from workbench.core.errors import WorkbenchError
 from workbench.services.inspect import compare_runs, validation_report
+from workbench.services.reproductions import ReproductionVerdict, reproduction
 from workbench.services.workspace import ProjectClash
 from workbench.ui.widgets.projects import ProjectRow
 
@@ -76,10 +79,42 @@ def start_services(session, watch, watch_on_start: bool) -> tuple[str, list[int]
     return runner, report.interrupted_runs, problems
 
 
+@dataclass(frozen=True)
+class RunInsights:
+    """What the run detail shows beside the record: the Evaluation and Explanations tabs'
+    payloads (stage -> payload) or why they could not be read, and the reproducibility verdict."""
+
+    evaluations: dict[str, dict] = field(default_factory=dict)
+    evaluation_problem: str | None = None
+    explanations: dict[str, dict] = field(default_factory=dict)
+    explanation_problem: str | None = None
+    explanation_notes: dict[str, str] = field(default_factory=dict)
+    """Stage -> why its model has no explanation (not a LightGBM model, ...)."""
+    reproduction: ReproductionVerdict | None = None
+
+
 def read_run(session, run_id: int):
-    """The run (its record holds the lineage too) and its validation report."""
+    """The run (its record holds the lineage too), its validation report and its insights."""
     record = session.get_run(run_id)
-    return record, validation_report(record)
+    return record, validation_report(record), read_insights(session, record)
+
+
+def read_insights(session, record) -> RunInsights:
+    """Each part on its own: one that cannot be read says why in its tab, the others still show."""
+    values: dict = {}
+    for name, read in (("evaluations", lambda: session.evaluations(record.id)),
+                       ("explanations", lambda: session.explanations(record.id)),
+                       ("explanation_notes", lambda: session.explanation_notes(record.id))):
+        try:
+            values[name] = read()
+        except WorkbenchError as exc:
+            if name != "explanation_notes":
+                values[name.removesuffix("s") + "_problem"] = str(exc)
+    try:
+        values["reproduction"] = reproduction(session, record.id, record)
+    except WorkbenchError:
+        values["reproduction"] = None  # the detail still shows; the next read tries again
+    return RunInsights(**values)
 
 
 def read_diff(session, base: int, run_id: int, label: str):
@@ -104,8 +139,10 @@ def toggle_watch(watch, project: str) -> bool:
 
 
 def read_models(session, project: str):
-    """The project's model versions, newest first (registering runs a stopped workbench missed)."""
-    return session.registry.models(project)
+    """The project's model versions, newest first (registering runs a stopped workbench missed),
+    and what each alias's deploy pointer resolves to (its metadata.json, with the release path)."""
+    registry = session.registry
+    return registry.models(project), {alias: registry.deployed(project, alias) for alias in ("production", "staging")}
 
 
 def read_mirror(session) -> str:

@@ -4,6 +4,7 @@ the service events are handled by the mixins it is made of:
 
 - run_actions.RunActions: run now, watch, cancel, rerun cold, mark, diff, drift;
 - model_actions.ModelActions: the Models tab, aliases, the MLflow mirror, promotion and rollback;
+- detail_keys.DetailKeys: the run detail's tab keys and the audit history;
 - service_events.ServiceEvents: runs starting, streaming and finishing; watch and drift events.
 
 Everything slow (the lineage store, Docker, the watch service) runs in thread workers through
@@ -33,6 +34,7 @@ from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
+from workbench.ui.screens.detail_keys import DetailKeys
 from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.screens.model_actions import ModelActions
 from workbench.ui.screens.run_actions import RunActions
@@ -49,7 +51,7 @@ FILTER_DELAY_S = 0.15
 MIRROR_EVERY_S = 10.0
 
 
-class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
+class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
     BINDINGS = bindings("screen") + [Binding("escape", "escape", "Back", show=False)]
 
     def __init__(self, session, watch, bridge, watch_on_start: bool = True) -> None:
@@ -195,8 +197,8 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
             return  # the cursor moved on
-        record, report = payload
-        self.detail.show_record(record, report, self.live.get(run_id))
+        record, report, insights = payload
+        self.detail.show_record(record, report, self.live.get(run_id), insights)
         self.detail.border_title = f"Run {record.id}"
 
     def _done_trend(self, values, project) -> None:
@@ -267,7 +269,8 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             self._detail_timer.stop()
         if self.detail.run_id != message.run.id or message.run.status == "running":
             self._load_detail(message.run.id)
-        self.detail.focus()
+        # Into the open tab's content (RunDetail itself takes no focus: focusing it did nothing).
+        self.detail.focus_content()
 
     def _wanted_run(self) -> int | None:
         run = self.table.current
@@ -366,6 +369,8 @@ class MainScreen(RunActions, ModelActions, ServiceEvents, Screen):
             self.table.focus()
             if had_filter:
                 self._show_runs()
+        elif self.detail.has_focus_within:  # back from the run's detail to the runs
+            self.table.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if self._filter_timer is not None:

@@ -38,11 +38,12 @@ class ModelActions:
     def _done_aliases(self, aliases: dict, project) -> None:
         self.projects.update_row(project, production=aliases.get("production"), staging=aliases.get("staging"))
 
-    def _done_models(self, versions, project) -> None:
+    def _done_models(self, payload, project) -> None:
+        versions, pointers = payload
         holders = {alias: v.version for v in versions for alias in v.aliases}
         self._done_aliases(holders, project)  # the versions say who holds what, too
         if self.project and project == self.project.name:
-            self.query_one(ModelsView).show(project, versions, self.project.primary_metric)
+            self.query_one(ModelsView).show(project, versions, self.project.primary_metric, pointers)
 
     def _done_mirror(self, summary: str, _key) -> None:
         self.mirror = summary

@@ -18,6 +18,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from workbench.ui import format as fmt
+from workbench.ui.actions import view_bindings
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ProjectRow:
 
 
 class ProjectsList(OptionList):
+    BINDINGS = view_bindings("projects")  # shown in the footer while the pane has the focus
     DEFAULT_CSS = """
     ProjectsList { background: $surface; }
     ProjectsList > .option-list--option { padding: 0 0; }

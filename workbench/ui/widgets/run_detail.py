@@ -1,5 +1,8 @@
 """The run detail: tabs for the stages (with live progress), the log, metrics, gates, the
-validation report and the lineage of the run the runs table points at."""
+evaluation and explanations the workbench computed, the validation report and the lineage of
+the run the runs table points at, and the project's models. Keys 1-9 open the tabs in order
+(actions `tab_<id>` in workbench/ui/actions.py); the heading keeps the run's reproducibility
+verdict (its newest cold rerun, read from the store)."""
 
 from __future__ import annotations
 
@@ -8,19 +11,25 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, ProgressBar, Static, TabbedContent, TabPane
 
 from workbench.core.model import RunRecord
 from workbench.services.inspect import ValidationReport
 from workbench.ui import format as fmt
+from workbench.ui.actions import DETAIL_TABS
 from workbench.ui.live import LiveRun
+from workbench.ui.widgets.evaluation import EvaluationView
+from workbench.ui.widgets.explanations import ExplanationsView
 from workbench.ui.widgets.log_view import LogView
 from workbench.ui.widgets.models import ModelsView
 from workbench.ui.widgets.row_table import RowTable
 from workbench.ui.widgets.run_views import Palette, lineage_view, validation_view
 
-TABS = ("stages", "log", "metrics", "gates", "validation", "lineage", "models")
+TABS = tuple(tab for tab, _what in DETAIL_TABS)
+TAB_LABELS = {"evaluation": "Eval", "explanations": "Explain"}
+"""Shorter tab labels where the full name would push the tab bar past 80 columns."""
 
 
 class StageProgress(Horizontal):
@@ -59,37 +68,47 @@ class RunDetail(Vertical):
     RunDetail TabbedContent { height: 1fr; }
     RunDetail ContentSwitcher { height: 1fr; }
     RunDetail TabPane { height: 1fr; }
-    RunDetail #run-heading { height: auto; max-height: 2; padding: 0 1; color: $foreground; }
+    RunDetail #run-heading { height: auto; max-height: 3; padding: 0 1; color: $foreground; }
     RunDetail DataTable { background: $surface; height: 1fr; }
     RunDetail VerticalScroll { background: $surface; padding: 0 1; }
     RunDetail TabPane { padding: 0; }
     """
+    BINDINGS = [Binding("1", "screen.tab_stages", "Tabs", key_display="1-9", id="tab_stages",
+                        tooltip="Keys 1 to 9 open the detail's tabs in order")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.record: RunRecord | None = None
         self.run_id: int | None = None
         self._report: ValidationReport | None = None
+        self.insights = None
+        """The run's evaluation, explanations and reproducibility verdict (loaders.RunInsights)."""
 
     def compose(self) -> ComposeResult:
+        label = lambda tab, what: f"{TAB_LABELS.get(tab, what)}"  # noqa: E731
+        what = dict(DETAIL_TABS)
         with TabbedContent(initial="stages"):
-            with TabPane("Stages", id="stages"):
+            with TabPane(label("stages", what["stages"]), id="stages"):
                 yield Static(id="run-heading")
                 yield StageProgress(id="progress")
                 yield RowTable(id="stages-table", cursor_type="row", zebra_stripes=False)
-            with TabPane("Log", id="log"):
+            with TabPane(label("log", what["log"]), id="log"):
                 yield LogView(id="log-view")
-            with TabPane("Metrics", id="metrics"):
+            with TabPane(label("metrics", what["metrics"]), id="metrics"):
                 yield RowTable(id="metrics-table", cursor_type="row")
-            with TabPane("Gates", id="gates"):
+            with TabPane(label("gates", what["gates"]), id="gates"):
                 yield RowTable(id="gates-table", cursor_type="row")
-            with TabPane("Validation", id="validation"):
+            with TabPane(label("evaluation", what["evaluation"]), id="evaluation"):
+                yield EvaluationView(id="evaluation-view")
+            with TabPane(label("explanations", what["explanations"]), id="explanations"):
+                yield ExplanationsView(id="explanations-view")
+            with TabPane(label("validation", what["validation"]), id="validation"):
                 with VerticalScroll():
                     yield Static(id="validation-view")
-            with TabPane("Lineage", id="lineage"):
+            with TabPane(label("lineage", what["lineage"]), id="lineage"):
                 with VerticalScroll():
                     yield Static(id="lineage-view")
-            with TabPane("Models", id="models"):  # the project's, not the run's: clear() leaves it
+            with TabPane(label("models", what["models"]), id="models"):  # the project's: clear() leaves it
                 yield ModelsView(id="models-view")
 
     def on_mount(self) -> None:
@@ -105,7 +124,7 @@ class RunDetail(Vertical):
     # -- what the screen calls ---------------------------------------------------------------
 
     def clear(self, message: str = "") -> None:
-        self.record = self._report = None
+        self.record = self._report = self.insights = None
         self.run_id = None
         self.query_one("#run-heading", Static).update(message)
         for table in self.query(DataTable):
@@ -115,11 +134,15 @@ class RunDetail(Vertical):
         self.log.show(None, [])
         self.query_one("#validation-view", Static).update("")
         self.query_one("#lineage-view", Static).update("")
+        self.query_one(EvaluationView).show(None)
+        self.query_one(ExplanationsView).show(None)
 
-    def show_record(self, record: RunRecord, report: ValidationReport | None, live: LiveRun | None) -> None:
-        """A run as recorded; `live` (its events, when this app saw them) while it runs."""
+    def show_record(self, record: RunRecord, report: ValidationReport | None, live: LiveRun | None,
+                    insights=None) -> None:
+        """A run as recorded; `live` (its events, when this app saw them) while it runs;
+        `insights` (loaders.RunInsights): its evaluation, explanations and reproducibility."""
         same_run = self.run_id == record.id
-        self.record, self._report = record, report
+        self.record, self._report, self.insights = record, report, insights
         self.run_id = record.id
         self._heading(record)
         if live is not None and not live.finished:
@@ -142,6 +165,32 @@ class RunDetail(Vertical):
         if not same_run or live is None:
             self._log(record, live)
         self._redraw_documents()
+        self._insights(insights)
+
+    def focus_content(self) -> None:
+        """Focus what the open tab shows (Enter on a run brings the focus here)."""
+        self.show_tab(self.query_one(TabbedContent).active or "stages")
+
+    def show_tab(self, tab: str) -> None:
+        """Open a tab and focus what is in it, so the footer shows that view's keys."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = tab
+        pane = tabs.get_pane(tab)
+        target = next((w for w in pane.query("*") if w.focusable and w.display), None)
+        if tab == "models":
+            target = self.query_one(ModelsView).table
+        if target is not None:
+            target.focus()
+
+    def _insights(self, insights) -> None:
+        evaluation, explanations = self.query_one(EvaluationView), self.query_one(ExplanationsView)
+        if insights is None:
+            evaluation.show(None)
+            explanations.show(None)
+            return
+        evaluation.show(insights.evaluations, insights.evaluation_problem)
+        notes = "; ".join(f"{stage}: {note}" for stage, note in insights.explanation_notes.items())
+        explanations.show(insights.explanations, insights.explanation_problem, notes)
 
     def show_live(self, live: LiveRun) -> None:
         """Stages of a run in flight, from its events."""
@@ -189,6 +238,10 @@ class RunDetail(Vertical):
             text.append(f"\nchanged: {', '.join(record.changed_paths[:6])}", palette.muted)
         for warning in record.warnings:  # the lineage profile's: the run went on regardless
             text.append(f"\n! {warning}", palette.warn)
+        verdict = self.insights.reproduction if self.insights is not None else None
+        if verdict is not None:
+            glyph, tone = {True: ("✓", palette.good), False: ("✗", palette.bad)}.get(verdict.matched, ("!", palette.warn))
+            text.append(f"\n{glyph} {verdict.summary}", tone)
         self.query_one("#run-heading", Static).update(text)
 
     def _stages(self, record: RunRecord) -> None:

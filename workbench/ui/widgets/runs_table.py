@@ -26,6 +26,7 @@ from textual.strip import Strip
 from workbench.core.errors import WorkbenchError
 from workbench.core.model import RunSummary
 from workbench.ui import format as fmt
+from workbench.ui.actions import view_bindings
 from workbench.ui.live import LiveRun
 
 PAGE = 200
@@ -134,7 +135,7 @@ class RunsTable(ScrollView, can_focus=True):
         Binding("home,g", "jump(0)", "First", show=False),
         Binding("end,G", "jump(-1)", "Last", show=False),
         Binding("enter", "select", "Select", show=False),
-    ]
+    ] + view_bindings("runs")  # shown in the footer while the table has the focus
 
     cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
 
