@@ -139,7 +139,11 @@ class WorkbenchSession:
 
             store = self.store  # opening it may build the registry already (its reconcile)
             if self._registry is None:
+                from workbench.services.model_card import card_files
+
                 self._registry = RegistryService(self.workspace, store)
+                # A promotion writes the version's model card into its deploy release.
+                self._registry.card_files = lambda project, version: card_files(self, project, version)
         return self._registry
 
     def _after_run(self, record: RunRecord, ref: ProjectRef):
@@ -165,8 +169,8 @@ class WorkbenchSession:
                   cancel: CancelToken | None = None) -> tuple[RunRecord, Reproduction]:
         """Rerun a run's exact snapshot in fresh containers (cold, nothing reused) and compare:
         the same metrics (timings aside) and byte-identical artifacts mean it reproduced."""
-        from workbench.core.reproduce import compare_metrics
         from workbench.services.pipeline import PipelineService
+        from workbench.services.reproductions import compare_records
 
         original = self.get_run(run_id)
         if not original.snapshot_id:
@@ -181,12 +185,7 @@ class WorkbenchSession:
         record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=cancel,
                               on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
         self._after_run(record, ref)  # mirrored to MLflow like any run; it registers no version
-        compared, differences = compare_metrics(original.metrics, record.metrics)
-        # Models must be byte-identical; reports may hold timings, which the metrics check covers.
-        before = {a.name: a.sha256 for s in original.stages for a in s.artifacts if a.kind == "model"}
-        after = {a.name: a.sha256 for s in record.stages for a in s.artifacts if a.kind == "model"}
-        identical = {name: after.get(name) == sha for name, sha in before.items()}
-        return record, Reproduction(original.id, record.id, compared, differences, identical)
+        return record, compare_records(original, record)
 
     def runs(self, project: str | None = None, limit: int = 50, offset: int = 0,
              match: str | None = None) -> list[RunSummary]:
