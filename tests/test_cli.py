@@ -74,7 +74,7 @@ def test_bad_manifest_is_one_clear_line_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: {manifest}: stages.fit.imputs: unknown key (expected one of: command, depends_on, inputs, "
-        "memory, outputs, timeout_s)"]
+        "memory, outputs, params, predictions, timeout_s)"]
 
 
 def test_unknown_project_and_unknown_run(ws):

@@ -33,6 +33,8 @@ MIN_CPUS = 0.01
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
 """30 days: past this a time limit is a typo, and timers overflow near 1e9 s."""
 MAX_COOLDOWN_MINUTES = 365 * 24 * 60.0
+EVALUATION_TASKS = ("auto", "classification", "regression")
+PREDICTIONS_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 DEFAULT_IGNORES = (
     ".workbench/**",
     ".git/**",
@@ -106,10 +108,33 @@ class StageSpec:
     """Time limit for this stage (above 0, at most 30 days); defaults to environment.timeout_s."""
     memory: str | None = None
     """Memory limit for this stage (6m to 1t); defaults to environment.memory."""
+    predictions: str | None = None
+    """A predictions file the stage writes into its output folder (`predictions.parquet`, or a
+    .csv): one row per evaluated example with the label (named as data.target, or `label`), a
+    `score` (probability of the positive class) or a `prediction`, an optional `id`, and the
+    data.sensitive columns (or an `id` to join them from the data file). After the stage the
+    workbench computes its evaluation from it (workbench.core.evaluation) and records the
+    metrics; a missing or malformed file fails the stage."""
     params: tuple[ParamRef, ...] = ()
     """Keys of a params file the stage reads (`["train", "split.seed", "other.yaml:model.lr"]`):
     its cache key takes their values, not the whole file's hash (workbench.core.params_keys).
     A missing key fails the stage before it runs, naming the key and the file."""
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """How the workbench evaluates a stage's predictions file (`[evaluation]`)."""
+
+    task: str = "auto"
+    """`classification` (binary), `regression`, or `auto`: binary when the file has a `score`
+    column or the label has two values, regression otherwise."""
+    threshold: float = 0.5
+    """Binary classification: a row is predicted positive when its score is at least this
+    (0 to 1); the confusion matrix, accuracy, precision, recall, F1 and the per-group rates
+    are taken at it."""
+    positive: str | None = None
+    """The label value of the positive class, as text (e.g. `Yes`). Unset: the larger of two
+    numbers (1, true), or the one of yes/true/1/positive among two strings."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +248,7 @@ class Manifest:
     watch: WatchSpec = field(default_factory=WatchSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     external_links: tuple[str, ...] = ()
     """`[project] external_links`: project symlinks (paths relative to the project, e.g.
     `data/big.parquet` or a folder `data/lake`) that may lead outside the project, to data kept
@@ -288,11 +314,13 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     watch_table.reject_unknown()
     promotion = _parse_promotion(root.table_of("promotion"))
     drift = _parse_drift(root.table_of("drift"))
+    evaluation = _parse_evaluation(root.table_of("evaluation"))
     root.reject_unknown()
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
+        evaluation=evaluation,
         drift=drift, external_links=external_links, params_file=params_file, source=source,
     )
 
@@ -422,6 +450,24 @@ def _non_negative(table: _Reader, key: str, default: float | None, high: float, 
     return value
 
 
+def _parse_evaluation(table: _Reader) -> EvaluationSpec:
+    task = table.get("task", str, default="auto")
+    if task not in EVALUATION_TASKS:
+        raise table.fail("task", f"must be one of {', '.join(EVALUATION_TASKS)}, got {task!r}")
+    spec = EvaluationSpec(task=task, threshold=table.number("threshold", 0.5, 0.0, 1.0),
+                          positive=table.text("positive"))
+    table.reject_unknown()
+    return spec
+
+
+def _predictions_file(table: _Reader) -> str | None:
+    value = table.path("predictions", inside="the stage's output folder")
+    if value is not None and not value.lower().endswith(PREDICTIONS_SUFFIXES):
+        raise table.fail("predictions", f"{value!r} must be a Parquet or CSV file "
+                                        f"(ending in {', '.join(PREDICTIONS_SUFFIXES)})")
+    return value
+
+
 def _timeout(table: _Reader, default: float | None) -> float | None:
     return table.number("timeout_s", default, 0.0, MAX_TIMEOUT_S, low_open=True, unit=" (30 days)")
 
@@ -484,6 +530,7 @@ def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
             name=name, command=command, inputs=table.paths("inputs"),
             outputs=table.paths("outputs", inside="the stage's output folder"),
             depends_on=table.strings("depends_on"), timeout_s=_timeout(table, None),
+            predictions=_predictions_file(table),
             memory=table.size("memory", None), params=_param_refs(table),
         )
         table.reject_unknown()

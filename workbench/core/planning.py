@@ -138,6 +138,9 @@ class CacheKeyParts:
     params: dict[str, str] = field(default_factory=dict)
     """The params keys the stage names (`file:key` -> canonical JSON of the value): only these
     values, not the params file's hash, unless the stage also lists the file in `inputs`."""
+    evaluation: str = ""
+    """What the workbench's evaluation of the stage's predictions file is computed with (file,
+    task, threshold, target, sensitive columns): its metrics are part of the stage's result."""
 
     def digest(self) -> str:
         fields = {
@@ -151,6 +154,8 @@ class CacheKeyParts:
         }
         if self.params:  # absent, not empty: a stage without keys keeps the key it always had
             fields["params"] = sorted(self.params.items())
+        if self.evaluation:  # likewise: only stages that declare a predictions file
+            fields["evaluation"] = self.evaluation
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 

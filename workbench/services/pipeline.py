@@ -30,6 +30,7 @@ from workbench.core.params_keys import StageParams
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
 from workbench.core.stage_command import missing_script_problem
+from workbench.services.evaluation import evaluate_stage, evaluation_settings
 from workbench.services.stage_params import resolve_params
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
@@ -168,6 +169,7 @@ class PipelineService:
             stage=spec.name, command=spec.command, inputs=inputs, image_id=prepared.image_id,
             upstream={dep: r.output_digest for dep, r in upstream.items()},
             network=manifest.environment.network, params=params.values,
+            evaluation=evaluation_settings(manifest, spec),
         ).digest()
         base = StageResult(stage=spec.name, status=StageStatus.SKIPPED, command=spec.command,
                            cache_key=key, output_dir="",
@@ -227,6 +229,9 @@ class PipelineService:
             log_tail=[line for line in outcome.log_tail if not parse_progress(line)],
         )
         self._collect_outputs(result, spec, output_dir)
+        if spec.predictions and result.status is StageStatus.SUCCEEDED:
+            evaluate_stage(self.store, record.id, manifest, spec, result, snapshot.path, list(snapshot.files),
+                           lambda line: on_event(StageLog(record.id, spec.name, line)))
         return result
 
     @staticmethod

@@ -13,6 +13,7 @@ from workbench.adapters.project_sources import read_python_sources
 from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
 from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from workbench.core.scaffold import NothingToRun, manifest_text, survey
+from workbench.services.data_columns import check_data_columns
 
 STATE_DIR = ".workbench"
 STATE_DIR_MODE = 0o700
@@ -72,7 +73,9 @@ def load_manifest(project_dir: Path) -> tuple[Manifest, str]:
         line = data[:exc.start].count(b"\n") + 1
         raise ManifestError(str(path), None, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
                                              "save it as UTF-8") from None
-    return parse_manifest(text, str(path)), hashlib.sha256(text.encode()).hexdigest()
+    manifest = parse_manifest(text, str(path))
+    check_data_columns(manifest, project_dir, str(path))
+    return manifest, hashlib.sha256(text.encode()).hexdigest()
 
 
 class Workspace:
