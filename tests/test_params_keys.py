@@ -39,6 +39,7 @@ from workbench.ui.screens.diff import DiffScreen
     (" split.seed ", "split.seed", None),
     ("other.yaml:train.lr", "train.lr", "other.yaml"),
     ("conf/p.json:a", "a", "conf/p.json"),
+    ("./conf/p.json:a", "a", "conf/p.json"),
     ("layers.0", "layers.0", None),
 ])
 def test_param_refs_parse(text, key, file):

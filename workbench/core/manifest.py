@@ -118,7 +118,8 @@ class StageSpec:
     params: tuple[ParamRef, ...] = ()
     """Keys of a params file the stage reads (`["train", "split.seed", "other.yaml:model.lr"]`):
     its cache key takes their values, not the whole file's hash (workbench.core.params_keys).
-    A missing key fails the stage before it runs, naming the key and the file."""
+    A missing key fails the stage before it runs, naming the key and the file. A params file
+    the stage also lists in `inputs` keeps the whole-file behaviour: any edit reruns it."""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def parse_param_ref(text: str) -> ParamRef:
     file = None
     if ":" in entry:
         file, _, entry = entry.partition(":")
-        file = file.strip()
+        file = file.strip().removeprefix("./")  # as the snapshot and the watcher name files
         entry = entry.strip()
         if not file.lower().endswith(PARAMS_SUFFIXES):
             raise ValueError(f"{text!r}: the part before ':' must be a params file ending in "
