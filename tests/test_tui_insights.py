@@ -18,6 +18,7 @@ from tests.test_registry import run_with_scale
 from tests.test_tui import (  # noqa: F401 (private_config: fixture)
     asyncio_test, make_app, opened, private_config, screen_text, shown, static_text, wait_for,
 )
+from tests.test_tui_snapshots import THEMES, check_text, colours, history, normalised, render, theme_colour  # noqa: F401
 from workbench.adapters.duckdb_evaluation import DuckDBEvaluationStore
 from workbench.services.session import WorkbenchSession
 from workbench.ui.actions import DETAIL_TABS
@@ -359,3 +360,40 @@ async def test_the_reproducibility_verdict_stays_in_the_runs_detail(root):
         await pilot.press("tab", "end")
         await wait_for(pilot, lambda: main.detail.run_id == 1, what="run 1")
         await shown(pilot, "✓ reproduced by cold run 2")
+
+
+# -- snapshots at 80x24, every theme ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@asyncio_test
+async def test_the_new_tabs_at_80x24_in_every_theme(theme, history):
+    """The Evaluation and Explanations tabs of a recorded run (fixed values) at 80x24: the text
+    equals its baseline (nothing cut off or overlapping) and the curves and bars are drawn in
+    the theme's colours."""
+    from workbench.adapters.duckdb_explanations import DuckDBExplanationStore
+
+    session = WorkbenchSession(history, runner="local")
+    DuckDBEvaluationStore(session.store).save(40, "evaluate", binary_evaluation())
+    DuckDBExplanationStore(session.store).save(40, {"train": explanation()}, {})
+    app = make_app(history, session=session)
+    app.theme = theme
+    async with app.run_test(size=SMALL) as pilot:
+        main = await opened(pilot, runs=40)
+        await wait_for(pilot, lambda: main.detail.run_id == 40 and main.detail.insights is not None
+                       and main.runner_name == "local", what="run 40's detail")
+        await pilot.press("5")
+        await shown(pilot, "ROC · AUC 0.8412")
+        await pilot.pause(0.2)
+        text, segments = render(app)
+        check_text("evaluation-80x24", normalised(text, history))
+        primary = theme_colour(app, "primary")
+        assert any(fg == primary for fg, _bg in colours(segments, "⠁") | colours(segments, "⣀")
+                   | colours(segments, "⠒")), "the ROC curve is not in the theme's primary colour"
+        await pilot.press("6")
+        await shown(pilot, "mean |SHAP| on 500 rows")
+        await pilot.pause(0.2)
+        text, segments = render(app)
+        check_text("explanations-80x24", normalised(text, history))
+        assert theme_colour(app, "accent") in {fg for fg, _bg in colours(segments, "████")}, \
+            "the mean |SHAP| bars are not in the theme's accent colour"
