@@ -17,6 +17,7 @@ import pytest
 
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
+from tests.test_registry import run_with_scale
 from workbench.core.audit import legacy_row_hash
 from workbench.services.session import WorkbenchSession
 
@@ -32,8 +33,7 @@ def built(tmp_path_factory) -> Path:
         env.setenv("WORKBENCH_MLFLOW_SYNC", "off")  # no detached process writing while cases copy
         session = WorkbenchSession(root, runner="local")
         for scale in (1.5, 1.8):
-            (root / "tiny" / "params.toml").write_text(f"[fit]\nscale = {scale}\n")
-            assert session.run("tiny").status.value == "succeeded"
+            run_with_scale(session, root, scale)
         registry = session.registry
         for version, alias in ((1, "staging"), (1, "production"), (2, "staging")):
             assert registry.promote("tiny", version, alias, user="ana").applied

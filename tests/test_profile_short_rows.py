@@ -8,11 +8,11 @@ warnings and in a drift batch's findings.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.test_cli import wb
 
 MANIFEST = """
 [project]
@@ -32,8 +32,7 @@ ROW = "{},12,{},cauc,yes,south,no\n"
 
 
 def workbench(ws: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench", "-w", str(ws), *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "300", "WORKBENCH_MLFLOW_SYNC": "off"})
+    return wb(ws, *args, env={"COLUMNS": "300", "WORKBENCH_MLFLOW_SYNC": "off"})
 
 
 def payroll(root: Path) -> Path:

@@ -8,15 +8,14 @@ judges the data. A file that cannot be read at all is a warning too."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.test_cli import wb
 from tests.test_tui import asyncio_test, make_app, opened, private_config, static_text, wait_for  # noqa: F401
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.services.session import WorkbenchSession
@@ -26,8 +25,7 @@ EXAMPLE = REPO / "projects" / "telco-churn"
 
 
 def workbench(ws: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench", "-w", str(ws), *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    return wb(ws, *args, env={"COLUMNS": "200"})
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import pytest
 
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
+from tests.test_registry import run_with_scale
 from workbench.services.faults import CRASH_EXIT
 from workbench.services.session import WorkbenchSession
 
@@ -31,8 +32,7 @@ def ws(tmp_path: Path) -> Path:
     write_project(tmp_path)
     session = WorkbenchSession(tmp_path, runner="local")
     for scale in (1.5, 1.8):
-        (tmp_path / "tiny" / "params.toml").write_text(f"[fit]\nscale = {scale}\n")
-        assert session.run("tiny").status.value == "succeeded"
+        run_with_scale(session, tmp_path, scale)
     assert session.registry.promote("tiny", 1, "staging").applied
     return tmp_path
 

@@ -10,12 +10,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
 from tests.test_tui import asyncio_test, make_app, private_config, shown  # noqa: F401  (a fixture)
 from workbench.adapters.duckdb_schema import v5_workspace_relative
@@ -23,12 +23,6 @@ from workbench.core.errors import WorkbenchError
 from workbench.services.pipeline import PipelineService
 from workbench.services.session import WorkbenchSession
 from workbench.services.workspace import ProjectRef, load_manifest
-
-
-def wb(workspace: Path, *args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench", "--workspace", str(workspace), *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=180,
-                          cwd=cwd)
 
 
 def twin_workspace(root: Path) -> tuple[Path, Path]:

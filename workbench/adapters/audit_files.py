@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from workbench.adapters.disk_writes import fsync_dir
+from workbench.adapters.disk_writes import fsync_dir, write_new_file
 from workbench.adapters.locks import file_lock
 from workbench.core.audit import Anchor, anchor_mac, same_mac
 from workbench.core.errors import WorkbenchError
@@ -70,12 +70,7 @@ class AuditFiles:
         key = secrets.token_bytes(KEY_BYTES)
         tmp = self.folder / f".key.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, key)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new_file(tmp, key)
             os.link(tmp, self.key_path)  # fails if another process made one meanwhile: never replace a key
             fsync_dir(self.folder)
         except FileExistsError:
@@ -115,12 +110,7 @@ class AuditFiles:
         body = json.dumps(anchor.as_dict() | {"mac": anchor_mac(key, anchor)}, sort_keys=True) + "\n"
         tmp = self.folder / f".anchor.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, body.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new_file(tmp, body.encode())
             # No directory fsync: a rename lost to a power cut leaves the previous anchor, one
             # commit behind, which verifying recognises and repairs.
             os.replace(tmp, self.anchor_path)

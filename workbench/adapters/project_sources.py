@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
+
+from workbench.adapters.regular_files import NotRegularFile, read_regular_bytes
 
 MAX_SOURCE_BYTES = 1024**2
 """A larger .py file is generated or vendored, not a stage someone wrote."""
@@ -20,17 +20,8 @@ def read_python_sources(folder: Path, files: list[str]) -> dict[str, str]:
         if not rel.endswith(".py") or len(sources) >= MAX_SOURCES:
             continue
         try:
-            fd = os.open(folder / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue  # a symlink, gone, or unreadable: init only misses a guess
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SOURCE_BYTES:
-                continue
-            with os.fdopen(fd, "rb", closefd=False) as file:
-                sources[rel] = file.read(MAX_SOURCE_BYTES).decode("utf-8", "replace")
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+            data = read_regular_bytes(folder / rel, MAX_SOURCE_BYTES)
+        except (OSError, NotRegularFile):
+            continue  # a symlink, FIFO, too large, gone, or unreadable: init only misses a guess
+        sources[rel] = data.decode("utf-8", "replace")
     return sources
