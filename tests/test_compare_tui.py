@@ -135,6 +135,12 @@ async def test_compare_chart_switches_metric_and_charts_a_metric_against_a_param
         await pilot.press("x")  # past the last param: across the runs again
         assert chart.series.against is None
 
+        # the view's keys are in the command palette while it is open, each with its id
+        commands = {c.title: c.help for c in app.get_system_commands(screen)}
+        assert "id compare_metric" in commands["Compare: chart the next metric"]
+        next(c for c in app.get_system_commands(screen) if c.title == "Compare: chart the next metric").callback()
+        assert chart.series.metric == "metric:threshold"
+
 
 @asyncio_test
 async def test_compare_view_text_snapshot(history):

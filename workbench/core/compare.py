@@ -16,11 +16,10 @@ tree into parameterized SQL, so no user text ever becomes SQL. Grammar (and bind
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import datetime
 from typing import Union
 
@@ -54,20 +53,25 @@ class Column:
     """The name as recorded."""
 
 
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+LITERALS = {"true": True, "false": False}
+
+
+@lru_cache(maxsize=65536)
 def param_value(text: str | None) -> float | str | bool | None:
     """A recorded param as a value: numbers and booleans typed (params.json wrote them as JSON),
-    anything else the text itself."""
+    anything else the text itself. Cached: a sweep's params repeat their few values."""
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except ValueError:
+    if text in LITERALS:
+        return LITERALS[text]
+    number = JSON_NUMBER.fullmatch(text)
+    if number is None:
         return text
-    if isinstance(value, bool) or isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    return text
+    if number.group(1) is None and number.group(2) is None:
+        return int(text)
+    value = float(text)
+    return value if math.isfinite(value) else text
 
 
 def labelled_columns(param_names: list[str], metric_names: list[str]) -> list[Column]:
@@ -265,6 +269,10 @@ def parse_sort(text: str | None) -> SortKey | None:
     return SortKey(name, descending)
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or value != value else value
+
+
 def cell_value(row: CompareRow, column: Column) -> float | str | bool | None:
     """A row's value in a column, typed (None: the run has no such value)."""
     if column.kind == "run":
@@ -353,16 +361,25 @@ class CompareTable:
         return CompareTable(rows, self.columns, self.hidden, self.reference, sort)
 
     def to_json(self) -> dict:
+        return {**self.to_json_head(), "runs": [self.run_json(row) for row in self.rows]}
+
+    def to_json_head(self) -> dict:
+        """Everything but the runs: the columns, what was hidden, the order."""
         return {
             "reference": self.reference,
             "sort": None if self.sort is None else ("-" if self.sort.descending else "") + self.sort.column,
             "params": [c.label for c in self.params],
             "metrics": [c.label for c in self.metrics],
             "equal_params": {name: param_value(value) for name, value in self.hidden.items()},
-            "runs": [{"id": row.run_id, "status": row.status, "started_at": row.started_at.isoformat(),
-                      "params": {c.label: cell_value(row, c) for c in self.params},
-                      "metrics": {c.label: cell_value(row, c) for c in self.metrics}} for row in self.rows],
         }
+
+    def run_json(self, row: CompareRow) -> dict:
+        params = [(c.label, c.name) for c in self.params]
+        metrics = [(c.label, c.name) for c in self.metrics]
+        values = row.metrics
+        return {"id": row.run_id, "status": row.status, "started_at": row.started_at.isoformat(),
+                "params": {label: param_value(row.params.get(name)) for label, name in params},
+                "metrics": {label: _finite(values.get(name)) for label, name in metrics}}
 
 
 def build_table(rows: list[CompareRow], all_params: bool = False, sort: SortKey | None = None,
