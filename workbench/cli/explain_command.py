@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.cli.render import Printer
-from workbench.core.explain import RANK_BY, FeatureShift, ranked, shares
+from workbench.core.explain import RANK_BY, FeatureShift, diff_explanations, ranked, shares
 from workbench.services.session import WorkbenchSession
 
 EXIT_OK = 0
@@ -48,18 +48,22 @@ def cmd_explain(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
         con.print(f"[yellow]note:[/] {escape(note)}")
     if current.payload is None:
         return EXIT_OK
+    by = args.by
+    if by == "shap" and current.payload["shap_rows"] is None:
+        con.print("[yellow]note:[/] ranked by gain: this version has no SHAP values to rank by")
+        by = "gain"
     if against is not None:
         for note in against.notes:
             con.print(f"[yellow]note (version {against.version}):[/] {escape(note)}")
-    con.print(_table(current.payload, args.by, args.top, comparison.shifts if against else None, against,
-                     con.width))
+    shifts = comparison.shifts if by == args.by else diff_explanations(against and against.payload, current.payload, by)
+    con.print(_table(current.payload, by, args.top, shifts if against else None, against, con.width))
     features = len(current.payload["features"])
     if 0 < args.top < features:
         con.print(f"[dim]{features - args.top} more feature(s) not shown (--top 0 shows all)[/]")
     if against is not None and against.payload is not None:
-        moved = sum(1 for s in comparison.shifts if s.rank_change)
+        moved = sum(1 for s in shifts if s.rank_change)
         con.print(f"[dim]against version {against.version} (run {against.run_id}): "
-                  f"{moved} of {len(comparison.shifts)} feature(s) changed rank by {args.by}[/]")
+                  f"{moved} of {len(shifts)} feature(s) changed rank by {by}[/]")
     return EXIT_OK
 
 
