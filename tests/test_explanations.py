@@ -272,3 +272,18 @@ def test_the_diff_screen_shows_which_features_moved(tmp_path, private_config):
             await shown(pilot, "feature importance (gain share)", "↑1", "income", "#2 → #1", "16.7% → 83.3%", "↓1")
 
     drive()
+
+
+def test_a_declared_output_that_is_a_lightgbm_model_is_explained_without_log_artifact(tmp_path):
+    """A stage that only lists model.txt in `outputs` (no wb.log_artifact(..., "model")) still
+    has its LightGBM model explained; its other outputs are left alone."""
+    from workbench.services.session import WorkbenchSession
+
+    project = text_model_project(tmp_path)
+    fit = project / "fit.py"
+    fit.write_text(fit.read_text().replace('wb.log_artifact("model.txt", "model")\n', ""))
+    session = WorkbenchSession(tmp_path, runner="local")
+    record = session.run("tiny")
+    assert [a.kind for a in record.stages[1].artifacts] == ["output"]
+    assert [f["feature"] for f in session.explanations(record.id)["fit"]["features"]] == ["age", "income"]
+    assert "prep" not in session.explanations(record.id) and session.explanation_notes(record.id) == {}
