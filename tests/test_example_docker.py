@@ -111,6 +111,21 @@ def test_the_docker_run_keeps_its_models_explanation(example_ws, first_run):
     assert all(shap is not None and (shap > 0) == (split > 0) for _, _, split, shap in features)
 
 
+def test_the_workbench_evaluates_the_example_predictions(example_ws, first_run):
+    """The evaluate stage writes predictions.parquet; the workbench computed the metrics its
+    gates read from it, and kept the whole evaluation (issue 12 item 3)."""
+    evaluation = WorkbenchSession(example_ws, runner="docker").evaluations(first_run.id)["evaluate"]
+    assert (evaluation["task"], evaluation["rows"], evaluation["label"]) == ("binary", 1761, "churn")
+    assert evaluation["confusion"]["labels"] == [0, 1] and evaluation["threshold"] == 0.5
+    assert [g["group"] for g in evaluation["groups"]["senior_citizen"]] == ["0", "1"]
+    metrics = first_run.metrics
+    assert metrics["auc"] == evaluation["roc"]["auc"] and metrics["ece"] == evaluation["calibration"]["ece"]
+    fairness = evaluation["fairness"]["female"]
+    assert metrics["demographic_parity_difference.female"] == fairness["demographic_parity_difference"]
+    evaluate = first_run.stages[2]
+    assert any(line.startswith("evaluation of predictions.parquet: binary, 1761 rows") for line in evaluate.log_tail)
+
+
 def test_unchanged_rerun_starts_no_container(example_ws, first_run, docker_engine):
     since = datetime.now(timezone.utc)
     started = time.perf_counter()
