@@ -180,3 +180,41 @@ def test_init_makes_no_stage_of_a_helper_module_and_gives_each_stage_its_own_inp
     (project / "data" / "holdout.csv").write_text("income,debt,default\n15,3,0\n16,4,1\n")
     again = json.loads(wb(tmp_path, "run", "credit", "--runner", "local", "--json").stdout)
     assert {s["stage"]: s["status"] for s in again["stages"]} == {"train": "reused", "evaluate": "succeeded"}
+
+
+def test_scripts_in_a_stages_folder_become_stages_whatever_their_names_and_follow_what_they_read():
+    """A new user's HMDA project: stages/check.py, fit.py and score_holdout.py, none with a usual
+    name, were refused ("no stage scripts found"). A script in stages/ that does its work is a
+    stage; `wb.upstream("fit", ...)` makes it follow fit; one that reads no other stage's
+    outputs follows nothing, and the manifest says so for its reader to decide."""
+    sources = {
+        "stages/features.py": "import pandas as pd\ndef load():\n    return pd.read_csv('data/t.csv')\n",
+        "stages/check.py": "import pandas as pd\ndf = pd.read_csv('data/t.csv')\nprint(len(df))\n",
+        "stages/fit.py": "import wb\nfrom features import load\nload()\nprint('fit')\n",
+        "stages/score_holdout.py": "import wb\nfrom features import load\nm = wb.upstream('fit', 'model.txt')\nprint(m)\n",
+        "stages/_private.py": "print('not a stage: a leading underscore')\n",
+    }
+    files = [*sources, "data/t.csv"]
+    scaffold = survey("hmda", files, sources)
+    assert [(s.name, s.depends_on) for s in scaffold.stages] == [
+        ("check", ()), ("fit", ()), ("score_holdout", ("fit",))]
+    assert ("stages/features.py", "a module imported by stages/fit.py, stages/score_holdout.py, not a script") \
+        in scaffold.not_stages
+    text = manifest_text(scaffold)
+    manifest = parse_manifest(text, "workbench.toml")
+    assert manifest.stages["score_holdout"].depends_on == ("fit",)
+    assert "# depends_on = [...]" in text.split("[stages.fit]")[1].split("[stages.")[0]
+
+
+def test_a_usual_name_follows_the_stage_it_reads_before_the_usual_order():
+    sources = {
+        "stages/validate.py": "print('ok')\n",
+        "stages/train.py": "print('train')\n",
+        "stages/evaluate.py": "import wb\nwb.upstream('train', 'model.txt')\nwb.upstream('prep', 'x.parquet')\n",
+        "stages/prep.py": "print('prep')\n",
+    }
+    scaffold = survey("p", list(sources), sources)
+    order = [s.name for s in scaffold.stages]
+    deps = {s.name: s.depends_on for s in scaffold.stages}
+    assert deps == {"validate": (), "train": ("validate",), "evaluate": ("train", "prep"), "prep": ()}
+    assert order.index("prep") < order.index("evaluate") and order.index("train") < order.index("evaluate")

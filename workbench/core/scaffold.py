@@ -3,8 +3,10 @@
 Pure: it is handed the folder's file list (project-relative POSIX paths) and the text of its
 Python files, and returns the manifest's text, which parses (the caller checks it before
 writing anything). It only writes down what it found: stages for the scripts with the usual
-names that are scripts (they do their work when run; a `features.py` of functions that the
-others import is a module, not a stage), chained in the usual order, each reading its own
+names, and for every script in a `stages/` folder whatever its name, that are scripts (they do
+their work when run; a `features.py` of functions that the others import is a module, not a
+stage). A stage follows the stages whose outputs it reads (`wb.upstream("fit", ...)`); the usual
+names with no such call are chained in the usual order. Each reads its own
 script, the local modules it imports and the data and params files it names; when `ast` can tell which
 keys of a params file a stage reads (`params["train"]`, `wb.load_params("params.toml", "train")`),
 those keys (`params = ["train"]`) instead of the whole file. What it cannot know (the
@@ -45,6 +47,8 @@ class StagePlan:
     params: tuple[str, ...] = ()
     """The params keys it reads (`train`, `split.seed`, `other.yaml:lr`), when `ast` could tell
     them all for a file; that file is then not among its inputs."""
+    depends_on: tuple[str, ...] = ()
+    """The stages it follows: those it reads outputs of, else the usual name before it."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,7 @@ def survey(folder_name: str, files: list[str], sources: Mapping[str, str]) -> Sc
     params = next((p for p in PARAMS_FILES if p in present), None)
     importers = _importers(facts, visible)
     stages, not_stages = [], []
-    for stage in STAGE_ORDER:
-        script = next((f"{folder}/{stage}.py".lstrip("/") for folder in SCRIPT_FOLDERS
-                       if f"{folder}/{stage}.py".lstrip("/") in present), None)
-        if script is None:
-            continue
+    for script in _candidates(present):
         why, why_not = _verdict(script, facts.get(script), importers.get(script, []))
         if why_not:
             not_stages.append((script, why_not))
@@ -90,14 +90,61 @@ def survey(folder_name: str, files: list[str], sources: Mapping[str, str]) -> Sc
         keys, by_key, whole = _params_keys([facts[p] for p in (script, *modules) if p in facts], present)
         # `wb.load_params()` reads params.toml without writing its name down
         read = [f for f in read if f not in by_key] + [f for f in whole if f not in read]
-        stages.append(StagePlan(stage, script, (script, *modules, *read), why, keys))
+        stages.append(StagePlan(PurePosixPath(script).stem, script, (script, *modules, *read), why, keys))
+    stages = _ordered(stages, facts)
     if not stages:
         looked = ", ".join(f"{stage}.py" for stage in ("validate", "train", "evaluate"))
         skipped = "".join(f"; {script} is not one: {why}" for script, why in not_stages)
         raise NothingToRun(f"no stage scripts found (looked for {looked} and the like, at the top and under "
-                           f"{', '.join(f + '/' for f in SCRIPT_FOLDERS if f)}){skipped}")
+                           f"{', '.join(f + '/' for f in SCRIPT_FOLDERS if f)}, and any script in stages/){skipped}")
     requirements = "requirements.txt" if "requirements.txt" in present else None
     return Scaffold(project_name(folder_name), tuple(stages), data, params, requirements, tuple(not_stages))
+
+
+def _candidates(present: set[str]) -> list[str]:
+    """Scripts that may be stages: the usual names (in pipeline order, the first folder that has
+    one), then every other script directly in a `stages/` folder (by name): a folder of that name
+    says what its scripts are, whatever they are called."""
+    usual = []
+    for stage in STAGE_ORDER:
+        script = next((f"{folder}/{stage}.py".lstrip("/") for folder in SCRIPT_FOLDERS
+                       if f"{folder}/{stage}.py".lstrip("/") in present), None)
+        if script:
+            usual.append(script)
+    taken = {PurePosixPath(s).stem for s in usual}
+    others = sorted(f for f in present if PurePosixPath(f).parent.as_posix() == "stages" and f.endswith(".py")
+                    and not f.startswith("stages/_") and PurePosixPath(f).stem not in taken
+                    and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", PurePosixPath(f).stem))
+    return usual + others
+
+
+def _ordered(stages: list[StagePlan], facts: Mapping[str, ScriptFacts]) -> list[StagePlan]:
+    """Each stage after the ones it follows. A stage that reads another's outputs by name
+    (`wb.upstream("fit", ...)`) follows those; one of the usual names that reads none follows
+    the usual name before it (validate, then train, then evaluate); any other follows nothing
+    (the manifest says so, for its reader to decide)."""
+    names = [s.name for s in stages]
+    usual = [s.name for s in stages if s.name in STAGE_ORDER]
+    planned: dict[str, StagePlan] = {}
+    for stage in stages:
+        read = tuple(n for n in facts[stage.script].upstream if n in names and n != stage.name)
+        if not read and stage.name in usual and usual.index(stage.name) > 0:
+            read = (usual[usual.index(stage.name) - 1],)
+        planned[stage.name] = StagePlan(stage.name, stage.script, stage.inputs, stage.why, stage.params, read)
+    ordered: list[StagePlan] = []
+    placing: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placing or any(s.name == name for s in ordered):
+            return  # placed already, or a cycle (the manifest's own check names it)
+        placing.add(name)
+        for dep in planned[name].depends_on:
+            place(dep)
+        ordered.append(planned[name])
+
+    for name in names:
+        place(name)
+    return ordered
 
 
 def _params_keys(used: list[ScriptFacts], present: set[str]) -> tuple[tuple[str, ...], set[str], list[str]]:
@@ -165,7 +212,7 @@ def manifest_text(scaffold: Scaffold) -> str:
     """The manifest, commented so that its reader knows what each line is for."""
     q = _quote
     lines = [
-        "# Written by `workbench init` from the files it found; edit freely (README: manifest reference).",
+        "# Written by `workbench init` from the files it found; edit freely (docs/manifest.md: the reference).",
         "[project]",
         f"name = {q(scaffold.name)}",
         "# The metric the runs table, the trend and champion/challenger compare (a stage logs it",
@@ -190,7 +237,6 @@ def manifest_text(scaffold: Scaffold) -> str:
         lines.append("")
     lines += ["# Each stage's inputs: its script, the project's modules it imports, and the data and",
               "# params files it names; a file it reads by another name belongs here too.", ""]
-    previous = None
     for stage in scaffold.stages:
         lines += [f"[stages.{stage.name}]", f"# a stage because {stage.why}",
                   f"command = {q('python ' + stage.script)}",
@@ -198,10 +244,11 @@ def manifest_text(scaffold: Scaffold) -> str:
         if stage.params:
             lines += ["# the params keys it reads: an edit elsewhere in the file does not rerun it",
                       f"params = [{', '.join(q(k) for k in stage.params)}]"]
-        if previous:
-            lines.append(f"depends_on = [{q(previous)}]")
+        if stage.depends_on:
+            lines.append(f"depends_on = [{', '.join(q(d) for d in stage.depends_on)}]")
+        elif stage is not scaffold.stages[0]:
+            lines.append("# depends_on = [...]  # it reads no other stage's outputs by name: list the stages it must follow")
         lines.append("")
-        previous = stage.name
     lines += [
         "[gates]",
         "# A run passes only if every gate holds, e.g.:",

@@ -47,6 +47,8 @@ class ScriptFacts:
     """Every string constant, where file names (`data/churn.csv`, `params.toml`) are written."""
     params: ParamsUse = field(default_factory=lambda: ParamsUse())
     """Which keys of which params files it reads, as far as `ast` can tell."""
+    upstream: tuple[str, ...] = ()
+    """The stages whose outputs it reads by name: `wb.upstream("train", "model.txt")`."""
 
 
 def read_facts(source: str) -> ScriptFacts:
@@ -76,7 +78,22 @@ def read_facts(source: str) -> ScriptFacts:
         imports=tuple(dict.fromkeys(imports)),
         strings=tuple(dict.fromkeys(strings)),
         params=_params_use(tree),
+        upstream=_upstream_stages(tree),
     )
+
+
+def _upstream_stages(tree: ast.AST) -> tuple[str, ...]:
+    """The first argument of every `upstream("stage", ...)` call (the `wb` helper's way to an
+    upstream stage's outputs) that is written as a constant: the stages this one follows."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            stage = _constant(node.args[0])
+            if name == "upstream" and stage:
+                found.append(stage)
+    return tuple(dict.fromkeys(found))
 
 
 def _params_use(tree: ast.AST) -> ParamsUse:
