@@ -45,7 +45,7 @@ def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(
         prog="workbench",
-        description="Watched, containerized ML pipeline runs with lineage. See README.md.",
+        description="Watched, containerized ML pipeline runs with lineage. See README.md and docs/.",
     )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     parser.add_argument("--workspace", "-w", default=os.environ.get("WORKBENCH_WORKSPACE", "."),
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="the audit trail: promotions, rollbacks and refusals, newest first")
     history.add_argument("project")
     history.add_argument("--limit", type=int, default=100, help="at most this many (default 100; 0 = all)")
-    history.add_argument("--verify", action="store_true", help="check the audit trail's hash chain")
+    history.add_argument("--verify", action="store_true", help="check the audit trail: its keyed chain and anchor, the version seals, and that the aliases match it")
     history.add_argument("--json", action="store_true")
 
     mirror = sub.add_parser("mirror", help="the MLflow mirror: status, sync")

@@ -1,6 +1,6 @@
 """The project manifest, `workbench.toml`: parsed and validated in one place.
 
-Every field is documented here; the README's manifest reference is written from this file.
+Every field is documented here; docs/manifest.md, the manifest reference, is written from this file.
 Validation is strict (an unknown key is an error) because a typo such as `imputs` would
 otherwise silently make a stage's cache key ignore its inputs. Every value is range-checked
 here too (workbench.core.manifest_reader): paths stay inside the project, numbers are finite
