@@ -160,3 +160,32 @@ def test_a_change_to_the_evaluation_settings_reevaluates_instead_of_reusing(tmp_
     assert list(session.evaluations(second.id)["fit"]["groups"]) == ["gender"]
     third = session.run("wages")  # unchanged settings: reused as before
     assert third.stages[0].status is StageStatus.REUSED and third.metrics == second.metrics
+
+
+def test_workbench_computed_metrics_are_mirrored_like_any_other(tmp_path):
+    """The evaluation's metrics travel to MLflow like the stage's own: the registered version's
+    run payload the mirror sends holds r2 and the per-group metrics (the mirror makes names
+    MLflow refuses legal; tests/test_mlflow_mirror.py covers the real MLflow store)."""
+    from tests.test_mlflow_mirror import FakeMlflow
+    from workbench.services.registry import RegistryService
+
+    class Recording(FakeMlflow):
+        def log_run(self, payload, known_id):
+            self.sent = payload
+            return super().log_run(payload, known_id)
+
+    project = write_wages_project(tmp_path)
+    fit = (project / "fit.py").read_text() + (
+        'open(wb.output_path("model.json"), "w").write(str(list(coef)))\nwb.log_artifact("model.json", "model")\n')
+    (project / "fit.py").write_text(fit)
+    session = WorkbenchSession(tmp_path, runner="local")
+    record = session.run("wages")
+    assert record.status is RunStatus.SUCCEEDED, record.reason
+    target = Recording()
+    registry = RegistryService(session.workspace, session.store, mlflow_uri=target.tracking_uri,
+                               mirror_target=lambda _uri: target)
+    report = registry.drain_mirror(timeout_s=30)
+    assert report.error is None and report.pending == 0
+    mirrored = target.sent["metrics"]
+    for name in ("r2", "rmse", "group.gender.female.mae", "demographic_parity_difference.union"):
+        assert mirrored[name] == pytest.approx(record.metrics[name])
