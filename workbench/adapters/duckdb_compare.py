@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy
+
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.core.compare import AllOf, AnyOf, CompareRow, ResolvedComparison, ResolvedExpr
 from workbench.core.errors import RunNotFound
@@ -65,22 +67,41 @@ class DuckDBCompareStore:
             ids = [row[0] for row in picked]
             if not ids:
                 return []
-            # The picked ids are the candidates now: LATEST reads only their rows.
-            chosen = "SELECT unnest($ids::INTEGER[]) AS id"
-            # One row per run with its names and values as two lists: building each run's dict
-            # with zip costs a tenth of a Python loop over (run, name, value) rows.
-            params = con.execute(f"WITH cand AS ({chosen}), {LATEST} "
-                                 "SELECT run_id, list(name), list(value) FROM pv GROUP BY run_id",
-                                 {"ids": ids}).fetchall()
-            metrics = con.execute(f"WITH cand AS ({chosen}), {LATEST} "
-                                  "SELECT run_id, list(name), list(value) FROM mv GROUP BY run_id",
-                                  {"ids": ids}).fetchall()
-        by_run_params = {run_id: dict(zip(names, values)) for run_id, names, values in params}
-        by_run_metrics = {run_id: dict(zip(names, values)) for run_id, names, values in metrics}
+            by_run_params = _values_by_run(con, "pv", "params", ids)
+            by_run_metrics = _values_by_run(con, "mv", "metrics", ids)
         utc = timezone.utc
         return [CompareRow(run_id, status, datetime.fromtimestamp(started_us / 1e6, utc),
                            by_run_params.get(run_id, {}), by_run_metrics.get(run_id, {}))
                 for run_id, status, started_us in picked]
+
+
+def _values_by_run(con, view: str, table: str, ids: list[int]) -> dict[int, dict]:
+    """run id -> {name: value} of the picked runs, from LATEST's view `pv` or `mv`.
+
+    Fetched as numpy columns with each name as a number (its index in the sorted names), then
+    cut into runs: DuckDB builds no Python string per (run, name), which made fetching 10,000
+    runs x 30 names as Python rows or lists take twice as long."""
+    chosen = {"ids": ids}
+    cand = "SELECT unnest($ids::INTEGER[]) AS id"  # the picked runs are the candidates now
+    names = [r[0] for r in con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM {table} "
+                                       "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", chosen).fetchall()]
+    if not names:
+        return {}
+    columns = con.execute(
+        f"WITH cand AS ({cand}), {LATEST}, "
+        "names AS (SELECT name, (row_number() OVER (ORDER BY name) - 1)::INTEGER AS k "
+        f"          FROM (SELECT DISTINCT name FROM {table} WHERE run_id IN (SELECT id FROM cand))) "
+        f"SELECT v.run_id, n.k, v.value FROM {view} v JOIN names n ON n.name = v.name ORDER BY v.run_id",
+        chosen).fetchnumpy()
+    runs, keys, values = columns["run_id"], columns["k"], columns["value"]
+    if isinstance(values, numpy.ma.MaskedArray):  # NULL values: None, as a row read gives them
+        values = numpy.where(numpy.ma.getmaskarray(values), None, values.data.astype(object))
+    cuts = (numpy.flatnonzero(numpy.diff(runs)) + 1).tolist()
+    starts, ends = [0] + cuts, cuts + [len(runs)]
+    labels = numpy.array(names, dtype=object)[keys].tolist()
+    values = values.tolist()
+    return {run_id: dict(zip(labels[start:end], values[start:end]))
+            for run_id, start, end in zip(runs[starts].tolist(), starts, ends)}
 
 
 def _candidates(project: str | None, run_ids: list[int] | None) -> tuple[str, list]:
