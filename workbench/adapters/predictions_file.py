@@ -173,8 +173,9 @@ def _plain(values: np.ndarray) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
         if not np.ma.is_masked(values):
             return values.data
-        out = values.astype(object).filled(None)
-        return np.asarray(out, dtype=object)
+        out = np.asarray(values.data, dtype=object)  # filled(None) would mean "the default fill"
+        out[np.ma.getmaskarray(values)] = None
+        return out
     return values
 
 
