@@ -121,7 +121,7 @@ async def test_the_evaluation_tab_draws_the_runs_recorded_evaluation(root):
         assert tab(app) == "evaluation"
         view = main.detail.query_one(EvaluationView)
         assert app.focused is view  # the footer shows the view's keys; ↑↓ scroll it
-        text = await shown(pilot, "AUC 0.8412", "ROC · AUC 0.8412", "precision-recall · AP 0.6523")
+        text = await shown(pilot, "AUC 0.8412", "ROC · AUC 0.8412 · TPR by FPR", "PR · AP 0.6523")
         assert "fit · binary · 1,409 rows · label churn · threshold 0.5" in text
         for part in ("#eval-roc", "#eval-pr", "#eval-calibration", "#eval-confusion", "#eval-groups"):
             assert view.query_one(part).display, part
@@ -143,7 +143,7 @@ async def test_a_regression_evaluation_shows_its_residuals_not_curves(root):
         main = await detail_loaded(pilot)
         await pilot.press("5")
         view = main.detail.query_one(EvaluationView)
-        text = await shown(pilot, "MAE 12.5 · RMSE 17.25 · R² 0.81", "residuals (label - prediction)")
+        text = await shown(pilot, "MAE 12.5 · RMSE 17.25 · R² 0.81", "residuals: label - prediction")
         groups = static_text(view.query_one("#eval-groups"))  # below the histogram: scrolled to
         assert "region · demographic parity diff 0.050" in groups and "MAE" in groups and "14.000" in groups
         assert view.query_one("#eval-residuals").display
@@ -329,7 +329,7 @@ async def test_the_models_tab_shows_the_model_hash_and_each_aliases_deploy_point
     async with app.run_test(size=SMALL) as pilot:
         await opened(pilot)
         await pilot.press("9")
-        text = await shown(pilot, v1.sha256[:12], v2.sha256[:12])
+        text = await shown(pilot, v1.sha256[:12], v2.sha256[:12], timeout=30)
         heading = static_text(app.main_screen.query_one("#models-heading"), width=200)
         assert f"production → {folders['production']} (v1)" in heading
         assert f"staging → {folders['staging']} (v2)" in heading

@@ -72,11 +72,8 @@ class CurvePlot(PlotextPlot):
         if spec is None or not self.is_mounted:
             return
         plt.clear_figure()
-        plt.title(spec["title"])
-        plt.xlabel(spec["xlabel"])
         muted = theme_rgb(self.app, "foreground")
         if spec["kind"] == "curves":
-            plt.ylabel(spec["ylabel"])
             if spec["diagonal"]:
                 plt.plot([0, 1], [0, 1], color=muted, marker="dot")
             for xs, ys, label, colour in spec["series"]:
@@ -91,6 +88,19 @@ class CurvePlot(PlotextPlot):
             width = (edges[-1] - edges[0]) / max(len(counts), 1) if len(edges) > 1 else 1
             plt.bar(centres, counts, color=theme_rgb(self.app, "primary"), width=width * 0.9, marker="sd")
         self.refresh()
+
+    def render(self):
+        # The axes are named in the title, when it fits: plotext puts both axis labels on the
+        # bottom row, where "precision   recall" reads as one phrase, and drops a title wider
+        # than the plot.
+        spec = self._spec
+        if spec is not None:
+            title = spec["title"]
+            if spec["kind"] == "curves":
+                full = f"{title} · {spec['ylabel']} by {spec['xlabel']}"
+                title = full if len(full) <= self.size.width - 8 else title
+            self.plt.title(title)
+        return super().render()
 
 
 def summary_text(stage: str, payload: dict, palette: Palette, others: list[str]) -> Text:
@@ -220,11 +230,11 @@ class EvaluationView(VerticalScroll):
         roc, pr, cal = payload.get("roc"), payload.get("pr"), payload.get("calibration")
         if roc:
             self.query_one("#eval-roc", CurvePlot).curves(
-                f"ROC · AUC {fmt.metric(roc.get('auc'))}", "false positive rate", "true positive rate",
+                f"ROC · AUC {fmt.metric(roc.get('auc'))}", "FPR", "TPR",
                 [(roc["fpr"], roc["tpr"], "ROC", "primary")], diagonal=True)
         if pr:
             self.query_one("#eval-pr", CurvePlot).curves(
-                f"precision-recall · AP {fmt.metric(pr.get('average_precision'))}", "recall", "precision",
+                f"PR · AP {fmt.metric(pr.get('average_precision'))}", "recall", "precision",
                 [(pr["recall"], pr["precision"], "PR", "accent")])
         if cal:
             self.query_one("#eval-calibration", CurvePlot).curves(
@@ -233,7 +243,7 @@ class EvaluationView(VerticalScroll):
         residuals = (payload.get("regression") or {}).get("residuals")
         if residuals:
             self.query_one("#eval-residuals", CurvePlot).histogram(
-                "residuals (label - prediction)", "residual", residuals["edges"], residuals["counts"])
+                "residuals: label - prediction", "residual", residuals["edges"], residuals["counts"])
 
     def _layout(self, payload: dict | None) -> None:
         """Show the parts the payload has."""

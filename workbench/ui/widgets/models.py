@@ -54,7 +54,7 @@ def gate_counts(version: ModelVersion) -> str:
 class ModelsView(Vertical):
     DEFAULT_CSS = """
     ModelsView { height: 1fr; }
-    ModelsView #models-heading { height: 2; padding: 0 1; color: $foreground; }
+    ModelsView #models-heading { height: auto; max-height: 3; padding: 0 1; color: $foreground; }
     ModelsView DataTable { height: 1fr; background: $surface; }
     """
     BINDINGS = view_bindings("models")  # s p b B, shown in the footer while the tab has the focus
@@ -124,7 +124,7 @@ class ModelsView(Vertical):
 
     def _heading(self) -> None:
         palette = Palette.of(self.app)
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()  # wraps: at 80 columns the second pointer takes a third line
         text.append(self.mirror, "bold")
         holders = {alias: v.version for v in self.versions for alias in v.aliases}
         for alias in ("production", "staging"):
