@@ -182,7 +182,8 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                 statistic, threshold = f"p {c.p_value:.2g}", f"p < {c.threshold:g}"
             elif c.statistic is not None:
                 unit = " sd" if c.test == "wasserstein" else ""
-                statistic, threshold = f"{c.statistic:.3g}{unit}", f"> {c.threshold:g}{unit}"
+                # The threshold is often computed (the noise of a batch this size): as many digits as the statistic.
+                statistic, threshold = f"{c.statistic:.3g}{unit}", f"> {c.threshold:.3g}{unit}"
             else:
                 statistic, threshold = "—", ""
             style = "red" if c.drifted else ("dim" if not c.compared else "")
