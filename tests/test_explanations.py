@@ -21,6 +21,7 @@ import pytest
 
 from tests.test_cli import wb
 from tests.test_tui import private_config  # noqa: F401  (HOME and config kept in the test's folder)
+from workbench.cli.main import main
 from workbench.core.explain import NotLightGBMModel, diff_explanations, parse_lightgbm_model
 from workbench.runtime import wb as wb_runtime
 
@@ -144,7 +145,7 @@ def host(ws: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_real_runs_keep_explanations_per_version_and_compare_them(churn, tmp_path):
+def test_real_runs_keep_explanations_per_version_and_compare_them(churn, tmp_path, capsys):
     from workbench.services.inspect import compare_runs
     from workbench.services.session import WorkbenchSession
 
@@ -154,10 +155,9 @@ def test_real_runs_keep_explanations_per_version_and_compare_them(churn, tmp_pat
     params = ws / P / "params.toml"
     params.write_text(params.read_text().replace("learning_rate = 0.03", "learning_rate = 0.1")
                       .replace("num_leaves = 15", "num_leaves = 4"))
-    second = host(ws, "run", P, "--runner", "local", "-q")
-    assert second.returncode == 0, second.stdout + second.stderr
-
-    session = WorkbenchSession(ws)
+    session = WorkbenchSession(ws, runner="local")
+    second = session.run(P)
+    assert str(second.status) == "succeeded", second.reason
     for run_id in (1, 2):
         payload = session.explanations(run_id)["train"]
         assert set(payload) == {"model", "model_sha256", "shap_rows", "features"}
@@ -184,7 +184,9 @@ def test_real_runs_keep_explanations_per_version_and_compare_them(churn, tmp_pat
     assert "█" in lines[2] and "contract" in lines[2] and "13 more feature(s) not shown" in lines[8]
     assert any("↑" in line for line in lines) and any("↓" in line for line in lines)
 
-    as_json = json.loads(host(ws, "explain", P, "2", "--against", "1", "--json").stdout)
+    capsys.readouterr()
+    assert main(["-w", str(ws), "explain", P, "2", "--against", "1", "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
     assert as_json["version"] == 2 and as_json["against"]["version"] == 1
     assert len(as_json["explanation"]["features"]) == 19 == len(as_json["changes"])
     moved = {c["feature"]: c["rank_change"] for c in as_json["changes"] if c["rank_change"]}
@@ -195,7 +197,7 @@ def test_real_runs_keep_explanations_per_version_and_compare_them(churn, tmp_pat
     assert diff.importance_note == ""
 
 
-def test_a_model_that_is_not_lightgbm_gets_a_note(tmp_path):
+def test_a_model_that_is_not_lightgbm_gets_a_note(tmp_path, capsys):
     from tests.test_pipeline_local import write_project
 
     write_project(tmp_path)  # its fit stage logs model.json as the model
@@ -203,10 +205,12 @@ def test_a_model_that_is_not_lightgbm_gets_a_note(tmp_path):
     shown = host(tmp_path, "explain", "tiny", "1")
     assert shown.returncode == 0, shown.stderr
     assert "note: model.json is not a LightGBM model" in shown.stdout and "no feature importance" in shown.stdout
-    as_json = json.loads(host(tmp_path, "explain", "tiny", "1", "--json").stdout)
+    capsys.readouterr()
+    assert main(["-w", str(tmp_path), "explain", "tiny", "1", "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
     assert as_json["explanation"] is None and "not a LightGBM model" in as_json["notes"][0]
-    missing = host(tmp_path, "explain", "tiny", "7")
-    assert missing.returncode == 3 and "tiny has no model version 7: its versions are 1" in missing.stderr
+    assert main(["-w", str(tmp_path), "explain", "tiny", "7"]) == 3
+    assert "tiny has no model version 7: its versions are 1" in capsys.readouterr().err
 
 
 # A fit stage that writes a LightGBM text model by hand (two features, their gains from the
