@@ -96,6 +96,8 @@ def test_wb_explain_means_agree_with_pred_contrib(churn, tmp_path, monkeypatch):
     np.testing.assert_allclose([sampled[name] for name in booster.feature_name()], direct, rtol=1e-12, atol=0)
     assert json.loads((tmp_path / "out" / "explanations.json").read_text())["rows"] == 500
     assert wb_runtime.explain(booster, X, sample=500) == sampled
+    with pytest.raises(ValueError, match="sample must be at least 1"):
+        wb_runtime.explain(booster, X, sample=0)
 
     # Multiclass: each class's block of contributions, summed over the classes.
     target = X["contract"].cat.codes.to_numpy()

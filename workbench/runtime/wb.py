@@ -106,6 +106,8 @@ def explain(booster, X, sample=1000, model_file=None, seed=0):
     import hashlib
     import random
 
+    if int(sample) < 1:
+        raise ValueError("wb.explain: sample must be at least 1, got %r" % (sample,))
     booster = getattr(booster, "booster_", booster)
     names = list(booster.feature_name())
     total = len(X)
