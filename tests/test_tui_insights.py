@@ -397,3 +397,22 @@ async def test_the_new_tabs_at_80x24_in_every_theme(theme, history):
         check_text("explanations-80x24", normalised(text, history))
         assert theme_colour(app, "accent") in {fg for fg, _bg in colours(segments, "████")}, \
             "the mean |SHAP| bars are not in the theme's accent colour"
+
+
+@asyncio_test
+async def test_the_verdict_appears_in_the_open_detail_when_the_cold_rerun_ends(root):
+    """The cursor stays on the older run it was on: its detail is read again when its cold rerun
+    is recorded, so the verdict shows there without a key."""
+    session = WorkbenchSession(root, runner="local")
+    session.run("tiny")
+    run_with_scale(session, root, 1.8)
+    app = make_app(root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        main = await opened(pilot, runs=2)
+        await pilot.press("tab", "down")
+        await wait_for(pilot, lambda: main.detail.run_id == 1 and main.detail.insights is not None, what="run 1")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: any(title == "reproduced" for _s, _m, title in app.notes), timeout=30,
+                       what="the cold rerun")
+        assert main.table.current.id == 1
+        await shown(pilot, "✓ reproduced by cold run 3")

@@ -94,6 +94,8 @@ class RunActions:
 
     def _done_reproduce(self, payload, run_id) -> None:
         record, result = payload
+        if self.detail.run_id == run_id:  # the verdict stays in its detail: read it again
+            self._load_detail(run_id)
         if str(record.status) == "cancelled":
             self.notify(f"cold rerun {record.id} of run {run_id} cancelled", timeout=6)
             return
