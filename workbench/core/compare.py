@@ -361,7 +361,7 @@ class CompareTable:
         return CompareTable(rows, self.columns, self.hidden, self.reference, sort)
 
     def to_json(self) -> dict:
-        return {**self.to_json_head(), "runs": [self.run_json(row) for row in self.rows]}
+        return {**self.to_json_head(), "runs": list(self.runs_json())}
 
     def to_json_head(self) -> dict:
         """Everything but the runs: the columns, what was hidden, the order."""
@@ -373,13 +373,16 @@ class CompareTable:
             "equal_params": {name: param_value(value) for name, value in self.hidden.items()},
         }
 
-    def run_json(self, row: CompareRow) -> dict:
+    def runs_json(self):
+        """Each run as a JSON-ready dict, in table order (a generator: 10,000 runs stream)."""
         params = [(c.label, c.name) for c in self.params]
         metrics = [(c.label, c.name) for c in self.metrics]
-        values = row.metrics
-        return {"id": row.run_id, "status": row.status, "started_at": row.started_at.isoformat(),
-                "params": {label: param_value(row.params.get(name)) for label, name in params},
-                "metrics": {label: _finite(values.get(name)) for label, name in metrics}}
+        typed = param_value
+        for row in self.rows:
+            given, values = row.params.get, row.metrics.get
+            yield {"id": row.run_id, "status": row.status, "started_at": row.started_at.isoformat(),
+                   "params": {label: typed(given(name)) for label, name in params},
+                   "metrics": {label: _finite(values(name)) for label, name in metrics}}
 
 
 def build_table(rows: list[CompareRow], all_params: bool = False, sort: SortKey | None = None,
