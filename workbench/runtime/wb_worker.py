@@ -135,7 +135,8 @@ def run_child(request, write_fd, close_in_child, learn_fd):
         if kind == "script":
             sys.argv = [target] + args
             sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
-            runpy.run_path(target, run_name="__main__")
+            # Absolute, as python gives a script's __file__ (and so its traceback lines).
+            runpy.run_path(os.path.abspath(target), run_name="__main__")
         else:
             sys.argv = [target] + args
             sys.path.insert(0, os.getcwd())
@@ -149,8 +150,8 @@ def run_child(request, write_fd, close_in_child, learn_fd):
         else:
             print(exc.code, file=sys.stderr)
             code = 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        print_stage_traceback(exc)
         code = 1
     finally:
         try:
@@ -163,6 +164,19 @@ def run_child(request, write_fd, close_in_child, learn_fd):
         except Exception:
             pass
         os._exit(code & 0xFF)
+
+
+def print_stage_traceback(exc):
+    """The traceback `python script.py` prints: from the stage's own code down, without this
+    server's and runpy's frames above it (a user reads those as a crash of the workbench)."""
+    tb = exc.__traceback__
+    while tb is not None and _machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
+
+
+def _machinery(filename):
+    return filename in (__file__, "<frozen runpy>") or os.path.basename(filename) == "runpy.py"
 
 
 def _plain(command):
