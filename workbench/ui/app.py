@@ -17,7 +17,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from workbench.services.session import WorkbenchSession
-from workbench.ui.actions import ACTIONS, bindings
+from workbench.ui.actions import ACTIONS, DETAIL_TABS, bindings
 from workbench.ui.config import UiConfig, load_config, save_theme
 from workbench.ui.messages import EventBridge, Notice
 from workbench.ui.screens.confirm import ConfirmScreen
@@ -34,6 +34,8 @@ PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_
                   "compare_metric": "Compare: chart the next metric",
                   "compare_against": "Compare: chart the metric against a param",
                   "filter": "Filter runs", "switch_theme": "Switch theme",
+                  "history": "Audit history of the project (verified)",
+                  **{f"tab_{tab}": f"Run detail: {what} tab" for tab, what in DETAIL_TABS},
                   "promote_staging": "Promote model version to staging",
                   "promote_production": "Promote model version to production",
                   "rollback": "Roll back production model",
