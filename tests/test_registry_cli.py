@@ -79,7 +79,7 @@ def test_train_promote_refuse_rollback_audit_deploy_and_mlflow(example, tmp_path
                                    f"better): worse by {auc1 - auc2:.4g}, more than the tolerance 0")
     text = ok(wb(ws, "promote", P, "2", "--to", "production", "--dry-run"), 4).stdout
     assert re.search(r"champion/challenger on auc \(maximize\): version 2 [\d.]+ vs production version 1 "
-                     r"[\d.]+ · Δ -[\d.]+ · tolerance 0 → worse", text)
+                     r"[\d.]+ · delta \(\+ is better\) -[\d.]+ · tolerance 0 → worse", text)
 
     # With a tolerance the same challenger goes through; then production is rolled back.
     manifest = ws / P / "workbench.toml"

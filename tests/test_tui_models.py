@@ -97,7 +97,8 @@ async def test_stage_promote_and_roll_back_through_confirmation_screens(root):
         screen = await confirm_screen(pilot, "s")
         text = screen_text(app)
         assert "Promote version 2 to staging?" in text and "staging: version 2 replaces version 1" in text
-        for rule in ("not_current", "run_succeeded", "gates_passed", "model_intact"):
+        # The rules by the names the CLI shows, not their ids.
+        for rule in ("not there already", "run succeeded", "gates passed", "model file intact"):
             assert f"✓ {rule}" in text
         assert "Gates" in text and "✓ score >= 0.5" in text and "Champion/challenger" not in text
         assert session.registry.aliases("tiny") == {"staging": 1, "production": 1}  # a preview changes nothing
@@ -109,7 +110,7 @@ async def test_stage_promote_and_roll_back_through_confirmation_screens(root):
 
         screen = await confirm_screen(pilot, "p")
         text = screen_text(app)
-        assert "Promote version 2 to production?" in text and "✓ champion" in text and "✓ staged_first" in text
+        assert "Promote version 2 to production?" in text and "✓ champion" in text and "✓ staged first" in text
         assert "Champion/challenger · score (higher is better, tolerance 0)" in text
         assert "champion (version 1, production)" in text and "0.75" in text
         assert "challenger (version 2)" in text and "0.9" in text and "+0.15" in text and "better" in text
@@ -208,7 +209,7 @@ async def test_a_confirmed_refusal_is_recorded_with_its_reason_as_the_cli_does(r
     async with app.run_test(size=(80, 24)) as pilot:
         await open_models(pilot)
         screen = await confirm_screen(pilot, "p")
-        assert "Refused: promote version 2 to production" in screen_text(app) and "✗ staged_first" in screen_text(app)
+        assert "Refused: promote version 2 to production" in screen_text(app) and "✗ staged first" in screen_text(app)
         await type_reason(pilot, screen, "hotfix")
         await pilot.press("enter")
         await closed(pilot)

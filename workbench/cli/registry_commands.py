@@ -17,16 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.cli.render import Printer, fitted_table, fmt_metric
+from workbench.core import formatting
 from workbench.core.serialize import to_jsonable
 from workbench.services.faults import fault_point
 from workbench.services.session import WorkbenchSession
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 3, 4
-RULE_NAMES = {
-    "not_current": "not there already", "run_succeeded": "run succeeded", "gates_passed": "gates passed",
-    "model_intact": "model file intact", "staged_first": "staged first", "champion": "champion/challenger",
-    "reproduced": "reproduced", "alias_unchanged": "alias unchanged", "rollback_target": "rollback target",
-}
 STATUS_STYLE = {"production": "bold green", "staging": "cyan", "archived": "dim", "registered": ""}
 
 
@@ -269,7 +265,7 @@ def show_decision(printer: Printer, decision) -> None:
     table.add_column("detail")
     for check in decision.checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        table.add_row(RULE_NAMES.get(check.rule, check.rule), mark, escape(check.detail))
+        table.add_row(check.label, mark, escape(check.detail))
     con.print(table)
     if decision.gates:
         gates = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False, box=None, padding=(0, 1))
@@ -282,10 +278,11 @@ def show_decision(printer: Printer, decision) -> None:
         con.print(gates)
     c = decision.comparison
     if c is not None and c.champion_version is not None:
-        delta = "—" if c.delta is None else f"{c.delta:+.4g}"
+        # The TUI's convention: the improvement, + is better in the metric's own direction.
         con.print(f"champion/challenger on {escape(c.metric)} ({c.goal}): version {c.challenger_version} "
                   f"{fmt_metric(c.challenger_value)} vs production version {c.champion_version} "
-                  f"{fmt_metric(c.champion_value)} · Δ {delta} · tolerance {c.tolerance:g} → {c.verdict}")
+                  f"{fmt_metric(c.champion_value)} · delta (+ is better) {formatting.signed(c.improvement)} · "
+                  f"tolerance {c.tolerance:g} → {c.verdict}")
 
 
 def _confirm(printer: Printer, question: str, doing: str) -> bool:

@@ -80,6 +80,19 @@ class Check:
     detail: str
     """What was compared, with the numbers; said whether passed or failed."""
 
+    @property
+    def label(self) -> str:
+        """The rule as a person reads it, the same in the CLI and the TUI."""
+        return RULE_LABELS.get(self.rule, self.rule)
+
+
+RULE_LABELS = {
+    "not_current": "not there already", "run_succeeded": "run succeeded", "gates_passed": "gates passed",
+    "model_intact": "model file intact", "staged_first": "staged first", "champion": "champion/challenger",
+    "reproduced": "reproduced", "alias_unchanged": "alias unchanged", "rollback_target": "rollback target",
+}
+"""Check.rule (a stable id, kept in the audit trail and the JSON) → the words both front ends show."""
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -56,7 +56,7 @@ def decision_view(decision: Decision, palette: Palette) -> Group:
     checks.add_column(no_wrap=True, style="bold")
     checks.add_column(overflow="fold")
     for check in decision.checks:
-        checks.add_row(mark(check.passed), check.rule, check.detail)
+        checks.add_row(mark(check.passed), check.label, check.detail)
     parts += [Text("Checks", "bold underline"), checks]
 
     if decision.gates:
