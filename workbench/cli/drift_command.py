@@ -17,6 +17,7 @@ from rich.table import Table
 from workbench.cli.commands import run_exit_code
 from workbench.cli.render import GLYPHS, Printer
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport
+from workbench.core.drift_retrain import RetrainDecision
 from workbench.core.errors import WorkbenchError
 from workbench.services.session import WorkbenchSession
 
@@ -67,9 +68,13 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     if unusable:
         printer.error(f"{batch.path}: not checked: {report.rule if report else 'the batch cannot be used'}")
     if args.json:
+        decision, run = outcome.decision, record
+        if not outcome.fresh:  # checked before: what was decided then and the run it caused, as the text says
+            decision = RetrainDecision(batch.retrain, outcome.decision.reason, batch.retrain_cause or "")
+            run = session.store.get_run(batch.retrain_run_id) if batch.retrain_run_id is not None else None
         printer.json({"batch": batch, "verdict": batch.verdict, "rule": report.rule if report else "",
                       "summary": report.summary if report else "", "checked_now": outcome.fresh,
-                      "decision": outcome.decision, "run": record})
+                      "decision": decision, "run": run})
     if unusable:
         return EXIT_NOT_CHECKED
     if args.json:
@@ -186,11 +191,17 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                 statistic, threshold = f"{c.statistic:.3g}{unit}", f"> {c.threshold:.3g}{unit}"
             else:
                 statistic, threshold = "—", ""
-            style = "red" if c.drifted else ("dim" if not c.compared else "")
-            name = escape(c.column) + (" [dim](target)[/]" if c.role == "target" else "")
+            # The target is compared and shown, but the share (`N of M columns`) counts features only:
+            # its drift is a label shift, which the decay measurement judges. Say so where it shows.
+            target = c.role == "target"
+            style = ("yellow" if target else "red") if c.drifted else ("dim" if not c.compared else "")
+            name = escape(c.column) + (" [dim](target)[/]" if target else "")
+            mark = ""
+            if c.drifted:
+                mark = "[yellow]drifted[/] [dim]target (not counted)[/]" if target else "[red]drifted[/]"
             table.add_row(f"[{style}]{name}[/]" if style else name, TEST_NAMES.get(c.test, c.test), statistic,
                           threshold, "—" if c.psi is None else f"{c.psi:.3f}", f"[{style or 'green'}]{bar(c.score)}[/]",
-                          ("[red]drifted[/]" if c.drifted else "") + (" [yellow]major[/]" if c.major else ""))
+                          mark + (" [yellow]major[/]" if c.major else ""))
         con.print(table, soft_wrap=False)
     for shift in report.major_shifts if report.usable else ():  # an unusable batch's numbers do not count
         con.print(f"[yellow]![/] major shift: {escape(shift)}")

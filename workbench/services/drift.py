@@ -299,14 +299,15 @@ class DriftService:
                        on_log) -> DriftReport:
         manifest = ref.manifest
         version = reference.version
+        # An unusable batch first: it is not scored at all, and whether it has labels is beside the point.
+        if report.blocking:
+            return replace(report, decay_note="not measured: the batch cannot be scored as it is (see its findings)")
         if not report.has_labels:
             note = f"not measured: the batch has no labels ({manifest.data.target})" if manifest.data.target else \
                 "not measured: no [data] target"
             return replace(report, decay_note=note)
         if not manifest.drift.score:
             return replace(report, decay_note="not measured: no [drift] score command")
-        if report.blocking:
-            return replace(report, decay_note="not measured: the batch cannot be scored as it is (see its findings)")
         if version is None:
             return replace(report, decay_note="not measured: no model version to score with yet")
         metrics, problem = self._score(ref, manifest, version, file, batch_id, on_log)
