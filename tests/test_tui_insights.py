@@ -215,6 +215,7 @@ async def test_enter_on_a_run_opens_its_detail_and_escape_comes_back(root):
         assert app.focused is main.table
 
 
+@pytest.mark.slow
 @asyncio_test
 async def test_each_tab_key_opens_its_tab_and_keys_remap_by_id(root, private_config):
     recorded(root)
