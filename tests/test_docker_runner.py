@@ -313,6 +313,7 @@ def test_base_image_falls_back_to_the_offline_image(runner, docker_base_image, t
         pytest.skip(f"the session's environment is not built from {BOOTSTRAP_BASE_IMAGE}")
     monkeypatch.delenv("WORKBENCH_BASE_IMAGE", raising=False)
     monkeypatch.setattr(docker_images, "DEFAULT_BASE_IMAGE", "workbench-test/absent:0")
+    monkeypatch.setattr(docker_images, "_base_choice_said", None)  # said once per process: as in a fresh one
     logs: list[str] = []
     env = runner.prepare(str(env_project), EnvironmentSpec(), logs.append)
     assert env.image_id == tiny_env.image_id and not env.built

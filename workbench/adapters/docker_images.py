@@ -23,7 +23,7 @@ from workbench.adapters.docker_engine import LineBuffer, engine_calls, explain
 from workbench.adapters.pull_failures import PullFailures
 from workbench.core.errors import EnvironmentBuildError, RunCancelled, WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
-from workbench.core.ports import CancelToken, LogSink, PreparedEnvironment, StatusLine
+from workbench.core.ports import CancelToken, DetailLine, LogSink, PreparedEnvironment, StatusLine
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BOOTSTRAP_BASE_IMAGE = "workbench/python-base:bookworm"
@@ -79,7 +79,7 @@ class EnvironmentImages:
             tag = f"workbench-env/{name}:{digest.hexdigest()[:16]}"
             existing = self.local_image(tag)
             if existing is not None:
-                on_log(f"environment image {tag} is up to date")
+                on_log(DetailLine(f"environment image {tag} is up to date"))
                 return PreparedEnvironment(image_id=existing.id, image_tag=tag, built=False)
         image_id = self._await_build(tag, dockerfile, requirements, on_log, cancel)
         return PreparedEnvironment(image_id=image_id, image_tag=tag, built=True)
@@ -133,6 +133,7 @@ class EnvironmentImages:
                 raise EnvironmentBuildError(
                     f"base image {chosen} (from {origin}) is not present locally and could not be pulled"
                     + self._why_not_pulled(chosen))
+            _say_base_choice(chosen, None, on_log)
             return chosen, image
         # Unset: a Python base image that is here already (the usual one, else the offline one
         # `workbench env bootstrap` made) is used without asking a registry; only with neither
@@ -140,11 +141,12 @@ class EnvironmentImages:
         for name in (DEFAULT_BASE_IMAGE, BOOTSTRAP_BASE_IMAGE):
             image = self.local_image(name)
             if image is not None:
-                if name == BOOTSTRAP_BASE_IMAGE:
-                    on_log(f"using the offline base image {name} ({DEFAULT_BASE_IMAGE} is not present locally)")
+                offline = f"using the offline base image {name} ({DEFAULT_BASE_IMAGE} is not present locally)"
+                _say_base_choice(name, offline if name == BOOTSTRAP_BASE_IMAGE else None, on_log)
                 return name, image
         image = self._pulled(DEFAULT_BASE_IMAGE, on_log)
         if image is not None:
+            _say_base_choice(DEFAULT_BASE_IMAGE, None, on_log)
             return DEFAULT_BASE_IMAGE, image
         raise EnvironmentBuildError(
             f"no base image: {DEFAULT_BASE_IMAGE} is not present locally and could not be pulled"
@@ -236,6 +238,26 @@ class _Build:
             self._lines.append(line)
             for sink in self._sinks:
                 sink(line)
+
+
+_base_choice_lock = threading.Lock()
+_base_choice_said: str | None = None
+"""The base image this process last used: its choice is said once, and again when it changes
+(every run and every watch rerun said it, which buried what the run was waiting for)."""
+
+
+def _say_base_choice(name: str, why: str | None, on_log: LogSink) -> None:
+    """Say which base image is used (`why`, or plainly when none is given), unless this process
+    said so already. The usual image chosen first goes unsaid, as it always did."""
+    global _base_choice_said
+    with _base_choice_lock:
+        previous, _base_choice_said = _base_choice_said, name
+    if name == previous:
+        return
+    if why is not None:
+        on_log(why)
+    elif previous is not None:
+        on_log(f"using the base image {name} (this process used {previous} before)")
 
 
 def read_requirements(project_dir: str, env: EnvironmentSpec) -> bytes | None:

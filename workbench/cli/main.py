@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cold", action="store_true",
                      help="a fresh container per stage instead of the project's warm worker")
     run.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="also print routine lines (the environment image is up to date)")
     run.add_argument("--json", action="store_true", help="print the finished run as JSON")
 
     runs = sub.add_parser("runs", help="list recorded runs, newest first")
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run_id", type=int)
     reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")
     reproduce.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    reproduce.add_argument("--verbose", "-v", action="store_true",
+                     help="also print routine lines (the environment image is up to date)")
     reproduce.add_argument("--json", action="store_true")
 
     projects = sub.add_parser("projects", help="list the workspace's projects")
@@ -109,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
                        help="where stages run (default: Docker when reachable, else local processes)")
     watch.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    watch.add_argument("--verbose", "-v", action="store_true",
+                     help="also print routine lines (the environment image is up to date)")
     watch.add_argument("--debounce-ms", type=int, default=None, metavar="MS",
                        help="quiet period before a burst of file events becomes one change "
                             "(default: each manifest's watch.debounce_ms, 300)")
@@ -159,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
                        help="where scoring and the retrain run (default: Docker when reachable, else local processes)")
     drift.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
+    drift.add_argument("--verbose", "-v", action="store_true",
+                     help="also print routine lines (the environment image is up to date)")
     drift.add_argument("--json", action="store_true")
 
     doctor = sub.add_parser("doctor", help="check Docker, the base image and the workspace")
@@ -189,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = glue_dash_values(list(argv if argv is not None else sys.argv[1:]))
     args = parser.parse_args(argv)
     printer = Printer(json_mode=getattr(args, "json", False))
+    printer.verbose = getattr(args, "verbose", False)
     if args.command is None:  # `workbench` alone opens the TUI on the workspace
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "tui"])
     if args.command == "env" and args.env_command is None:

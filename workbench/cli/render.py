@@ -18,7 +18,7 @@ from workbench.core.events import (
     WatchStarted, WatchStopped,
 )
 from workbench.core.model import RunRecord, RunStatus, RunSummary, StageStatus
-from workbench.core.ports import StatusLine
+from workbench.core.ports import DetailLine, StatusLine
 from workbench.core.serialize import dumps
 
 GLYPHS = {
@@ -90,6 +90,8 @@ class Printer:
         self.out = Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))
         self.err = Console(stderr=True, highlight=False, soft_wrap=True, width=output_width(sys.stderr))
         self.show_logs = True
+        self.verbose = False
+        """-v: also the lines that only say all is as expected (DetailLine)."""
         self._progress_shown: dict[str, int] = {}
 
     def json(self, value) -> None:
@@ -111,8 +113,11 @@ class Printer:
                 con.print(f"[bold]▶ run {event.run_id}[/] · {escape(event.project)} · {event.runner} · "
                           f"trigger {event.trigger} · stages: {' → '.join(event.stages)}")
             case EnvironmentLog():
-                # What the run waits for (an image build, a pull) shows even with -q.
-                if self.show_logs or isinstance(event.line, StatusLine):
+                # What the run waits for (an image build, a pull) shows even with -q; that all
+                # is as expected only with -v.
+                if isinstance(event.line, DetailLine) and not self.verbose:
+                    pass
+                elif self.show_logs or isinstance(event.line, StatusLine):
                     con.print(f"  [dim]env │ {escape(event.line)}[/]")
             case StageStarted():
                 con.print(f"  [blue]● {event.stage}[/] started")

@@ -20,6 +20,11 @@ class StatusLine(str):
     a stage starts is never silent. Still a str for every sink that does not care."""
 
 
+class DetailLine(str):
+    """A log line that only says all is as expected (the environment image is up to date):
+    front ends show it only when asked for detail (`-v`), so a routine run stays quiet."""
+
+
 class CancelToken:
     """Set by whoever wants a run stopped; runners poll it and stop their process."""
 
