@@ -27,6 +27,13 @@ WRAPPERS = {"exec", "time", "nohup", "nice", "env", "command", "stdbuf"}
 OPERATOR_CHARS = set(";&|()<>")
 OPERATORS = sorted(SEPARATORS | REDIRECTIONS | set(OPERATOR_CHARS), key=len, reverse=True)
 SHELL_EXPANSION = re.compile(r"[$`*?\[\]{}]")
+LIKELY_PROGRAMS = {"python": 2, "python3": 2, "Rscript": 2, "bash": 1}
+"""Programs a typo usually meant, with how many edits away a word still reads as a typo of it.
+`bash` allows one: two edits from it are ordinary programs (make, java)."""
+NEAR_BUT_REAL = {"ipython", "bpython", "cython", "jython", "hash"}
+"""Real programs (or shell builtins) within those edits: never called a typo."""
+NOT_FOUND_RE = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
+"""How sh, dash and bash say a program is missing: `sh: 1: pyhton: not found`, `bash: pyhton: command not found`."""
 
 
 def command_scripts(command: str) -> list[str]:
@@ -163,9 +170,79 @@ def _interpreter_script(interpreter: str, args: list[str]) -> str | None:
     return None
 
 
+def misspelt_programs(command: str, files: Collection[str]) -> list[tuple[str, str]]:
+    """Programs the command runs that read as a typo of an interpreter (`pyhton`, `pyton3`,
+    `bsah`), each with the one it likely meant. The image cannot be seen from here, so only
+    words close to python/python3/Rscript/bash that are no file of the project are named."""
+    present = set(files)
+    found = []
+    for program in _programs(command):
+        if "/" in program or program in present or program in NEAR_BUT_REAL or INTERPRETER_RE.match(program):
+            continue
+        close = [(_edit_distance(program, name), name) for name, most in LIKELY_PROGRAMS.items()
+                 if _edit_distance(program, name) <= most]
+        if close:
+            found.append((program, min(close)[1]))
+    return found
+
+
+def not_found_problem(source_key: str, exit_code: int | None, lines: list[str]) -> str | None:
+    """A stage that exited 127 because the shell found no such program: the message naming the
+    manifest key and the program; None for any other failure."""
+    if exit_code != 127:
+        return None
+    for line in reversed(lines):
+        match = NOT_FOUND_RE.search(line.strip())
+        if match:
+            return (f"workbench.toml: {source_key} runs {match.group(1)}, a program the stage's environment does "
+                    f"not have (exit code 127: {line.strip()[:200]})")
+    return None
+
+
+def _programs(command: str) -> list[str]:
+    """The program of each simple command (after `FOO=1`, `exec`, `env`...), as written."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+        lexer.whitespace_split = True
+        tokens = [part for token in lexer for part in _split_operators(token)]
+    except ValueError:
+        return []
+    programs = []
+    for words in _simple_commands(tokens):
+        index = 0
+        while index < len(words) and ("=" in words[index] and not words[index].startswith("-")
+                                      or PurePosixPath(words[index]).name in WRAPPERS
+                                      or index and words[index].startswith("-")):
+            index += 1
+        if index < len(words) and words[index] not in ("(", ")") and not SHELL_EXPANSION.search(words[index]):
+            programs.append(words[index])
+    return programs
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, with a swap of two neighbours as one edit (`pyhton` is one from `python`)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
 def missing_script_problem(source_key: str, command: str, files: Collection[str]) -> str | None:
-    """The message for a command whose script is not in the project, naming the manifest key
-    (`stages.train.command`), the file and the likeliest intended one; None when all are there."""
+    """The message for a command whose script is not in the project, or whose program reads as
+    a typo of an interpreter, naming the manifest key (`stages.train.command`), the word and the
+    likeliest intended one; None when all are there."""
+    misspelt = misspelt_programs(command, files)
+    if misspelt:
+        program, meant = misspelt[0]
+        return (f"workbench.toml: {source_key} runs the program {program}, which is no file of the project "
+                f"(did you mean {meant}?)")
     missing = missing_scripts(command, files)
     if not missing:
         return None

@@ -29,7 +29,7 @@ from workbench.core.model import (
 from workbench.core.params_keys import StageParams
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
-from workbench.core.stage_command import missing_script_problem
+from workbench.core.stage_command import missing_script_problem, not_found_problem
 from workbench.services.evaluation import evaluate_stage, evaluation_settings
 from workbench.services.stage_params import resolve_params
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
@@ -222,9 +222,13 @@ class PipelineService:
                 on_event(StageLog(record.id, spec.name, line))
 
         outcome = self.runner.run_stage(job, on_log, cancel)
+        reason = outcome.reason
+        if outcome.status is StageStatus.FAILED:  # `sh: 1: pyhton: not found`: name the key that said it
+            reason = not_found_problem(f"stages.{spec.name}.command", outcome.exit_code,
+                                       [outcome.reason, *outcome.log_tail]) or reason
         result = replace(
             base, status=outcome.status, output_dir=str(output_dir), started_at=outcome.started_at,
-            finished_at=outcome.finished_at, exit_code=outcome.exit_code, reason=outcome.reason,
+            finished_at=outcome.finished_at, exit_code=outcome.exit_code, reason=reason,
             duration_s=(outcome.finished_at - outcome.started_at).total_seconds(),
             log_tail=[line for line in outcome.log_tail if not parse_progress(line)],
         )
