@@ -389,9 +389,12 @@ async def test_quit_asks_while_a_run_is_in_flight(workspace):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the question")
         await pilot.press("n")
         assert app.screen is main and app.is_running
-    # leaving the app cancels and records the run in flight
-    run = WorkbenchSession(workspace, runner="local").runs("tiny")[0]
+    # leaving the app cancels and records the run in flight, in words true of a run the TUI
+    # started (the project was not watched: "the watcher stopped" would be false)
+    session = WorkbenchSession(workspace, runner="local")
+    run = session.get_run(session.runs("tiny")[0].id)
     assert run.status == "cancelled"
+    assert "the TUI was closed" in run.reason and "watcher" not in run.reason
 
 
 def test_event_bridge_batches_log_lines_in_order():

@@ -32,6 +32,9 @@ SUPERSEDED_BY_CHANGE = "superseded by a newer change"
 SUPERSEDED_BY_MANUAL = "superseded by a manual run"
 CANCELLED_BY_USER = "cancelled by the user"
 WATCH_STOPPED = "cancelled: the watcher stopped"
+APP_CLOSED = "cancelled: the TUI was closed"
+"""A manual run (only the TUI asks for one through the queue, with `r`) stopped by closing the
+service: no watcher was involved, the project may not even be watched."""
 
 
 @dataclass
@@ -102,8 +105,9 @@ class RunQueue:
         with self._lock:
             self._stopping = True
             self._wanted = None
-            if self._active is not None and not self._active.done:
-                self._active.token.cancel(WATCH_STOPPED)
+            active = self._active
+            if active is not None and not active.done:
+                active.token.cancel(APP_CLOSED if active.request.trigger is Trigger.MANUAL else WATCH_STOPPED)
 
     def wait(self) -> None:
         """Until the run in flight (if any) is recorded and its thread ended."""
