@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
@@ -28,6 +28,9 @@ class ProjectScan:
     """Project-relative path -> the stat of the file it names (a symlink's target's)."""
     refused: list[str]
     """Symlinks not followed, each as `link -> target (why)`."""
+    dangling: list[str] = field(default_factory=list)
+    """Symlinks whose target is not there (or cannot be reached), each as `link -> target (why)`:
+    left out of the snapshot, so the run says so (a stage would fail later on a missing file)."""
 
 
 def scan_project(root: Path, ignores: tuple[str, ...], external: tuple[str, ...] = (),
@@ -80,8 +83,11 @@ def survey_project(root: Path, ignores: tuple[str, ...], external: tuple[str, ..
             target = os.path.realpath(entry.path)
             try:
                 st = os.stat(target)
-            except OSError:
-                continue  # dangling: nothing to read, as before links were checked
+            except OSError as exc:
+                why = "its target does not exist" if isinstance(exc, FileNotFoundError) else \
+                    f"its target cannot be reached: {exc.strerror or exc}"
+                scan.dangling.append(f"{rel} -> {_readlink(entry.path)} ({why})")
+                continue
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 continue  # `log -> /dev/null`: nothing a snapshot would copy, wherever it points
             refusal = _link_refusal(target, st, allowed, closed, ancestors)
@@ -121,8 +127,17 @@ def _readlink(path: str) -> str:
 
 
 def refusal_message(project_dir: Path, refused: list[str]) -> str:
-    shown = "; ".join(refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
-    first = refused[0].split(" -> ")[0]
-    return (f"{project_dir}: symlink {shown}. A snapshot holds only the project's own files; if the "
-            f"data is meant to live elsewhere, list the link in workbench.toml: "
-            f"[project] external_links = [\"{first}\"]")
+    """Every refused link in one message (showing a few made a user fix them a few at a time),
+    and the external_links line that would allow those leaving the project."""
+    listed = ", ".join(f'"{r.split(" -> ")[0]}"' for r in refused if r.endswith("(outside the project)"))
+    allow = (f"; if the data is meant to live elsewhere, list the link{'s' if ', ' in listed else ''} in "
+             f"workbench.toml: [project] external_links = [{listed}]") if listed else ""
+    links = "symlink" if len(refused) == 1 else f"{len(refused)} symlinks:"
+    return f"{project_dir}: {links} {'; '.join(refused)}. A snapshot holds only the project's own files{allow}"
+
+
+def dangling_message(dangling: list[str]) -> str:
+    """The run's warning about links left out of its snapshot, all of them in one line."""
+    links = "symlink" if len(dangling) == 1 else f"{len(dangling)} symlinks:"
+    return (f"{links} {'; '.join(dangling)}: left out of the snapshot, so a stage reading "
+            f"{'it' if len(dangling) == 1 else 'them'} will not find {'it' if len(dangling) == 1 else 'them'}")

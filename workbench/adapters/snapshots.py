@@ -17,7 +17,9 @@ from pathlib import Path
 from workbench.adapters.disk_writes import disk_error
 from workbench.adapters.object_store import FileVanished, ObjectStore
 from workbench.adapters.output_files import read_tree
-from workbench.adapters.project_survey import ProjectLinkError, refusal_message, survey_project
+from workbench.adapters.project_survey import (
+    ProjectLinkError, dangling_message, refusal_message, survey_project,
+)
 from workbench.adapters.regular_files import FileEntry
 from workbench.core.errors import WorkbenchError
 from workbench.core.planning import tree_digest
@@ -28,6 +30,8 @@ class Snapshot:
     id: str
     path: Path
     files: dict[str, FileEntry]
+    warnings: tuple[str, ...] = ()
+    """What taking it left out and the run should say (dangling symlinks); empty when opened again."""
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -71,7 +75,7 @@ class SnapshotStore:
         path = self.snapshots / snap_id
         if not path.exists():
             self._materialize(path, files)
-        return Snapshot(snap_id, path, files)
+        return Snapshot(snap_id, path, files, (dangling_message(scan.dangling),) if scan.dangling else ())
 
     def open(self, snapshot_id: str) -> Snapshot:
         """An existing snapshot, to rerun exactly what an earlier run saw."""

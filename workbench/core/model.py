@@ -145,6 +145,9 @@ class RunRecord:
     gates: list[GateResult] = field(default_factory=list)
     datasets: list[DatasetProfile] = field(default_factory=list)
     superseded_by: int | None = None
+    snapshot_warnings: list[str] = field(default_factory=list)
+    """What taking the run's snapshot left out (a dangling symlink); said by the run as it ends,
+    not kept in the lineage store."""
 
     @property
     def duration_s(self) -> float | None:
@@ -169,9 +172,9 @@ class RunRecord:
 
     @property
     def warnings(self) -> list[str]:
-        """What the run should say although it did not fail: data files its lineage profile
-        could only partly read, or not at all."""
-        return [d.warning for d in self.datasets if d.problems]
+        """What the run should say although it did not fail: project files its snapshot left out,
+        data files its lineage profile could only partly read, or not at all."""
+        return [*self.snapshot_warnings, *(d.warning for d in self.datasets if d.problems)]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from workbench.core.model import (
 )
 from workbench.core.params_keys import StageParams
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
-from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner
+from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner, StatusLine
 from workbench.core.stage_command import missing_script_problem, not_found_problem
 from workbench.services.evaluation import evaluate_stage, evaluation_settings
 from workbench.services.stage_params import resolve_params
@@ -90,6 +90,9 @@ class PipelineService:
             stage_filter=list(stages or []), changed_paths=list(changed_paths or []),
         )
         on_event(RunStarted(run_id, manifest.name, tuple(selected), self.runner.name, str(trigger)))
+        record.snapshot_warnings = list(snapshot.warnings)
+        for warning in snapshot.warnings:  # said at once too: the stage that misses the file may fail first
+            on_event(EnvironmentLog(run_id, StatusLine(f"warning: {warning}")))
         try:
             self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot, overrides)
         except RunCancelled as exc:
