@@ -4,6 +4,7 @@ they are easy to read and to test without an app. Each raises WorkbenchError for
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
 from workbench.services.inspect import compare_runs, validation_report
@@ -19,8 +20,11 @@ def read_projects(session, watch) -> list[ProjectRow]:
     rows = []
     for ref in session.projects():
         if ref.error:
-            problem = "name used twice" if isinstance(ref.error, ProjectClash) else "manifest invalid"
-            rows.append(ProjectRow(ref.name, str(ref.path), error=str(ref.error), problem=problem))
+            clash = isinstance(ref.error, ProjectClash)
+            rows.append(ProjectRow(ref.name, str(ref.path), error=str(ref.error),
+                                   problem="name used twice" if clash else "manifest invalid",
+                                   # two rows of one name must say which folder each is
+                                   folder=_folder(session, ref.path) if clash else ""))
             continue
         manifest = ref.manifest
         last = session.runs(str(ref.path), limit=1)
@@ -30,6 +34,14 @@ def read_projects(session, watch) -> list[ProjectRow]:
             watching=watch.is_watching(ref.name), busy=watch.busy(ref.name),
             last_status=last[0].status if last else None))
     return rows
+
+
+def _folder(session, path) -> str:
+    """A project folder as the user knows it: relative to the workspace (`wages-dup/`)."""
+    try:
+        return f"{Path(path).relative_to(session.workspace.root)}/"
+    except ValueError:
+        return str(path)
 
 
 def read_start(session, watch) -> tuple[dict[str, tuple] | None, list[ProjectRow]]:
@@ -44,9 +56,26 @@ def read_generation(session) -> dict[str, tuple] | None:
     None when the store cannot be read just now (busy, broken): the next tick asks again, and
     the panes say what is wrong when they read."""
     try:
-        return session.generation()
+        parts = dict(session.generation())
     except WorkbenchError:
         return None
+    parts["projects"] = projects_fingerprint(session)
+    return parts
+
+
+def projects_fingerprint(session) -> tuple:
+    """The workspace's project folders and each manifest's (mtime, size): a folder made, removed
+    or renamed, or a manifest edited (broken, fixed, renamed), records nothing in the store, so
+    the store's fingerprint alone misses it. Cheap: the listing is cached for half a second
+    (services/workspace.py) and a manifest is parsed again only when its file changed."""
+    found = []
+    for ref in session.projects():
+        try:
+            st = ref.manifest_path.stat()
+            found.append((str(ref.path), st.st_mtime_ns, st.st_size))
+        except OSError:  # removed between the listing and now: the next tick sees it gone
+            found.append((str(ref.path), None, None))
+    return tuple(found)
 
 
 def read_all_aliases(session, projects: list[str]) -> dict[str, dict[str, int]]:
@@ -70,8 +99,10 @@ def start_services(session, watch, watch_on_start: bool) -> tuple[str, list[int]
     report = session.recover()
     problems = []
     if watch_on_start:
+        tried = set()
         for ref in session.projects():
-            if ref.manifest is not None and ref.manifest.watch.enabled:
+            if ref.manifest is not None and ref.manifest.watch.enabled and ref.name not in tried:
+                tried.add(ref.name)  # two folders of one name: one attempt, one notice
                 try:
                     watch.watch(ref.name)
                 except WorkbenchError as exc:

@@ -163,22 +163,24 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
 
     def _done_projects(self, rows: list[ProjectRow], _key) -> None:
         known = self.projects.rows
-        fresh = []
-        for row in rows:  # what this app learnt from events is newer than what the worker read
-            old = known.get(row.name)
+        fresh: dict[str, ProjectRow] = {}
+        for key, row in ProjectsList.keyed(rows).items():
+            # What this app learnt from events is newer than what the worker read.
+            old = known.get(key) if key in known and known[key].path == row.path else None
             # Runs of this app: its events say when they start and end (the watch service may
             # still be settling a run that ended); another process's run shows by its status.
             busy = (old.busy if old is not None else row.busy) or self._has_run_in_flight(row.name)
-            fresh.append(replace(row, busy=busy, production=old.production if old else None,
-                                 staging=old.staging if old else None, note=old.note if old else row.note))
-        if [r.name for r in fresh] == list(known):
-            for row in fresh:  # the same projects: redraw rows in place (the list keeps its scroll)
-                if row != known[row.name]:
-                    self.projects.update_row(row.name, **{f: getattr(row, f) for f in row.__dataclass_fields__
-                                                          if f != "name"})
+            fresh[key] = replace(row, busy=busy, production=old.production if old else None,
+                                 staging=old.staging if old else None, note=old.note if old else row.note)
+        if [(k, r.path) for k, r in fresh.items()] == [(k, r.path) for k, r in known.items()]:
+            for key, row in fresh.items():  # the same projects: redraw rows in place (the list keeps its scroll)
+                if row != known[key]:
+                    self.projects.update_row(key, **{f: getattr(row, f) for f in row.__dataclass_fields__
+                                                     if f != "name"})
         else:
-            self.projects.set_rows(fresh)
+            self.projects.set_rows(list(fresh.values()))
             self._load_all_aliases()
+        self._reselect()
         if not rows:
             self._start_services()
             self.detail.clear(f"no projects (folders with a workbench.toml) in {self.session.workspace.root}")
@@ -209,14 +211,37 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         row = self.projects.rows.get(event.option.id)
-        if row is None or (self.project is not None and self.project.name == row.name and self.table.loaded):
+        if row is None or (self._same_project(row) and self.table.project == row.name):
             return
+        self._select(row)
+
+    def _same_project(self, row: ProjectRow) -> bool:
+        old = self.project
+        return old is not None and (old.name, old.path, old.error, old.primary_metric, old.maximize) == \
+            (row.name, row.path, row.error, row.primary_metric, row.maximize)
+
+    def _reselect(self) -> None:
+        """The projects were read again: act on the selected project as it is now. A manifest
+        broken, fixed or renamed (a name clash resolved) shows its runs, error and trend anew;
+        the keys (`r`) then act on the current state, not on the row read before."""
+        row = self.projects.selected
+        if row is None or self.project is None:
+            return
+        if self._same_project(row):
+            self.project = row
+        else:
+            self._select(row)
+
+    def _select(self, row: ProjectRow) -> None:
         self.project = row
         self._show_runs()
         self._trend_for = None  # read once its first runs are on screen (see _after_first_rows)
         trend = self.query_one(TrendLine)
-        trend.loaded = False  # not the previous project's values meanwhile
-        trend.refresh()
+        if row.error:  # no runs can be read for it: loading… would never end
+            trend.say("no trend until the manifest is fixed")
+        else:
+            trend.loaded, trend.note = False, None  # not the previous project's values meanwhile
+            trend.refresh()
         self._status()
 
     def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
@@ -330,6 +355,8 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
             self._load_all_aliases()
             if row is not None:
                 self._load_models(row.name)
+        if "projects" in parts and "runs" not in parts:
+            self._load_projects()  # a folder made, removed or renamed, a manifest edited
         if "drift" in parts:
             screen = self.app.screen
             if isinstance(screen, DriftScreen) and hasattr(screen, "reload"):

@@ -39,6 +39,8 @@ class ProjectRow:
     staging: int | None = None
     note: str = ""
     """The latest watch problem (folder gone, manifest invalid), until the next good event."""
+    folder: str = ""
+    """The folder relative to the workspace (`wages-dup/`), shown when two folders give one name."""
 
 
 class ProjectsList(OptionList):
@@ -65,17 +67,24 @@ class ProjectsList(OptionList):
 
     def set_rows(self, rows: list[ProjectRow]) -> None:
         """Replace the list, keeping the highlighted project if it is still there."""
-        previous = self.selected.name if self.selected else None
-        # Two folders giving one project.name (both marked with the clash) must not make two
-        # options with one id: the second is known by its folder too.
-        self.rows = {}
-        for row in rows:
-            self.rows[row.name if row.name not in self.rows else f"{row.name} ({row.path})"] = row
+        previous = self.selected
+        self.rows = self.keyed(rows)
         self.clear_options()
         self.add_options([Option(self._prompt(row), id=key) for key, row in self.rows.items()])
-        names = [row.name for row in self.rows.values()]
-        if names:
-            self.highlighted = names.index(previous) if previous in names else 0
+        if self.rows:
+            # The same folder if it is still there (a clash's two rows share a name), else the name.
+            same = [i for i, row in enumerate(self.rows.values()) if previous and row.path == previous.path]
+            named = [i for i, row in enumerate(self.rows.values()) if previous and row.name == previous.name]
+            self.highlighted = (same or named or [0])[0]
+
+    @staticmethod
+    def keyed(rows: list[ProjectRow]) -> dict[str, ProjectRow]:
+        """The rows by option id: the name, but two folders giving one project.name (both marked
+        with the clash) must not make two options with one id: the second is known by its folder too."""
+        keyed: dict[str, ProjectRow] = {}
+        for row in rows:
+            keyed[row.name if row.name not in keyed else f"{row.name} ({row.path})"] = row
+        return keyed
 
     def update_row(self, name: str, **changes) -> None:
         row = self.rows.get(name)
@@ -104,6 +113,8 @@ class ProjectsList(OptionList):
         if row.error:
             text.append("✗   ", self._tone("bad"))
             text.append(row.name, "bold")
+            if row.folder:
+                text.append(f" {row.folder}", self._tone("muted"))
             text.append(f"\n    {row.problem}", self._tone("bad"))
             return text
         status = "running" if row.busy else row.last_status

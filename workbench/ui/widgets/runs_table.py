@@ -7,6 +7,8 @@ are first drawn. So 100,000 runs open as fast as 10, and a key press only redraw
 
 from __future__ import annotations
 
+import textwrap
+
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -421,8 +423,9 @@ class RunsTable(ScrollView, can_focus=True):
             cells = [(self.metric_name if c.key == "metric" else c.title, None) for c in columns]
             return self._strip(columns, cells, base + self._style("header"), width)
         index = int(self.scroll_y) + y - 1
-        if self.error:
-            return self._message(f" ✗ {self.error}" if y == 1 else "", base + self._style("bad"), width)
+        if self.error:  # wrapped: its end says what to do (rename, fix the key)
+            lines = textwrap.wrap(f"✗ {self.error}", max(width - 2, 10), subsequent_indent="  ")
+            return self._message(f" {lines[y - 1]}" if y - 1 < len(lines) else "", base + self._style("bad"), width)
         if not self.loaded:
             return self._message(" loading…" if y == 1 else "", base + self._style("muted"), width)
         if self.total == 0:

@@ -38,16 +38,26 @@ class TrendLine(Widget):
         self.maximize = True
         self.loaded = False
         """False until the first values arrive: until then it says so, not "no values"."""
+        self.note: str | None = None
+        """Shown instead of a trend (the project's manifest is unusable)."""
 
     def show(self, metric_name: str | None, maximize: bool, values: list[float]) -> None:
-        self.metric_name, self.maximize = metric_name, maximize
+        self.metric_name, self.maximize, self.note = metric_name, maximize, None
         self.loaded = True
         self.values = tuple(v for v in values if v is not None and not math.isnan(v))
+        self.refresh()
+
+    def say(self, note: str) -> None:
+        """No trend, and why."""
+        self.note, self.loaded, self.values = note, True, ()
         self.refresh()
 
     def render(self) -> Text:
         style = self.get_component_rich_style
         text = Text(no_wrap=True, overflow="ellipsis")
+        if self.note:
+            text.append(f" {self.note}", style("trend--label"))
+            return text
         if not self.loaded:
             text.append(" loading…", style("trend--label"))
             return text

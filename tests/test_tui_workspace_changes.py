@@ -1,0 +1,76 @@
+"""The TUI shows changes to the workspace that record nothing in the store (a project folder
+made, copied, renamed, a manifest broken or fixed) within about a second of the tick, and
+acts on the current state (issue 11). Driven by Pilot on a real workspace folder."""
+
+from __future__ import annotations
+
+import shutil
+
+from tests.test_tui import (  # noqa: F401 (fixtures)
+    SIZE, asyncio_test, make_app, opened, private_config, screen_text, shown, wait_for, workspace,
+)
+
+SEEN_WITHIN_S = 4.0
+"""The tick is 1 s and the folder listing is cached 0.5 s; the rest is a busy machine's slack."""
+
+
+def _renamed(folder, name: str) -> None:
+    manifest = folder / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('name = "tiny"', f'name = "{name}"'))
+
+
+@asyncio_test
+async def test_folders_and_manifests_changed_by_hand_show_and_the_keys_follow(workspace):
+    app = make_app(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+
+        # A new project folder (nothing recorded in the store) is listed.
+        shutil.copytree(workspace / "tiny", workspace / "tiny2")
+        _renamed(workspace / "tiny2", "tiny2")
+        await wait_for(pilot, lambda: "tiny2" in main.projects.rows and not main.projects.rows["tiny2"].error, SEEN_WITHIN_S, "tiny2 listed")
+
+        # A copy that keeps the name: both rows show the clash, each with its folder, and the
+        # selected project refuses to run.
+        shutil.copytree(workspace / "tiny", workspace / "tiny-dup")
+        await wait_for(pilot, lambda: sum(1 for r in main.projects.rows.values() if r.error) == 2,
+                       SEEN_WITHIN_S, "the clash on both rows")
+        text = await shown(pilot, "✗   tiny tiny/", "✗   tiny tiny-dup/", "name used twice")
+        assert "loading…" not in text  # the trend says why there is none
+        # The runs pane wraps the error: its end says what to do.
+        pane = " ".join(main.table.render_line(y).text.strip() for y in range(1, main.table.size.height))
+        assert "rename one of them" in pane
+        assert main.project.name == "tiny" and main.project.error
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("fix the manifest" in n[1] for n in app.notes), what="the refusal")
+
+        # Renaming the copy resolves it: within the tick the project runs again and its trend
+        # is read for it (not "no primary metric" of the error row).
+        _renamed(workspace / "tiny-dup", "tiny-dup")
+        await wait_for(pilot, lambda: main.project.error is None and "tiny-dup" in main.projects.rows,
+                       SEEN_WITHIN_S, "the clash resolved")
+        await shown(pilot, "no runs yet")
+        assert "no primary metric" not in screen_text(app)
+
+        # A manifest broken by hand shows as broken; fixed, it shows fixed.
+        manifest = workspace / "tiny2" / "workbench.toml"
+        good = manifest.read_text()
+        manifest.write_text(good.replace("[stages.prep]", "[stages.prep\n"))
+        await wait_for(pilot, lambda: main.projects.rows["tiny2"].error, SEEN_WITHIN_S, "tiny2 broken")
+        manifest.write_text(good)
+        await wait_for(pilot, lambda: not main.projects.rows["tiny2"].error, SEEN_WITHIN_S, "tiny2 fixed")
+
+        # A folder removed is gone from the list.
+        shutil.rmtree(workspace / "tiny2")
+        await wait_for(pilot, lambda: "tiny2" not in main.projects.rows, SEEN_WITHIN_S, "tiny2 gone")
+
+
+@asyncio_test
+async def test_a_name_clash_at_start_shows_each_folder_and_one_watch_notice(workspace):
+    shutil.copytree(workspace / "tiny", workspace / "tiny-dup")
+    app = make_app(workspace, watch_on_start=True)  # the manifest asks to be watched
+    async with app.run_test(size=SIZE) as pilot:
+        await shown(pilot, "✗   tiny tiny/", "✗   tiny tiny-dup/")
+        await wait_for(pilot, lambda: any("cannot watch" in n[1] for n in app.notes), what="the watch notice")
+        await pilot.pause(0.5)
+        assert sum("cannot watch" in n[1] for n in app.notes) == 1, app.notes
