@@ -74,3 +74,19 @@ async def test_a_name_clash_at_start_shows_each_folder_and_one_watch_notice(work
         await wait_for(pilot, lambda: any("cannot watch" in n[1] for n in app.notes), what="the watch notice")
         await pilot.pause(0.5)
         assert sum("cannot watch" in n[1] for n in app.notes) == 1, app.notes
+
+
+@asyncio_test
+async def test_a_run_with_a_reason_shows_what_changed_too(workspace):
+    from datetime import datetime, timezone
+
+    from workbench.core.model import RunRecord, RunStatus, Trigger
+
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        main = await opened(pilot)
+        record = RunRecord(29, "tiny", Trigger.WATCH, RunStatus.CANCELLED, "docker",
+                           datetime(2026, 12, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, 0, 1, tzinfo=timezone.utc),
+                           reason="superseded by a newer change", changed_paths=["params.toml"])
+        main.detail.show_record(record, None, None, None)
+        await shown(pilot, "superseded by a newer change · changed: params.toml")

@@ -234,8 +234,9 @@ class RunDetail(Vertical):
         text.append(fmt.status_text(record.status), palette.tone(fmt.tone(record.status)))
         if record.reason:
             text.append(f"\n{record.reason}", palette.bad if record.status != "succeeded" else palette.warn)
-        elif record.changed_paths:
-            text.append(f"\nchanged: {', '.join(record.changed_paths[:6])}", palette.muted)
+        if record.changed_paths:  # what started it, beside how it ended (a cancelled watch run has both)
+            text.append(" · " if record.reason else "\n")
+            text.append(f"changed: {', '.join(record.changed_paths[:6])}", palette.muted)
         for warning in record.warnings:  # the lineage profile's: the run went on regardless
             text.append(f"\n! {warning}", palette.warn)
         verdict = self.insights.reproduction if self.insights is not None else None
