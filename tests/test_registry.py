@@ -416,7 +416,7 @@ def test_a_forged_alias_refuses_rollback_and_is_never_deployed(ws):
         registry.rollback("tiny")
     assert registry.deployed("tiny", "production")["version"] == 2
     said = session_for(ws).registry.reconcile()  # what the next command's session says
-    assert said == ["tiny: deploy pointers not repaired: tiny: refused: the audit trail does not vouch for the "
+    assert said == ["tiny: deploy pointers not repaired: the audit trail does not vouch for the "
                     "registry: aliases tiny staging: holds version 1, but the audit trail puts version 2 there "
                     "(audit #3). Nothing was changed; see `workbench history PROJECT --verify`"]
     assert registry.deployed("tiny", "staging")["version"] == 2

@@ -35,8 +35,13 @@ def cmd_models(args: argparse.Namespace, printer: Printer, workspace: Path) -> i
     project = session.project(args.project)
     registry = session.registry
     versions = registry.models(project.name)
+    # An alias the audit trail does not vouch for (forged, edited) is marked where it shows, not
+    # only in a note on stderr: a table saying `production` would be believed.
+    unverified = registry.unverified_aliases(project.name) if any(v.aliases for v in versions) else {}
     if args.json:
-        printer.json([to_jsonable(v) | {"status": v.status, "gates_passed": v.gates_passed} for v in versions])
+        printer.json([to_jsonable(v) | {"status": v.status, "gates_passed": v.gates_passed,
+                                        "unverified_aliases": [a for a in v.aliases if a in unverified]}
+                      for v in versions])
         return EXIT_OK
     con = printer.out
     if not versions:
@@ -52,7 +57,11 @@ def cmd_models(args: argparse.Namespace, printer: Printer, workspace: Path) -> i
         gates = f"[green]{passed}✓[/]" + (f" [red]{failed}✗[/]" if failed else "") if v.gates else "—"
         style = STATUS_STYLE.get(v.status, "")
         status = " + ".join(v.aliases) if v.aliases else v.status
-        row = [str(v.version), f"[{style}]{status}[/]" if style else status, str(v.run_id),
+        status = f"[{style}]{status}[/]" if style else status
+        if any(a in unverified for a in v.aliases):
+            status = " + ".join(f"{a} [red]✗ unverified[/]" if a in unverified else f"[{STATUS_STYLE[a]}]{a}[/]"
+                                for a in v.aliases)
+        row = [str(v.version), status, str(v.run_id),
                v.created_at.astimezone().strftime("%m-%d %H:%M"), fmt_metric(v.primary_value), gates,
                f"{escape(v.artifact_name)} {v.sha256[:8]}"]
         rows.append(row + ([f"run {v.reproduced_by}" if v.reproduced_by else "—"] if reproduced else []))
@@ -60,6 +69,9 @@ def cmd_models(args: argparse.Namespace, printer: Printer, workspace: Path) -> i
                (metric or "primary", "right"), ("gates", "left"), ("model", "left")]
     table = fitted_table(columns + ([("reproduced", "left")] if reproduced else []), rows, gives_way="model")
     con.print(table)
+    for alias, why in sorted(unverified.items()):
+        con.print(f"[red]✗[/] {alias} unverified: {escape(why)}; promotions of {escape(project.name)} are refused "
+                  f"(`workbench history {escape(project.name)} --verify`)")
     con.print(f"[dim]{escape(registry.mirror_status().summary)}[/]")
     return EXIT_OK
 

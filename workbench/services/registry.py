@@ -152,6 +152,23 @@ class RegistryService:
     def aliases(self, project: str) -> dict[str, int]:
         return self.store.aliases(self._manifest(project).name)
 
+    def unverified_aliases(self, project: str) -> dict[str, str]:
+        """Alias -> why the audit trail does not vouch for it (a forged or edited alias row; when
+        the trail itself does not verify, every alias of the project), for listings to mark it
+        rather than show it as if it held; empty when all verify."""
+        name = self._manifest(project).name
+        try:
+            self.store.guard(name)
+        except AuditTampered as exc:
+            aliases = self.store.aliases(name)
+            own = {alias: p.detail for alias in aliases for p in exc.problems
+                   if p.table == "aliases" and p.row == f"{name} {alias}"}
+            if own or not exc.problems:
+                return own
+            why = f"the audit trail does not verify ({exc.problems[0]})"
+            return {alias: why for alias in aliases}
+        return {}
+
     def history(self, project: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """Audit rows, newest first: every promotion, rollback and refusal."""
         name = self._manifest(project).name if project else None
@@ -328,7 +345,9 @@ class RegistryService:
             except LockBusy:
                 continue  # a promotion of it is under way; it repairs the pointers itself
             except AuditTampered as exc:
-                said.append(f"{project}: deploy pointers not repaired: {exc}")
+                # The guard's message starts with the project's name: said once here.
+                said.append(f"{project}: deploy pointers not repaired: "
+                            f"{str(exc).removeprefix(f'{project}: ').removeprefix('refused: ')}")
         return said
 
     # -- the MLflow mirror -------------------------------------------------------------------
