@@ -90,3 +90,19 @@ async def test_a_run_with_a_reason_shows_what_changed_too(workspace):
                            reason="superseded by a newer change", changed_paths=["params.toml"])
         main.detail.show_record(record, None, None, None)
         await shown(pilot, "superseded by a newer change · changed: params.toml")
+
+
+@asyncio_test
+async def test_the_trend_line_fits_at_80_columns(workspace):
+    from workbench.ui.widgets.trend import TrendLine
+
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        main = await opened(pilot)
+        await pilot.pause(0.3)
+        trend = main.query_one(TrendLine)
+        values = [0.78 + 0.001 * (i % 7) for i in range(40)] + [0.8, 0.7990148]
+        trend.show("roc_auc", True, values)
+        await pilot.pause(0.1)
+        line = next(l for l in screen_text(app).splitlines() if "roc_auc" in l)
+        assert "▼ 0.00099 vs best" in line or "▼0.00099" in line, line

@@ -1,6 +1,6 @@
 """The primary metric across a project's runs, one bar per run, oldest to newest:
 
-    auc ▃▅▅▆▇▇▆▂  0.8123  ▼ 0.0361 vs best
+    auc ▃▅▅▆▇▇▆▂  0.8123  ▼ 0.036 vs best
 
 A bar lower than the run before it (worse, for the metric's goal) takes the error colour, so a
 regression is seen, not read; the latest value and its distance from the best follow.
@@ -74,7 +74,17 @@ class TrendLine(Widget):
         worse_by = None
         if best_before is not None:
             worse_by = (best_before - latest) if self.maximize else (latest - best_before)
-        room = max(self.size.width - len(text) - len(tail) - 18, 4)
+        # What follows the bars is sized first, shortest form when the pane is narrow (80
+        # columns): "  ▼ 0.00099 vs best", then "  ▼0.00099"; the bars take what is left.
+        if worse_by is not None and worse_by > 0:
+            words = [(f"  ▼ {_short(worse_by)} vs best", "trend--worse"), (f"  ▼{_short(worse_by)}", "trend--worse")]
+        elif best_before is not None:
+            words = [("  ▲ best so far", "trend--better"), ("  ▲ best", "trend--better")]
+        else:
+            words = [("", "trend--label")]
+        fits = [w for w in words if self.size.width - len(text) - len(tail) - len(w[0]) >= 8]
+        suffix, suffix_style = fits[0] if fits else words[-1]
+        room = max(self.size.width - len(text) - len(tail) - len(suffix), 4)
         shown = self.values[-room:]
         low, high = min(shown), max(shown)
         span = high - low
@@ -85,8 +95,12 @@ class TrendLine(Widget):
             text.append(level, style("trend--worse" if worse else "trend--bar"))
             previous = value
         text.append(tail)
-        if worse_by is not None and worse_by > 0:
-            text.append(f"  ▼ {fmt.metric(worse_by)} vs best", style("trend--worse"))
-        elif best_before is not None:
-            text.append("  ▲ best so far", style("trend--better"))
+        text.append(suffix, style(suffix_style))
         return text
+
+
+def _short(value: float) -> str:
+    """A distance in two significant digits (0.00099, 0.036, 1.2, 340): how far, not exactly."""
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{float(f'{value:.2g}'):g}" if value >= 1e-4 else f"{value:.1e}"
