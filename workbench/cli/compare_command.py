@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     compare.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                          help=f"at most this many of the newest runs (default {DEFAULT_LIMIT}; 0 = all)")
     compare.add_argument("--all", action="store_true", dest="all_params",
-                         help="every param, not only those that differ between the runs shown")
+                         help="every param, not only those that differ between the runs shown, and the "
+                              "per-group metrics (group.<column>.<value>.<stat>)")
     compare.add_argument("--sort", metavar="[-]COLUMN", help="order by a param or metric; -auc: highest first")
     compare.add_argument("--where", action="append", default=[], metavar="EXPR",
                          help="only runs where this holds, e.g. 'auc > 0.84 and learning_rate <= 0.1' "
@@ -138,4 +139,7 @@ def _print_table(printer: Printer, table: CompareTable, filtered: bool) -> None:
         more = f" and {len(table.hidden) - 6} more" if len(table.hidden) > 6 else ""
         facts.append(f"{len(table.hidden)} equal param{'s' if len(table.hidden) != 1 else ''} hidden "
                      f"({equal}{more}; --all shows them)")
+    if table.hidden_metrics:
+        count = len(table.hidden_metrics)
+        facts.append(f"{count} per-group metric{'s' if count != 1 else ''} hidden; --all shows them")
     con.print("[dim]" + " · ".join(facts) + "[/]")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from datetime import datetime
@@ -326,6 +327,8 @@ class CompareTable:
     reference: int | None
     """The run the others are compared with (the TUI highlights cells that differ from it)."""
     sort: SortKey | None = None
+    hidden_metrics: tuple[str, ...] = ()
+    """Per-group metrics (`group.<col>.<value>.<stat>`) left out: `--all` shows them."""
 
     @property
     def params(self) -> list[Column]:
@@ -358,7 +361,7 @@ class CompareTable:
             rows = sorted(self.rows, key=lambda r: r.run_id, reverse=True)
         else:
             rows = sort_rows(self.rows, resolve_column(sort.column, self.columns, "--sort"), sort.descending)
-        return CompareTable(rows, self.columns, self.hidden, self.reference, sort)
+        return CompareTable(rows, self.columns, self.hidden, self.reference, sort, self.hidden_metrics)
 
     def to_json(self) -> dict:
         return {**self.to_json_head(), "runs": list(self.runs_json())}
@@ -371,6 +374,7 @@ class CompareTable:
             "params": [c.label for c in self.params],
             "metrics": [c.label for c in self.metrics],
             "equal_params": {name: param_value(value) for name, value in self.hidden.items()},
+            "hidden_metrics": list(self.hidden_metrics),
         }
 
     def runs_json(self):
@@ -385,25 +389,49 @@ class CompareTable:
                    "metrics": {label: _finite(values(name)) for label, name in metrics}}
 
 
+GROUP_METRIC_PREFIX = "group."
+"""The built-in per-group (fairness) metrics: `group.<column>.<value>.<stat>`, a few per group."""
+
+
+def is_group_metric(name: str) -> bool:
+    return name.startswith(GROUP_METRIC_PREFIX)
+
+
 def build_table(rows: list[CompareRow], all_params: bool = False, sort: SortKey | None = None,
-                reference: int | None = None) -> CompareTable:
-    """The table for `rows` (newest first as read): every metric, the params that differ
-    (every param with `all_params`), ordered by `sort`. `reference`: the run to compare with
-    (default: the first row)."""
+                reference: int | None = None, named: Collection[str] = ()) -> CompareTable:
+    """The table for `rows` (newest first as read): the metrics, the params that differ
+    (every param and metric with `all_params`), ordered by `sort`. Per-group metrics are left
+    out unless `all_params`, or named by `sort` or in `named` (the --where labels): on the
+    example they were two dozen columns burying the rest. `reference`: the run to compare
+    with (default: the first row)."""
     param_names = sorted({name for row in rows for name in row.params})
     metric_names = sorted({name for row in rows for name in row.metrics})
     shown = set(param_names if all_params else differing_params(rows, param_names))
     hidden = {name: rows[0].params.get(name) for name in param_names if name not in shown}
-    columns = [c for c in labelled_columns(param_names, metric_names) if c.kind == "metric" or c.name in shown]
+    every = labelled_columns(param_names, metric_names)
+    wanted = {_named_metric(label, every) for label in [*named, *([sort.column] if sort else [])]}
+    hidden_metrics = () if all_params else tuple(
+        name for name in metric_names if is_group_metric(name) and name not in wanted)
+    columns = [c for c in every if (c.kind == "metric" and c.name not in hidden_metrics) or c.name in shown]
     if reference is None or all(r.run_id != reference for r in rows):
         reference = rows[0].run_id if rows else None
-    table = CompareTable(list(rows), columns, hidden, reference)
+    table = CompareTable(list(rows), columns, hidden, reference, None, hidden_metrics)
     if sort is not None:
         # A hidden param is a column too: sorting by it is allowed (all rows equal, order kept).
-        every = labelled_columns(param_names, metric_names)
         column = resolve_column(sort.column, every, "--sort")
-        table = CompareTable(sort_rows(table.rows, column, sort.descending), columns, hidden, reference, sort)
+        table = CompareTable(sort_rows(table.rows, column, sort.descending), columns, hidden, reference, sort,
+                             hidden_metrics)
     return table
+
+
+def _named_metric(label: str, columns: list[Column]) -> str | None:
+    """The metric a --sort / --where label names, or None (a param, a run column, no column:
+    resolve_column says so where it matters)."""
+    try:
+        column = resolve_column(label, columns, "")
+    except UsageError:
+        return None
+    return column.name if column.kind == "metric" else None
 
 
 # -- charts --------------------------------------------------------------------------------------

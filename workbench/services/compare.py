@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.core.compare import (CompareTable, build_table, labelled_columns, parse_sort, parse_wheres,
-                                    resolve_column, resolve_where)
+                                    resolve_column, resolve_where, where_names)
 from workbench.core.errors import UsageError
 
 DEFAULT_LIMIT = 50
@@ -65,12 +65,13 @@ class CompareService:
             resolved = resolve_where(where, labelled_columns(params, metrics))
         limit = None if run_ids or not request.limit else request.limit
         rows = self.store.rows(project, run_ids, resolved, limit)
+        named = where_names(where)  # a per-group metric the filter names stays shown
         if sort is not None and rows:
-            return build_table(rows, request.all_params, sort, request.reference)
+            return build_table(rows, request.all_params, sort, request.reference, named)
         if sort is not None:  # nothing to sort, but a misspelt column is still said
             params, metrics = self.store.names(project, run_ids)
             resolve_column(sort.column, labelled_columns(params, metrics), "--sort")
-        return build_table(rows, request.all_params, None, request.reference)
+        return build_table(rows, request.all_params, None, request.reference, named)
 
     def _project(self, request: CompareRequest) -> str | None:
         """The project's recorded name; with run ids and no project, any project's runs."""
