@@ -190,3 +190,37 @@ async def test_drift_screen_shows_not_checked_and_warning_verdicts_with_their_ru
         await wait_for(pilot, lambda: pane.batch_id == unusable.batch.id, what="the unusable batch")
         title = static_text(pane.query_one("#drift-columns-title"))
         assert "not checked: unusable batch: missing column: feature_0" in title and "no drift" not in title
+
+
+@asyncio_test
+async def test_drift_screen_at_80x24_keeps_the_retrain_column_and_ends_a_long_verdict_with_an_ellipsis(tmp_path):
+    """Issue 11 (80x24): the retrain column was pushed off the right edge, and a verdict longer
+    than two lines was cut with nothing saying so."""
+    from tests.test_tui import screen_text, static_text
+
+    write_project(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    service = DriftService(session)
+    drifted = service.check_batch("shop", batch(tmp_path, "a-rather-long-batch-file-name-2026-12-01.csv",
+                                                sales(300, seed=8, shift=15, mix=(0.1, 0.2, 0.7))))
+    retrain = service.retrain("shop", drifted)
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await opened(pilot)
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen) and app.screen.query(DriftPane)
+                       and app.screen.pane.view is not None, what="the drift checks")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "retrain" in text and f"run {retrain.id}" in text, text
+        # A verdict longer than two lines (its rule names many columns): it ends with "…".
+        pane = app.screen.pane
+        first = pane.view.batches[0]
+        from dataclasses import replace
+        rule = "; ".join(f"column_{i} moved by {i}.5 sd" for i in range(30))
+        pane.show_batch(replace(first, report=replace(first.report, rule=rule)))
+        await pilot.pause(0.1)
+        title = static_text(pane.query_one("#drift-columns-title"), width=78).rstrip().splitlines()
+        assert len(title) == 3 and title[-1].endswith("…"), title

@@ -17,6 +17,8 @@ A bar is half full at the column's threshold and full at twice it (workbench.cor
 
 from __future__ import annotations
 
+import textwrap
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): no
     from workbench.core.drift_report import CheckedBatch, ColumnDrift
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
+VERDICT_LINES = 2
+"""A batch's verdict shows on at most this many lines (the findings below hold the rest)."""
 BATCH_COLUMNS = ("#", "batch", "checked", "rows", "drift", "decay", "retrain")
 COLUMN_COLUMNS = ("column", "test", "statistic", "PSI", "score", "")
 REASON_WIDTH = 40
@@ -55,7 +59,8 @@ def verdict_tone(verdict: str, palette: Palette) -> str:
     return {DRIFTED: palette.bad, WARNING: palette.warn, NOT_CHECKED: palette.bad}.get(verdict, palette.good)
 
 
-def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple]]) -> None:
+def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple]],
+               room: int | None = None, squeeze: tuple[tuple[int, int], ...] = ()) -> None:
     """Replace a table's columns and rows; `rows` are (key, cells).
 
     Each column gets an explicit width, that of its widest cell. Textual's DataTable sizes
@@ -67,11 +72,29 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
     for _key, cells in rows:
         for i, cell in enumerate(cells):
             widths[i] = max(widths[i], cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)))
+    if room:  # narrower than its cells (80 columns): the `squeeze` columns give way, in order, to their minimum
+        over = sum(widths) + 2 * len(widths) - room  # each cell has one column of padding either side
+        for index, least in squeeze:
+            cut = min(max(over, 0), max(widths[index] - least, 0))
+            widths[index] -= cut
+            over -= cut
+        rows = [(key, tuple(_fit(cell, widths[i]) for i, cell in enumerate(cells))) for key, cells in rows]
     table.clear(columns=True)
     for label, width in zip(labels, widths):
         table.add_column(label, width=width)
     for key, cells in rows:
         table.add_row(*cells, key=key)
+
+
+def _fit(cell, width: int):
+    """A cell cut to `width` with an ellipsis (a DataTable crops without one)."""
+    text = cell if isinstance(cell, Text) else Text(str(cell))
+    if text.cell_len <= width:
+        return cell
+    text = text.copy()
+    text.truncate(max(width - 1, 0))
+    text.append("…")
+    return text
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,7 @@ class DriftPane(Vertical):
     DriftPane { height: 1fr; background: $surface; }
     DriftPane > #drift-heading { height: auto; padding: 0 1; color: $text-muted; }
     DriftPane > #drift-batches { height: auto; max-height: 40%; background: $surface; scrollbar-size-horizontal: 0; }
-    DriftPane > #drift-columns-title { height: auto; max-height: 2; padding: 0 1; margin-top: 1; color: $foreground; }
+    DriftPane > #drift-columns-title { height: auto; max-height: 3; padding: 0 1; margin-top: 1; color: $foreground; }
     DriftPane > #drift-columns { height: 1fr; min-height: 4; background: $surface; }
     DriftPane > #drift-findings { height: auto; max-height: 6; padding: 0 1; color: $warning; }
     """
@@ -135,8 +158,10 @@ class DriftPane(Vertical):
             heading.append(f"\n{len(view.pending)} not checked yet: {', '.join(view.pending[:3])}", palette.warn)
         self.query_one("#drift-heading", Static).update(heading)
         keep = self.batch_id
+        # At 80 columns the batch's name and the drift words give way, so the retrain stays in view.
         fill_table(self.batches_table, BATCH_COLUMNS,
-                   [(str(batch.id), self._batch_row(batch, palette)) for batch in view.batches])
+                   [(str(batch.id), self._batch_row(batch, palette)) for batch in view.batches],
+                   room=(self.size.width or self.app.size.width - 2) - 1, squeeze=((1, 10), (4, 12), (6, 14)))
         table = self.batches_table
         if not view.batches:
             self.batch_id = None
@@ -166,7 +191,15 @@ class DriftPane(Vertical):
             self.query_one("#drift-columns-title", Static).update(title)
             findings.update("")
             return
-        title.append(f"  {report.summary}", verdict_tone(report.status, palette))
+        # The verdict on its own lines, at most two: a longer one ends in an ellipsis, never
+        # cut mid-word with nothing to say more was there.
+        width = max((self.size.width or self.app.size.width - 2) - 2, 20)
+        lines = textwrap.wrap(report.summary, width) or [""]
+        if len(lines) > VERDICT_LINES:
+            lines = lines[:VERDICT_LINES]
+            lines[-1] = lines[-1][:width - 1] + "…"
+        title.truncate(width, overflow="ellipsis")
+        title.append("\n" + "\n".join(lines), verdict_tone(report.status, palette))
         self.query_one("#drift-columns-title", Static).update(title)
         fill_table(self.columns_table, COLUMN_COLUMNS,
                    [(column.column, self._column_row(column, palette))
