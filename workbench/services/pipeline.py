@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.output_files import OutputTree, read_outputs, read_tree
-from workbench.adapters.regular_files import JSON_FILE_CAP, FileEntry, NotRegularFile, read_regular_bytes
+from workbench.adapters.regular_files import FileEntry, NotRegularFile, read_protocol_json
 from workbench.adapters.snapshots import Snapshot, SnapshotStore
 from workbench.core.errors import RunCancelled, WorkbenchError
 from workbench.core.events import (
@@ -306,7 +306,7 @@ def _read_json(tree: OutputTree, output_dir: Path, name: str, kind: type, proble
     if name not in tree.files:
         return None
     try:
-        value = json.loads(read_regular_bytes(output_dir / name, JSON_FILE_CAP))
+        value = read_protocol_json(output_dir / name)
     except (NotRegularFile, OSError) as exc:
         problems.append(f"{name} cannot be read: {exc}")
         return None
