@@ -106,3 +106,26 @@ async def test_the_trend_line_fits_at_80_columns(workspace):
         await pilot.pause(0.1)
         line = next(l for l in screen_text(app).splitlines() if "roc_auc" in l)
         assert "▼ 0.00099 vs best" in line or "▼0.00099" in line, line
+
+
+@asyncio_test
+async def test_the_run_detail_footer_shows_the_run_keys_at_80_columns(workspace):
+    from textual.widgets import Footer
+
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        main = await opened(pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: main.table.total >= 1 and main.table.row(0) is not None
+                       and main.table.row(0).status != "running", 30, "the run to finish")
+        await pilot.press("tab", "enter")  # the runs, then into the run's detail (the stages table)
+        await wait_for(pilot, lambda: main.detail.has_focus_within, what="the detail focused")
+        await pilot.pause(0.2)
+        footer = screen_text(app).rstrip().splitlines()[-1]
+        for key in ("1-9 Tabs", "R Cold", "d Diff", "m Mark", "q Quit"):
+            assert key in footer, footer
+        assert app.query_one(Footer)
+        await pilot.press("9")  # the Models tab: its own keys, not the run's
+        await pilot.pause(0.3)
+        footer = screen_text(app).rstrip().splitlines()[-1]
+        assert "R Cold" not in footer, footer

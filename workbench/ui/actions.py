@@ -9,7 +9,7 @@ of the run detail. Their confirmation screen takes an optional reason, kept in t
 The footer shows the keys of the focused view, as k9s and lazygit do: a screen action's key
 works wherever the focus is (its screen binding, hidden), and the views named in its `views`
 carry a shown copy (`view_bindings`), so the Models tab's focus shows s p b B, the projects
-pane's shows D and H, and every footer fits 80 columns. App actions always show.
+pane's shows D and H, the run detail's other tabs R d m, and every footer fits 80 columns. App actions always show.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class Action:
     """The views whose footer shows this key while they hold the focus (see view_bindings)."""
 
 
-PROJECT, RUNS, MODELS = "projects", "runs", "models"
+PROJECT, RUNS, MODELS, DETAIL = "projects", "runs", "models", "detail"
+"""DETAIL: the run detail's tabs about the run (all but Models, whose footer holds s p b B)."""
 DETAIL_TABS = (("stages", "Stages"), ("log", "Log"), ("metrics", "Metrics"), ("gates", "Gates"),
                ("evaluation", "Evaluation"), ("explanations", "Explanations"), ("validation", "Validation"),
                ("lineage", "Lineage"), ("models", "Models"))
@@ -47,10 +48,10 @@ ACTIONS: tuple[Action, ...] = (
            views=(PROJECT,)),  # not in the runs footer too: it must fit 80 columns
     Action("cancel_run", "c", "Cancel", "Cancel the selected project's run in flight", views=(PROJECT, RUNS)),
     Action("rerun_cold", "R", "Cold", "Rerun the selected run cold, nothing reused, and compare (reproducibility)",
-           views=(RUNS,)),
+           views=(RUNS, DETAIL)),
     Action("open_diff", "d", "Diff", "Diff code, data and params: selected run against the marked or previous run",
-           views=(RUNS,)),
-    Action("mark_run", "m", "Mark", "Mark the selected run as the diff base (press again to unmark)", views=(RUNS,)),
+           views=(RUNS, DETAIL)),
+    Action("mark_run", "m", "Mark", "Mark the selected run as the diff base (press again to unmark)", views=(RUNS, DETAIL)),
     Action("pick_run", "space", "Pick", "Pick the selected run for compare, C (press again to unpick)",
            show=False, key_display="Space"),
     Action("open_compare", "C", "Compare", "Compare runs side by side (params x metrics, sortable, charts): the "

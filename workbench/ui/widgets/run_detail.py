@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static, TabbedContent
 from workbench.core.model import RunRecord
 from workbench.services.inspect import ValidationReport
 from workbench.ui import format as fmt
-from workbench.ui.actions import DETAIL_TABS
+from workbench.ui.actions import DETAIL_TABS, view_bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.widgets.evaluation import EvaluationView
 from workbench.ui.widgets.explanations import ExplanationsView
@@ -63,6 +63,13 @@ class StageProgress(Horizontal):
             bar.update(total=None)
 
 
+class RunTabPane(TabPane):
+    """A tab about the shown run: while it holds the focus the footer shows the run's keys
+    (R d m) beside 1-9; the Models tab is a plain TabPane, its footer holds s p b B."""
+
+    BINDINGS = view_bindings("detail")
+
+
 class RunDetail(Vertical):
     DEFAULT_CSS = """
     RunDetail TabbedContent { height: 1fr; }
@@ -88,24 +95,24 @@ class RunDetail(Vertical):
         label = lambda tab, what: f"{TAB_LABELS.get(tab, what)}"  # noqa: E731
         what = dict(DETAIL_TABS)
         with TabbedContent(initial="stages"):
-            with TabPane(label("stages", what["stages"]), id="stages"):
+            with RunTabPane(label("stages", what["stages"]), id="stages"):
                 yield Static(id="run-heading")
                 yield StageProgress(id="progress")
                 yield RowTable(id="stages-table", cursor_type="row", zebra_stripes=False)
-            with TabPane(label("log", what["log"]), id="log"):
+            with RunTabPane(label("log", what["log"]), id="log"):
                 yield LogView(id="log-view")
-            with TabPane(label("metrics", what["metrics"]), id="metrics"):
+            with RunTabPane(label("metrics", what["metrics"]), id="metrics"):
                 yield RowTable(id="metrics-table", cursor_type="row")
-            with TabPane(label("gates", what["gates"]), id="gates"):
+            with RunTabPane(label("gates", what["gates"]), id="gates"):
                 yield RowTable(id="gates-table", cursor_type="row")
-            with TabPane(label("evaluation", what["evaluation"]), id="evaluation"):
+            with RunTabPane(label("evaluation", what["evaluation"]), id="evaluation"):
                 yield EvaluationView(id="evaluation-view")
-            with TabPane(label("explanations", what["explanations"]), id="explanations"):
+            with RunTabPane(label("explanations", what["explanations"]), id="explanations"):
                 yield ExplanationsView(id="explanations-view")
-            with TabPane(label("validation", what["validation"]), id="validation"):
+            with RunTabPane(label("validation", what["validation"]), id="validation"):
                 with VerticalScroll():
                     yield Static(id="validation-view")
-            with TabPane(label("lineage", what["lineage"]), id="lineage"):
+            with RunTabPane(label("lineage", what["lineage"]), id="lineage"):
                 with VerticalScroll():
                     yield Static(id="lineage-view")
             with TabPane(label("models", what["models"]), id="models"):  # the project's: clear() leaves it
