@@ -501,7 +501,7 @@ async def test_a_gate_failed_run_reads_as_one_in_the_runs_table_and_the_projects
         runs_line = next(line for line in text.splitlines() if f" {run.id} " in line and "gate failed" in line)
         assert "✗1" in runs_line
         projects_pane = [line[:24] for line in text.splitlines()]
-        assert any(line.lstrip(" │▊▌▎").startswith("✗ ○ tiny") for line in projects_pane), projects_pane[:6]
+        assert any(line.lstrip(" │┃▊▌▎").startswith("✗ ○ tiny") for line in projects_pane), projects_pane[:6]
         from workbench.ui import format as fmt
         assert fmt.tone(run.status) == "bad"  # the error colour
 

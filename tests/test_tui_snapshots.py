@@ -121,11 +121,18 @@ async def test_main_screens_in_every_theme(theme, history, tmp_path):
         (tmp_path / f"main-{theme}.svg").write_text(app.export_screenshot())
         success, error, surface = (theme_colour(app, v) for v in ("success", "error", "surface"))
         assert (success, surface) in colours(segments, "✓ succeeded"), "a succeeded run is not in the success colour"
+        # The focused pane (Projects at start) is drawn in the accent colour, heavy; the others are not.
+        accent = theme_colour(app, "accent")
+        assert accent in {fg for fg, _ in colours(segments, "Projects")}, "the focused pane's title is not in $accent"
+        assert accent not in {fg for fg, _ in colours(segments, "Runs ·")}
+        assert "┏" in text.splitlines()[1].split("┓")[0] and "╭─ Runs" in text
         await pilot.press("tab", "down", "down", "down", "down", "down", "down", "down", "down", "down")
         await pilot.press("down", "down", "down", "down", "down", "down", "down", "down", "down", "down")
         await pilot.pause(0.2)
         text, segments = render(app)
         assert main.table.current.status == "failed"  # run 20: the generator fails every 20th
+        assert accent in {fg for fg, _ in colours(segments, "Runs ·")}, "Tab: the runs pane takes the accent"
+        assert accent not in {fg for fg, _ in colours(segments, "Projects")}
         assert any(fg == error for fg, _bg in colours(segments, "✗")), "a failed run is not in the error colour"
         assert theme_colour(app, "footer-key-foreground") in {fg for fg, _ in colours(segments, "r")}
 

@@ -16,7 +16,9 @@ NAVIGATION = (
     ("↑ ↓  j k", "move in a list or table"),
     ("PgUp PgDn  Home End", "page through runs; to the newest or the oldest"),
     ("Enter", "a project: go to its runs; a run: into its detail (1-9 pick the detail's tab)"),
-    ("Tab  Shift+Tab", "next / previous pane"),
+    ("Tab  Shift+Tab", "next / previous pane: Projects → Runs → the run's detail; the focused pane has the heavy "
+                       "border in the accent colour, and the footer shows its keys"),
+    ("1-9", "the run detail's tabs in order (Stages … Models); on a tab about the run, R d m act on it"),
     ("ctrl+p", "command palette: every action, searchable"),
     ("Esc", "close this screen; clear the filter; from a run's detail back to the runs"),
     ("y  n", "in a confirmation: yes, no (Esc too); Tab reaches the promotion's reason, where Enter is yes"),
