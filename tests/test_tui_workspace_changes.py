@@ -35,7 +35,7 @@ async def test_folders_and_manifests_changed_by_hand_show_and_the_keys_follow(wo
         shutil.copytree(workspace / "tiny", workspace / "tiny-dup")
         await wait_for(pilot, lambda: sum(1 for r in main.projects.rows.values() if r.error) == 2,
                        SEEN_WITHIN_S, "the clash on both rows")
-        text = await shown(pilot, "✗   tiny tiny/", "✗   tiny tiny-dup/", "name used twice")
+        text = await shown(pilot, "✗   tiny", "    tiny/", "    tiny-dup/", "name used twice")
         assert "loading…" not in text  # the trend says why there is none
         # The runs pane wraps the error: its end says what to do.
         pane = " ".join(main.table.render_line(y).text.strip() for y in range(1, main.table.size.height))
@@ -70,7 +70,7 @@ async def test_a_name_clash_at_start_shows_each_folder_and_one_watch_notice(work
     shutil.copytree(workspace / "tiny", workspace / "tiny-dup")
     app = make_app(workspace, watch_on_start=True)  # the manifest asks to be watched
     async with app.run_test(size=SIZE) as pilot:
-        await shown(pilot, "✗   tiny tiny/", "✗   tiny tiny-dup/")
+        await shown(pilot, "✗   tiny", "    tiny/", "    tiny-dup/")
         await wait_for(pilot, lambda: any("cannot watch" in n[1] for n in app.notes), what="the watch notice")
         await pilot.pause(0.5)
         assert sum("cannot watch" in n[1] for n in app.notes) == 1, app.notes

@@ -113,8 +113,8 @@ class ProjectsList(OptionList):
         if row.error:
             text.append("✗   ", self._tone("bad"))
             text.append(row.name, "bold")
-            if row.folder:
-                text.append(f" {row.folder}", self._tone("muted"))
+            if row.folder:  # on a line of its own: the pane is narrow, and the name comes first
+                text.append(f"\n    {row.folder}", self._tone("muted"))
             text.append(f"\n    {row.problem}", self._tone("bad"))
             return text
         status = "running" if row.busy else row.last_status
