@@ -164,3 +164,34 @@ def test_bad_input_is_one_line_naming_it(sweep, args, exit_code, message):
     assert done.returncode == exit_code, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_numbers_print_as_run_and_card_print_them(tmp_path, capsys):
+    """A whole-number metric read `1475.0` and `22.0` in the human table (a new user's compare
+    of the example): numbers print as everywhere else, `1,475` and `22`."""
+    project = tmp_path / "counts"
+    project.mkdir()
+    (project / "workbench.toml").write_text(textwrap.dedent("""
+        [project]
+        name = "counts"
+
+        [stages.train]
+        command = "python train.py"
+        inputs = ["train.py", "params.json"]
+    """))
+    (project / "train.py").write_text(textwrap.dedent("""
+        import json, wb
+        params = json.load(open("params.json"))
+        wb.log_params(params)
+        wb.log_metrics({"rows": 1475.0, "trees": 22.0, "auc": 0.84871 + params["lr"]})
+    """))
+    session = WorkbenchSession(tmp_path, runner="local")
+    for lr in (0.01, 0.02):
+        (project / "params.json").write_text(json.dumps({"lr": lr}))
+        assert str(session.run("counts").status) == "succeeded"
+    code, out, err = compare(capsys, tmp_path, "counts")
+    assert code == 0, err
+    header, *rows = [line for line in out.splitlines() if line.strip()]
+    first = rows[0].split()
+    cells = dict(zip(header.split()[3:], first[-4:]))
+    assert cells == {"lr": "0.02", "auc": "0.8687", "rows": "1,475", "trees": "22"}, out

@@ -13,6 +13,7 @@ from rich.cells import cell_len
 from rich.markup import escape
 
 from workbench.cli.render import GLYPHS, Printer
+from workbench.core import formatting
 from workbench.core.compare import CompareTable, cell_value
 from workbench.core.errors import UsageError
 from workbench.services.compare import DEFAULT_LIMIT, CompareRequest
@@ -104,10 +105,11 @@ def _plain(value) -> str:
 
 
 def _shown(value) -> str:
+    """A cell as `run`, `show` and `card` print numbers (`22`, `1,475`, `0.8487`), not `22.0`."""
     if value is None:
         return "—"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4g}" if abs(value) >= 1e4 or abs(value) < 1e-3 else f"{value:.4f}".rstrip("0")
+    if isinstance(value, float) and math.isfinite(value):
+        return formatting.metric(value)
     return _plain(value)
 
 
