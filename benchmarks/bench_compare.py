@@ -30,34 +30,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 PARAMS, METRICS, CONSTANT_PARAMS = 30, 30, 6
-MANIFEST = """
-[project]
-name = "telco-churn"
-primary_metric = "auc"
-[stages.validate]
-command = "python validate.py"
-[stages.train]
-command = "python train.py"
-depends_on = ["validate"]
-[stages.evaluate]
-command = "python evaluate.py"
-depends_on = ["train"]
-[watch]
-enabled = false
-"""
 
 
 def prepare(ws: Path, runs: int) -> None:
     import duckdb
 
-    from bench_lineage import generate_history
+    from bench_lineage import history_workspace
 
-    (ws / "telco-churn").mkdir(parents=True)
-    (ws / "telco-churn" / "workbench.toml").write_text(MANIFEST)
-    (ws / ".workbench").mkdir()
-    db = ws / ".workbench" / "lineage.duckdb"
     started = time.perf_counter()
-    generate_history(db, runs)
+    db = history_workspace(ws, runs)
     with duckdb.connect(str(db)) as con:
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM params")

@@ -48,6 +48,35 @@ def _values(rows: list[tuple]) -> str:
     return "(VALUES " + ", ".join(repr(row) for row in rows) + ")"
 
 
+HISTORY_MANIFEST = """
+[project]
+name = "telco-churn"
+primary_metric = "auc"
+[stages.validate]
+command = "python validate.py"
+[stages.train]
+command = "python train.py"
+depends_on = ["validate"]
+[stages.evaluate]
+command = "python evaluate.py"
+depends_on = ["train"]
+[watch]
+enabled = false
+"""
+"""The project the generated runs belong to: its three stages, no watching (the benchmarks that
+open a workspace of generated history measure reading it, not running it)."""
+
+
+def history_workspace(ws: Path, runs: int) -> Path:
+    """A workspace with the telco-churn manifest and `runs` generated runs; returns the store."""
+    (ws / "telco-churn").mkdir(parents=True)
+    (ws / "telco-churn" / "workbench.toml").write_text(HISTORY_MANIFEST)
+    (ws / ".workbench").mkdir()
+    db = ws / ".workbench" / "lineage.duckdb"
+    generate_history(db, runs)
+    return db
+
+
 def generate_history(db_path: str | Path, n_runs: int, projects: tuple[str, ...] = ("telco-churn",)) -> None:
     """Append `n_runs` finished runs (3 stages, 15 metrics, 3 gates each) with bulk SQL."""
     DuckDBLineageStore(db_path)  # creates the schema

@@ -33,31 +33,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 TARGETS = {"first_paint_s": 1.0, "key_ms": 50.0, "rss_mb": 250.0}
-MANIFEST = """
-[project]
-name = "telco-churn"
-primary_metric = "auc"
-[stages.validate]
-command = "python validate.py"
-[stages.train]
-command = "python train.py"
-depends_on = ["validate"]
-[stages.evaluate]
-command = "python evaluate.py"
-depends_on = ["train"]
-[watch]
-enabled = false
-"""
 
 
 def prepare(ws: Path, runs: int) -> None:
-    from bench_lineage import generate_history
+    from bench_lineage import history_workspace
 
-    (ws / "telco-churn").mkdir(parents=True)
-    (ws / "telco-churn" / "workbench.toml").write_text(MANIFEST)
-    (ws / ".workbench").mkdir()
     started = time.perf_counter()
-    generate_history(ws / ".workbench" / "lineage.duckdb", runs)
+    history_workspace(ws, runs)
     print(f"generated {runs:,} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
