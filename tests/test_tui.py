@@ -266,6 +266,8 @@ async def test_watch_triggered_run_appears_live(workspace):
         assert any(sev == "error" and "workbench.toml: stages.prep.command" in note for sev, note, _t in app.notes)
         (workspace / "tiny" / "workbench.toml").write_text(WATCHED_MANIFEST)
         await wait_for(pilot, lambda: main.projects.rows["tiny"].note == "", what="the manifest fixed")
+        # the selected project is read again (it showed the broken manifest): then w acts on it
+        await wait_for(pilot, lambda: main.project.error is None, what="the project read again")
         await pilot.press("w")
         await wait_for(pilot, lambda: not main.projects.rows["tiny"].watching, what="unwatched")
 

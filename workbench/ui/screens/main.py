@@ -70,6 +70,8 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         self._generation: dict[str, tuple] | None = None
         """What the store held at the last poll (see _poll_workspace)."""
         self._polling = False
+        self._projects_asked = self._projects_shown = 0
+        """The number of the last projects read asked for, and of the one on screen."""
         self.mirror = ""
         """The MLflow mirror's state in a few words, for the status line and the Models tab."""
 
@@ -161,7 +163,11 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
             self._generation = generation
         self._done_projects(rows, None)
 
-    def _done_projects(self, rows: list[ProjectRow], _key) -> None:
+    def _done_projects(self, rows: list[ProjectRow], asked) -> None:
+        if asked is not None:
+            if asked < self._projects_shown:
+                return
+            self._projects_shown = asked
         known = self.projects.rows
         fresh: dict[str, ProjectRow] = {}
         for key, row in ProjectsList.keyed(rows).items():
@@ -302,7 +308,11 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         return run.id if run is not None else None
 
     def _load_projects(self) -> None:
-        self._in_thread("projects", None, loaders.read_projects, self.session, self.watch)
+        # Reads run on worker threads and may finish out of order: each carries its number, and
+        # one older than what the pane shows is dropped (a manifest broken then fixed must not
+        # end on "broken").
+        self._projects_asked += 1
+        self._in_thread("projects", self._projects_asked, loaders.read_projects, self.session, self.watch)
 
     def _load_trend(self, project: str) -> None:
         self._in_thread("trend", project, loaders.read_trend, self.session, project)
