@@ -1,8 +1,9 @@
 """Reading runs for comparison (workbench compare, the TUI's compare view) from the lineage store.
 
-Set-based: whatever the number of runs, a comparison is three queries in one read-only
-transaction (the runs, then their params and their metrics as long rows), never a query per
-run. A run's param or metric that several stages recorded takes the last stage's value (by
+Set-based: whatever the number of runs, a comparison is a few queries in one read-only
+transaction (the distinct params-file key values, the runs, then their params and their
+metrics as long rows), never a query per run. Params are the logged ones and the params-file
+keys each stage ran with, flattened to dotted names (`evaluate.threshold`). A run's param or metric that several stages recorded takes the last stage's value (by
 position), as RunRecord.metrics merges them.
 
 The `--where` tree (workbench.core.compare) becomes SQL here: its operators come from a fixed
@@ -11,24 +12,50 @@ table and every name and value is a bound parameter, so no user text is ever par
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import numpy
 
 from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.core.compare_keys import key_value_columns
 from workbench.core.compare import AllOf, AnyOf, CompareRow, ResolvedComparison, ResolvedExpr
 from workbench.core.errors import RunNotFound
 
 SQL_OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
+# The params-file key values the candidate runs' stages ran with (stage_params), flattened to
+# dotted names (workbench.core.compare_keys): a temporary table of the connection, filled from
+# the distinct stored values once per read, so the queries below join it set-based.
+KEY_VALUES = "wb_compare_key_values"
+
 # Each stage's value per (run, name), the last stage's winning. `cand` is the candidate runs.
-LATEST = """
-pv AS (SELECT p.run_id, p.name, arg_max(p.value, coalesce(s.position, 0)) AS value
-       FROM params p LEFT JOIN stage_runs s ON s.run_id = p.run_id AND s.stage = p.stage
-       WHERE p.run_id IN (SELECT id FROM cand) GROUP BY p.run_id, p.name),
+# A param a stage logged (wb.log_params) wins over a params-file key of the same dotted name:
+# it is what the script says it used, and it keeps the columns compare showed before keys.
+LATEST = f"""
+pv AS (SELECT run_id, name, arg_max(value, rank) AS value FROM (
+           SELECT p.run_id, p.name, p.value, (1::BIGINT << 40) + coalesce(s.position, 0) AS rank
+           FROM params p LEFT JOIN stage_runs s ON s.run_id = p.run_id AND s.stage = p.stage
+           WHERE p.run_id IN (SELECT id FROM cand)
+           UNION ALL
+           SELECT sp.run_id, k.name, k.text, coalesce(s.position, 0)::BIGINT * 100000 + sp.position AS rank
+           FROM stage_params sp JOIN temp.{KEY_VALUES} k ON k.file = sp.file AND k.key = sp.key AND k.value = sp.value
+           LEFT JOIN stage_runs s ON s.run_id = sp.run_id AND s.stage = sp.stage
+           WHERE sp.run_id IN (SELECT id FROM cand))
+       GROUP BY run_id, name),
 mv AS (SELECT m.run_id, m.name, arg_max(m.value, coalesce(s.position, 0)) AS value
        FROM metrics m LEFT JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage
        WHERE m.run_id IN (SELECT id FROM cand) GROUP BY m.run_id, m.name)"""
+
+# The names each kind's view holds for the candidates, read without building the view.
+NAMES = {
+    "params": f"""SELECT name FROM params WHERE run_id IN (SELECT id FROM cand)
+                 UNION SELECT k.name FROM stage_params sp
+                 JOIN temp.{KEY_VALUES} k ON k.file = sp.file AND k.key = sp.key AND k.value = sp.value
+                 WHERE sp.run_id IN (SELECT id FROM cand)""",
+    "metrics": "SELECT name FROM metrics WHERE run_id IN (SELECT id FROM cand)",
+}
 
 
 class DuckDBCompareStore:
@@ -38,11 +65,11 @@ class DuckDBCompareStore:
     def names(self, project: str | None, run_ids: list[int] | None) -> tuple[list[str], list[str]]:
         """(param names, metric names) recorded by the candidate runs: what --where may name."""
         cand, args = _candidates(project, run_ids)
-        with self.lineage.transaction() as con:
-            params = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM params "
-                                 "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", args).fetchall()
-            metrics = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM metrics "
-                                  "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", args).fetchall()
+        with self.lineage.transaction() as con, _key_values(con, cand, args):
+            params = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM ({NAMES['params']}) "
+                                 "ORDER BY name", args).fetchall()
+            metrics = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM ({NAMES['metrics']}) "
+                                  "ORDER BY name", args).fetchall()
         return [r[0] for r in params], [r[0] for r in metrics]
 
     def rows(self, project: str | None, run_ids: list[int] | None, where: ResolvedExpr | None = None,
@@ -52,7 +79,7 @@ class DuckDBCompareStore:
         cand, args = _candidates(project, run_ids)
         condition, condition_args = _condition(where) if where is not None else ("TRUE", [])
         limit_sql = "LIMIT ?" if limit is not None else ""
-        with self.lineage.transaction() as con:
+        with self.lineage.transaction() as con, _key_values(con, cand, args):
             if run_ids:
                 found = {r[0] for r in con.execute(f"SELECT id FROM ({cand})", args).fetchall()}
                 missing = [i for i in dict.fromkeys(run_ids) if i not in found]
@@ -83,14 +110,14 @@ def _values_by_run(con, view: str, table: str, ids: list[int]) -> dict[int, dict
     runs x 30 names as Python rows or lists take twice as long."""
     chosen = {"ids": ids}
     cand = "SELECT unnest($ids::INTEGER[]) AS id"  # the picked runs are the candidates now
-    names = [r[0] for r in con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM {table} "
-                                       "WHERE run_id IN (SELECT id FROM cand) ORDER BY name", chosen).fetchall()]
+    names = [r[0] for r in con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT name FROM ({NAMES[table]}) "
+                                       "ORDER BY name", chosen).fetchall()]
     if not names:
         return {}
     columns = con.execute(
         f"WITH cand AS ({cand}), {LATEST}, "
         "names AS (SELECT name, (row_number() OVER (ORDER BY name) - 1)::INTEGER AS k "
-        f"          FROM (SELECT DISTINCT name FROM {table} WHERE run_id IN (SELECT id FROM cand))) "
+        f"          FROM (SELECT DISTINCT name FROM ({NAMES[table]}))) "
         f"SELECT v.run_id, n.k, v.value FROM {view} v JOIN names n ON n.name = v.name ORDER BY v.run_id",
         chosen).fetchnumpy()
     runs, keys, values = columns["run_id"], columns["k"], columns["value"]
@@ -102,6 +129,23 @@ def _values_by_run(con, view: str, table: str, ids: list[int]) -> dict[int, dict
     values = values.tolist()
     return {run_id: dict(zip(labels[start:end], values[start:end]))
             for run_id, start, end in zip(runs[starts].tolist(), starts, ends)}
+
+
+@contextmanager
+def _key_values(con, cand: str, args: list) -> Iterator[None]:
+    """Fill KEY_VALUES with the flattened distinct key values the candidates' stages ran with
+    (a reused stage records the values it was reused for, so every run has its own rows),
+    for the queries inside; dropped after, as the connection is the engine's, shared."""
+    stored = con.execute(f"WITH cand AS ({cand}) SELECT DISTINCT file, key, value FROM stage_params "
+                         "WHERE run_id IN (SELECT id FROM cand)", args).fetchall()
+    columns = list(zip(*key_value_columns(stored))) or [[]] * 5
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {KEY_VALUES} AS SELECT unnest(?::VARCHAR[]) AS file, "
+                "unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS value, unnest(?::VARCHAR[]) AS name, "
+                "unnest(?::VARCHAR[]) AS text", [list(c) for c in columns])
+    try:
+        yield
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{KEY_VALUES}")
 
 
 def _candidates(project: str | None, run_ids: list[int] | None) -> tuple[str, list]:
