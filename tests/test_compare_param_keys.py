@@ -7,6 +7,7 @@ only in `[evaluate] threshold` (train reused in the second). The CLI table, --al
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,11 @@ import pytest
 from tests.test_cli import wb
 from tests.test_params_keys import TOML, run, write_keys_project
 from tests.test_tui import asyncio_test, make_app, opened, private_config, wait_for  # noqa: F401 (fixture)
+from workbench.adapters.duckdb_compare import DuckDBCompareStore
+from workbench.adapters.duckdb_store import DuckDBLineageStore
+from workbench.core.compare import labelled_columns, parse_where, resolve_where
 from workbench.core.compare_keys import flatten_key_value, key_value_columns
+from workbench.core.model import RunRecord, RunStatus, StageResult, StageStatus, Trigger
 from workbench.ui.screens.compare import CompareScreen
 
 
@@ -88,3 +93,24 @@ async def test_the_tui_compare_view_shows_the_key(two_runs):
         table = app.screen.table
         assert "evaluate.threshold" in [c.label for c in table.columns]
         assert {r.run_id: r.params["evaluate.threshold"] for r in table.rows} == {1: "0.5", 2: "0.7"}
+
+
+def test_a_logged_param_wins_over_a_key_of_the_same_name_and_two_files_are_told_apart(tmp_path):
+    store = DuckDBLineageStore(tmp_path / "lineage.duckdb")
+    run_id, started = store.start_run("p", "/ws/p", "manual", "local", [], [])
+    stages = [StageResult("train", StageStatus.SUCCEEDED, "true", "k1", "/ws/out/train", params={"train.lr": "0.3"},
+                          param_values={"params.toml:train": '{"lr":0.1,"depth":4}', "params.toml:split.seed": "1",
+                                        "extra.json:split.seed": "2"}),
+              StageResult("evaluate", StageStatus.SUCCEEDED, "true", "k2", "/ws/out/evaluate",
+                          param_values={"params.toml:evaluate": '{"threshold":0.5}'})]
+    store.finish_run(RunRecord(run_id, "p", Trigger.MANUAL, RunStatus.SUCCEEDED, "local", started,
+                               finished_at=datetime.now(timezone.utc), stages=stages))
+    compare = DuckDBCompareStore(store)
+    assert compare.rows("p", None)[0].params == {
+        "train.lr": "0.3", "train.depth": "4", "evaluate.threshold": "0.5",
+        "params.toml:split.seed": "1", "extra.json:split.seed": "2"}
+    assert compare.names("p", None)[0] == ["evaluate.threshold", "extra.json:split.seed", "params.toml:split.seed",
+                                           "train.depth", "train.lr"]
+    columns = labelled_columns(*compare.names("p", None))
+    where = resolve_where(parse_where("extra.json:split.seed = 2 and train.lr > 0.2"), columns)
+    assert [r.run_id for r in compare.rows("p", None, where)] == [run_id]
