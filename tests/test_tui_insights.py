@@ -21,6 +21,7 @@ from tests.test_tui import (  # noqa: F401 (private_config: fixture)
 from tests.test_tui_snapshots import THEMES, check_text, colours, history, normalised, render, theme_colour  # noqa: F401
 from workbench.adapters.duckdb_evaluation import DuckDBEvaluationStore
 from workbench.services.session import WorkbenchSession
+from workbench.ui import format as fmt
 from workbench.ui.actions import DETAIL_TABS
 from workbench.ui.config import load_config
 from workbench.ui.screens.history import HistoryScreen
@@ -311,6 +312,27 @@ async def test_h_shows_the_audit_history_with_its_verification(root):
         row = next(line for line in text.splitlines() if "approved by the board" in line)
         assert "✗1" in row.replace(" ", "")  # the edited row is marked, the others are not
         assert any("✓2" in line.replace(" ", "") for line in text.splitlines())
+
+
+@asyncio_test
+async def test_the_audit_history_shows_whole_cells(root):
+    """A user's history read `12-0  roo  promot  produ  — →`: the columns kept their titles'
+    widths. Each cell shows whole: the date and time, who, the action, the alias, the move."""
+    session = WorkbenchSession(root, runner="local")
+    run_with_scale(session, root, 1.5)
+    registry = session.registry
+    assert registry.promote("tiny", 1, "staging", user="operations").applied
+    assert registry.promote("tiny", 1, "production", reason="weekly release", user="operations").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await opened(pilot)
+        await pilot.press("H")
+        text = await shown(pilot, "✓ audit trail intact", "weekly release")
+        row = next(line for line in text.splitlines() if "weekly release" in line)
+        for whole in ("operations", "promote", "production", "— → v1"):
+            assert whole in row, row
+        when = fmt.when(registry.history("tiny")[0].at)
+        assert when in row, (when, row)
 
 
 # -- the Models tab ---------------------------------------------------------------------------

@@ -25,9 +25,10 @@ from workbench.core.audit import IntegrityReport
 from workbench.core.errors import WorkbenchError
 from workbench.core.registry import AuditEntry
 from workbench.ui import format as fmt
-from workbench.ui.widgets.row_table import RowTable
+from workbench.ui.widgets.row_table import RowTable, fill_table
 from workbench.ui.widgets.run_views import Palette
 
+HISTORY_COLUMNS = ("#", "when", "who", "action", "alias", "move", "reason / decision")
 HISTORY_ROWS = 500
 
 
@@ -118,7 +119,6 @@ class HistoryScreen(ModalScreen[None]):
         return self.query_one("#history-table", DataTable)
 
     def on_mount(self) -> None:
-        self.table.add_columns("#", "when", "who", "action", "alias", "move", "reason / decision")
         self.table.focus()
         self.reload()
 
@@ -138,15 +138,19 @@ class HistoryScreen(ModalScreen[None]):
         self.query_one("#history-verdict", Static).update(verdict_text(history, palette))
         bad = row_problems(history.report)
         tone = {"promote": palette.good, "rollback": palette.warn, "refuse": palette.bad}
-        table = self.table
-        table.clear()
+        rows = []
         for e in history.entries:
             mark = Text("✗", palette.bad) if f"#{e.id}" in bad else Text("✓", palette.good)
             move = (f"{_holder(e.from_version)} → {_holder(e.to_version)}" if e.action != "refuse"
                     else f"stays {_holder(e.from_version)}")
             said = e.reason or (e.message if e.action == "refuse" else "")
-            table.add_row(mark + Text(str(e.id)), fmt.when(e.at), e.actor, Text(e.action, tone.get(e.action, "")),
-                          e.alias, move, said, key=str(e.id))
+            rows.append((str(e.id), (mark + Text(str(e.id)), fmt.when(e.at), e.actor,
+                                     Text(e.action, tone.get(e.action, "")), e.alias, move, said)))
+        # Columns sized from their cells: added once at mount and filled later, they kept the
+        # width of their titles ("12-0", "roo", "promot"), and the move lost its version.
+        # The reason gives way first on a narrow terminal, then who did it.
+        fill_table(self.table, HISTORY_COLUMNS, rows, room=self.table.size.width or None,
+                   squeeze=((6, 12), (2, 6)))
         self._describe_row()
 
     def on_history_screen_failed(self, message: Failed) -> None:

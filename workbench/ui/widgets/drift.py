@@ -22,13 +22,13 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from workbench.ui import format as fmt
+from workbench.ui.widgets.row_table import fill_table
 from workbench.ui.widgets.run_views import Palette
 
 from workbench.core.drift_report import DRIFTED, NOT_CHECKED, WARNING  # dataclasses only: cheap
@@ -57,44 +57,6 @@ def score_bar(score: float, width: int = 10) -> str:
 
 def verdict_tone(verdict: str, palette: Palette) -> str:
     return {DRIFTED: palette.bad, WARNING: palette.warn, NOT_CHECKED: palette.bad}.get(verdict, palette.good)
-
-
-def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple]],
-               room: int | None = None, squeeze: tuple[tuple[int, int], ...] = ()) -> None:
-    """Replace a table's columns and rows; `rows` are (key, cells).
-
-    Each column gets an explicit width, that of its widest cell. Textual's DataTable sizes
-    auto-width columns only on its next idle, while it caches each cell's rendering by row,
-    column and update count but not by width: a table refilled while the screen draws (moving
-    to another batch) kept cells drawn at the header's width, `monthly_charges` as `monthl`,
-    PSI 0.192 as `0.1`, until the next refill."""
-    widths = [cell_len(label) for label in labels]
-    for _key, cells in rows:
-        for i, cell in enumerate(cells):
-            widths[i] = max(widths[i], cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)))
-    if room:  # narrower than its cells (80 columns): the `squeeze` columns give way, in order, to their minimum
-        over = sum(widths) + 2 * len(widths) - room  # each cell has one column of padding either side
-        for index, least in squeeze:
-            cut = min(max(over, 0), max(widths[index] - least, 0))
-            widths[index] -= cut
-            over -= cut
-        rows = [(key, tuple(_fit(cell, widths[i]) for i, cell in enumerate(cells))) for key, cells in rows]
-    table.clear(columns=True)
-    for label, width in zip(labels, widths):
-        table.add_column(label, width=width)
-    for key, cells in rows:
-        table.add_row(*cells, key=key)
-
-
-def _fit(cell, width: int):
-    """A cell cut to `width` with an ellipsis (a DataTable crops without one)."""
-    text = cell if isinstance(cell, Text) else Text(str(cell))
-    if text.cell_len <= width:
-        return cell
-    text = text.copy()
-    text.truncate(max(width - 1, 0))
-    text.append("…")
-    return text
 
 
 @dataclass(frozen=True)
