@@ -26,39 +26,19 @@ from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.help import HelpScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_lineage import generate_history  # noqa: E402
+from bench_lineage import history_workspace  # noqa: E402
 
 BASELINES = Path(__file__).parent / "test_tui_snapshots"
 THEMES_DIR = Path(__file__).resolve().parents[1] / "themes"
 THEMES = sorted(tomllib.loads(p.read_text())["name"] for p in THEMES_DIR.glob("*.toml"))
 SIZE = (100, 30)
-MANIFEST = """
-[project]
-name = "telco-churn"
-primary_metric = "auc"
-
-[stages.validate]
-command = "python validate.py"
-[stages.train]
-command = "python train.py"
-depends_on = ["validate"]
-[stages.evaluate]
-command = "python evaluate.py"
-depends_on = ["train"]
-
-[watch]
-enabled = false
-"""
 
 
 @pytest.fixture
 def history(tmp_path) -> Path:
     """A workspace with 40 recorded runs whose every value is fixed (dates in 2024)."""
     root = tmp_path / "snapshot-ws"
-    (root / "telco-churn").mkdir(parents=True)
-    (root / "telco-churn" / "workbench.toml").write_text(MANIFEST)
-    (root / ".workbench").mkdir()
-    generate_history(root / ".workbench" / "lineage.duckdb", 40)
+    history_workspace(root, 40)
     return root
 
 
