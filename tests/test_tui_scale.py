@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 from tests.test_tui import asyncio_test, make_app, opened, private_config, screen_text, wait_for  # noqa: F401
-from tests.test_tui_snapshots import MANIFEST
 from workbench.ui.widgets.runs_table import KEEP_PAGES, PAGE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_lineage import generate_history  # noqa: E402
+from bench_lineage import history_workspace  # noqa: E402
 
 RUNS = 100_000
 
@@ -20,10 +19,7 @@ RUNS = 100_000
 @asyncio_test
 async def test_100k_runs_open_and_scroll(tmp_path):
     root = tmp_path / "ws"
-    (root / "telco-churn").mkdir(parents=True)
-    (root / "telco-churn" / "workbench.toml").write_text(MANIFEST)
-    (root / ".workbench").mkdir()
-    generate_history(root / ".workbench" / "lineage.duckdb", RUNS)
+    history_workspace(root, RUNS)
 
     app = make_app(root)
     started = time.monotonic()
