@@ -78,17 +78,22 @@ async def test_a_name_clash_at_start_shows_each_folder_and_one_watch_notice(work
 
 @asyncio_test
 async def test_a_run_with_a_reason_shows_what_changed_too(workspace):
-    from datetime import datetime, timezone
+    """A superseded watch run showed its reason where `changed: params.toml` belongs. The run is
+    recorded in the store, as a watcher records it, and the TUI opens on it (a record pushed into
+    the detail widget raced the app's own first read, which drew "no runs" over it)."""
+    from workbench.core.model import RunStatus, Trigger
+    from workbench.services.session import WorkbenchSession
 
-    from workbench.core.model import RunRecord, RunStatus, Trigger
-
+    store = WorkbenchSession(workspace, runner="local").store
+    run_id, started = store.start_run("tiny", str(workspace / "tiny"), str(Trigger.WATCH), "docker", [],
+                                      ["params.toml"])
+    record = store.get_run(run_id)
+    record.status, record.reason = RunStatus.SUPERSEDED, "superseded by a newer change"
+    record.finished_at = started
+    store.finish_run(record)
     app = make_app(workspace)
     async with app.run_test(size=(80, 24)) as pilot:
-        main = await opened(pilot)
-        record = RunRecord(29, "tiny", Trigger.WATCH, RunStatus.CANCELLED, "docker",
-                           datetime(2026, 12, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, 0, 1, tzinfo=timezone.utc),
-                           reason="superseded by a newer change", changed_paths=["params.toml"])
-        main.detail.show_record(record, None, None, None)
+        await opened(pilot, runs=1)
         await shown(pilot, "superseded by a newer change · changed: params.toml")
 
 
