@@ -27,7 +27,8 @@ Numbers with at most LOW_CARDINALITY distinct integer values in the reference (f
 a two-point shift in a 0/1 rate look large. A text column whose reference values are nearly all
 distinct (an id) is not compared.
 
-The batch's verdict (judge), with the rule that decided it:
+The batch's verdict (judge, workbench.core.drift_verdict: this is `[drift] verdict = "share"`,
+and the weighted default's fallback when there is no feature importance), with its rule:
 
   not checked  a blocking finding: the batch is unreadable, empty, or misses or retypes a
                column. Nothing else it says counts, and it is never clean.
@@ -58,6 +59,7 @@ from workbench.core.drift_stats import (
     category_counts, chi2_test, js_distance, js_noise, ks_test, mean_noise, noise_rng, psi, psi_level, psi_noise,
     quantile_bins, wasserstein_noise, wasserstein_normalized,
 )
+from workbench.core.drift_verdict import MAJOR_MEAN_SHIFT, MAJOR_PSI_FACTOR, drift_rule, judge, major_shift  # noqa: F401
 from workbench.core.manifest import DriftSpec
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -67,12 +69,6 @@ ID_LIKE_SHARE = 0.9
 """A text column whose reference has distinct values for more than this share of its rows (and
 more than ID_LIKE_MIN of them) looks like an identifier and is not compared."""
 ID_LIKE_MIN = 50
-MAJOR_PSI_FACTOR = 2.0
-"""A column whose PSI is at least this many times `psi` (the major-shift threshold) shifted a
-lot: the batch is at least a warning, however few columns drifted."""
-MAJOR_MEAN_SHIFT = 1.0
-"""A number column whose mean moved this many reference standard deviations or more: the
-same (a one-sd move of a main feature is large for any model that uses it)."""
 
 
 # -- the input ---------------------------------------------------------------------------------
@@ -155,74 +151,6 @@ def compare(reference: Mapping[str, ColumnData], batch: Mapping[str, ColumnData]
         has_labels=bool(target) and target in batch and batch[target].present > 0,
         verdict=verdict, rule=rule, drift_columns=spec.drift_columns,
     )
-
-
-# -- the verdict -------------------------------------------------------------------------------
-
-def drift_rule(compared: int, spec: DriftSpec) -> tuple[int, str]:
-    """How many drifted columns make a batch drifted, and the rule in words: at least
-    drift_share of the compared columns, or drift_columns of them, whichever is fewer."""
-    by_share = max(1, math.ceil(spec.drift_share * compared - 1e-9))
-    if by_share <= spec.drift_columns:
-        return by_share, f"share >= {spec.drift_share:.0%}"
-    return spec.drift_columns, f">= {spec.drift_columns} columns"
-
-
-def judge(counted: Sequence[ColumnDrift], findings: Sequence[Finding], spec: DriftSpec) -> tuple[str, str]:
-    """The batch's verdict and the rule that decided it (workbench.core.drift_report's words).
-
-    An unusable batch (any blocking finding) is not checked, whatever its columns say: a
-    missing or retyped column makes every other number suspect, and none of it is clean.
-    Otherwise: drifted when enough columns drifted (drift_rule); else a warning when a single
-    column shifted a lot on its own (major_shift); else no drift."""
-    blocking = [f for f in findings if f.blocking]
-    if blocking:
-        return NOT_CHECKED, "unusable batch: " + _unusable(blocking)
-    needed, rule = drift_rule(len(counted), spec)
-    if counted and sum(c.drifted for c in counted) >= needed:
-        return DRIFTED, rule
-    major = [c.major for c in counted if c.major]
-    if major:
-        shown = "; ".join(major[:3]) + (f" and {len(major) - 3} more" if len(major) > 3 else "")
-        return WARNING, shown
-    return NO_DRIFT, rule
-
-
-def _unusable(blocking: Sequence[Finding]) -> str:
-    """Why a batch cannot be used, grouped: unreadable, empty, missing columns, retyped columns."""
-    order = ("unreadable", "malformed_rows", "empty_batch", "missing_column", "type_change")
-    by_kind: dict[str, list[Finding]] = {}
-    for finding in sorted(blocking, key=lambda f: order.index(f.kind) if f.kind in order else len(order)):
-        by_kind.setdefault(finding.kind, []).append(finding)
-    parts = []
-    for kind, found in by_kind.items():
-        names = ", ".join(f.column for f in found if f.column)
-        if kind == "missing_column":
-            parts.append(f"missing column{'s' if len(found) > 1 else ''}: {names}")
-        elif kind == "type_change":
-            parts.append(f"retyped column{'s' if len(found) > 1 else ''} (numbers in the reference, text in the "
-                         f"batch): {names}")
-        elif kind == "empty_batch":
-            parts.append("empty (no rows)")
-        elif kind == "unreadable":
-            parts.append(f"unreadable ({found[0].message})")
-        elif kind == "malformed_rows":
-            parts.append(f"malformed rows: {found[0].message.split(': ', 1)[-1]}")
-        else:
-            parts.append("; ".join(f.message for f in found))
-    return "; ".join(parts)
-
-
-def major_shift(name: str, psi_value: float | None, mean_shift: float | None, spec: DriftSpec) -> str:
-    """A column's shift that matters on its own, in words, or "": its PSI at least
-    MAJOR_PSI_FACTOR times the major threshold, or its mean moved MAJOR_MEAN_SHIFT reference
-    standard deviations or more."""
-    said = []
-    if mean_shift is not None and abs(mean_shift) >= MAJOR_MEAN_SHIFT:
-        said.append(f"shifted by {mean_shift:+.1f} sd")
-    if psi_value is not None and psi_value >= MAJOR_PSI_FACTOR * spec.psi:
-        said.append(f"PSI {psi_value:.2f} (>= {MAJOR_PSI_FACTOR:g} x {spec.psi:g})")
-    return f"{name} {', '.join(said)}" if said else ""
 
 
 # -- one column --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Pure: dataclasses only.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -54,6 +55,10 @@ class ColumnDrift:
     major: str = ""
     """A shift large enough to matter on its own (PSI far past its threshold, or the mean moved
     a standard deviation or more), in words; empty when there is none."""
+    importance: float | None = None
+    """The column's share of the production model's importance (compared feature columns sum
+    to 1; 0 for one the model does not use); None for the target, a column not compared, or
+    when there was no importance to weigh by (workbench.core.drift_verdict)."""
 
     @property
     def compared(self) -> bool:
@@ -82,6 +87,8 @@ DRIFTED, WARNING, NO_DRIFT, NOT_CHECKED = "drifted", "warning", "no drift", "not
 """A batch's verdict: enough columns drifted; one column shifted a lot on its own; neither;
 or the batch cannot be used as it is (unreadable, empty, missing or retyped columns), so
 nothing it says counts, clean least of all."""
+_COUNT_RULE = re.compile(r"^(share >= \d+%|>= \d+ columns?)$")
+"""The share rule's words (workbench.core.drift_verdict.drift_rule)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,13 @@ class DriftReport:
     drift_columns: int = 0
     """The number of drifted columns that makes the batch drifted whatever the share (0 in
     reports recorded before it existed)."""
+    importance_source: str = ""
+    """Where the columns' importance came from: "explanations of version 3 (gain)", "model file
+    of version 3 (gain)", or "none" (importance_note says why); empty when the report was not
+    weighed (recorded before weights)."""
+    importance_note: str = ""
+    """"no feature importance: <why>" when there was none, or the model's features left out
+    because they match no compared column; else empty."""
 
     @property
     def features(self) -> list[ColumnDrift]:
@@ -139,19 +153,40 @@ class DriftReport:
         return [c.major for c in self.features if c.major]
 
     @property
+    def weighed(self) -> bool:
+        """Its columns carry the model's importance."""
+        return any(c.importance is not None for c in self.features)
+
+    @property
+    def importance_line(self) -> str:
+        """Where the columns' weights came from, or why there were none, in one line ("" when
+        the report was not weighed)."""
+        if not self.importance_source:
+            return ""
+        if not self.weighed:
+            return self.importance_note or "no feature importance"
+        return f"importance: {self.importance_source}" + (f"; {self.importance_note}" if self.importance_note else "")
+
+    @property
     def summary(self) -> str:
-        """The verdict and the rule that decided it, in one line."""
+        """The verdict and why, in one line: the rule that decided it, with the columns, how
+        far they moved and how much of the model's importance they carry."""
         n, total = len(self.drifted_columns), len(self.features)
         counted = f"{n} of {total} columns drifted ({self.share:.0%})"
         status = self.status
+        # The share rule's words (drift_rule's) need the count beside them; the weighted rules'
+        # words say it all.
+        by_count = bool(_COUNT_RULE.search(self.rule))
         if not self.verdict:  # recorded before verdicts
             line = f"{status}: {counted}; drifted at {self.drift_share:.0%}"
         elif status == NOT_CHECKED:
             line = f"{status}: {self.rule}"
         elif status == DRIFTED:
-            line = f"{status}: {counted}, rule: {self.rule}"
+            line = f"{status}: {counted}, rule: {self.rule}" if by_count else f"{status}: {self.rule}"
         elif status == WARNING:
-            line = f"{status}: {self.rule}; {counted}, below the drift rule"
+            line = f"{status}: {self.rule}; {counted}, below the drift rule{'s' if self.weighed else ''}"
+        elif self.weighed:
+            line = f"{status}: {counted}, below the drift rules ({self.rule})"
         else:
             line = f"{status}: {counted}, below the drift rule ({self.rule})"
         if self.decay is not None:

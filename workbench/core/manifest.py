@@ -232,6 +232,18 @@ class DriftSpec:
     the batch at $WB_UPSTREAM_DIR/batch/$WB_BATCH_FILE, the model's stage output at
     $WB_UPSTREAM_DIR/<stage>) and logs metrics with wb.log_metrics; unset: decay not measured."""
     retrain: RetrainSpec = field(default_factory=RetrainSpec)
+    verdict: str = "weighted"
+    """How a batch's verdict weighs its drifted columns (workbench.core.drift_verdict):
+    `weighted` by the production model's feature importance (a severe shift of an important
+    feature, or drifted columns carrying drift_importance, drift the batch; the share rule
+    still counts), or `share`, the column count alone (the rule before weights)."""
+    important_feature: float = 0.1
+    """weighted: a feature holding at least this share of the model's importance is important;
+    a severe shift of it (PSI >= 2 x psi, or its mean moved a standard deviation) drifts the
+    batch on its own."""
+    drift_importance: float = 0.3
+    """weighted: the batch is drifted when its drifted columns together carry at least this
+    share of the model's importance."""
 
 
 @dataclass(frozen=True)
@@ -418,9 +430,24 @@ def _parse_drift(table: _Reader) -> DriftSpec:
         ignore_columns=table.strings("ignore_columns"),
         score=score,
         retrain=_parse_retrain(table.table_of("retrain")),
+        verdict=_verdict_rule(table),
+        important_feature=number("important_feature", 0.1, 1.0),
+        drift_importance=number("drift_importance", 0.3, 1.0),
     )
     table.reject_unknown()
     return spec
+
+
+DRIFT_VERDICTS = ("weighted", "share")
+"""`[drift] verdict` (workbench.core.drift_verdict.VERDICT_RULES)."""
+
+
+def _verdict_rule(table: _Reader) -> str:
+    verdict = table.get("verdict", str, default="weighted")
+    if verdict not in DRIFT_VERDICTS:
+        raise table.fail("verdict", f"must be 'weighted' (by the model's feature importance) or 'share' (the share "
+                                    f"of drifted columns alone), got {verdict!r}")
+    return verdict
 
 
 def _parse_retrain(table: _Reader) -> RetrainSpec:
