@@ -44,6 +44,7 @@ from workbench.adapters.snapshots import SnapshotStore
 from workbench.core.drift import compare, judge
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
+from workbench.core.drift_verdict import weigh
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import EventSink, RunEvent, RunStarted
 from workbench.core.manifest import Manifest
@@ -51,6 +52,7 @@ from workbench.core.model import RunRecord, StageStatus, Trigger
 from workbench.core.planning import matches_any
 from workbench.core.ports import CancelToken, StageJob
 from workbench.core.registry import ModelVersion
+from workbench.services.drift_importance import model_importance
 from workbench.services.session import WorkbenchSession
 from workbench.services.workspace import ProjectRef
 
@@ -172,6 +174,7 @@ class DriftService:
         try:
             reference = self.reference(ref)
             report = self._compare(ref, reference, file, rel)
+            report = self._weigh(ref, reference, report)
             report = self._measure_decay(ref, reference, report, file, batch_id, on_log)
             decision = decide_retrain(report, manifest.drift.retrain, self.store.retrain_times(manifest.name),
                                       datetime.now(timezone.utc))
@@ -366,6 +369,14 @@ class DriftService:
             return {}, f"the score command wrote no readable metrics.json ({exc})"
         metrics = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return metrics, ""
+
+    def _weigh(self, ref: ProjectRef, reference: Reference, report: DriftReport) -> DriftReport:
+        """Each compared column's share of the model's importance, and the verdict it makes
+        (workbench.core.drift_verdict); findings added later re-judge with the weights kept."""
+        if not report.features:  # an unreadable or empty batch: nothing to weigh
+            return report
+        found = model_importance(self.session, ref.name, reference.version)
+        return weigh(report, found.features, found.source, ref.manifest.drift, found.why_none)
 
     def _training_file(self, ref: ProjectRef, reference: Reference, batch: Path, batch_id: int) -> dict[str, Path]:
         """Write the retrain's data file into the object store; {data path: its object}."""
