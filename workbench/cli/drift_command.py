@@ -18,6 +18,7 @@ from workbench.cli.commands import run_exit_code
 from workbench.cli.render import GLYPHS, Printer
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport
 from workbench.core.drift_retrain import RetrainDecision
+from workbench.core.drift_verdict import percent
 from workbench.core.errors import WorkbenchError
 from workbench.services.session import WorkbenchSession
 
@@ -178,8 +179,10 @@ def show_report(printer: Printer, report: DriftReport) -> None:
     con = printer.out
     if report.columns:
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1))
+        weighed = report.weighed  # an importance column only when there is importance to show
         for col, justify in (("column", "left"), ("test", "left"), ("statistic", "right"), ("threshold", "left"),
-                             ("PSI", "right"), ("score", "left"), ("", "left")):
+                             ("PSI", "right")) + ((("importance", "right"),) if weighed else ()) + (
+                             ("score", "left"), ("", "left")):
             table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
                              min_width=8 if col == "column" else None)
         for c in sorted(report.columns, key=lambda c: (not c.drifted, -c.score)):  # most drifted first
@@ -199,9 +202,10 @@ def show_report(printer: Printer, report: DriftReport) -> None:
             mark = ""
             if c.drifted:
                 mark = "[yellow]drifted[/] [dim]target (not counted)[/]" if target else "[red]drifted[/]"
+            importance = (importance_cell(c.importance),) if weighed else ()
             table.add_row(f"[{style}]{name}[/]" if style else name, TEST_NAMES.get(c.test, c.test), statistic,
-                          threshold, "—" if c.psi is None else f"{c.psi:.3f}", f"[{style or 'green'}]{bar(c.score)}[/]",
-                          mark + (" [yellow]major[/]" if c.major else ""))
+                          threshold, "—" if c.psi is None else f"{c.psi:.3f}", *importance,
+                          f"[{style or 'green'}]{bar(c.score)}[/]", mark + (" [yellow]major[/]" if c.major else ""))
         con.print(table, soft_wrap=False)
     for shift in report.major_shifts if report.usable else ():  # an unusable batch's numbers do not count
         con.print(f"[yellow]![/] major shift: {escape(shift)}")
@@ -216,7 +220,16 @@ def show_report(printer: Printer, report: DriftReport) -> None:
                   f"({abs(d.drop):.4f} {direction}{limit})" + (" [red]decayed[/]" if d.decayed else ""))
     elif report.decay_note:
         con.print(f"[dim]performance {escape(report.decay_note)}[/]")
+    if report.importance_line and report.usable:  # where the weights came from, or why there were none
+        con.print(f"[dim]{escape(report.importance_line)}[/]")
     con.print(verdict_markup(report))
+
+
+def importance_cell(share: float | None) -> str:
+    """A column's share of the model's importance: `41%`, `<1%`, `0%` (unused), `—` (not weighed)."""
+    if share is None:
+        return "—"
+    return "[dim]0%[/]" if share == 0 else escape(percent(share))
 
 
 VERDICT_MARKS = {DRIFTED: "[red]✗ drifted[/]", WARNING: "[yellow]! warning[/]", NOT_CHECKED: "[red]⊘ not checked[/]",

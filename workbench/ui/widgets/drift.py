@@ -6,11 +6,14 @@ the theme's error colour, with the report's findings.
     2  batch-002.csv    11-22 09:15  1,000  ███▏    6/19 32%   auc −0.006    run 5 ✓ → v2 registered
     1  batch-001.csv    11-22 09:01  1,000  ▏       0/19  0%   auc +0.046    no drift and no decay
 
-    column           test         statistic  PSI    score
-    monthly_charges  Wasserstein  0.578 sd   1.265  ██████████  drifted
-    contract         JS           0.276      0.498  ██████████  drifted
-    tenure           Wasserstein  0.369 sd   0.171  ██████████  drifted
-    female           JS           0.00135    0.000  ▏
+    column           test         statistic  PSI    importance  score
+    monthly_charges  Wasserstein  0.578 sd   1.265          9%  ██████████  drifted
+    contract         JS           0.276      0.498         41%  ██████████  drifted
+    tenure           Wasserstein  0.369 sd   0.171         13%  ██████████  drifted
+    female           JS           0.00135    0.000         <1%  ▏
+
+The importance column (each column's share of the production model's feature importance)
+shows when the report was weighed by it; the verdict's line says which rule decided and why.
 
 A bar is half full at the column's threshold and full at twice it (workbench.core.drift).
 """
@@ -32,6 +35,7 @@ from workbench.ui.widgets.row_table import fill_table
 from workbench.ui.widgets.run_views import Palette
 
 from workbench.core.drift_report import DRIFTED, NOT_CHECKED, WARNING  # dataclasses only: cheap
+from workbench.core.drift_verdict import percent  # pure words: cheap
 
 if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): not at import
     from workbench.core.drift_report import CheckedBatch, ColumnDrift
@@ -41,6 +45,8 @@ VERDICT_LINES = 2
 """A batch's verdict shows on at most this many lines (the findings below hold the rest)."""
 BATCH_COLUMNS = ("#", "batch", "checked", "rows", "drift", "decay", "retrain")
 COLUMN_COLUMNS = ("column", "test", "statistic", "PSI", "score", "")
+WEIGHED_COLUMNS = ("column", "test", "statistic", "PSI", "importance", "score", "")
+"""A report weighed by the model's feature importance shows each column's share of it."""
 REASON_WIDTH = 40
 """Why a batch did not retrain, cut to this many characters in the table (the full reason is
 under the batch's columns)."""
@@ -163,13 +169,16 @@ class DriftPane(Vertical):
         title.truncate(width, overflow="ellipsis")
         title.append("\n" + "\n".join(lines), verdict_tone(report.status, palette))
         self.query_one("#drift-columns-title", Static).update(title)
-        fill_table(self.columns_table, COLUMN_COLUMNS,
-                   [(column.column, self._column_row(column, palette))
+        weighed = report.weighed
+        fill_table(self.columns_table, WEIGHED_COLUMNS if weighed else COLUMN_COLUMNS,
+                   [(column.column, self._column_row(column, palette, weighed))
                     for column in sorted(report.columns, key=lambda c: (not c.drifted, -c.score))])
         notes = Text()
         for finding in report.findings:
             notes.append(("✗ " if finding.blocking else "! ") + finding.message + "\n",
                          palette.bad if finding.blocking else palette.warn)
+        if report.importance_line and report.usable:  # where the weights came from, or why there were none
+            notes.append(report.importance_line + "\n", palette.muted)
         if report.decay is None and report.decay_note:
             notes.append(f"performance {report.decay_note}\n", palette.muted)
         if batch.retrain_reason and report.usable:  # an unusable batch's reason is its verdict, said above
@@ -224,7 +233,7 @@ class DriftPane(Vertical):
                 "—" if b.rows is None else f"{b.rows:,}", drift, decay, retrain)
 
     @staticmethod
-    def _column_row(c: ColumnDrift, palette: Palette) -> tuple:
+    def _column_row(c: ColumnDrift, palette: Palette, weighed: bool = False) -> tuple:
         tone = palette.bad if c.drifted else (palette.muted if not c.compared else "")
         if c.p_value is not None:
             statistic = f"p {c.p_value:.2g}"
@@ -237,5 +246,11 @@ class DriftPane(Vertical):
         label = Text("drifted", palette.bad) if c.drifted else Text()
         if c.major:
             label.append(" major" if c.drifted else "major", palette.warn)
-        return (name, TEST_NAMES.get(c.test, c.test), statistic, "—" if c.psi is None else f"{c.psi:.3f}", bar,
-                label)
+        psi = "—" if c.psi is None else f"{c.psi:.3f}"
+        if not weighed:
+            return name, TEST_NAMES.get(c.test, c.test), statistic, psi, bar, label
+        if c.importance is None:
+            importance = Text("—", palette.muted)
+        else:
+            importance = Text(percent(c.importance), palette.muted if c.importance == 0 else "")
+        return name, TEST_NAMES.get(c.test, c.test), statistic, psi, importance, bar, label
