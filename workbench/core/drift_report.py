@@ -184,11 +184,12 @@ class DriftReport:
         elif status == DRIFTED:
             line = f"{status}: {counted}, rule: {self.rule}" if by_count else f"{status}: {self.rule}"
         elif status == WARNING:
-            line = f"{status}: {self.rule}; {counted}, below the drift rule{'s' if self.weighed else ''}"
-        elif self.weighed:
-            line = f"{status}: {counted}, below the drift rules ({self.rule})"
-        else:
+            weighted = "of the model's importance" in self.rule
+            line = f"{status}: {self.rule}; {counted}, below the drift rule{'s' if weighted else ''}"
+        elif by_count:
             line = f"{status}: {counted}, below the drift rule ({self.rule})"
+        else:
+            line = f"{status}: {counted}, below the drift rules ({self.rule})"
         if self.decay is not None:
             line += (f"; {self.decay.metric} {self.decay.value:.4g} on the batch vs {self.decay.baseline:.4g} "
                      f"evaluated" + (" (decayed)" if self.decay.decayed else ""))
