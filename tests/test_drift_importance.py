@@ -7,6 +7,7 @@ with the importance of the recorded explanations, or of the model file when they
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -130,6 +131,14 @@ def example(tmp_path_factory) -> Path:
                         "--seed", str(seed), "--labels", "--out",
                         str(ws / P / "data" / "incoming" / f"{kind}-{rows}-{seed}.csv")], check=True,
                        capture_output=True)
+    with open(ws / P / "data" / "incoming" / "clean-1000-1.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:  # prices up 40%: monthly_charges' PSI about 2.4
+        row["monthly_charges"] = f"{float(row['monthly_charges']) * 1.4:.2f}"
+    with open(ws / P / "data" / "incoming" / "pricier.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     return ws
 
 
@@ -154,6 +163,25 @@ def test_the_example_s_clean_batches_stay_clean_and_its_drifted_batch_drifts_by_
     # contract, the model's main feature, moved severely: the batch drifts on it alone, and says so.
     assert report.verdict == "drifted" and report.summary.startswith("drifted: contract PSI "), report.summary
     assert f"{weights['contract']:.0%} of the model's importance" in report.summary
+
+
+@pytest.mark.slow
+def test_a_severe_shift_of_a_feature_the_model_uses_drifts_the_example_where_the_share_rule_warned(example):
+    """Issue 11 made a 40% price rise on the example a warning (1 of 19 columns); monthly_charges
+    holds about 9% of the model's gain, past important_feature: the weighted verdict drifts."""
+    from dataclasses import replace
+
+    from workbench.core.drift_verdict import judge
+
+    report = _check(example, "pricier.csv")
+    monthly = next(c for c in report.columns if c.column == "monthly_charges")
+    assert report.drifted_columns == ["monthly_charges"] and 0.05 <= monthly.importance < 0.2
+    assert report.verdict == "drifted", report.summary
+    assert report.summary == (f"drifted: monthly_charges PSI {monthly.psi:.2f} (>= 2 x 0.25), "
+                              f"{monthly.importance:.0%} of the model's importance; auc "
+                              + report.summary.split("; auc ", 1)[1])
+    share = replace(DriftSpec(), verdict="share")
+    assert judge(report.features, report.findings, share) == ("warning", monthly.major)
 
 
 def _workbench(ws: Path, *args: str) -> subprocess.CompletedProcess:
@@ -199,7 +227,13 @@ async def test_tui_drift_screen_shows_the_why_and_the_importance(example, privat
                        and app.screen.pane.view is not None, what="the drift checks")
         pane = app.screen.pane
         await wait_for(pilot, lambda: pane.view.batches and pane.batch_id == pane.view.batches[0].id, what="a batch")
-        assert pane.view.batches[0].name == "drifted-1000-1.csv"
+        wanted = next(b.id for b in pane.view.batches if b.name == "drifted-1000-1.csv")
+        for _ in pane.view.batches:  # the cursor down to the drifted batch (other tests check more)
+            if pane.batch_id == wanted:
+                break
+            await pilot.press("down")
+            await pilot.pause()
+        assert pane.batch_id == wanted
         title = static_text(pane.query_one("#drift-columns-title"))
         assert "drifted: contract PSI " in title and f"{contract.importance:.0%} of the model's importance" in title, \
             title

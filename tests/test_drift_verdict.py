@@ -63,9 +63,9 @@ def test_the_share_rule_stays_one_input_of_the_weighted_verdict():
 def test_a_severe_shift_of_a_minor_column_is_a_warning():
     columns = fifty({0: 0.5}, drifted={9}, major={9: "c9 shifted by +1.1 sd"})
     verdict, rule = judge(columns, (), SPEC)
-    assert (verdict, rule) == ("warning", "c9 shifted by +1.1 sd, 1% of the model's importance (< 10%)")
+    assert (verdict, rule) == ("warning", "c9 shifted by +1.1 sd, 1% of the model's importance (< 5%)")
     assert _report(columns).summary == (
-        "warning: c9 shifted by +1.1 sd, 1% of the model's importance (< 10%); 1 of 50 columns drifted (2%), "
+        "warning: c9 shifted by +1.1 sd, 1% of the model's importance (< 5%); 1 of 50 columns drifted (2%), "
         "below the drift rules")
 
 
@@ -184,7 +184,7 @@ def test_drift_keeps_exporting_the_verdict_functions():
 
 @pytest.mark.parametrize("shifted,verdict,said", [
     (0, "drifted", ("drifted: c0 ", "30% of the model's importance")),
-    (7, "warning", ("warning: c7 ", "1% of the model's importance (< 10%); 1 of 50 columns drifted (2%), below the "
+    (7, "warning", ("warning: c7 ", "1% of the model's importance (< 5%); 1 of 50 columns drifted (2%), below the "
                                     "drift rules")),
 ])
 def test_fifty_columns_one_feature_shifted_by_a_standard_deviation(shifted, verdict, said):
@@ -260,7 +260,7 @@ def test_the_settings_are_checked_where_they_are_parsed():
 
     base = '[project]\nname = "p"\n[stages.fit]\ncommand = "python -c pass"\n[drift]\n'
     drift = parse_manifest(base).drift
-    assert (drift.verdict, drift.important_feature, drift.drift_importance) == ("weighted", 0.1, 0.3)
+    assert (drift.verdict, drift.important_feature, drift.drift_importance) == ("weighted", 0.05, 0.3)
     drift = parse_manifest(base + 'verdict = "share"\nimportant_feature = 0.2\ndrift_importance = 0.5\n').drift
     assert (drift.verdict, drift.important_feature, drift.drift_importance) == ("share", 0.2, 0.5)
     for bad, message in [('verdict = "count"', "drift.verdict.*'weighted'.*'share'.*'count'"),

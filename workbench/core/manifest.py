@@ -237,7 +237,7 @@ class DriftSpec:
     `weighted` by the production model's feature importance (a severe shift of an important
     feature, or drifted columns carrying drift_importance, drift the batch; the share rule
     still counts), or `share`, the column count alone (the rule before weights)."""
-    important_feature: float = 0.1
+    important_feature: float = 0.05
     """weighted: a feature holding at least this share of the model's importance is important;
     a severe shift of it (PSI >= 2 x psi, or its mean moved a standard deviation) drifts the
     batch on its own."""
@@ -431,7 +431,7 @@ def _parse_drift(table: _Reader) -> DriftSpec:
         score=score,
         retrain=_parse_retrain(table.table_of("retrain")),
         verdict=_verdict_rule(table),
-        important_feature=number("important_feature", 0.1, 1.0),
+        important_feature=number("important_feature", 0.05, 1.0),
         drift_importance=number("drift_importance", 0.3, 1.0),
     )
     table.reject_unknown()
