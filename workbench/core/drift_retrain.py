@@ -57,9 +57,11 @@ def decide_retrain(report: DriftReport, policy: RetrainSpec, previous: Sequence[
         if report.drifted:
             return RetrainDecision(False, "drifted, but retraining on drift is off ([drift.retrain] on_drift)")
         if report.status == WARNING:
-            # One column's large shift is worth a look, not a retrain: the model may not lean on it.
+            # One column's large shift is worth a look, not a retrain: the model may not lean on it
+            # (a weighed report says how little it does).
             return RetrainDecision(False, f"warning only ({report.rule}): retraining waits for drift by the "
-                                          "column rule" + (" or decay" if decay is not None else ""))
+                                          f"{'drift rules' if report.weighed else 'column rule'}"
+                                          + (" or decay" if decay is not None else ""))
         return RetrainDecision(False, "no drift" + (" and no decay" if decay is not None else ""))
     cause, why = causes[0]
     if len(causes) > 1:
