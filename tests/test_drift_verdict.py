@@ -277,3 +277,19 @@ def _report(columns: list[ColumnDrift], spec: DriftSpec = SPEC) -> DriftReport:
     return DriftReport("b.csv", 100, "ref", 1000, tuple(columns), (), spec.drift_share,
                        sum(c.drifted for c in counted) / len(counted), verdict == "drifted", verdict=verdict,
                        rule=rule, drift_columns=spec.drift_columns)
+
+
+def test_findings_added_later_re_judge_with_the_weights_kept():
+    """services/drift.py adds findings (malformed rows, the reference's rejected rows) after
+    comparing: the verdict they make is still the weighted one."""
+    from workbench.services.drift import _with_findings
+
+    report = weigh(_report(fifty({0: 0.5}, drifted={0})), {f"c{i}": (50.0 if i == 0 else 50 / 49) for i in range(50)},
+                   "explanations of version 2 (gain)", SPEC)
+    assert report.verdict == "drifted" and report.rule.startswith("1 column carrying 50% of the importance")
+    noted = _with_findings(report, (Finding("reference_rows", "the reference: 1 row could not be read"),), SPEC)
+    assert (noted.verdict, noted.rule, noted.columns) == (report.verdict, report.rule, report.columns)
+    assert noted.importance_source == "explanations of version 2 (gain)"
+    blocked = _with_findings(report, (Finding("malformed_rows", "b.csv: 2 rows could not be read: line 3",
+                                              blocking=True),), SPEC)
+    assert blocked.verdict == "not checked" and blocked.columns[0].importance == pytest.approx(0.5)
