@@ -135,4 +135,6 @@ def test_the_example_drift_loop_in_docker(tmp_path, docker_engine, docker_base_i
     assert checked_batch.retrain_run_id == record.id and checked_batch.retrain_version == 2
     assert "production version 1" in report.reference and report.decay is not None
     assert report.decay.metric == "auc" and 0.7 < report.decay.value < 0.95
+    # Weighed by the importance of the model the container trained: contract, its main feature, decided.
+    assert report.importance_source == "explanations of version 1 (gain)" and report.rule.startswith("contract PSI")
     assert not events.of(ChangeDetected)

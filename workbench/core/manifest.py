@@ -439,7 +439,7 @@ def _parse_drift(table: _Reader) -> DriftSpec:
 
 
 DRIFT_VERDICTS = ("weighted", "share")
-"""`[drift] verdict` (workbench.core.drift_verdict.VERDICT_RULES)."""
+"""`[drift] verdict` (workbench.core.drift_verdict.WEIGHTED and SHARE)."""
 
 
 def _verdict_rule(table: _Reader) -> str:

@@ -38,10 +38,10 @@ def read_drift(session, project: str, limit: int = 30) -> DriftView:
     folder = ref.manifest.data.incoming
     causes = (["drift"] if retrain.on_drift else []) + \
         ([f"decay > {retrain.max_decay:g}"] if retrain.max_decay is not None else [])
-    weighted = (f"a severe shift of a feature holding >= {drift.important_feature:.0%} of the model's importance, "
-                f"drifted columns holding >= {drift.drift_importance:.0%} of it, or "
+    weighted = (f"by a severe shift of a feature holding >= {drift.important_feature:.0%} of the model's importance, "
+                f"by drifted columns holding >= {drift.drift_importance:.0%} of it, or "
                 if drift.verdict == "weighted" else "")
-    policy = (f"batches from {folder or '— (no [data] incoming)'} · drifted at {weighted}{drift.drift_share:.0%} of "
+    policy = (f"batches from {folder or '— (no [data] incoming)'} · drifted {weighted}at {drift.drift_share:.0%} of "
               f"columns or {drift.drift_columns}, whichever is fewer · "
               + (f"retrain on {' or '.join(causes)}, cooldown {retrain.cooldown_minutes:g} min, "
                  f"at most {retrain.max_per_day}/day, {retrain.policy}" if causes else "no automatic retrain")
