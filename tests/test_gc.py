@@ -1,0 +1,223 @@
+"""`workbench gc` on real workspaces: real DuckDB, real files, runs made by the local runner
+(and one drift retrain on the example project). After gc every pointer resolves, the audit
+verifies, kept runs and their outputs read, `reproduce` of the production version works,
+deleted runs are gone, and the bytes reported are the bytes the disk got back; a dry run
+deletes nothing and names what gc then deletes; gc waits for a run in progress and a TUI
+open on the workspace refreshes without the deleted runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import wb
+from tests.test_pipeline_local import write_project
+from workbench.adapters.gc_files import StateFiles
+from workbench.core.gc_plan import GcFacts, RunFact, VersionFact, plan_runs
+from workbench.services.gc import GcService
+from workbench.services.session import WorkbenchSession
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+REPO = Path(__file__).resolve().parents[1]
+P = "tiny"
+PARTS = ("objects", "snapshots", "runs", "deploy", "drift")
+
+
+def ok(done, code: int = 0):
+    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def scale(ws: Path, value: float, extra: str = "") -> None:
+    (ws / P / "params.toml").write_text(f"[fit]\nscale = {value}\n{extra}")
+
+
+def state_bytes(ws: Path) -> int:
+    """The bytes gc may free: every inode under the parts gc deletes from, once."""
+    sizes = StateFiles(ws / ".workbench").size()
+    return sum(sizes[p] for p in PARTS)
+
+
+def listing(ws: Path) -> set[str]:
+    state = ws / ".workbench"
+    return {str(p.relative_to(state)) for part in PARTS for p in (state / part).rglob("*")}
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch) -> Path:
+    """Seven runs of `tiny`: versions 1-5, staging and production moved and rolled back, and
+    the newest run reusing prep from run 1 and fit from run 3 (a reused stage keeps the original
+    run's output folder)."""
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WORKBENCH_USER", "ana")
+    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")  # synced once below, not by racing background processes
+    ws = tmp_path / "ws"
+    write_project(ws)
+    (ws / P / "workbench.toml").write_text((ws / P / "workbench.toml").read_text() +
+                                           "\n[promotion]\ntolerance = 10\n")
+    session = WorkbenchSession(ws, runner="local")
+    runs = {}
+    for n, value in enumerate((1.5, 1.6, 1.7, 1.8, 1.9), start=1):
+        scale(ws, value)
+        runs[n] = session.run(P)
+        assert str(runs[n].status) == "succeeded", runs[n].reason
+    registry = session.registry
+    for version, alias in ((1, "staging"), (1, "production"), (2, "staging"), (2, "production")):
+        assert registry.promote(P, version, alias, reason="test").allowed
+    assert registry.rollback(P, reason="back").allowed  # production: 1 again; staging: 2
+    scale(ws, 1.7)  # the params of run 3: fit is reused from it
+    (ws / P / "data.txt").write_text("a\nb\nc\n")  # unchanged: prep reused from run 1
+    reused = session.run(P)
+    assert {s.stage: s.reused_from_run for s in reused.stages} == {"prep": 1, "fit": 3}, reused.stages
+    # What the MLflow outbox still has to send is kept until it is sent.
+    pending = json.loads(ok(wb(ws, "gc", "--keep", "1", "--dry-run", "--json")).stdout)
+    assert pending["runs"] == {} and "waiting for the MLflow mirror" in pending["kept_runs"]["4"]
+    ok(wb(ws, "mirror", "sync"))
+    return ws
+
+
+def test_gc_keeps_what_pointers_the_audit_and_kept_runs_need(history):
+    ws = history
+    before_runs = {r["id"] for r in json.loads(ok(wb(ws, "runs", "--json", "--limit", "0")).stdout)}
+    assert before_runs == {1, 2, 3, 4, 5, 6}
+    files_before = listing(ws)
+    dry = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--dry-run", "--json")).stdout)
+    assert listing(ws) == files_before  # a dry run deletes nothing
+    assert {r["id"] for r in json.loads(ok(wb(ws, "runs", "--json", "--limit", "0")).stdout)} == before_runs
+    # Kept: 6 (newest), 1 (production, audit), 2 (staging, audit), 3 (run 6 reused its fit),
+    # 5 (the newest version: its number is never handed out again). Run 4 and version 4 go.
+    assert dry["runs"] == {P: [4]}, dry["kept_runs"]
+    assert dry["versions"] == [{"project": P, "version": 4}]
+    kept = {int(k): v for k, v in dry["kept_runs"].items()}
+    assert set(kept) == {1, 2, 3, 5, 6}
+    assert kept[3] == "run 6 reused its outputs" and kept[1].startswith("version 1: in production")
+    assert dry["snapshots"] and dry["objects"] and dry["bytes"] > 0
+
+    size_before = state_bytes(ws)
+    real = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json")).stdout)
+    assert {k: v for k, v in real.items() if k not in ("dry_run", "notes")} == \
+        {k: v for k, v in dry.items() if k not in ("dry_run", "notes")}
+    assert state_bytes(ws) == size_before - real["bytes"]
+    assert not (ws / ".workbench" / "runs" / "4").exists()
+
+    runs = json.loads(ok(wb(ws, "runs", "--json", "--limit", "0")).stdout)
+    assert {r["id"] for r in runs} == {1, 2, 3, 5, 6}
+    assert "run 4 not found" in ok(wb(ws, "show", "4"), 3).stderr
+    for run_id in (1, 2, 3, 5, 6):  # every kept run's detail and outputs read
+        record = json.loads(ok(wb(ws, "show", str(run_id), "--json")).stdout)
+        for stage in record["stages"]:
+            assert Path(stage["output_dir"]).is_dir(), (run_id, stage["stage"])
+            for artifact in stage["artifacts"]:
+                assert Path(artifact["path"]).is_file()
+    models = {m["version"]: m for m in json.loads(ok(wb(ws, "models", P, "--json")).stdout)}
+    assert set(models) == {1, 2, 3, 5}
+    assert (models[1]["status"], models[2]["status"]) == ("production", "staging")
+    verified = ok(wb(ws, "history", P, "--verify"))
+    assert verified.stdout.startswith("✓ audit trail intact"), verified.stdout
+    for alias, version in (("production", 1), ("staging", 2)):
+        meta = json.loads((ws / ".workbench" / "deploy" / P / alias / "metadata.json").read_text())
+        assert meta["version"] == version
+        assert (ws / ".workbench" / "deploy" / P / alias / meta["model_file"]).is_file()
+
+    reproduced = json.loads(ok(wb(ws, "reproduce", "1", "--runner", "local", "--json")).stdout)
+    assert reproduced["matched"], reproduced
+
+    # The reproduction (run 7) is now the newest: run 6, and run 3 it kept, go next time.
+    again = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json")).stdout)
+    assert again["runs"] == {P: [3, 6]} and again["versions"] == [{"project": P, "version": 3}], again
+    nothing = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json")).stdout)
+    assert nothing["runs"] == {} and nothing["bytes"] == 0 and nothing["snapshots"] == nothing["objects"] == []
+    assert ok(wb(ws, "history", P, "--verify")).stdout.startswith("✓ audit trail intact")
+    # The next version gets a number nobody had: 6, not 4 or 5 again.
+    scale(ws, 2.5)
+    assert "registered as version 6" in ok(wb(ws, "run", P, "--runner", "local", "-q")).stdout
+
+
+def test_keep_from_the_manifest_and_what_doctor_reports(history):
+    ws = history
+    manifest = ws / P / "workbench.toml"
+    manifest.write_text(manifest.read_text() + "\n[gc]\nkeep_runs = 100\n")
+    nothing = json.loads(ok(wb(ws, "gc", "--grace", "0", "--dry-run", "--json")).stdout)
+    assert nothing["runs"] == {} and nothing["bytes"] == 0
+    manifest.write_text(manifest.read_text().replace("keep_runs = 100", "keep_runs = 1"))
+    plan = json.loads(ok(wb(ws, "gc", "--grace", "0", "--dry-run", "--json")).stdout)
+    assert plan["runs"] == {P: [4]}
+    text = ok(wb(ws, "gc", "--dry-run")).stdout  # the default grace keeps what was made a moment ago
+    assert text.startswith("dry run: nothing deleted; would delete 1 run, 1 model version, 0 snapshots"), text
+    doctor = {c["name"]: c for c in json.loads(wb(ws, "doctor", "--json").stdout)}
+    assert "`workbench gc` would free" in doctor["size"]["detail"]
+    assert "(1 of 6 runs" in doctor["size"]["detail"], doctor["size"]
+
+
+def test_bad_inputs_are_clear_errors(history):
+    ws = history
+    assert "--keep must be zero or more" in ok(wb(ws, "gc", "--keep", "-1"), 3).stderr
+    assert "no project 'nope'" in ok(wb(ws, "gc", "nope"), 3).stderr
+    assert ok(wb(ws, "gc", "--keep", "many"), 64).stderr
+    manifest = ws / P / "workbench.toml"
+    manifest.write_text(manifest.read_text() + "\n[gc]\nkeep_runs = -3\n")
+    bad = ok(wb(ws, "gc", P), 3).stderr
+    assert "gc.keep_runs: must be between 0 and 1000000, got -3" in bad, bad
+    # Every project: the one whose setting is unknown keeps all its runs, and says why.
+    kept = json.loads(ok(wb(ws, "gc", "--json")).stdout)
+    assert kept["runs"] == {} and "gc.keep_runs: must be between" in kept["notes"][0]
+
+
+def test_leftovers_go_and_drift_profiles_follow_their_objects(history):
+    ws = history
+    state = ws / ".workbench"
+    session = WorkbenchSession(ws, runner="local")
+    doomed_snapshot = session.get_run(4).snapshot_id
+    kept_snapshot = session.get_run(1).snapshot_id
+    objects = {p.parent.name + p.name: p for p in (state / "objects").glob("*/*")}
+    inodes_kept = {f.stat().st_ino for f in (state / "snapshots" / kept_snapshot).rglob("*") if f.is_file()}
+    gone = next(sha for sha, p in objects.items() if p.stat().st_ino not in inodes_kept and
+                any(f.stat().st_ino == p.stat().st_ino for f in (state / "snapshots" / doomed_snapshot).rglob("*")))
+    stays = next(sha for sha, p in objects.items() if p.stat().st_ino in inodes_kept)
+    profiles = state / "drift" / "profiles"
+    profiles.mkdir(parents=True)
+    for sha in (gone, stays):
+        (profiles / f"{sha}-reference.npz").write_bytes(b"x" * 100)
+        (profiles / f"{sha}-reference.json").write_text("{}")
+    (state / "runs" / "999" / "fit").mkdir(parents=True)  # a run folder the store never heard of
+    half = state / "deploy" / P / "releases" / "9-unfinished"  # a promotion that died copying
+    half.mkdir(parents=True)
+    (half / "model.json").write_text("{}")
+
+    report = GcService(session.workspace, session.store).collect(keep=1, grace_s=0)
+    assert report.profiles == [f"{gone}-reference.json", f"{gone}-reference.npz"]
+    assert sorted(p.name for p in profiles.iterdir()) == [f"{stays}-reference.json", f"{stays}-reference.npz"]
+    assert gone in report.objects and stays not in report.objects
+    assert report.releases == [f"{P}/9-unfinished"] and not half.exists()
+    assert "runs/999 (no such run)" in report.folders and not (state / "runs" / "999").exists()
+    assert report.snapshots == [doomed_snapshot]
+
+
+# -- the plan alone ------------------------------------------------------------------------
+
+def test_plan_keeps_newest_pins_and_what_kept_runs_reused():
+    runs = (RunFact(1, "a", "succeeded", snapshot_id="s1"), RunFact(2, "a", "succeeded", snapshot_id="s2"),
+            RunFact(3, "a", "failed", snapshot_id="s3"),
+            RunFact(4, "a", "succeeded", snapshot_id="s4", reused_from=frozenset({2})),
+            RunFact(5, "a", "running"), RunFact(6, "b", "succeeded", snapshot_id="s1"),
+            RunFact(7, "a", "succeeded", trigger="reproduce", snapshot_id="s1"),
+            RunFact(8, "a", "succeeded", trigger="reproduce", snapshot_id="s1"))
+    facts = GcFacts(runs, (VersionFact("a", 1, 1), VersionFact("a", 2, 3), VersionFact("a", 3, 4)),
+                    {("a", 1): "in production"}, {})
+    plan = plan_runs(facts, {"a": 1}, 0)
+    # 8 is the newest of a; 5 runs; 1 holds production; 4 the newest version; 2 reused by 4;
+    # 8 (already kept) is run 1's newest reproduction; 7 and 3 go, with version 2; b keeps none.
+    assert set(plan.kept) == {1, 2, 4, 5, 8}
+    assert plan.deleted == (3, 6, 7) and plan.deleted_versions == (("a", 2),)
+    assert plan.kept[2] == "run 4 reused its outputs" and plan.kept[5] == "running"
+    assert plan.kept_snapshots == frozenset({"s1", "s2", "s4"})
+    only_b = plan_runs(facts, {"a": 1}, 0, only_project="b")
+    assert only_b.deleted == (6,)
+    with pytest.raises(ValueError):
+        plan_runs(facts, {}, -1)
