@@ -155,6 +155,22 @@ def test_keep_from_the_manifest_and_what_doctor_reports(history):
     assert "(1 of 6 runs" in doctor["size"]["detail"], doctor["size"]
 
 
+def test_with_the_mirror_off_its_queue_pins_nothing_and_is_closed_for_what_goes(history, monkeypatch):
+    ws = history
+    scale(ws, 3.0)
+    ok(wb(ws, "run", P, "--runner", "local", "-q"))  # run 7: its items wait in the outbox
+    scale(ws, 3.1)
+    ok(wb(ws, "run", P, "--runner", "local", "-q"))  # run 8
+    pinned = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--dry-run", "--json")).stdout)
+    assert pinned["runs"] == {P: [3, 4, 5, 6]}, pinned
+    off = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json", env={"WORKBENCH_MLFLOW_URI": "off"})).stdout)
+    assert off["runs"] == {P: [3, 4, 5, 6, 7]}, off
+    status = json.loads(ok(wb(ws, "mirror", "status", "--json")).stdout)
+    assert status["pending"] == 2, status  # run 8's log_run and register_version, nothing of run 7
+    ok(wb(ws, "mirror", "sync"))
+    assert json.loads(ok(wb(ws, "mirror", "status", "--json")).stdout)["pending"] == 0
+
+
 def test_bad_inputs_are_clear_errors(history):
     ws = history
     assert "--keep must be zero or more" in ok(wb(ws, "gc", "--keep", "-1"), 3).stderr
@@ -221,3 +237,83 @@ def test_plan_keeps_newest_pins_and_what_kept_runs_reused():
     assert only_b.deleted == (6,)
     with pytest.raises(ValueError):
         plan_runs(facts, {}, -1)
+
+
+# -- concurrency: a watch process's run in progress, a TUI open, and gc --------------------
+
+SLEEPY_FIT = """
+import json, time, wb
+params = wb.load_params("params.toml", "fit")
+data = open(wb.upstream("prep", "clean.txt")).read()
+time.sleep(params.get("sleep", 0))
+json.dump({"data": data, "scale": params["scale"]}, open(wb.output_path("model.json"), "w"))
+wb.log_artifact("model.json", "model")
+wb.log_metrics({"score": params["scale"] * 0.5})
+"""
+
+
+def _process(ws: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "workbench", "-w", str(ws), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO), "WORKBENCH_MLFLOW_SYNC": "off"})
+
+
+@pytest.mark.slow
+def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path, monkeypatch):
+    import asyncio
+
+    from tests.test_tui import make_app, private_config, wait_for  # noqa: F401
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ws = tmp_path / "ws"
+    write_project(ws, **{"fit.py": SLEEPY_FIT})
+    session = WorkbenchSession(ws, runner="local")
+    for value in (1.5, 1.6, 1.7):
+        scale(ws, value)
+        assert str(session.run(P).status) == "succeeded"
+    ok(wb(ws, "mirror", "sync"))  # what is not sent yet is kept: sent, runs 2 and 3 may go
+
+    async def scenario() -> None:
+        app = make_app(ws)
+        async with app.run_test(size=(120, 36)) as pilot:
+            main = app.main_screen
+            await wait_for(pilot, lambda: main.table.loaded and main.table.total == 3, what="the app")
+            main.table.focus()
+            await pilot.press("down", "down")  # run 1, soon the only old run left, shown in detail
+            watch = _process(ws, "watch", P, "--runner", "local", "-q")
+            try:
+                await asyncio.sleep(3)  # the watcher is up
+                scale(ws, 2.0, "sleep = 6\n")  # the watch's run: prep reused from run 1, fit sleeps 6 s
+                await wait_for(pilot, lambda: main.table.total == 4 and main.table.row(0) is not None
+                               and main.table.row(0).status == "running", timeout=30, what="the watch's run")
+                gc = await asyncio.to_thread(
+                    subprocess.run, [sys.executable, "-m", "workbench", "-w", str(ws), "gc", "--keep", "1",
+                                     "--grace", "0", "--json"], capture_output=True, text=True, timeout=120,
+                    env=os.environ | {"PYTHONPATH": str(REPO)})
+                assert gc.returncode == 0, gc.stderr
+                assert "waiting for the runs in progress to finish" in gc.stderr
+                report = json.loads(gc.stdout)
+                # gc waited: the watch's run 4 was recorded first, and is the newest; run 1 is
+                # what it reused; runs 2 and 3 go.
+                assert report["runs"] == {P: [2, 3]}, report
+                await wait_for(pilot, lambda: main.table.total == 2, timeout=5, what="the TUI without runs 2, 3")
+                await wait_for(pilot, lambda: {main.table.row(i).id for i in range(2) if main.table.row(i)} == {1, 4},
+                               timeout=5, what="runs 4 and 1 listed")
+                await pilot.press("up", "down", "down")
+                await pilot.pause(0.5)
+            finally:
+                watch.send_signal(2)
+                out, err = watch.communicate(timeout=60)
+            assert [n for n in app.notes if n[0] == "error"] == [], app.notes
+            assert "Traceback" not in err and "error" not in err.lower(), err
+            assert "succeeded" in out, out
+
+    asyncio.run(scenario())
+    run = session.get_run(4)
+    assert str(run.status) == "succeeded" and str(run.trigger) == "watch"
+    prep, fit = run.stages
+    assert prep.reused_from_run == 1 and Path(prep.output_dir, "clean.txt").is_file()
+    assert Path(fit.output_dir, "model.json").is_file()
+    assert {r.id for r in session.runs(P, limit=10)} == {1, 4}

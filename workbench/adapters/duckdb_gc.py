@@ -13,6 +13,7 @@ allowed to lower that count). Audit rows are never touched, nor the MLflow outbo
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Callable
 
 from workbench.adapters.audit_files import AuditFiles
@@ -31,28 +32,31 @@ class AnchorBehind(WorkbenchError):
 
 
 class DuckDBGcStore:
-    def __init__(self, lineage: DuckDBLineageStore, audit: AuditFiles | None = None):
+    def __init__(self, lineage: DuckDBLineageStore, audit: AuditFiles | None = None, mirror_on: bool = True):
         self.lineage = lineage
         self.audit = audit or AuditFiles(lineage.path.parent / "audit")
+        self.mirror_on = mirror_on
+        """Off: the MLflow outbox's pending items pin nothing (nobody will send them); those
+        of deleted runs and versions are closed, so a mirror turned on later skips them."""
 
     def plan(self, decide: Callable[[GcFacts], RunPlan]) -> RunPlan:
         """The plan from the facts as they are now (a read-only transaction: a dry run)."""
         with self.lineage.transaction() as con:
-            return decide(read_facts(con, keyed=self.audit.key() is not None))
+            return decide(read_facts(con, keyed=self.audit.key() is not None, outbox_pins=self.mirror_on))
 
     def collect(self, decide: Callable[[GcFacts], RunPlan]) -> RunPlan:
         """Plan and delete in one write transaction; returns the plan that was carried out."""
         keyed = self.audit.key() is not None
         if not keyed:
             with self.lineage.transaction(write=True) as con:
-                plan = decide(read_facts(con, keyed=False))
+                plan = decide(read_facts(con, keyed=False, outbox_pins=self.mirror_on))
                 delete_runs(con, plan)
             return plan
         # Held across the transaction: a registry writer that committed before us anchors
         # its commit before we compare, and none anchors between our commit and our anchor.
         with self.audit.locked():
             with self.lineage.transaction(write=True) as con:
-                plan = decide(read_facts(con, keyed=True))
+                plan = decide(read_facts(con, keyed=True, outbox_pins=self.mirror_on))
                 if plan.deleted_versions:
                     key, head = audit_key(con, self.audit)
                     anchored, problem = self.audit.read_anchor(key)
@@ -67,7 +71,7 @@ class DuckDBGcStore:
         return plan
 
 
-def read_facts(con, keyed: bool = True) -> GcFacts:
+def read_facts(con, keyed: bool = True, outbox_pins: bool = True) -> GcFacts:
     """Every run (id, project, status, trigger, snapshot, the runs it reused), every version,
     and what pins a version or a run: aliases, audit rows, drift batches, the MLflow outbox's
     pending items. `keyed` False (no audit key yet): every version is pinned, since a version
@@ -102,8 +106,8 @@ def read_facts(con, keyed: bool = True) -> GcFacts:
             pinned_runs.setdefault(ref_run, f"drift batch {batch}'s reference")
         if retrain_run is not None:
             pinned_runs.setdefault(retrain_run, f"drift batch {batch}'s retrain")
-    for project, kind, key in con.execute(
-            "SELECT project, kind, key FROM mlflow_outbox WHERE done_at IS NULL ORDER BY id").fetchall():
+    pending = con.execute("SELECT project, kind, key FROM mlflow_outbox WHERE done_at IS NULL ORDER BY id").fetchall()
+    for project, kind, key in pending if outbox_pins else ():
         found = _OUTBOX_KEY.match(key)
         if found and found.group(1) == "run":
             pinned_runs.setdefault(int(found.group(2)), f"waiting for the MLflow mirror ({kind})")
@@ -132,3 +136,11 @@ def delete_runs(con, plan: RunPlan) -> None:
     for project, version in plan.deleted_versions:
         con.execute("DELETE FROM version_seals WHERE project = ? AND version = ?", [project, version])
         con.execute("DELETE FROM model_versions WHERE project = ? AND version = ?", [project, version])
+    # Items still queued for what is gone (only when the mirror is off: otherwise they pin it)
+    # are closed, not deleted: the outbox is the mirror's history.
+    keys = [f"{plan.projects[r]}\n run:{r}" for r in plan.deleted] + \
+        [f"{p}\n version:{v}" for p, v in plan.deleted_versions]
+    if keys:
+        con.execute("UPDATE mlflow_outbox SET done_at = ?, last_error = 'not sent: deleted by workbench gc while "
+                    "the mirror was off' WHERE done_at IS NULL AND list_contains(?, project || chr(10) || ' ' || key)",
+                    [datetime.now(timezone.utc).replace(tzinfo=None), keys])

@@ -92,12 +92,19 @@ class _Sweep:
             self.names[kind].append(name)
 
 
+def mirror_on(state_dir: Path) -> bool:
+    """Whether anyone will send the MLflow outbox's items (workbench.services.mirror)."""
+    from workbench.services.mirror import OFF, resolve_tracking_uri
+
+    return resolve_tracking_uri(state_dir).lower() not in OFF
+
+
 class GcService:
     def __init__(self, workspace: Workspace, store: DuckDBLineageStore):
         self.workspace = workspace
         self.store = store
         self.state_dir = workspace.state_dir
-        self.gc_store = DuckDBGcStore(store)
+        self.gc_store = DuckDBGcStore(store, mirror_on=mirror_on(self.state_dir))
         self.files = StateFiles(self.state_dir)
 
     def collect(self, project: str | None = None, keep: int | None = None, dry_run: bool = False,
