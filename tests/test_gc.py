@@ -317,3 +317,41 @@ def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path
     assert prep.reused_from_run == 1 and Path(prep.output_dir, "clean.txt").is_file()
     assert Path(fit.output_dir, "model.json").is_file()
     assert {r.id for r in session.runs(P, limit=10)} == {1, 4}
+
+
+def test_a_drift_retrain_its_batch_and_reference_survive_gc(tmp_path, monkeypatch):
+    from tests.test_drift import batch, in_production, sales
+    from tests.test_drift import write_project as write_shop
+
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
+    ws = tmp_path / "ws"
+    write_shop(ws)
+    session = WorkbenchSession(ws, runner="local")
+    in_production(session)  # run 1: version 1 in staging and production
+
+    def rerun(n: int) -> None:
+        evaluate = ws / "shop" / "evaluate.py"
+        evaluate.write_text(evaluate.read_text() + f"# edit {n}\n")
+        assert str(session.run("shop").status) == "succeeded"
+
+    rerun(2), rerun(3)
+    batch(ws, "drifted.csv", sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7)))
+    drift = ok(wb(ws, "drift", "shop", "drifted.csv", "--runner", "local", "-q"))
+    assert "registered as version 2" in drift.stdout and "trigger drift" in drift.stdout
+    rerun(5), rerun(6)
+    ok(wb(ws, "mirror", "sync"))
+
+    report = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json")).stdout)
+    kept = {int(k): v for k, v in report["kept_runs"].items()}
+    assert report["runs"] == {"shop": [2, 3, 5]}, kept
+    assert kept[4].startswith("version 2") or kept[4] == "drift batch 1's retrain", kept
+    assert kept[1].startswith("version 1: in production")
+    listed = ok(wb(ws, "drift", "shop")).stdout
+    assert "run 4 ✓ → v2 registered" in listed, listed
+    assert any((ws / ".workbench" / "runs").glob("drift-*/score/metrics.json"))  # the check's scoring stays
+    assert ok(wb(ws, "history", "shop", "--verify")).stdout.startswith("✓ audit trail intact")
+    retrain = json.loads(ok(wb(ws, "show", "4", "--json")).stdout)
+    assert retrain["trigger"] == "drift" and all(Path(s["output_dir"]).is_dir() for s in retrain["stages"])
+    reproduced = json.loads(ok(wb(ws, "reproduce", "4", "--runner", "local", "--json")).stdout)
+    assert reproduced["matched"], reproduced  # its snapshot, with the training data plus the batch, is kept
