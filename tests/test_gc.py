@@ -7,6 +7,7 @@ open on the workspace refreshes without the deleted runs."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
 from workbench.adapters.gc_files import StateFiles
+from workbench.adapters.gc_lock import gc_lock
 from workbench.core.gc_plan import GcFacts, RunFact, VersionFact, plan_runs
 from workbench.services.gc import GcService
 from workbench.services.session import WorkbenchSession
@@ -176,6 +178,10 @@ def test_bad_inputs_are_clear_errors(history):
     assert "--keep must be zero or more" in ok(wb(ws, "gc", "--keep", "-1"), 3).stderr
     assert "no project 'nope'" in ok(wb(ws, "gc", "nope"), 3).stderr
     assert ok(wb(ws, "gc", "--keep", "many"), 64).stderr
+    with gc_lock(ws / ".workbench", exclusive=False):  # a run in progress, as far as gc can tell
+        busy = ok(wb(ws, "gc", "--keep", "1", "--wait", "0.5"), 3).stderr
+    assert "runs are in progress on this workspace" in busy and "waited 0.5 s" in busy, busy
+    assert {r["id"] for r in json.loads(ok(wb(ws, "runs", "--json")).stdout)} == {1, 2, 3, 4, 5, 6}
     manifest = ws / P / "workbench.toml"
     manifest.write_text(manifest.read_text() + "\n[gc]\nkeep_runs = -3\n")
     bad = ok(wb(ws, "gc", P), 3).stderr
@@ -205,8 +211,20 @@ def test_leftovers_go_and_drift_profiles_follow_their_objects(history):
     half = state / "deploy" / P / "releases" / "9-unfinished"  # a promotion that died copying
     half.mkdir(parents=True)
     (half / "model.json").write_text("{}")
+    dead, alive = state / "workers" / "abc-111-dead", state / "workers" / "abc-222-alive"
+    for folder in (dead, alive):  # warm workers' control folders: one's process is gone
+        (folder / "slot" / "in").mkdir(parents=True)
+        (folder / "owner.lock").touch()
+        (folder / "slot" / "in" / "data.txt").write_text("rows\n")
+    owner = os.open(alive / "owner.lock", os.O_RDWR)
+    fcntl.flock(owner, fcntl.LOCK_EX)
 
-    report = GcService(session.workspace, session.store).collect(keep=1, grace_s=0)
+    try:
+        report = GcService(session.workspace, session.store).collect(keep=1, grace_s=0)
+    finally:
+        os.close(owner)
+    assert "workers/abc-111-dead (its process is gone)" in report.folders and not dead.exists()
+    assert alive.exists() and not any("alive" in f for f in report.folders)
     assert report.profiles == [f"{gone}-reference.json", f"{gone}-reference.npz"]
     assert sorted(p.name for p in profiles.iterdir()) == [f"{stays}-reference.json", f"{stays}-reference.npz"]
     assert gone in report.objects and stays not in report.objects

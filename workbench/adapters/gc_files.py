@@ -6,6 +6,7 @@ and deleting it. Only `stat`s: nothing is read or hashed.
     .workbench/objects/ab/cdef...           content-addressed copies (adapters/object_store.py)
     .workbench/drift/profiles/<sha256>-*    a drift reference's profile, by the reference's sha256
     .workbench/deploy/<project>/releases/   deploy releases (adapters/deploy.py)
+    .workbench/workers/<key>-<pid>-<token>/ a warm worker's control folder (adapters/worker_control.py)
 
 Sizes count each inode once (a snapshot's files are hard links to objects), and a file frees
 its bytes only when every one of its links goes: what gc reports is what the disk gets back.
@@ -13,6 +14,7 @@ its bytes only when every one of its links goes: what gc reports is what the dis
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from workbench.adapters.deploy import METADATA, RELEASES
+from workbench.adapters.worker_control import LOCK_NAME as WORKER_LOCK
 
 SHA_LEN = 64
 
@@ -116,12 +119,34 @@ class StateFiles:
                                        _audit_id(Path(e.path) / METADATA)))
         return out
 
+    def abandoned_workers(self) -> list[Path]:
+        """Warm workers' control folders whose owning process is gone (nobody holds their
+        `owner.lock`; see adapters/worker_control.py)."""
+        return [Path(e.path) for e in _entries(self.state_dir / "workers")
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False) and _abandoned(Path(e.path))]
+
+    @staticmethod
+    def remove_if_abandoned(path: Path) -> None:
+        """Delete a control folder while holding its owner lock, if no process holds it."""
+        try:
+            fd = os.open(path / WORKER_LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # its owner came back to life? no: a new process took the name; leave it
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
     def size(self) -> dict[str, int]:
         """Bytes of the state folder by part (each inode counted once, in the first part that
         has it: objects before snapshots), and `total`."""
         seen: set[tuple[int, int]] = set()
         parts: dict[str, int] = {}
-        order = ["objects", "snapshots", "runs", "deploy", "drift"]
+        order = ["objects", "snapshots", "runs", "deploy", "drift", "workers"]
         for name in order:
             parts[name] = _unique_size(self.state_dir / name, seen)
         parts["other"] = sum(_unique_size(Path(e.path), seen) for e in _entries(self.state_dir)
@@ -206,6 +231,20 @@ def _make_writable_dirs(path: Path) -> None:
                     os.chmod(full, 0o755)
             except OSError:
                 pass
+
+
+def _abandoned(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / WORKER_LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: not a folder of ours; leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # its owner is alive
+    finally:
+        os.close(fd)  # closing lets go of the probe's lock
+    return True
 
 
 def _audit_id(metadata: Path) -> int | None:

@@ -9,7 +9,8 @@ disk: the snapshots kept runs name, the objects those snapshots are made of (by 
 snapshot's files are hard links to them), every deploy release an alias points at or whose
 metadata names an audit row, the drift reference profiles of kept objects. Everything else
 goes: lineage rows of deleted runs (one transaction, all tables), their output folders,
-unreferenced snapshots, objects and their drift profiles, and releases of unfinished promotions.
+unreferenced snapshots, objects and their drift profiles, releases of unfinished promotions,
+and the warm-worker control folders of processes that are gone.
 Audit rows are never deleted or rewritten; deleted runs stay in MLflow.
 
 Concurrency: a lock, not a grace period alone. Runs hold the workspace's gc lock shared from
@@ -89,7 +90,7 @@ class _Sweep:
         self.paths.append((kind, path))
         self.weight.add_tree(path)
         if name is not None:
-            self.names[kind].append(name)
+            self.names["folders" if kind == "workers" else kind].append(name)
 
 
 def mirror_on(state_dir: Path) -> bool:
@@ -212,6 +213,8 @@ class GcService:
                 continue
             if files.mtime(release.path) < cutoff:
                 sweep.add("releases", f"{release.project}/{release.path.name}", release.path)
+        for folder in files.abandoned_workers():
+            sweep.add("workers", f"workers/{folder.name} (its process is gone)", folder)
         return sweep
 
     def _audit_ids(self) -> set[int]:
@@ -229,6 +232,8 @@ class GcService:
                     if not any(Path(os.path.realpath(link)) == path for link in path.parent.parent.iterdir()
                                if link.is_symlink()):
                         self.files.remove(path)
+            elif kind == "workers":
+                self.files.remove_if_abandoned(path)
             else:
                 self.files.remove(path)
 
