@@ -20,11 +20,14 @@ import pytest
 
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
+from workbench.adapters.duckdb_gc import AnchorBehind
+from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.adapters.gc_files import StateFiles
 from workbench.adapters.gc_lock import gc_lock
 from workbench.core.gc_plan import GcFacts, RunFact, VersionFact, plan_runs
 from workbench.services.gc import GcService
 from workbench.services.session import WorkbenchSession
+from workbench.services.workspace import Workspace
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +186,21 @@ def test_bad_inputs_are_clear_errors(history):
         busy = ok(wb(ws, "gc", "--keep", "1", "--wait", "0.5"), 3).stderr
     assert "runs are in progress on this workspace" in busy and "waited 0.5 s" in busy, busy
     assert {r["id"] for r in json.loads(ok(wb(ws, "runs", "--json")).stdout)} == {1, 2, 3, 4, 5, 6}
+    # An anchor a crash left behind (the promotion committed, its anchor write lost): opening
+    # the workspace repairs it (it verifies with the key), and gc, which re-anchors when it
+    # deletes a version, leaves a chain that verifies.
+    anchor = ws / ".workbench" / "audit" / "anchor.json"
+    behind = anchor.read_bytes()
+    ok(wb(ws, "promote", P, "5", "--to", "staging", "--yes"))
+    anchor.write_bytes(behind)
+    # Without that repair (the store opened bare, as a process mid-promotion would leave it),
+    # gc does not guess: it deletes nothing and says what to do.
+    bare = GcService(Workspace(ws), DuckDBLineageStore(ws / ".workbench" / "lineage.duckdb"))
+    with pytest.raises(AnchorBehind, match="nothing was deleted"):
+        bare.collect(keep=1, grace_s=0)
+    repaired = ok(wb(ws, "gc", "--keep", "1", "--grace", "0"))
+    assert "re-verified and repaired" in repaired.stderr and "tiny version 4" in repaired.stdout, repaired.stderr
+    assert ok(wb(ws, "history", P, "--verify")).stdout.startswith("✓ audit trail intact")
     manifest = ws / P / "workbench.toml"
     manifest.write_text(manifest.read_text() + "\n[gc]\nkeep_runs = -3\n")
     bad = ok(wb(ws, "gc", P), 3).stderr

@@ -61,8 +61,10 @@ class DuckDBGcStore:
                     key, head = audit_key(con, self.audit)
                     anchored, problem = self.audit.read_anchor(key)
                     if anchored != head:
-                        raise AnchorBehind(problem or "the audit anchor is behind the lineage store: a promotion "
-                                                      "or registration is finishing; try again")
+                        raise AnchorBehind(problem or "the audit anchor does not match the lineage store (a "
+                                                      "promotion finishing, or one a crash cut short): run "
+                                                      "`workbench history PROJECT --verify`, which repairs the "
+                                                      "latter, then gc again; nothing was deleted")
                 delete_runs(con, plan)
                 if plan.deleted_versions:
                     # Before the commit: a crash after it leaves an anchor with fewer sealed

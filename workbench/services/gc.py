@@ -43,7 +43,7 @@ from workbench.core.gc_plan import DEFAULT_GRACE_S, DEFAULT_WAIT_S, GcFacts, Run
 from workbench.core.manifest import GcSpec
 from workbench.services.workspace import Workspace
 
-ANCHOR_RETRIES = 20
+ANCHOR_RETRIES = 10
 KEEP_ALL = 2**31 - 1
 
 
@@ -191,8 +191,10 @@ class GcService:
             if files.mtime(path) >= cutoff:
                 kept_snapshots.append(path)  # taken a moment ago: a run's or a drift check's
                 continue
-            sweep.add("folders" if snap.startswith(".") else "snapshots", f"snapshots/{snap}"
-                      if snap.startswith(".") else snap, path)
+            if snap.startswith("."):  # `.building-*`: a snapshot whose making was cut short
+                sweep.add("folders", f"snapshots/{snap}", path)
+            else:
+                sweep.add("snapshots", snap, path)
         linked = files.inodes_of(kept_snapshots)
         gone_objects = set()
         for sha, (path, st) in sorted(files.objects_by_sha().items()):
