@@ -318,7 +318,9 @@ def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path
             main = app.main_screen
             await wait_for(pilot, lambda: main.table.loaded and main.table.total == 3, what="the app")
             main.table.focus()
-            await pilot.press("down", "down")  # run 1, soon the only old run left, shown in detail
+            await pilot.press("down")  # run 2, which gc will delete, shown in the detail pane
+            await wait_for(pilot, lambda: main.table.current is not None and main.table.current.id == 2,
+                           what="run 2 selected")
             watch = _process(ws, "watch", P, "--runner", "local", "-q")
             try:
                 await asyncio.sleep(3)  # the watcher is up
@@ -338,6 +340,8 @@ def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path
                 await wait_for(pilot, lambda: main.table.total == 2, timeout=5, what="the TUI without runs 2, 3")
                 await wait_for(pilot, lambda: {main.table.row(i).id for i in range(2) if main.table.row(i)} == {1, 4},
                                timeout=5, what="runs 4 and 1 listed")
+                await wait_for(pilot, lambda: main.detail.run_id in (1, 4), timeout=5,
+                               what="the detail pane on a run that still exists")
                 await pilot.press("up", "down", "down")
                 await pilot.pause(0.5)
             finally:
