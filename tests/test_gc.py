@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -55,39 +56,56 @@ def listing(ws: Path) -> set[str]:
     return {str(p.relative_to(state)) for part in PARTS for p in (state / part).rglob("*")}
 
 
+ENV = {"WORKBENCH_USER": "ana", "WORKBENCH_MLFLOW_SYNC": "off"}
+"""Synced by `mirror sync` when a test wants it, not by background processes racing it."""
+
+
+@pytest.fixture(scope="module")
+def history_template(tmp_path_factory) -> Path:
+    """Six runs of `tiny`: versions 1-5, staging and production moved and rolled back, and the
+    newest run reusing prep from run 1 and fit from run 3 (a reused stage keeps the original
+    run's output folder); everything sent to MLflow. Built once; each test gets a copy."""
+    root = tmp_path_factory.mktemp("history")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in ENV.items():
+            mp.setenv(name, value)
+        mp.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{root / 'mlflow.db'}")
+        ws = root / "ws"
+        write_project(ws)
+        (ws / P / "workbench.toml").write_text((ws / P / "workbench.toml").read_text() +
+                                               "\n[promotion]\ntolerance = 10\n")
+        session = WorkbenchSession(ws, runner="local")
+        for value in (1.5, 1.6, 1.7, 1.8, 1.9):
+            scale(ws, value)
+            record = session.run(P)
+            assert str(record.status) == "succeeded", record.reason
+        registry = session.registry
+        for version, alias in ((1, "staging"), (1, "production"), (2, "staging"), (2, "production")):
+            assert registry.promote(P, version, alias, reason="test").allowed
+        assert registry.rollback(P, reason="back").allowed  # production: 1 again; staging: 2
+        scale(ws, 1.7)  # the params of run 3: fit is reused from it
+        reused = session.run(P)
+        assert {s.stage: s.reused_from_run for s in reused.stages} == {"prep": 1, "fit": 3}, reused.stages
+        # What the MLflow outbox still has to send is kept until it is sent.
+        pending = json.loads(ok(wb(ws, "gc", "--keep", "1", "--dry-run", "--json")).stdout)
+        assert pending["runs"] == {} and "waiting for the MLflow mirror" in pending["kept_runs"]["4"]
+        ok(wb(ws, "mirror", "sync"))
+    return root
+
+
 @pytest.fixture
-def history(tmp_path: Path, monkeypatch) -> Path:
-    """Seven runs of `tiny`: versions 1-5, staging and production moved and rolled back, and
-    the newest run reusing prep from run 1 and fit from run 3 (a reused stage keeps the original
-    run's output folder)."""
+def history(history_template: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the template workspace (`cp -a` keeps the snapshots' hard links to objects,
+    and the workspace's paths are relative: a copy works) and of its MLflow store."""
+    subprocess.run(["cp", "-a", str(history_template / "ws"), str(tmp_path / "ws")], check=True)
+    shutil.copy(history_template / "mlflow.db", tmp_path / "mlflow.db")
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("WORKBENCH_USER", "ana")
-    monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")  # synced once below, not by racing background processes
-    ws = tmp_path / "ws"
-    write_project(ws)
-    (ws / P / "workbench.toml").write_text((ws / P / "workbench.toml").read_text() +
-                                           "\n[promotion]\ntolerance = 10\n")
-    session = WorkbenchSession(ws, runner="local")
-    runs = {}
-    for n, value in enumerate((1.5, 1.6, 1.7, 1.8, 1.9), start=1):
-        scale(ws, value)
-        runs[n] = session.run(P)
-        assert str(runs[n].status) == "succeeded", runs[n].reason
-    registry = session.registry
-    for version, alias in ((1, "staging"), (1, "production"), (2, "staging"), (2, "production")):
-        assert registry.promote(P, version, alias, reason="test").allowed
-    assert registry.rollback(P, reason="back").allowed  # production: 1 again; staging: 2
-    scale(ws, 1.7)  # the params of run 3: fit is reused from it
-    (ws / P / "data.txt").write_text("a\nb\nc\n")  # unchanged: prep reused from run 1
-    reused = session.run(P)
-    assert {s.stage: s.reused_from_run for s in reused.stages} == {"prep": 1, "fit": 3}, reused.stages
-    # What the MLflow outbox still has to send is kept until it is sent.
-    pending = json.loads(ok(wb(ws, "gc", "--keep", "1", "--dry-run", "--json")).stdout)
-    assert pending["runs"] == {} and "waiting for the MLflow mirror" in pending["kept_runs"]["4"]
-    ok(wb(ws, "mirror", "sync"))
-    return ws
+    return tmp_path / "ws"
 
 
+@pytest.mark.slow
 def test_gc_keeps_what_pointers_the_audit_and_kept_runs_need(history):
     ws = history
     before_runs = {r["id"] for r in json.loads(ok(wb(ws, "runs", "--json", "--limit", "0")).stdout)}
@@ -161,6 +179,7 @@ def test_keep_from_the_manifest_and_what_doctor_reports(history):
     assert "(1 of 6 runs" in doctor["size"]["detail"], doctor["size"]
 
 
+@pytest.mark.slow
 def test_with_the_mirror_off_its_queue_pins_nothing_and_is_closed_for_what_goes(history, monkeypatch):
     ws = history
     scale(ws, 3.0)
@@ -177,6 +196,7 @@ def test_with_the_mirror_off_its_queue_pins_nothing_and_is_closed_for_what_goes(
     assert json.loads(ok(wb(ws, "mirror", "status", "--json")).stdout)["pending"] == 0
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_clear_errors(history):
     ws = history
     assert "--keep must be zero or more" in ok(wb(ws, "gc", "--keep", "-1"), 3).stderr
@@ -360,6 +380,7 @@ def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path
     assert {r.id for r in session.runs(P, limit=10)} == {1, 4}
 
 
+@pytest.mark.slow
 def test_a_drift_retrain_its_batch_and_reference_survive_gc(tmp_path, monkeypatch):
     from tests.test_drift import batch, in_production, sales
     from tests.test_drift import write_project as write_shop
@@ -403,8 +424,6 @@ def test_a_drift_retrain_its_batch_and_reference_survive_gc(tmp_path, monkeypatc
 def test_gc_on_the_example_in_docker_then_reproduce_production(tmp_path, monkeypatch, docker_base_image):
     """The example project in real containers (warm worker; `reproduce` cold): three runs,
     version 1 in production, gc keeps it and the newest, and production still reproduces."""
-    import shutil
-
     monkeypatch.setenv("WORKBENCH_BASE_IMAGE", docker_base_image)
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
