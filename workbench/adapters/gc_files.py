@@ -143,14 +143,17 @@ class StateFiles:
 
     def size(self) -> dict[str, int]:
         """Bytes of the state folder by part (each inode counted once, in the first part that
-        has it: objects before snapshots), and `total`."""
+        has it: objects before snapshots), the lineage store's file, the rest (`other`: the
+        MLflow store, caches), and `total`."""
         seen: set[tuple[int, int]] = set()
         parts: dict[str, int] = {}
         order = ["objects", "snapshots", "runs", "deploy", "drift", "workers"]
         for name in order:
             parts[name] = _unique_size(self.state_dir / name, seen)
+        parts["lineage"] = sum(_unique_size(Path(e.path), seen) for e in _entries(self.state_dir)
+                               if e.name.startswith("lineage.duckdb"))
         parts["other"] = sum(_unique_size(Path(e.path), seen) for e in _entries(self.state_dir)
-                             if e.name not in order)
+                             if e.name not in order and not e.name.startswith("lineage.duckdb"))
         parts["total"] = sum(parts.values())
         return parts
 

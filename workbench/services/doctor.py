@@ -78,7 +78,7 @@ def _size_check(workspace: Workspace, store) -> Check:
         sizes, report = GcService(workspace, store).reclaimable()
     except WorkbenchError as exc:
         return Check("size", "warn", f"what `workbench gc` would free is unknown: {exc}")
-    parts = ", ".join(f"{name} {human_bytes(sizes[name])}" for name in ("objects", "snapshots", "runs")
+    parts = ", ".join(f"{name} {human_bytes(sizes[name])}" for name in ("objects", "snapshots", "runs", "lineage", "other")
                       if sizes[name])
     detail = (f"{workspace.state_dir.name}/ holds {human_bytes(sizes['total'])}" + (f" ({parts})" if parts else "") +
               f"; `workbench gc` would free {human_bytes(report.bytes)} ({report.run_count} of "
