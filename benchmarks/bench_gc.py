@@ -89,7 +89,8 @@ def main() -> None:
 
     start = time.perf_counter()
     sizes, _ = service.reclaimable()
-    print(f"doctor's size and reclaimable: {time.perf_counter() - start:.2f} s (state folder {human_bytes(sizes['total'])})")
+    print(f"doctor's size and reclaimable: {time.perf_counter() - start:.2f} s "
+          f"(state folder {human_bytes(sizes['total'])})")
 
     start = time.perf_counter()
     dry = service.collect(keep=args.keep, dry_run=True, grace_s=0)

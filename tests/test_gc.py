@@ -14,13 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.test_cli import wb
 from tests.test_pipeline_local import write_project
+from tests.test_tui import private_config  # noqa: F401 (autouse fixture: no developer config)
 from workbench.adapters.duckdb_gc import AnchorBehind
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.adapters.gc_files import StateFiles
@@ -188,7 +188,8 @@ def test_with_the_mirror_off_its_queue_pins_nothing_and_is_closed_for_what_goes(
     ok(wb(ws, "run", P, "--runner", "local", "-q"))  # run 8
     pinned = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--dry-run", "--json")).stdout)
     assert pinned["runs"] == {P: [3, 4, 5, 6]}, pinned
-    off = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json", env={"WORKBENCH_MLFLOW_URI": "off"})).stdout)
+    off = json.loads(ok(wb(ws, "gc", "--keep", "1", "--grace", "0", "--json",
+                           env={"WORKBENCH_MLFLOW_URI": "off"})).stdout)
     assert off["runs"] == {P: [3, 4, 5, 6, 7]}, off
     status = json.loads(ok(wb(ws, "mirror", "status", "--json")).stdout)
     assert status["pending"] == 2, status  # run 8's log_run and register_version, nothing of run 7
@@ -319,9 +320,8 @@ def _process(ws: Path, *args: str) -> subprocess.Popen:
 def test_gc_waits_for_a_watch_run_in_progress_and_an_open_tui_refreshes(tmp_path, monkeypatch):
     import asyncio
 
-    from tests.test_tui import make_app, private_config, wait_for  # noqa: F401
+    from tests.test_tui import make_app, wait_for
 
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ws = tmp_path / "ws"
