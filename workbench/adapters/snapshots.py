@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.adapters.disk_writes import disk_error
+from workbench.adapters.gc_lock import gc_lock
 from workbench.adapters.object_store import FileVanished, ObjectStore
 from workbench.adapters.output_files import read_tree
 from workbench.adapters.project_survey import (
@@ -52,6 +53,13 @@ class SnapshotStore:
         instead (a drift retrain's training data): the project itself is never written.
         `external`: the manifest's `[project] external_links`, the only symlinks that may lead
         outside the project; any other such link is a ProjectLinkError naming it."""
+        # Shared with other snapshots and runs, exclusive to `workbench gc`: an object or a
+        # snapshot folder found here is not deleted while it is linked or reused.
+        with gc_lock(self.state_dir, exclusive=False):
+            return self._take(project_dir, ignores, overrides, external)
+
+    def _take(self, project_dir: Path, ignores: tuple[str, ...], overrides: dict[str, Path] | None,
+              external: tuple[str, ...]) -> Snapshot:
         scan = survey_project(project_dir, ignores, external, forbidden=(self.state_dir,))
         if scan.refused:
             raise ProjectLinkError(refusal_message(project_dir, scan.refused))
@@ -75,6 +83,8 @@ class SnapshotStore:
         path = self.snapshots / snap_id
         if not path.exists():
             self._materialize(path, files)
+        else:
+            _touch(path)  # used now: `workbench gc --grace` keeps what was used a moment ago
         return Snapshot(snap_id, path, files, (dangling_message(scan.dangling),) if scan.dangling else ())
 
     def open(self, snapshot_id: str) -> Snapshot:
@@ -109,3 +119,10 @@ class SnapshotStore:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 return
             raise disk_error(exc, path) from None
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # not ours to stamp (a copied workspace): the run still holds the gc lock

@@ -229,6 +229,12 @@ def cmd_card(args: argparse.Namespace, printer: Printer, workspace: Path) -> int
     return card(args, printer, workspace)
 
 
+def cmd_gc(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.gc_command import cmd_gc as gc
+
+    return gc(args, printer, workspace)
+
+
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.watch_command import cmd_watch as watch
 

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_card(sub)
 
+    from workbench.cli.gc_command import add_parser as add_gc
+
+    add_gc(sub)
+
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
     reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")

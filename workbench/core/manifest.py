@@ -139,6 +139,16 @@ class EvaluationSpec:
 
 
 @dataclass(frozen=True)
+class GcSpec:
+    """What `workbench gc` keeps of the project's history (`[gc]`); see docs/gc.md."""
+
+    keep_runs: int = 50
+    """The newest runs of the project kept (0 to 1,000,000); older runs are deleted by
+    `workbench gc` unless something still needs them: a version in staging, production or the
+    audit trail, a kept run that reused their outputs, a drift batch's record. `--keep` overrides."""
+
+
+@dataclass(frozen=True)
 class WatchSpec:
     enabled: bool = True
     """Whether `workbench watch` and the TUI watch this project by default."""
@@ -262,6 +272,7 @@ class Manifest:
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    gc: GcSpec = field(default_factory=GcSpec)
     external_links: tuple[str, ...] = ()
     """`[project] external_links`: project symlinks (paths relative to the project, e.g.
     `data/big.parquet` or a folder `data/lake`) that may lead outside the project, to data kept
@@ -328,12 +339,15 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     promotion = _parse_promotion(root.table_of("promotion"))
     drift = _parse_drift(root.table_of("drift"))
     evaluation = _parse_evaluation(root.table_of("evaluation"))
+    gc_table = root.table_of("gc")
+    gc = GcSpec(keep_runs=gc_table.integer("keep_runs", GcSpec.keep_runs, 0, 1_000_000))
+    gc_table.reject_unknown()
     root.reject_unknown()
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
-        evaluation=evaluation,
+        evaluation=evaluation, gc=gc,
         drift=drift, external_links=external_links, params_file=params_file, source=source,
     )
 

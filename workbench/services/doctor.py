@@ -63,7 +63,28 @@ def _workspace_checks(root: Path) -> list[Check]:
         checks.append(Check("lineage", "ok", f"{workspace.lineage_path} ({store.count_runs()} runs)"))
     except WorkbenchError as exc:
         checks.append(Check("lineage", "fail", str(exc)))
+        return checks
+    checks.append(_size_check(workspace, store))
     return checks
+
+
+def _size_check(workspace: Workspace, store) -> Check:
+    """The state folder's size and what `workbench gc` would free: stats and the lineage
+    store's facts only, nothing is read or hashed."""
+    from workbench.core.gc_plan import human_bytes
+    from workbench.services.gc import GcService
+
+    try:
+        sizes, report = GcService(workspace, store).reclaimable()
+    except WorkbenchError as exc:
+        return Check("size", "warn", f"what `workbench gc` would free is unknown: {exc}")
+    parts = ", ".join(f"{name} {human_bytes(sizes[name])}" for name in ("objects", "snapshots", "runs", "lineage", "other")
+                      if sizes[name])
+    detail = (f"{workspace.state_dir.name}/ holds {human_bytes(sizes['total'])}" + (f" ({parts})" if parts else "") +
+              f"; `workbench gc` would free {human_bytes(report.bytes)} ({report.run_count} of "
+              f"{report.run_count + len(report.kept)} runs, {len(report.snapshots)} snapshots, "
+              f"{len(report.objects)} objects)")
+    return Check("size", "ok", detail)
 
 
 def _docker_checks(root: Path) -> list[Check]:

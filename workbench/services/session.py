@@ -122,13 +122,22 @@ class WorkbenchSession:
 
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
-        record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
-        registration = self._after_run(record, ref)
+        with self._in_use():
+            record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
+            registration = self._after_run(record, ref)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so
             # `last_registration` belongs to whichever finished last.
             on_event(ModelRegistered(record.project, record.id, registration[0].version, str(record.trigger)))
         return record
+
+    def _in_use(self):
+        """The workspace's gc lock, shared: from a run's snapshot until it is recorded and
+        registered, `workbench gc` deletes nothing (workbench.services.gc)."""
+        from workbench.adapters.gc_lock import gc_lock
+
+        return gc_lock(self.workspace.ensure_state_dir(), exclusive=False,
+                       on_wait=lambda: self.notice("waiting for workbench gc to finish"))
 
     @property
     def registry(self) -> RegistryService:
@@ -182,9 +191,10 @@ class WorkbenchSession:
 
             runner = DockerRunner(client=runner.client, mode="cold", state_dir=self.workspace.state_dir)
         pipeline = PipelineService(self.workspace, self.store, runner)
-        record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=cancel,
-                              on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
-        self._after_run(record, ref)  # mirrored to MLflow like any run; it registers no version
+        with self._in_use():
+            record = pipeline.run(ref, original.stage_filter or None, Trigger.REPRODUCE, cancel=cancel,
+                                  on_event=on_event, reuse=False, snapshot_id=original.snapshot_id)
+            self._after_run(record, ref)  # mirrored to MLflow like any run; it registers no version
         return record, compare_records(original, record)
 
     def runs(self, project: str | None = None, limit: int = 50, offset: int = 0,
