@@ -6,7 +6,8 @@ columns in as numpy arrays. The reference is compared through its profile
 (workbench.core.drift_profile: what the statistics need of it, computed once per reference
 content) and the batch through BatchColumns (each with only what its reference column needs);
 `compare` makes both from in-memory columns, the drift service from DuckDB queries. The
-report's types are workbench.core.drift_report's; whether a report warrants a retrain is workbench.core.drift_retrain's.
+report's types are workbench.core.drift_report's; whether a report warrants a retrain is
+workbench.core.drift_retrain's.
 
 Per column (the target is reported but not counted in the batch's share):
 
