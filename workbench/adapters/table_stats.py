@@ -27,6 +27,7 @@ from workbench.core.errors import WorkbenchError
 GROUP_BYTES = 96 << 20
 """About this many bytes of float64 values are fetched at once (columns per group = this / rows)."""
 MAX_GROUP = 128
+PRESENCE_GROUP = 100
 _names = itertools.count()
 
 
@@ -89,15 +90,18 @@ class TableStats:
     # -- queries ---------------------------------------------------------------------------
 
     def presence(self) -> dict[str, Presence]:
-        """Each column's present and finite-number counts, in one scan."""
-        if not self.columns:
-            return {}
-        parts = []
-        for name, _type in self.columns:
-            q = _quote(name)
-            parts.append(f"count({q}), count(*) FILTER (WHERE isfinite(TRY_CAST({q} AS DOUBLE)))")
-        row = self._query(f"SELECT {', '.join(parts)} FROM {self.source}").fetchone()
-        return {name: Presence(int(row[2 * i]), int(row[2 * i + 1])) for i, (name, _t) in enumerate(self.columns)}
+        """Each column's present and finite-number counts, PRESENCE_GROUP columns per scan
+        (count(CASE ...), not count(*) FILTER: DuckDB took 19 s for 1,000 FILTERs on 20,000 rows)."""
+        found = {}
+        for start in range(0, len(self.columns), PRESENCE_GROUP):
+            group = [name for name, _type in self.columns[start:start + PRESENCE_GROUP]]
+            parts = []
+            for name in group:
+                q = _quote(name)
+                parts.append(f"count({q}), count(CASE WHEN isfinite(TRY_CAST({q} AS DOUBLE)) THEN 1 END)")
+            row = self._query(f"SELECT {', '.join(parts)} FROM {self.source}").fetchone()
+            found.update({name: Presence(int(row[2 * i]), int(row[2 * i + 1])) for i, name in enumerate(group)})
+        return found
 
     def groups(self, names: list[str]) -> list[list[str]]:
         """`names` in groups small enough to fetch as float64 at once (GROUP_BYTES)."""

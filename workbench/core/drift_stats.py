@@ -55,7 +55,9 @@ def wasserstein_sorted(reference: np.ndarray, current: np.ndarray) -> float:
     is_ref[at + np.arange(len(reference))] = True
     ref_le = np.cumsum(is_ref)[:-1]
     cur_le = np.arange(1, len(merged)) - ref_le
-    return float(np.abs(ref_le / len(reference) - cur_le / len(current)) @ np.diff(merged))
+    # A sum of products, not np.dot or @: BLAS's threads took 5-20 ms for one 24,000-long dot
+    # product on this busy 2-core machine (a sum takes 0.05 ms), a second per 100 columns.
+    return float(np.sum(np.abs(ref_le / len(reference) - cur_le / len(current)) * np.diff(merged)))
 
 
 def chi2_test(reference_counts: Sequence[float], current_counts: Sequence[float]) -> tuple[float, float]:
