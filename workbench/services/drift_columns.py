@@ -60,35 +60,32 @@ def check_table(table: TableStats, profile: ReferenceProfile, spec: DriftSpec, *
                 batch_name: str, reference_name: str, on_progress: Progress = no_progress) -> DriftReport:
     """An open batch table against the reference's profile (workbench.core.drift.compare's report)."""
     names = [name for name, _type in table.columns]
-    presence = table.presence()
+    present = table.present()
     plan = planned(profile, names, spec, target) if table.rows else []
     roles = {ref.name: role for ref, role in plan}
     total, done = len(plan), 0
     checks = {}
-
-    def batch_column(name: str, **what) -> BatchColumn:
-        seen = presence[name]
-        return BatchColumn(name, table.rows, seen.present, seen.present - seen.finite, **what)
-
     on_progress(0, total, CHECKING)
     for group in table.groups([ref.name for ref, _role in plan if ref.needs == VALUES]):
         values = table.numbers(group)
         for name in group:
-            seen = presence[name]
-            examples = table.non_numbers(name, EXAMPLES) if seen.present > seen.finite else ()
-            checks[name] = check_column(profile.columns[name], batch_column(name, examples=examples,
-                                                                            values=values.pop(name)),
-                                        spec, roles[name])
+            numbers = values.pop(name)
+            # Only a numeric reference column asks for values, and only there do non-numbers matter.
+            non_numbers = present[name] - len(numbers)
+            examples = table.non_numbers(name, EXAMPLES) if non_numbers else ()
+            column = BatchColumn(name, table.rows, present[name], non_numbers, examples, numbers)
+            checks[name] = check_column(profile.columns[name], column, spec, roles[name])
             done += 1
             on_progress(done, total, CHECKING)
     for ref, role in plan:
         if ref.needs == VALUES:
             continue
-        wanted = ref.needs == CATEGORIES and presence[ref.name].present > 0
-        checks[ref.name] = check_column(ref, batch_column(ref.name, categories=table.categories(ref.name)
-                                                          if wanted else None), spec, role)
+        wanted = ref.needs == CATEGORIES and present[ref.name] > 0
+        column = BatchColumn(ref.name, table.rows, present[ref.name],
+                             categories=table.categories(ref.name) if wanted else None)
+        checks[ref.name] = check_column(ref, column, spec, role)
         done += 1
         on_progress(done, total, CHECKING)
-    has_labels = bool(target) and target in presence and presence[target].present > 0
+    has_labels = bool(target) and present.get(target, 0) > 0
     return report_from_checks(profile, checks, names, table.rows, spec, target=target, has_labels=has_labels,
                               batch_name=batch_name, reference_name=reference_name)
