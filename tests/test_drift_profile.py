@@ -401,3 +401,45 @@ def test_a_damaged_profile_file_is_rebuilt_not_trusted(ws, damage):
     second = service.check_batch("shop", same_rows(ws, "b.csv", 3))
     assert service.profiles_built == 1 and columns_of(second) == columns_of(first)
     assert ProfileStore(ws / ".workbench").load(path.name[:64], path.name[65:-4]) is not None  # rewritten whole
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+class Terminal:
+    """stderr as a terminal sees it: what was written, and isatty."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_cli_shows_columns_done_on_a_terminal_and_nothing_when_piped(ws, monkeypatch, capsys, tty):
+    from tests.test_drift import batch, sales
+    from workbench.cli import progress_line
+    from workbench.cli.main import main
+
+    batch(ws, "clean.csv", sales(400, seed=7))
+    monkeypatch.setattr(progress_line, "DELAY_S", 0.0)  # the check is quicker than half a second
+    monkeypatch.setattr(progress_line, "REDRAW_S", 0.0)
+    stderr = Terminal(tty)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    code = main(["-w", str(ws), "drift", "shop", "clean.csv", "--runner", "local", "--no-retrain"])
+    out = capsys.readouterr().out
+    assert code == 0 and "no drift" in out
+    if tty:
+        assert "\r\x1b[Kchecking clean.csv: profiling reference 1/3 columns" in stderr.text
+        assert "\r\x1b[Kchecking clean.csv: checking batch 2/3 columns" in stderr.text
+        assert stderr.text.endswith("\r\x1b[K")  # erased before the result
+    else:
+        assert stderr.text == ""
+    assert "columns\r" not in out and "\x1b[K" not in out  # stdout untouched either way
