@@ -443,3 +443,13 @@ def test_cli_shows_columns_done_on_a_terminal_and_nothing_when_piped(ws, monkeyp
     else:
         assert stderr.text == ""
     assert "columns\r" not in out and "\x1b[K" not in out  # stdout untouched either way
+
+
+def test_a_distance_within_its_bound_of_the_threshold_says_so():
+    reference = {"x": column_from_values("x", list(np.random.default_rng(1).lognormal(0, 1, 30_000)))}
+    batch = {"x": column_from_values("x", list(np.random.default_rng(2).lognormal(0.5, 1, 2_000)))}
+    column = compare(reference, batch, 2_000, SPEC).columns[0]
+    assert "kept as" not in column.detail
+    at_threshold = replace(SPEC, wasserstein=column.statistic)
+    column = compare(reference, batch, 2_000, at_threshold).columns[0]
+    assert "of the exact distance: the reference is kept as 4,096 quantiles" in column.detail, column.detail

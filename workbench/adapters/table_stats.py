@@ -24,7 +24,7 @@ from workbench.adapters.batch_files import _cursor, _quote, _reader, is_parquet
 from workbench.adapters.data_profile import rejected_rows
 from workbench.core.errors import WorkbenchError
 
-GROUP_BYTES = 96 << 20
+GROUP_BYTES = 48 << 20
 """About this many bytes of float64 values are fetched at once (columns per group = this / rows)."""
 MAX_GROUP = 128
 PRESENCE_GROUP = 100
@@ -104,13 +104,14 @@ class TableStats:
         return found
 
     def present(self) -> dict[str, int]:
-        """Each column's count of values that are not missing, in one scan (plain counts cost
-        DuckDB next to nothing: 1,000 columns of 100,000 rows in 0.05 s)."""
-        if not self.columns:
-            return {}
-        parts = ", ".join(f"count({_quote(name)})" for name, _type in self.columns)
-        row = self._query(f"SELECT {parts} FROM {self.source}").fetchone()
-        return {name: int(n) for (name, _type), n in zip(self.columns, row)}
+        """Each column's count of values that are not missing, PRESENCE_GROUP columns per scan
+        (plain counts cost DuckDB next to nothing; one scan of 1,000 columns held 300 MB)."""
+        found = {}
+        for start in range(0, len(self.columns), PRESENCE_GROUP):
+            group = [name for name, _type in self.columns[start:start + PRESENCE_GROUP]]
+            row = self._query(f"SELECT {', '.join(f'count({_quote(n)})' for n in group)} FROM {self.source}").fetchone()
+            found.update({name: int(n) for name, n in zip(group, row)})
+        return found
 
     def groups(self, names: list[str]) -> list[list[str]]:
         """`names` in groups small enough to fetch as float64 at once (GROUP_BYTES)."""
