@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from workbench.adapters.batch_files import _cursor, _quote, _reader, is_parquet
+from workbench.adapters.batch_files import duckdb_cursor, is_parquet, quote_name, table_reader
 from workbench.adapters.data_profile import rejected_rows
 from workbench.core.errors import WorkbenchError
 
@@ -57,13 +57,13 @@ class TableStats:
     def __enter__(self) -> "TableStats":
         if not self.parquet and self.path.stat().st_size == 0:
             return self  # no header, no rows: as read_table
-        self._con = _cursor()
+        self._con = duckdb_cursor()
         try:
             if self.parquet:
-                self.source = _reader(self.path, True)
+                self.source = table_reader(self.path, True)
             else:
                 self._temp = f"wb_stats_{next(_names)}"
-                self._con.execute(f"CREATE TEMP TABLE {self._temp} AS SELECT * FROM {_reader(self.path, False)}")
+                self._con.execute(f"CREATE TEMP TABLE {self._temp} AS SELECT * FROM {table_reader(self.path, False)}")
                 self.rejected = tuple(rejected_rows(self._con))
                 self.source = self._temp
             described = self._con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()
@@ -97,7 +97,7 @@ class TableStats:
             group = [name for name, _type in self.columns[start:start + PRESENCE_GROUP]]
             parts = []
             for name in group:
-                q = _quote(name)
+                q = quote_name(name)
                 parts.append(f"count({q}), count(CASE WHEN isfinite(TRY_CAST({q} AS DOUBLE)) THEN 1 END)")
             row = self._query(f"SELECT {', '.join(parts)} FROM {self.source}").fetchone()
             found.update({name: Presence(int(row[2 * i]), int(row[2 * i + 1])) for i, name in enumerate(group)})
@@ -109,7 +109,8 @@ class TableStats:
         found = {}
         for start in range(0, len(self.columns), PRESENCE_GROUP):
             group = [name for name, _type in self.columns[start:start + PRESENCE_GROUP]]
-            row = self._query(f"SELECT {', '.join(f'count({_quote(n)})' for n in group)} FROM {self.source}").fetchone()
+            counts = ", ".join(f"count({quote_name(n)})" for n in group)
+            row = self._query(f"SELECT {counts} FROM {self.source}").fetchone()
             found.update({name: int(n) for name, n in zip(group, row)})
         return found
 
@@ -122,7 +123,7 @@ class TableStats:
         """Each column's finite numbers, in row order (float64)."""
         if not names:
             return {}
-        casts = ", ".join(f"TRY_CAST({_quote(n)} AS DOUBLE) AS n{i}" for i, n in enumerate(names))
+        casts = ", ".join(f"TRY_CAST({quote_name(n)} AS DOUBLE) AS n{i}" for i, n in enumerate(names))
         data = self._query(f"SELECT {casts} FROM {self.source}").fetchnumpy()
         out = {}
         for i, name in enumerate(names):
@@ -137,7 +138,7 @@ class TableStats:
 
     def categories(self, name: str) -> dict[str, int]:
         """{value as text: count} of the column's present values."""
-        q = _quote(name)
+        q = quote_name(name)
         rows = self._query(f"SELECT CAST({q} AS VARCHAR), count(*) FROM {self.source} WHERE {q} IS NOT NULL "
                            f"GROUP BY 1").fetchall()
         return dict(rows)
@@ -146,13 +147,13 @@ class TableStats:
         """Distinct present values (as text) of each column."""
         if not names:
             return {}
-        parts = ", ".join(f"count(DISTINCT CAST({_quote(n)} AS VARCHAR))" for n in names)
+        parts = ", ".join(f"count(DISTINCT CAST({quote_name(n)} AS VARCHAR))" for n in names)
         row = self._query(f"SELECT {parts} FROM {self.source}").fetchone()
         return {name: int(n) for name, n in zip(names, row)}
 
     def non_numbers(self, name: str, limit: int) -> tuple[str, ...]:
         """The column's first `limit` present values that are not finite numbers, in row order."""
-        q = _quote(name)
+        q = quote_name(name)
         rows = self._query(f"SELECT CAST({q} AS VARCHAR) FROM {self.source} WHERE {q} IS NOT NULL AND "
                            f"NOT coalesce(isfinite(TRY_CAST({q} AS DOUBLE)), false) LIMIT {int(limit)}").fetchall()
         return tuple(r[0] for r in rows)

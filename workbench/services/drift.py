@@ -317,8 +317,9 @@ class DriftService:
             # batch would carry its broken rows along: it blocks a retrain.
             extra.append(Finding("malformed_rows", f"{rel}: {rejected_summary(list(rejected))}", blocking=True))
         if profile.rejected:
-            extra.append(Finding("reference_rows", f"the reference {reference.path}: "
-                                                   f"{rejected_summary(list(profile.rejected))}, left out of the comparison"))
+            left_out = rejected_summary(list(profile.rejected))
+            extra.append(Finding("reference_rows", f"the reference {reference.path}: {left_out}, left out of the "
+                                                   "comparison"))
         return _with_findings(report, tuple(extra), spec) if extra else report
 
     def _measure_decay(self, ref: ProjectRef, reference: Reference, report: DriftReport, file: Path, batch_id: int,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from textual.css.query import NoMatches
 
 from workbench.core.events import (
-    BatchChecked, BatchProgress, ChangeDetected, ManifestInvalid, ManifestReloaded, ModelRegistered, RetrainFinished, RunFinished,
-    RunStarted, RunSuperseded, WatchedElsewhere, WatchError, WatchStarted, WatchStopped,
+    BatchChecked, BatchProgress, ChangeDetected, ManifestInvalid, ManifestReloaded, ModelRegistered, RetrainFinished,
+    RunFinished, RunStarted, RunSuperseded, WatchedElsewhere, WatchError, WatchStarted, WatchStopped,
 )
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, ServiceEvent
