@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.core.drift_profile import ATOMS, FORMAT_VERSION, ColumnProfile, ReferenceProfile
+from workbench.core.drift_profile import ATOMS, FORMAT_VERSION, ReferenceColumn, ReferenceProfile
 
 log = logging.getLogger(__name__)
 ARRAYS = ("psi_edges", "psi_counts", "noise_grid", "noise_counts", "values", "atoms", "category_counts")
@@ -85,7 +85,7 @@ def _read(path: Path, sha256: str, key: str) -> ReferenceProfile:
         for i, facts in enumerate(meta["columns"]):
             arrays = {field: np.asarray(data[f"{i}.{field}"]) if f"{i}.{field}" in data else np.zeros(0)
                       for field in ARRAYS}
-            col = ColumnProfile(
+            col = ReferenceColumn(
                 name=str(facts["name"]), source_type=str(facts["source_type"]), present=int(facts["present"]),
                 numeric=bool(facts["numeric"]), low_cardinality=bool(facts["low_cardinality"]),
                 distinct=int(facts["distinct"]), mean=float(facts["mean"]), sd=float(facts["sd"]),
@@ -97,7 +97,7 @@ def _read(path: Path, sha256: str, key: str) -> ReferenceProfile:
                             tuple((int(line), str(what)) for line, what in meta["rejected"]))
 
 
-def _check(col: ColumnProfile) -> None:
+def _check(col: ReferenceColumn) -> None:
     """The shapes a comparison relies on: what a truncated or hand-edited file would break."""
     if len(col.categories) != len(col.category_counts):
         raise ValueError(f"{col.name}: categories and counts differ in length")

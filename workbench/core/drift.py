@@ -57,7 +57,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from workbench.core.drift_profile import (  # noqa: F401 (LOW_CARDINALITY, ID_LIKE_*: defined there, used here)
-    ATOMS, ID_LIKE_MIN, ID_LIKE_SHARE, LOW_CARDINALITY, NOTHING, BatchColumn, ColumnProfile, ReferenceProfile,
+    ATOMS, ID_LIKE_MIN, ID_LIKE_SHARE, LOW_CARDINALITY, NOTHING, BatchColumn, ReferenceColumn, ReferenceProfile,
     batch_from_column, exact_rows_for, needed, number_categories, profile_from_columns,
 )
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding
@@ -141,7 +141,7 @@ def compare_profile(profile: ReferenceProfile, batch: Mapping[str, BatchColumn],
 
 
 def planned(profile: ReferenceProfile, batch_names: Sequence[str], spec: DriftSpec,
-            target: str | None) -> list[tuple[ColumnProfile, str]]:
+            target: str | None) -> list[tuple[ReferenceColumn, str]]:
     """The reference columns a batch with these columns is checked on, in order, with their
     role (feature or target): not the ignored ones, nor those the batch lacks."""
     ignored, present = set(spec.ignore_columns), set(batch_names)
@@ -264,20 +264,20 @@ ColumnCheck = tuple[ColumnDrift, tuple[Finding, ...]]
 """A checked column and the findings it made."""
 
 
-def check_column(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, role: str) -> ColumnCheck:
+def check_column(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, role: str) -> ColumnCheck:
     """One reference column against the batch's (which has what ref.needs asked for)."""
     findings: list[Finding] = []
     return _compare_column(ref, cur, spec, role, findings), tuple(findings)
 
 
-def _flagged(name: str, ref: ColumnProfile, test: str, detail: str, role: str, batch_count: int = 0,
+def _flagged(name: str, ref: ReferenceColumn, test: str, detail: str, role: str, batch_count: int = 0,
              null_share: float = 1.0, drifted: bool = True) -> ColumnDrift:
     kind = NUMERIC if ref.numeric else CATEGORICAL
     return ColumnDrift(name, kind, test, None, None, None, None, drifted, 1.0 if drifted else 0.0, detail,
                        reference_count=ref.present, batch_count=batch_count, batch_null_share=null_share, role=role)
 
 
-def _compare_column(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, role: str,
+def _compare_column(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, role: str,
                     findings: list[Finding]) -> ColumnDrift:
     name = ref.name
     n_cur = cur.rows
@@ -310,7 +310,7 @@ def _compare_column(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, role:
     return _categorical(ref, cur, spec, small, role, null_share, findings)
 
 
-def _numeric(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
+def _numeric(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
              null_share: float) -> ColumnDrift:
     c = cur.values
     ordered = np.sort(c)
@@ -332,7 +332,7 @@ def _numeric(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, small: bool,
                     ref.present, len(c), null_share, role, mean_shift)
 
 
-def _categorical(ref: ColumnProfile, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
+def _categorical(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
                  null_share: float, findings: list[Finding]) -> ColumnDrift:
     # Low-cardinality numbers are named by their value (a type change was caught before).
     if ref.numeric:

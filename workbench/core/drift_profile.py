@@ -68,11 +68,11 @@ EXAMPLES = 50
 _EMPTY = np.zeros(0)
 
 VALUES, CATEGORIES, NOTHING = "values", "categories", "nothing"
-"""What a batch column must provide for its reference column (ColumnProfile.needs)."""
+"""What a batch column must provide for its reference column (ReferenceColumn.needs)."""
 
 
 @dataclass(frozen=True, eq=False)
-class ColumnProfile:
+class ReferenceColumn:
     """One reference column, as a drift check needs it (see the module docstring)."""
 
     name: str
@@ -138,7 +138,7 @@ class ReferenceProfile:
     """A reference table's profile: its columns in file order."""
 
     rows: int
-    columns: dict[str, ColumnProfile]
+    columns: dict[str, ReferenceColumn]
     psi_bins: int
     exact_rows: int
     rejected: tuple[tuple[int, str], ...] = ()
@@ -147,7 +147,7 @@ class ReferenceProfile:
 
 @dataclass(frozen=True, eq=False)
 class BatchColumn:
-    """One batch column, as much as its reference column needs (ColumnProfile.needs)."""
+    """One batch column, as much as its reference column needs (ReferenceColumn.needs)."""
 
     name: str
     rows: int
@@ -173,7 +173,7 @@ def exact_rows_for(small_reference_rows: int) -> int:
 
 # -- the reference ------------------------------------------------------------------------------
 
-def numeric_profile(name: str, source_type: str, values: np.ndarray, psi_bins: int, exact_rows: int) -> ColumnProfile:
+def numeric_profile(name: str, source_type: str, values: np.ndarray, psi_bins: int, exact_rows: int) -> ReferenceColumn:
     """A column whose every present value is a finite number: `values` are those, in row order
     (the mean and sd are summed in that order, as a comparison of the full column does)."""
     present = len(values)
@@ -181,7 +181,7 @@ def numeric_profile(name: str, source_type: str, values: np.ndarray, psi_bins: i
     distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
     if len(distinct) <= LOW_CARDINALITY and bool(np.all(distinct == np.round(distinct))):
         names, counts = number_categories(values)
-        return ColumnProfile(name, source_type, present, True, low_cardinality=True, categories=names,
+        return ReferenceColumn(name, source_type, present, True, low_cardinality=True, categories=names,
                              category_counts=counts)
     edges = psi_edges(ordered, psi_bins)
     grid, grid_counts = noise_grid(ordered)
@@ -190,20 +190,20 @@ def numeric_profile(name: str, source_type: str, values: np.ndarray, psi_bins: i
         kept = _EMPTY
         atoms = ordered[atom_ranks(present, ATOMS)]
         error = compression_error(ordered, atoms)
-    return ColumnProfile(name, source_type, present, True, mean=float(np.mean(values)), sd=float(np.std(values)),
+    return ReferenceColumn(name, source_type, present, True, mean=float(np.mean(values)), sd=float(np.std(values)),
                          psi_edges=edges, psi_counts=bin_counts(edges, ordered), noise_grid=grid,
                          noise_counts=grid_counts, values=kept, atoms=atoms, wasserstein_error=error,
                          value_range=float(ordered[-1] - ordered[0]))
 
 
 def text_profile(name: str, source_type: str, present: int, distinct: int,
-                 categories: Mapping[str, int] | None) -> ColumnProfile:
+                 categories: Mapping[str, int] | None) -> ReferenceColumn:
     """A column with a non-number among its values (or none at all); `categories` may be None
     when the column looks like an identifier (its values are not kept)."""
-    column = ColumnProfile(name, source_type, present, False, distinct=distinct)
+    column = ReferenceColumn(name, source_type, present, False, distinct=distinct)
     if column.id_like or not categories:
         return column
-    return ColumnProfile(name, source_type, present, False, distinct=distinct, categories=tuple(categories),
+    return ReferenceColumn(name, source_type, present, False, distinct=distinct, categories=tuple(categories),
                          category_counts=np.array(list(categories.values()), dtype=np.int64))
 
 
