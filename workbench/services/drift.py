@@ -108,6 +108,7 @@ class DriftService:
         self.store = DuckDBDriftStore(session.store)
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self.profiles_built = 0
+        self._hasher: StatHasher | None = None
         """Reference profiles this service computed (not loaded): the cache's tests count them."""
 
     # -- reading -------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ class DriftService:
             return Reference(data, file, sha, run_id, version,
                              f"{data} of run {run_id}, the latest successful run (no production model yet)")
         file = ref.path / data
-        return Reference(data, file, hash_file(file), None, None,
+        return Reference(data, file, self._current_sha(file), None, None,
                          f"{data} as it is now (no model yet: no run has recorded it)")
 
     # -- retraining ----------------------------------------------------------------------------
@@ -272,6 +273,14 @@ class DriftService:
                 return candidate
         raise WorkbenchError(f"the recorded {data} (sha256 {sha[:12]}) is no longer in the workspace's object store "
                              f"{objects}: nothing to compare with")
+
+    def _current_sha(self, file: Path) -> str:
+        """The sha256 of a project file as it is now, read once while its stat is unchanged (watch
+        mode checks batch after batch against it: a 600 MB file took half a second each time)."""
+        if self._hasher is None:
+            self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
+        sha = self._hasher.digest(file)
+        return sha if sha and not sha.startswith("unreadable") else hash_file(file)
 
     def profile(self, reference: Reference, spec, on_progress: Progress = no_progress) -> ReferenceProfile:
         """The reference's profile: from memory, else from the workspace's profile store, else
