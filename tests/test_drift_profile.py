@@ -452,3 +452,22 @@ def test_a_distance_within_its_bound_of_the_threshold_says_so():
     at_threshold = replace(SPEC, wasserstein=column.statistic)
     column = compare(reference, batch, 2_000, at_threshold).columns[0]
     assert "of the exact distance: the reference is kept as 4,096 quantiles" in column.detail, column.detail
+
+
+def test_a_quick_check_draws_no_progress_line_even_on_a_terminal(monkeypatch):
+    from workbench.cli import progress_line
+
+    clock = [100.0]
+    monkeypatch.setattr(progress_line.time, "monotonic", lambda: clock[0])
+    terminal = Terminal(True)
+    with progress_line.ProgressLine("checking b.csv", terminal) as progress:
+        progress(1, 50, "checking batch")
+        clock[0] += 0.4
+        progress(20, 50, "checking batch")
+    assert terminal.text == ""
+    with progress_line.ProgressLine("checking c.csv", terminal) as progress:
+        clock[0] += 0.6
+        progress(20, 50, "checking batch")
+        clock[0] += 0.01
+        progress(21, 50, "checking batch")  # within REDRAW_S: not drawn again
+    assert terminal.text == "\r\x1b[Kchecking c.csv: checking batch 20/50 columns\r\x1b[K"
