@@ -108,8 +108,8 @@ class DriftService:
         self.store = DuckDBDriftStore(session.store)
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self.profiles_built = 0
-        self._hasher: StatHasher | None = None
         """Reference profiles this service computed (not loaded): the cache's tests count them."""
+        self._hasher: StatHasher | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
