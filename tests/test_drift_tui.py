@@ -224,3 +224,40 @@ async def test_drift_screen_at_80x24_keeps_the_retrain_column_and_ends_a_long_ve
         await pilot.pause(0.1)
         title = static_text(pane.query_one("#drift-columns-title"), width=78).rstrip().splitlines()
         assert len(title) == 3 and title[-1].endswith("…"), title
+
+
+@asyncio_test
+async def test_a_watched_batch_s_check_shows_its_columns_done_until_it_is_checked(tmp_path, monkeypatch):
+    """Issue 13 item 1: a long check (a wide table) says how far it is, on the project's row and
+    in its open drift screen; the line goes when the batch is checked. Each column is made to
+    take 0.4 s here, as a 1,000-column table's do in total."""
+    import time
+
+    from workbench.services import drift_columns
+
+    write_project(tmp_path)
+    compare_column = drift_columns.check_column
+
+    def slow(*args, **kwargs):
+        time.sleep(0.4)
+        return compare_column(*args, **kwargs)
+
+    monkeypatch.setattr(drift_columns, "check_column", slow)
+    app = make_app(tmp_path, watch_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        main = await opened(pilot)
+        await wait_for(pilot, lambda: main.projects.rows["shop"].watching, what="watching")
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen), what="the drift screen")
+        pane = app.screen.pane
+        await wait_for(pilot, lambda: pane.view is not None, what="the drift checks")
+        assert pane.progress_line == ""
+        batch(tmp_path, "slow.csv", sales(300, seed=9))
+        line = await wait_for(pilot, lambda: pane.progress_line.endswith("/3 columns") and pane.progress_line,
+                              timeout=20, what="the check's progress in the drift screen")
+        assert line.startswith("checking data/incoming/slow.csv: ")
+        assert main.projects.rows["shop"].note.startswith("checking data/incoming/slow.csv: ")
+        await wait_for(pilot, lambda: any("slow.csv: no drift" in note for _, note, _ in app.notes), timeout=20,
+                       what="the batch's notification")
+        await wait_for(pilot, lambda: pane.progress_line == "" and main.projects.rows["shop"].note == "",
+                       what="the progress line gone")

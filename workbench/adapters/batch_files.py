@@ -4,6 +4,10 @@ and write the file a drift retrain trains on (the training data plus a batch, or
 DuckDB reads the files (in a private in-memory database, so a large file never holds the lineage
 store). A CSV is read as text, so that what a column holds is decided by its values, not by a
 type sniffed from a sample: a column is numbers when every value in it parses as one.
+
+read_table holds every column as text and numbers at once: for tests and small tables. Drift
+checks read large files through workbench.adapters.table_stats (the same reading, a group of
+columns at a time, statistics in DuckDB), which shares this module's DuckDB and readers.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ _lock = threading.Lock()
 _engine: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
 
-def _cursor() -> duckdb.DuckDBPyConnection:
+def duckdb_cursor() -> duckdb.DuckDBPyConnection:
     """A connection of this process's private in-memory DuckDB: a fresh `duckdb.connect` costs
     about 20 ms of catalog building per call, a cursor of a live instance nothing. Each cursor
     has its own temporary tables, so threads reading at once do not meet."""
@@ -61,11 +65,11 @@ def is_batch_file(name: str | Path) -> bool:
     return path.suffix.lower() in TABLE_SUFFIXES and not path.name.startswith(".")
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _reader(path: Path, parquet: bool) -> str:
+def table_reader(path: Path, parquet: bool) -> str:
     literal = "'" + str(path).replace("'", "''") + "'"
     if parquet:
         return f"read_parquet({literal})"
@@ -83,9 +87,9 @@ def read_table(path: Path, name: str | None = None) -> Table:
     label = name or str(path)
     if not parquet and path.stat().st_size == 0:
         return Table(0, {})
-    con = _cursor()
+    con = duckdb_cursor()
     try:
-        con.execute(f"CREATE TEMP TABLE t AS SELECT * FROM {_reader(path, parquet)}")
+        con.execute(f"CREATE TEMP TABLE t AS SELECT * FROM {table_reader(path, parquet)}")
         rejected = () if parquet else tuple(rejected_rows(con))
         described = con.execute("DESCRIBE t").fetchall()
         rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
@@ -93,7 +97,7 @@ def read_table(path: Path, name: str | None = None) -> Table:
             raise WorkbenchError(f"cannot read {label}: its rows do not all have the same number of fields")
         selects = []
         for i, (column, *_rest) in enumerate(described):
-            q = _quote(column)
+            q = quote_name(column)
             selects.append(f"CAST({q} AS VARCHAR) AS t{i}, TRY_CAST({q} AS DOUBLE) AS n{i}")
         data = con.execute(f"SELECT {', '.join(selects)} FROM t").fetchnumpy() if selects else {}
     except duckdb.Error as exc:
@@ -181,11 +185,11 @@ def _append_csv(training: Path, batch: Path, out: Path) -> None:
 
 
 def _write_with_duckdb(training: Path, training_name: str, batch: Path, out: Path, policy: str) -> None:
-    con = _cursor()
+    con = duckdb_cursor()
     try:
-        con.execute(f"CREATE TEMP VIEW ref AS SELECT * FROM {_reader(training, is_parquet(training_name))}")
-        columns = ", ".join(_quote(row[0]) for row in con.execute("DESCRIBE ref").fetchall())
-        batch_rows = f"SELECT {columns} FROM {_reader(batch, is_parquet(batch))}"
+        con.execute(f"CREATE TEMP VIEW ref AS SELECT * FROM {table_reader(training, is_parquet(training_name))}")
+        columns = ", ".join(quote_name(row[0]) for row in con.execute("DESCRIBE ref").fetchall())
+        batch_rows = f"SELECT {columns} FROM {table_reader(batch, is_parquet(batch))}"
         query = batch_rows if policy == "replace" else f"SELECT * FROM ref UNION ALL BY NAME {batch_rows}"
         fmt = "(FORMAT parquet)" if is_parquet(training_name) else "(HEADER, DELIMITER ',')"
         literal = "'" + str(out).replace("'", "''") + "'"

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from workbench.cli.commands import run_exit_code
+from workbench.cli.progress_line import ProgressLine
 from workbench.cli.render import GLYPHS, Printer
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport
 from workbench.core.drift_retrain import RetrainDecision
@@ -52,7 +53,9 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         if printer.show_logs:
             printer.out.print(f"  [dim]score │ {escape(line)}[/]")
 
-    outcome = service.check_batch(ref.name, path, on_log=on_log, allow_retrain=not args.no_retrain)
+    with ProgressLine(f"checking {args.batch}") as progress:
+        outcome = service.check_batch(ref.name, path, on_log=on_log, allow_retrain=not args.no_retrain,
+                                      on_progress=progress)
     record = None
     if outcome.decision.retrain:
         if not args.json:

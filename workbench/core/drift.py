@@ -2,8 +2,12 @@
 
 Pure: no I/O. numpy and scipy.stats are allowed here and in workbench.core.drift_stats (and only
 there in the core) because the statistics are the domain; adapters read the files and hand
-columns in as numpy arrays. The report's types are workbench.core.drift_report's; whether a
-report warrants a retrain is workbench.core.drift_retrain's.
+columns in as numpy arrays. The reference is compared through its profile
+(workbench.core.drift_profile: what the statistics need of it, computed once per reference
+content) and the batch through BatchColumns (each with only what its reference column needs);
+`compare` makes both from in-memory columns, the drift service from DuckDB queries. The
+report's types are workbench.core.drift_report's; whether a report warrants a retrain is
+workbench.core.drift_retrain's.
 
 Per column (the target is reported but not counted in the batch's share):
 
@@ -47,28 +51,25 @@ categories) are reported, never raised; the blocking ones stop a retrain on the 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from workbench.core.drift_profile import (  # noqa: F401 (LOW_CARDINALITY, ID_LIKE_*: defined there, used here)
+    ATOMS, ID_LIKE_MIN, ID_LIKE_SHARE, LOW_CARDINALITY, NOTHING, BatchColumn, ReferenceColumn, ReferenceProfile,
+    batch_from_column, exact_rows_for, needed, number_categories, profile_from_columns,
+)
 from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding
 from workbench.core.drift_stats import (
-    category_counts, chi2_test, js_distance, js_noise, ks_test, mean_noise, noise_rng, psi, psi_level, psi_noise,
-    quantile_bins, wasserstein_noise, wasserstein_normalized,
+    bin_counts, category_counts, chi2_test, js_distance, js_noise, ks_test, mean_noise, noise_rng, psi, psi_level,
+    psi_noise, wasserstein_noise_on_grid, wasserstein_sorted,
 )
 from workbench.core.drift_verdict import MAJOR_MEAN_SHIFT, MAJOR_PSI_FACTOR, drift_rule, judge, major_shift  # noqa: F401
 from workbench.core.manifest import DriftSpec
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
-LOW_CARDINALITY = 10
-"""Integer-valued numbers with at most this many distinct reference values are categories."""
-ID_LIKE_SHARE = 0.9
-"""A text column whose reference has distinct values for more than this share of its rows (and
-more than ID_LIKE_MIN of them) looks like an identifier and is not compared."""
-ID_LIKE_MIN = 50
 
 
 # -- the input ---------------------------------------------------------------------------------
@@ -115,57 +116,99 @@ def column_from_values(name: str, values: Sequence) -> ColumnData:
 def compare(reference: Mapping[str, ColumnData], batch: Mapping[str, ColumnData], batch_rows: int,
             spec: DriftSpec, *, target: str | None = None, batch_name: str = "batch",
             reference_name: str = "reference", reference_rows: int | None = None) -> DriftReport:
-    """Compare a batch with the reference, column by column (reference columns, in order)."""
-    ref_rows = reference_rows if reference_rows is not None else max((len(c.text) for c in reference.values()),
-                                                                      default=0)
+    """Compare a batch with the reference, column by column (reference columns, in order),
+    both in memory (tests, small tables): through the reference's profile, as the service does."""
+    profile = profile_from_columns(reference, spec.psi_bins, exact_rows_for(spec.small_reference_rows), reference_rows)
+    needs = needed(profile, list(batch))
+    columns = {name: batch_from_column(col, needs.get(name, NOTHING)) for name, col in batch.items()}
+    return compare_profile(profile, columns, batch_rows, spec, target=target, batch_name=batch_name,
+                           reference_name=reference_name)
+
+
+def compare_profile(profile: ReferenceProfile, batch: Mapping[str, BatchColumn], batch_rows: int, spec: DriftSpec,
+                    *, target: str | None = None, batch_name: str = "batch",
+                    reference_name: str = "reference") -> DriftReport:
+    """compare, from the reference's profile and the batch's columns."""
+    checks = {ref.name: check_column(ref, batch[ref.name], spec, role)
+              for ref, role in planned(profile, list(batch), spec, target)} if batch_rows else {}
+    has_labels = bool(target) and target in batch and batch[target].present > 0
+    return report_from_checks(profile, checks, list(batch), batch_rows, spec, target=target, has_labels=has_labels,
+                              batch_name=batch_name, reference_name=reference_name)
+
+
+def planned(profile: ReferenceProfile, batch_names: Sequence[str], spec: DriftSpec,
+            target: str | None) -> list[tuple[ReferenceColumn, str]]:
+    """The reference columns a batch with these columns is checked on, in order, with their
+    role (feature or target): not the ignored ones, nor those the batch lacks."""
+    ignored, present = set(spec.ignore_columns), set(batch_names)
+    return [(ref, "target" if name == target else "feature") for name, ref in profile.columns.items()
+            if name not in ignored and name in present]
+
+
+def report_from_checks(profile: ReferenceProfile, checks: Mapping[str, "ColumnCheck"], batch_names: Sequence[str],
+                       batch_rows: int, spec: DriftSpec, *, target: str | None, has_labels: bool,
+                       batch_name: str = "batch", reference_name: str = "reference") -> DriftReport:
+    """The report of a batch whose planned columns were checked (check_column, in any order):
+    the columns in the reference's order, the findings, the verdict."""
     findings: list[Finding] = []
     columns: list[ColumnDrift] = []
     ignored = set(spec.ignore_columns)
+    present = set(batch_names)
     if batch_rows == 0:
         findings.append(Finding("empty_batch", f"{batch_name} has no rows: nothing to compare", blocking=True))
     else:
-        for name, ref in reference.items():
+        for name, ref in profile.columns.items():
             if name in ignored:
                 continue
             role = "target" if name == target else "feature"
-            current = batch.get(name)
-            if current is None:
+            if name not in present:
                 if role == "target":
                     continue  # labels are optional
                 findings.append(Finding("missing_column", f"column {name} is missing from the batch", name,
                                         blocking=True))
                 columns.append(_flagged(name, ref, "missing", "missing from the batch", role))
                 continue
-            columns.append(_compare_column(ref, current, spec, role, findings))
-        for name in batch:
-            if name not in reference and name not in ignored:
+            column, found = checks[name]
+            findings.extend(found)
+            columns.append(column)
+        for name in batch_names:
+            if name not in profile.columns and name not in ignored:
                 findings.append(Finding("new_column", f"column {name} is not in the reference: not compared", name))
     counted = [c for c in columns if c.role == "feature" and c.compared]
     drifted_n = sum(c.drifted for c in counted)
     share = drifted_n / len(counted) if counted else 0.0
     verdict, rule = judge(counted, findings, spec)
     return DriftReport(
-        batch=batch_name, rows=batch_rows, reference=reference_name, reference_rows=ref_rows,
+        batch=batch_name, rows=batch_rows, reference=reference_name, reference_rows=profile.rows,
         columns=tuple(columns), findings=tuple(findings), drift_share=spec.drift_share, share=share,
-        drifted=verdict == DRIFTED, target=target,
-        has_labels=bool(target) and target in batch and batch[target].present > 0,
+        drifted=verdict == DRIFTED, target=target, has_labels=has_labels,
         verdict=verdict, rule=rule, drift_columns=spec.drift_columns,
     )
 
 
 # -- one column --------------------------------------------------------------------------------
 
-def _flagged(name: str, ref: ColumnData, test: str, detail: str, role: str, batch_count: int = 0,
+ColumnCheck = tuple[ColumnDrift, tuple[Finding, ...]]
+"""A checked column and the findings it made."""
+
+
+def check_column(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, role: str) -> ColumnCheck:
+    """One reference column against the batch's (which has what ref.needs asked for)."""
+    findings: list[Finding] = []
+    return _compare_column(ref, cur, spec, role, findings), tuple(findings)
+
+
+def _flagged(name: str, ref: ReferenceColumn, test: str, detail: str, role: str, batch_count: int = 0,
              null_share: float = 1.0, drifted: bool = True) -> ColumnDrift:
     kind = NUMERIC if ref.numeric else CATEGORICAL
     return ColumnDrift(name, kind, test, None, None, None, None, drifted, 1.0 if drifted else 0.0, detail,
                        reference_count=ref.present, batch_count=batch_count, batch_null_share=null_share, role=role)
 
 
-def _compare_column(ref: ColumnData, cur: ColumnData, spec: DriftSpec, role: str,
+def _compare_column(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, role: str,
                     findings: list[Finding]) -> ColumnDrift:
     name = ref.name
-    n_cur = len(cur.text)
+    n_cur = cur.rows
     null_share = 1 - cur.present / n_cur if n_cur else 1.0
     if ref.present == 0:
         findings.append(Finding("not_compared", f"column {name} has no values in the reference: not compared", name))
@@ -176,57 +219,56 @@ def _compare_column(ref: ColumnData, cur: ColumnData, spec: DriftSpec, role: str
                                 blocking=False))
         return _flagged(name, ref, "all_null", f"all {n_cur} values missing", role, 0, 1.0)
     if ref.numeric and not cur.numeric:
-        bad = [v for v, x in zip(cur.text, cur.numbers) if v is not None and math.isnan(x)]
-        examples = ", ".join(repr(v) for v in dict.fromkeys(bad[:50]))
+        bad = cur.non_numbers
+        examples = ", ".join(repr(v) for v in dict.fromkeys(cur.examples))
         examples = examples if len(examples) < 60 else examples[:57] + "..."
         findings.append(Finding("type_change", f"column {name}: numbers in the reference, text in the batch "
-                                               f"({len(bad)} value{'s' if len(bad) != 1 else ''} such as {examples})", name,
+                                               f"({bad} value{'s' if bad != 1 else ''} such as {examples})", name,
                                 blocking=True))
-        return _flagged(name, ref, "type_change", f"was numbers, now text ({len(bad)} non-numbers)", role,
+        return _flagged(name, ref, "type_change", f"was numbers, now text ({bad} non-numbers)", role,
                         cur.present, null_share)
     small = ref.present <= spec.small_reference_rows
-    if ref.numeric and not _low_cardinality(ref):
+    if ref.compared_as_numbers:
         return _numeric(ref, cur, spec, small, role, null_share)
-    if not ref.numeric and _id_like(ref):
+    if ref.id_like:
         findings.append(Finding("not_compared", f"column {name} looks like an identifier "
-                                                f"({len(set(ref.text.tolist()) - {None})} distinct values): not compared", name))
+                                                f"({ref.distinct} distinct values): not compared", name))
         return _flagged(name, ref, "not_compared", "an identifier: not compared", role, cur.present, null_share,
                         drifted=False)
     return _categorical(ref, cur, spec, small, role, null_share, findings)
 
 
-def _low_cardinality(col: ColumnData) -> bool:
-    values = col.numbers[~np.isnan(col.numbers)]
-    distinct = np.unique(values)
-    return len(distinct) <= LOW_CARDINALITY and bool(np.all(distinct == np.round(distinct)))
-
-
-def _id_like(col: ColumnData) -> bool:
-    distinct = len(set(col.text.tolist()) - {None})
-    return distinct > ID_LIKE_MIN and distinct > ID_LIKE_SHARE * col.present
-
-
-def _numeric(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, role: str,
+def _numeric(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
              null_share: float) -> ColumnDrift:
-    r = ref.numbers[~np.isnan(ref.numbers)]
-    c = cur.numbers[~np.isnan(cur.numbers)]
+    c = cur.values
+    ordered = np.sort(c)
     rng = noise_rng(ref.name, len(c))
     if small:
-        test = _by_p_value("ks", "KS", *ks_test(r, c), spec.ks_pvalue)
+        if not ref.values.size:
+            raise ValueError(f"the profile of {ref.name} kept no values for KS (built for fewer small rows)")
+        test = _by_p_value("ks", "KS", *ks_test(ref.values, ordered), spec.ks_pvalue)
     else:
-        test = _by_distance("wasserstein", "Wasserstein", wasserstein_normalized(r, c), spec.wasserstein,
-                            wasserstein_noise(r, len(c), rng), len(c), " sd")
-    sd = float(np.std(r))
-    mean_shift = float((np.mean(c) - np.mean(r)) / sd) if sd > 0 else None
-    ref_bins, cur_bins = quantile_bins(r, c, spec.psi_bins)
+        scale = ref.scale
+        test = _by_distance("wasserstein", "Wasserstein", wasserstein_sorted(ref.distribution, ordered) / scale,
+                            spec.wasserstein,
+                            wasserstein_noise_on_grid(ref.noise_grid, ref.noise_counts, scale, len(c), rng), len(c),
+                            " sd", error=ref.wasserstein_error / scale)
+    sd = ref.sd
+    mean_shift = float((np.mean(c) - ref.mean) / sd) if sd > 0 else None
+    ref_bins, cur_bins = ref.psi_counts, bin_counts(ref.psi_edges, ordered)
     return _verdict(ref.name, NUMERIC, test, psi(ref_bins, cur_bins), psi_noise(ref_bins, len(c), rng), spec,
-                    len(r), len(c), null_share, role, mean_shift)
+                    ref.present, len(c), null_share, role, mean_shift)
 
 
-def _categorical(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool, role: str,
+def _categorical(ref: ReferenceColumn, cur: BatchColumn, spec: DriftSpec, small: bool, role: str,
                  null_share: float, findings: list[Finding]) -> ColumnDrift:
     # Low-cardinality numbers are named by their value (a type change was caught before).
-    order, ref_n, cur_n = category_counts(_counts(ref, ref.numeric), _counts(cur, ref.numeric))
+    if ref.numeric:
+        names, counts = number_categories(cur.values)
+        current = dict(zip(names, counts.tolist()))
+    else:
+        current = cur.categories or {}
+    order, ref_n, cur_n = category_counts(ref.category_map(), current)
     new = [(cat, int(n)) for cat, e, n in zip(order, ref_n, cur_n) if e == 0 and n > 0]
     if new:
         listed = ", ".join(f"{cat!r} ({n})" for cat, n in new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
@@ -241,16 +283,6 @@ def _categorical(ref: ColumnData, cur: ColumnData, spec: DriftSpec, small: bool,
                             js_noise(ref_n, rows, rng), rows)
     return _verdict(ref.name, CATEGORICAL, test, psi(ref_n, cur_n), psi_noise(ref_n, rows, rng), spec,
                     int(ref_n.sum()), rows, null_share, role)
-
-
-def _counts(col: ColumnData, as_numbers: bool) -> dict[str, int]:
-    """{category: count} of a column's present values; numbers are named by their value."""
-    if as_numbers:
-        values, counts = np.unique(col.numbers[~np.isnan(col.numbers)], return_counts=True)
-        return {f"{v:g}": int(n) for v, n in zip(values.tolist(), counts.tolist())}
-    counts = Counter(col.text.tolist())
-    counts.pop(None, None)
-    return dict(counts)
 
 
 @dataclass(frozen=True)
@@ -275,14 +307,18 @@ def _by_p_value(test: str, label: str, statistic: float, p: float, alpha: float)
 
 
 def _by_distance(test: str, label: str, distance: float, limit: float, noise: float, rows: int,
-                 unit: str = "") -> _TestOutcome:
+                 unit: str = "", error: float = 0.0) -> _TestOutcome:
     """A distance that drifts when it is above `limit` and above the sampling noise of a batch
-    of `rows` (workbench.core.drift_stats): the threshold reported is whichever is higher."""
+    of `rows` (workbench.core.drift_stats): the threshold reported is whichever is higher.
+    `error`: how far the distance may be from the exact one (a compressed reference); said when
+    the exact one could lie on the other side of the threshold."""
     bar = max(limit, noise)
     drifted = distance > bar
     said = f"{label} {_fmt(distance)}{unit} {'>' if drifted else '<='} {_fmt(bar)}"
     if noise > limit:
         said += f" (the noise of {rows:,} rows; threshold {limit:g})"
+    if error > 0 and abs(distance - bar) <= error:
+        said += f" (within {_fmt(error)} of the exact distance: the reference is kept as {ATOMS:,} quantiles)"
     return _TestOutcome(test, distance, None, bar, drifted, _d_score(distance, bar), said)
 
 

@@ -40,6 +40,26 @@ def wasserstein_normalized(reference: np.ndarray, current: np.ndarray) -> float:
     return distance / scale
 
 
+def wasserstein_sorted(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein (W1) distance between two sorted samples, each value weighing the same
+    within its sample: the integral of |F_ref - F_cur| over the merged values, in O(n) after
+    the sorts (scipy's wasserstein_distance sorts and argsorts both again, four times the
+    time on a 200,000-row batch). Equal to scipy's up to rounding."""
+    if len(reference) == 0 or len(current) == 0:
+        return 0.0
+    # Each reference value goes after the batch values equal to it; within a run of equal
+    # values the step is 0, so the counts only need to be right at a run's last element.
+    at = np.searchsorted(current, reference, side="right")
+    merged = np.insert(current, at, reference)
+    is_ref = np.zeros(len(merged), dtype=bool)
+    is_ref[at + np.arange(len(reference))] = True
+    ref_le = np.cumsum(is_ref)[:-1]
+    cur_le = np.arange(1, len(merged)) - ref_le
+    # A sum of products, not np.dot or @: BLAS's threads took 5-20 ms for one 24,000-long dot
+    # product on this busy 2-core machine (a sum takes 0.05 ms), a second per 100 columns.
+    return float(np.sum(np.abs(ref_le / len(reference) - cur_le / len(current)) * np.diff(merged)))
+
+
 def chi2_test(reference_counts: Sequence[float], current_counts: Sequence[float]) -> tuple[float, float]:
     """Chi-squared test of homogeneity of two count vectors over the same categories:
     (statistic, p-value). Categories absent from both are dropped; one category left means
@@ -140,15 +160,36 @@ def wasserstein_noise(reference: np.ndarray, rows: int, rng: np.random.Generator
     under, over the reference compressed to at most NOISE_GRID quantiles."""
     if len(reference) == 0 or rows == 0:
         return 0.0
-    grid, counts = np.unique(np.quantile(reference, np.linspace(0, 1, NOISE_GRID), method="inverted_cdf"),
-                             return_counts=True)
-    if len(grid) < 2:
+    grid, counts = noise_grid(reference)
+    return wasserstein_noise_on_grid(grid, counts, wasserstein_scale(reference), rows, rng)
+
+
+def noise_grid(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's NOISE_GRID quantiles (inverted_cdf), distinct, and how many of the grid's
+    points each stands for: all wasserstein_noise needs of the reference (a profile keeps it)."""
+    return np.unique(np.quantile(reference, np.linspace(0, 1, NOISE_GRID), method="inverted_cdf"),
+                     return_counts=True)
+
+
+def wasserstein_noise_on_grid(grid: np.ndarray, counts: np.ndarray, scale: float, rows: int,
+                              rng: np.random.Generator) -> float:
+    """wasserstein_noise from the reference's noise_grid and wasserstein_scale."""
+    if rows == 0 or len(grid) < 2:
         return 0.0
     weights = counts / counts.sum()
     draws = rng.multinomial(rows, weights, size=NOISE_ROUNDS) / rows
     gaps = np.abs(np.cumsum(draws, axis=1) - np.cumsum(weights))[:, :-1]
-    scale = float(np.std(reference)) or abs(float(np.mean(reference))) or 1.0
     return _floor(gaps @ np.diff(grid) / scale)
+
+
+def wasserstein_scale(reference: np.ndarray) -> float:
+    """What a Wasserstein distance is divided by: the reference's standard deviation; for a
+    constant reference its mean's magnitude, or 1."""
+    return scale_of(float(np.std(reference)), float(np.mean(reference)))
+
+
+def scale_of(sd: float, mean: float) -> float:
+    return sd or abs(mean) or 1.0
 
 
 def mean_noise(rows: int) -> float:
@@ -166,12 +207,19 @@ def quantile_bins(reference: np.ndarray, current: np.ndarray, bins: int) -> tupl
     """Counts of both samples over the reference's quantile bins: right-closed, with edges at
     reference values (repeated edges of a discrete variable merge into one bin), the first bin
     open below and the last above."""
+    inner = psi_edges(reference, bins)
+    return bin_counts(inner, reference), bin_counts(inner, current)
+
+
+def psi_edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """quantile_bins' inner edges: the reference's quantiles (inverted_cdf), distinct, below its maximum."""
     edges = np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf")
-    inner = np.unique(edges[edges < np.max(reference)])
-    size = len(inner) + 1
-    ref = np.bincount(np.searchsorted(inner, reference, side="left"), minlength=size)
-    cur = np.bincount(np.searchsorted(inner, current, side="left"), minlength=size)
-    return ref, cur
+    return np.unique(edges[edges < np.max(reference)])
+
+
+def bin_counts(inner: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many values fall in each of the bins that `inner` edges make (right-closed)."""
+    return np.bincount(np.searchsorted(inner, values, side="left"), minlength=len(inner) + 1)
 
 
 def category_counts(reference: Sequence | Mapping[str, int], current: Sequence | Mapping[str, int]

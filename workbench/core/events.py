@@ -147,6 +147,24 @@ class BatchChecked:
 
 
 @dataclass(frozen=True)
+class BatchProgress:
+    """A drift check of a batch in the incoming folder is under way: `done` of `total` columns
+    in `phase` ("profiling reference" the first time a reference is used, then "checking batch").
+    BatchChecked follows it."""
+    project: str
+    batch: str
+    done: int
+    total: int
+    phase: str
+
+    @property
+    def line(self) -> str:
+        """`checking data/incoming/b.parquet: 23/50 columns` (or `... profiling reference 3/50 columns`)."""
+        what = "columns" if self.phase == "checking batch" else f"columns ({self.phase})"
+        return f"checking {self.batch}: {self.done}/{self.total} {what}"
+
+
+@dataclass(frozen=True)
 class RetrainFinished:
     """A drift retrain run is recorded and its model registered (or not)."""
     project: str
@@ -190,7 +208,7 @@ class RunRecordedElsewhere:
 
 RunEvent = Union[RunStarted, EnvironmentLog, StageStarted, StageLog, StageProgress, StageFinished, RunFinished,
                  WatchStarted, WatchStopped, ChangeDetected, ChangeIgnored, ManifestInvalid, ManifestReloaded,
-                 RunSuperseded, WatchError, BatchChecked, RetrainFinished, ModelRegistered, WatchedElsewhere,
+                 RunSuperseded, WatchError, BatchChecked, BatchProgress, RetrainFinished, ModelRegistered, WatchedElsewhere,
                  RunRecordedElsewhere]
 EventSink = Callable[[RunEvent], None]
 

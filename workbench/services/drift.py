@@ -28,20 +28,24 @@ registers a version like any run; it goes to staging only if [promotion] auto_st
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.adapters.batch_files import Table, is_batch_file, read_table, write_training_file
+from workbench.adapters.batch_files import is_batch_file, write_training_file
 from workbench.adapters.data_profile import rejected_summary
 from workbench.adapters.duckdb_drift import DuckDBDriftStore
 from workbench.adapters.hash_cache import StatHasher, read_hash_cache
+from workbench.adapters.profile_store import ProfileStore, profile_key
 from workbench.adapters.project_survey import scan_project
 from workbench.adapters.regular_files import NotRegularFile, hash_file, read_protocol_json
 from workbench.adapters.snapshots import SnapshotStore
-from workbench.core.drift import compare, judge
+from workbench.adapters.table_stats import TableStats
+from workbench.core.drift import compare_profile, judge
+from workbench.core.drift_profile import ReferenceProfile, exact_rows_for
 from workbench.core.drift_report import CheckedBatch, DriftReport, Finding
 from workbench.core.drift_retrain import RetrainDecision, decide_retrain, measure_decay
 from workbench.core.drift_verdict import weigh
@@ -52,15 +56,18 @@ from workbench.core.model import RunRecord, StageStatus, Trigger
 from workbench.core.planning import matches_any
 from workbench.core.ports import CancelToken, StageJob
 from workbench.core.registry import ModelVersion
+from workbench.services.drift_columns import Progress, build_profile, check_table, no_progress
 from workbench.services.drift_importance import model_importance
 from workbench.services.session import WorkbenchSession
 from workbench.services.workspace import ProjectRef
 
+log = logging.getLogger(__name__)
 SCORE_STAGE = "drift-score"
 """$WB_STAGE of the scoring command."""
 REFERENCE_CACHE = 4
-"""Reference tables kept in memory per service (by content hash): watch mode checks batch after
-batch against the same one."""
+"""Reference profiles kept in memory per service (by content hash): watch mode checks batch
+after batch against the same one. On disk, every reference's profile is kept
+(workbench.adapters.profile_store) until `workbench gc` drops its object."""
 
 
 def _ignore(_event: RunEvent) -> None:
@@ -101,7 +108,10 @@ class DriftService:
     def __init__(self, session: WorkbenchSession):
         self.session = session
         self.store = DuckDBDriftStore(session.store)
-        self._tables: dict[str, Table] = {}
+        self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        self.profiles_built = 0
+        """Reference profiles this service computed (not loaded): the cache's tests count them."""
+        self._hasher: StatHasher | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -153,12 +163,13 @@ class DriftService:
     # -- checking ------------------------------------------------------------------------------
 
     def check_batch(self, project: str, path: str | Path, on_log=lambda _line: None,
-                    allow_retrain: bool = True) -> BatchOutcome:
+                    allow_retrain: bool = True, on_progress: Progress | None = None) -> BatchOutcome:
         """Check a batch (once per content: a batch checked before is returned as recorded),
         record the report and the retrain decision, and prepare the retrain's training file.
         `allow_retrain=False` records a retrain the policy wanted as not done. `on_log` gets
-        the scoring command's output. Raises WorkbenchError when there is nothing to compare
-        with (no data file)."""
+        the scoring command's output; `on_progress(done, total, phase)` columns as they complete
+        (phase "profiling reference" when the reference's profile is built, then "checking
+        batch"). Raises WorkbenchError when there is nothing to compare with (no data file)."""
         ref = self.session.project(str(project))
         manifest = ref.manifest
         file = self.resolve(ref, str(path))
@@ -173,7 +184,7 @@ class DriftService:
                                 fresh=False)
         try:
             reference = self.reference(ref)
-            report = self._compare(ref, reference, file, rel)
+            report = self._compare(ref, reference, file, rel, on_progress or no_progress)
             report = self._weigh(ref, reference, report)
             report = self._measure_decay(ref, reference, report, file, batch_id, on_log)
             decision = decide_retrain(report, manifest.drift.retrain, self.store.retrain_times(manifest.name),
@@ -219,7 +230,7 @@ class DriftService:
             return Reference(data, file, sha, run_id, version,
                              f"{data} of run {run_id}, the latest successful run (no production model yet)")
         file = ref.path / data
-        return Reference(data, file, hash_file(file), None, None,
+        return Reference(data, file, self._current_sha(file), None, None,
                          f"{data} as it is now (no model yet: no run has recorded it)")
 
     # -- retraining ----------------------------------------------------------------------------
@@ -266,36 +277,61 @@ class DriftService:
         raise WorkbenchError(f"the recorded {data} (sha256 {sha[:12]}) is no longer in the workspace's object store "
                              f"{objects}: nothing to compare with")
 
-    def _table(self, file: Path, sha: str, name: str) -> Table:
-        cached = self._tables.get(sha)
-        if cached is None:
-            cached = read_table(file, name)
-            if len(self._tables) >= REFERENCE_CACHE:
-                self._tables.pop(next(iter(self._tables)))
-            self._tables[sha] = cached
-        return cached
+    def _current_sha(self, file: Path) -> str:
+        """The sha256 of a project file as it is now, read once while its stat is unchanged (watch
+        mode checks batch after batch against it: a 600 MB file took half a second each time)."""
+        if self._hasher is None:
+            self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
+        sha = self._hasher.digest(file)
+        return sha if sha and not sha.startswith("unreadable") else hash_file(file)
 
-    def _compare(self, ref: ProjectRef, reference: Reference, file: Path, rel: str) -> DriftReport:
+    def profile(self, reference: Reference, spec, on_progress: Progress = no_progress) -> ReferenceProfile:
+        """The reference's profile: from memory, else from the workspace's profile store, else
+        computed from its file (and stored). Raises WorkbenchError when its file cannot be read."""
+        key = profile_key(spec.psi_bins, exact_rows_for(spec.small_reference_rows))
+        found = self._profiles.get((reference.sha256, key))
+        if found is not None:
+            return found
+        store = ProfileStore(self.session.workspace.state_dir)
+        found = store.load(reference.sha256, key)
+        if found is None:
+            with TableStats(reference.file, reference.path) as table:
+                found = build_profile(table, spec.psi_bins, exact_rows_for(spec.small_reference_rows), on_progress)
+            self.profiles_built += 1
+            try:
+                self.session.workspace.ensure_state_dir()
+                store.save(reference.sha256, key, found)
+            except (OSError, WorkbenchError) as exc:  # a read-only workspace still checks, a little slower
+                log.warning("cannot store the drift profile of %s: %s", reference.path, exc)
+        if len(self._profiles) >= REFERENCE_CACHE:
+            self._profiles.pop(next(iter(self._profiles)))
+        self._profiles[(reference.sha256, key)] = found
+        return found
+
+    def _compare(self, ref: ProjectRef, reference: Reference, file: Path, rel: str,
+                 on_progress: Progress = no_progress) -> DriftReport:
         manifest = ref.manifest
         spec = manifest.drift
-        known = self._table(reference.file, reference.sha256, reference.path)
+        profile = self.profile(reference, spec, on_progress)
         try:
-            batch = read_table(file)
+            with TableStats(file) as table:
+                report = check_table(table, profile, spec, target=manifest.data.target, batch_name=rel,
+                                     reference_name=reference.description, on_progress=on_progress)
+                rejected = table.rejected
         except WorkbenchError as exc:
-            report = compare(known.columns, {}, 0, spec, target=manifest.data.target, batch_name=rel,
-                             reference_name=reference.description, reference_rows=known.rows)
+            report = compare_profile(profile, {}, 0, spec, target=manifest.data.target, batch_name=rel,
+                                     reference_name=reference.description)
             return _with_findings(replace(report, findings=()), (Finding("unreadable", str(exc), blocking=True),),
                                   spec)
-        report = compare(known.columns, batch.columns, batch.rows, spec, target=manifest.data.target,
-                         batch_name=rel, reference_name=reference.description, reference_rows=known.rows)
         extra = []
-        if batch.rejected:
+        if rejected:
             # Compared on the rows that read; but appended to the training data as it is, such a
             # batch would carry its broken rows along: it blocks a retrain.
-            extra.append(Finding("malformed_rows", f"{rel}: {rejected_summary(list(batch.rejected))}", blocking=True))
-        if known.rejected:
-            extra.append(Finding("reference_rows", f"the reference {reference.path}: "
-                                                   f"{rejected_summary(list(known.rejected))}, left out of the comparison"))
+            extra.append(Finding("malformed_rows", f"{rel}: {rejected_summary(list(rejected))}", blocking=True))
+        if profile.rejected:
+            left_out = rejected_summary(list(profile.rejected))
+            extra.append(Finding("reference_rows", f"the reference {reference.path}: {left_out}, left out of the "
+                                                   "comparison"))
         return _with_findings(report, tuple(extra), spec) if extra else report
 
     def _measure_decay(self, ref: ProjectRef, reference: Reference, report: DriftReport, file: Path, batch_id: int,

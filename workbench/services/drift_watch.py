@@ -17,13 +17,15 @@ from pathlib import PurePosixPath
 
 from workbench.core.changes import ChangeKind, Debouncer, RunRequest
 from workbench.core.errors import WorkbenchError
-from workbench.core.events import BatchChecked, RetrainFinished, RunEvent, WatchError
+from workbench.core.events import BatchChecked, BatchProgress, EventSink, RetrainFinished, RunEvent, WatchError
 from workbench.core.manifest import Manifest
 from workbench.core.model import RunRecord, Trigger
 
 log = logging.getLogger(__name__)
 BATCH_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
 LANDED = {ChangeKind.CREATED.value, ChangeKind.MODIFIED.value, ChangeKind.MOVED.value}
+PROGRESS_S = 0.25
+"""A check's BatchProgress events go out at most this often (a 1,000-column check makes 2,000 calls)."""
 
 
 def is_batch_name(path: str) -> bool:
@@ -58,16 +60,17 @@ class BatchWatch:
     def deadline(self) -> float | None:
         return self.debouncer.deadline()
 
-    def check_due(self, project: str, project_path: str, now: float) -> list[tuple[RunEvent, RunRequest | None]]:
+    def check_due(self, project: str, project_path: str, now: float,
+                  on_event: EventSink | None = None) -> list[tuple[RunEvent, RunRequest | None]]:
         """Check the batches whose writes have settled: an event for each, and the run request
-        of a retrain it decided."""
+        of a retrain it decided. `on_event` gets BatchProgress events while a check runs."""
         change = self.debouncer.due(now)
         if change is None:
             return []
         done = []
         for path in change.paths:
             try:
-                done.append(self._check(project, project_path, path))
+                done.append(self._check(project, project_path, path, on_event))
             except WorkbenchError as exc:
                 done.append((WatchError(project, f"drift check of {path}: {exc}"), None))
             except Exception as exc:  # a bug must not end watching
@@ -75,13 +78,23 @@ class BatchWatch:
                 done.append((WatchError(project, f"drift check of {path}: internal error: {exc!r}"), None))
         return done
 
-    def _check(self, project: str, project_path: str, path: str) -> tuple[RunEvent, RunRequest | None]:
+    def _check(self, project: str, project_path: str, path: str,
+               on_event: EventSink | None = None) -> tuple[RunEvent, RunRequest | None]:
+        import time
         from pathlib import Path
 
         if not (Path(project_path) / path).is_file():
             return BatchChecked(project, path, False, 0.0, (), False, "gone before it could be checked",
                                 verdict="not checked", summary="not checked: gone before it could be checked"), None
-        outcome = self.service.check_batch(project_path, path)
+        sent = [-PROGRESS_S]
+
+        def on_progress(done: int, total: int, phase: str) -> None:
+            now = time.monotonic()
+            if on_event is not None and (now - sent[0] >= PROGRESS_S or done == 0):
+                sent[0] = now
+                on_event(BatchProgress(project, path, done, total, phase))
+
+        outcome = self.service.check_batch(project_path, path, on_progress=on_progress)
         report = outcome.report
         event = BatchChecked(project, path, bool(report and report.drifted), report.share if report else 0.0,
                              tuple(report.drifted_columns) if report else (), outcome.decision.retrain,

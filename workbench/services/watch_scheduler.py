@@ -292,7 +292,7 @@ class ProjectScheduler:
         batches = self._batches
         if batches is None:
             return
-        for event, request in batches.check_due(self.name, str(self.path), time.monotonic()):
+        for event, request in batches.check_due(self.name, str(self.path), time.monotonic(), self._emit):
             self._emit(event)
             if request is not None:
                 self._runs.request(request)

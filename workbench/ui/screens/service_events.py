@@ -7,15 +7,19 @@ handlers here only update panes and start workers, they never wait on the store.
 
 from __future__ import annotations
 
+from textual.css.query import NoMatches
+
 from workbench.core.events import (
-    BatchChecked, ChangeDetected, ManifestInvalid, ManifestReloaded, ModelRegistered, RetrainFinished, RunFinished,
-    RunStarted, RunSuperseded, WatchedElsewhere, WatchError, WatchStarted, WatchStopped,
+    BatchChecked, BatchProgress, ChangeDetected, ManifestInvalid, ManifestReloaded, ModelRegistered, RetrainFinished,
+    RunFinished, RunStarted, RunSuperseded, WatchedElsewhere, WatchError, WatchStarted, WatchStopped,
 )
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, ServiceEvent
 from workbench.ui.screens.drift import DriftScreen
 
 RELOAD_DELAY_S = 0.15
+PROGRESS_NOTE = "checking "
+"""How a project's note starts while a drift check of one of its batches runs (BatchProgress.line)."""
 """Run events of the shown project within this long reload its runs table once."""
 
 
@@ -98,8 +102,11 @@ class ServiceEvents:
         elif isinstance(event, RunSuperseded):
             self.notify(f"run {event.run_id} superseded by run {event.by_run_id}", title=event.project, timeout=4)
         elif isinstance(event, WatchError):
+            self._drift_progress(event.project, "")  # a check that failed says so in the note
             self.projects.update_row(event.project, note=event.message[:60])
             self.notify(event.message, title=event.project, severity="error", timeout=12)
+        elif isinstance(event, BatchProgress):
+            self._drift_progress(event.project, event.line)
         elif isinstance(event, (BatchChecked, RetrainFinished)):
             self._drift_event(event)
         elif isinstance(event, WatchedElsewhere):  # its runs show through the store's polling
@@ -110,8 +117,22 @@ class ServiceEvents:
             self.notify(f"run {event.run_id} → registered version {event.version}", title=event.project, timeout=6)
         self._status()
 
+    def _drift_progress(self, project: str, line: str) -> None:
+        """A drift check under way in watch mode, on the project's row and in its open drift
+        screen; "" when it ended. Only a progress note is cleared, never another one."""
+        row = self.projects.rows.get(project)
+        if row is not None and (line or row.note.startswith(PROGRESS_NOTE)):
+            self.projects.update_row(project, note=line)
+        screen = self.app.screen
+        if isinstance(screen, DriftScreen) and screen.project == project:
+            try:
+                screen.pane.progress(line)
+            except NoMatches:  # the screen is closing
+                pass
+
     def _drift_event(self, event: BatchChecked | RetrainFinished) -> None:
         if isinstance(event, BatchChecked):
+            self._drift_progress(event.project, "")
             what = f"{event.batch}: drifted ({event.share:.0%} of columns)" if event.drifted else \
                 f"{event.batch}: no drift"
             if event.verdict in ("not checked", "warning"):

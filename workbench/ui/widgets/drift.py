@@ -84,6 +84,7 @@ class DriftPane(Vertical):
     DEFAULT_CSS = """
     DriftPane { height: 1fr; background: $surface; }
     DriftPane > #drift-heading { height: auto; padding: 0 1; color: $text-muted; }
+    DriftPane > #drift-progress { height: auto; padding: 0 1; color: $accent; display: none; }
     DriftPane > #drift-batches { height: auto; max-height: 40%; background: $surface; scrollbar-size-horizontal: 0; }
     DriftPane > #drift-columns-title { height: auto; max-height: 3; padding: 0 1; margin-top: 1; color: $foreground; }
     DriftPane > #drift-columns { height: 1fr; min-height: 4; background: $surface; }
@@ -98,6 +99,7 @@ class DriftPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("reading drift checks…", id="drift-heading")
+        yield Static(id="drift-progress")
         yield DataTable(id="drift-batches", cursor_type="row", zebra_stripes=False)
         yield Static(id="drift-columns-title")
         yield DataTable(id="drift-columns", cursor_type="row", zebra_stripes=False)
@@ -145,6 +147,17 @@ class DriftPane(Vertical):
 
     def error(self, message: str) -> None:
         self.query_one("#drift-heading", Static).update(Text(f"✗ {message}", Palette.of(self.app).bad))
+
+    def progress(self, line: str) -> None:
+        """A check under way (`checking data/incoming/b.parquet: 23/50 columns`), or "" when none is."""
+        shown = self.query_one("#drift-progress", Static)
+        shown.update(line)
+        shown.display = bool(line)
+
+    @property
+    def progress_line(self) -> str:
+        shown = self.query_one("#drift-progress", Static)
+        return str(shown.render()) if shown.display else ""
 
     def show_batch(self, batch: CheckedBatch) -> None:
         """The batch's columns, most drifted first, and its findings."""
