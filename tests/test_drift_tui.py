@@ -257,6 +257,8 @@ async def test_a_watched_batch_s_check_shows_its_columns_done_until_it_is_checke
                               timeout=20, what="the check's progress in the drift screen")
         assert line.startswith("checking data/incoming/slow.csv: ")
         assert main.projects.rows["shop"].note.startswith("checking data/incoming/slow.csv: ")
+        drawn = main.projects._prompt(main.projects.rows["shop"]).plain
+        assert "⟳ checking data/incoming/slow.csv: " in drawn and "!" not in drawn  # work under way, not a warning
         await wait_for(pilot, lambda: any("slow.csv: no drift" in note for _, note, _ in app.notes), timeout=20,
                        what="the batch's notification")
         await wait_for(pilot, lambda: pane.progress_line == "" and main.projects.rows["shop"].note == "",

@@ -16,10 +16,9 @@ from workbench.core.events import (
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import EventsPending, LogLines, ServiceEvent
 from workbench.ui.screens.drift import DriftScreen
+from workbench.ui.widgets.projects import PROGRESS_NOTE
 
 RELOAD_DELAY_S = 0.15
-PROGRESS_NOTE = "checking "
-"""How a project's note starts while a drift check of one of its batches runs (BatchProgress.line)."""
 """Run events of the shown project within this long reload its runs table once."""
 
 

@@ -5,7 +5,8 @@
 
 Line one: the last run's status (● while one runs), the watch state (◉ watched, ○ not) and
 the name; line two: the model versions holding production and staging ("—" until the
-registry has them); a third line when watching hit a problem.
+registry has them); a third line when watching hit a problem (! ...) or a drift check of one
+of its batches is under way (⟳ checking <batch>: 23/50 columns).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from textual.widgets.option_list import Option
 
 from workbench.ui import format as fmt
 from workbench.ui.actions import view_bindings
+
+PROGRESS_NOTE = "checking "
+"""How a project's note starts while a drift check of one of its batches runs (BatchProgress.line)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,9 @@ class ProjectsList(OptionList):
         text.append("◉ " if row.watching else "○ ", self._tone("live" if row.watching else "muted"))
         text.append(row.name, "bold")
         text.append(f"\n    prod {_version(row.production)} · stg {_version(row.staging)}", self._tone("muted"))
-        if row.note:
+        if row.note.startswith(PROGRESS_NOTE):  # work under way, not a problem: no warning mark
+            text.append(f"\n    ⟳ {row.note}", self._tone("live"))
+        elif row.note:
             text.append(f"\n    ! {row.note}", self._tone("warn"))
         return text
 
