@@ -138,3 +138,22 @@ def test_the_example_drift_loop_in_docker(tmp_path, docker_engine, docker_base_i
     # Weighed by the importance of the model the container trained: contract, its main feature, decided.
     assert report.importance_source == "explanations of version 1 (gain)" and report.rule.startswith("contract PSI")
     assert not events.of(ChangeDetected)
+
+
+def test_watch_prints_why_a_batch_drifted_not_only_a_share(capsys):
+    """`workbench watch` printed "drifted (6% of columns: ...)" after the verdict learned to weigh
+    columns by importance: on a 50-column table a batch drifted by one important column read as
+    nearly nothing. The line is the report's summary: which columns, how far, how important."""
+    from workbench.cli.render import Printer
+    from workbench.core.events import BatchChecked
+
+    why = "drifted: income shifted by +1.2 sd, PSI 0.71 (>= 2 x 0.25), 34% of the model's importance"
+    Printer().watch_event(BatchChecked("loans", "data/incoming/b.csv", True, 0.02, ("income",), True, "drifted",
+                                       verdict="drifted", summary=why))
+    clean = "no drift: 0 of 50 columns drifted (0%), below the drift rules"
+    Printer().watch_event(BatchChecked("loans", "data/incoming/c.csv", False, 0.0, (), False, "no drift",
+                                       verdict="no drift", summary=clean))
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"loans: data/incoming/b.csv {why}" in out
+    assert "of columns" not in out
+    assert f"loans: data/incoming/c.csv checked: {clean}" in out

@@ -186,13 +186,12 @@ class Printer:
                               f"{escape(event.summary or 'not checked')}")
                 elif event.verdict == "warning":
                     con.print(f"[yellow]![/] {escape(event.project)}: {escape(event.batch)} {escape(event.summary)}")
-                elif event.drifted:
-                    shown = ", ".join(event.drifted_columns[:4]) + (" …" if len(event.drifted_columns) > 4 else "")
-                    con.print(f"[red]⚠[/] {escape(event.project)}: {escape(event.batch)} drifted "
-                              f"({event.share:.0%} of columns: {escape(shown)})")
+                elif event.drifted:  # the summary says why: which columns, how far, how important
+                    con.print(f"[red]⚠[/] {escape(event.project)}: {escape(event.batch)} "
+                              f"{escape(event.summary or 'drifted')}")
                 else:
-                    con.print(f"[green]✓[/] {escape(event.project)}: {escape(event.batch)} checked: no drift "
-                              f"({event.share:.0%} of columns)")
+                    con.print(f"[green]✓[/] {escape(event.project)}: {escape(event.batch)} checked: "
+                              f"{escape(event.summary or 'no drift')}")
                 verdict = "[bold]→ retrain[/]" if event.retrain else "[dim]no retrain[/]"
                 con.print(f"  {verdict}: {escape(event.reason)}")
             case RetrainFinished():

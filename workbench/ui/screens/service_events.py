@@ -132,10 +132,8 @@ class ServiceEvents:
     def _drift_event(self, event: BatchChecked | RetrainFinished) -> None:
         if isinstance(event, BatchChecked):
             self._drift_progress(event.project, "")
-            what = f"{event.batch}: drifted ({event.share:.0%} of columns)" if event.drifted else \
-                f"{event.batch}: no drift"
-            if event.verdict in ("not checked", "warning"):
-                what = f"{event.batch}: {event.summary}"
+            # The summary is the verdict and why (which columns, how far, how important).
+            what = f"{event.batch}: {event.summary or ('drifted' if event.drifted else 'no drift')}"
             severity = {"not checked": "error", "warning": "warning"}.get(
                 event.verdict, "warning" if event.drifted else "information")
             self.notify(f"{what}; {'retraining' if event.retrain else 'no retrain'}: {event.reason}",
