@@ -110,19 +110,17 @@ class ObjectStore:
         try:
             try:
                 if clone_file(src, fd):
-                    # No byte read yet: the clone holds the state `before` describes if nothing
-                    # moved around the clone; hashing it then reads only our own copy.
+                    # No byte read yet. The clone is one state of the file: the one `before`
+                    # describes if its stat did not move around the clone. Hashing it reads only
+                    # our own copy, so a write to the source meanwhile changes nothing here.
                     sha = _hash_fd(fd) if _unchanged(before, os.fstat(src)) else None
                 else:
                     # One byte more than fstat saw shows a file still growing.
                     sha = _copy_hashing(src, fd, before.st_size + 1)
+                    sha = sha if _unchanged(before, _stat_path(source)) else None
             finally:
                 os.close(fd)
-            try:
-                after = os.stat(source)
-            except FileNotFoundError:
-                raise FileVanished(f"{source} disappeared while it was being snapshotted") from None
-            if sha is None or not _unchanged(before, after):
+            if sha is None:
                 tmp.unlink(missing_ok=True)  # written to (or replaced) while we copied: again
                 return None
             target = self.object_path(sha)
@@ -183,6 +181,13 @@ class IngestingHasher:
 
 def _unchanged(before: os.stat_result, after: os.stat_result) -> bool:
     return stat_signature(before) == stat_signature(after)
+
+
+def _stat_path(source: Path) -> os.stat_result:
+    try:
+        return os.stat(source)
+    except FileNotFoundError:
+        raise FileVanished(f"{source} disappeared while it was being snapshotted") from None
 
 
 def _write_all(fd: int, view: memoryview) -> None:
