@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from workbench.adapters import file_clone, hash_cache, object_store
-from workbench.adapters.object_store import COPY_BUFFER, WRITER_THREAD_FROM, IngestingHasher, ObjectStore
+from workbench.adapters.object_store import COPY_BUFFER, IngestingHasher, ObjectStore
 from workbench.adapters.snapshots import SnapshotStore
 from workbench.core.errors import WorkbenchError
 
@@ -62,8 +62,7 @@ def settle(path: Path) -> None:
         time.sleep(wait)
 
 
-@pytest.mark.parametrize("size", [0, 1, COPY_BUFFER - 1, COPY_BUFFER, COPY_BUFFER + 1,
-                                  WRITER_THREAD_FROM, WRITER_THREAD_FROM + 1, 3 * COPY_BUFFER + WRITER_THREAD_FROM + 7])
+@pytest.mark.parametrize("size", [0, 1, COPY_BUFFER - 1, COPY_BUFFER, COPY_BUFFER + 1, 7 * COPY_BUFFER + 12345])
 def test_an_ingested_object_holds_the_bytes_under_their_digest(tmp_path, size):
     source = tmp_path / "data.bin"
     source.write_bytes(os.urandom(size))
@@ -159,25 +158,25 @@ def test_a_file_that_never_stops_changing_is_refused(tmp_path, monkeypatch):
     assert not [p for p in store.objects.rglob("*") if p.is_file()]
 
 
-def test_a_write_error_of_the_writer_thread_is_the_ingests_error(tmp_path, monkeypatch):
-    """A full disk met by the thread that writes a large object fails the ingest (as a disk
-    error naming the store), leaves no temp file, and does not hang the reader."""
+def test_a_full_disk_fails_the_ingest_and_leaves_no_temp_file(tmp_path, monkeypatch):
     import errno
 
-    source = big_file(tmp_path / "big.bin", WRITER_THREAD_FROM + 3 * MiB)
+    source = big_file(tmp_path / "big.bin", 3 * COPY_BUFFER)
+    written = []
     real_write = os.write
 
-    def full_disk(fd, data):
-        if threading.current_thread().name == "object-store-writer":
+    def full_after_a_buffer(fd, data):
+        if written:
             raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(len(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(object_store.os, "write", full_disk)
+    monkeypatch.setattr(object_store.os, "write", full_after_a_buffer)
     monkeypatch.setattr(object_store, "clone_file", lambda src, dst: False)
     store = ObjectStore(tmp_path / "state")
     with pytest.raises(WorkbenchError, match="disk full while writing .*objects"):
         store.ingest(source, source.stat())
-    assert not list(store.objects.iterdir())
+    assert written and not list(store.objects.iterdir())
 
 
 def test_the_watcher_only_hashes_a_symlink_and_refuses_what_is_not_a_regular_file(tmp_path):
