@@ -16,8 +16,8 @@ process (time.perf_counter), the last write returning to:
 
 and counts the bytes this process read meanwhile (rchar of /proc/self/io: every read() and
 pread(), page cache hits included), in units of the file's size: how many times the file was
-read before the stage started. The baseline is sha256 of the file on this disk: hashlib with
-4 MiB reads, and `sha256sum`. Then the parts alone: ingesting the file into an empty object
+read before the stage started. The baseline is sha256 of the file on this disk: hashlib (the
+better of 1 MiB and 4 MiB reads), and `sha256sum`. Then the parts alone: ingesting the file into an empty object
 store, and profiling it. Figures are with the file in the page cache (the machine has the RAM
 for it; dropping caches needs a privilege a container does not have), as after an edit.
 """
