@@ -98,7 +98,9 @@ def test_the_watchers_hash_is_the_snapshots_one_read(tmp_path):
     state.mkdir()
     settle(data)
     read_before = rchar()
-    digest = IngestingHasher(state).digest(data)  # the watch scheduler's hash of the change
+    hasher = IngestingHasher(state)
+    digest = hasher.digest(data)  # the watch scheduler's hash of the change
+    hasher.save()
     snapshot = SnapshotStore(state).take(project, ())  # what the run it starts snapshots
     read = rchar() - read_before
     assert digest == snapshot.files["data/big.bin"].sha256 == sha256_of(data)

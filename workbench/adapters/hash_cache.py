@@ -172,3 +172,7 @@ class StatHasher:
             return f"unreadable: {exc.strerror or exc}"
         remember(self._cache, key, st, sha, seen_at)
         return sha
+
+    def save(self) -> None:
+        """The hashers' common flush (object_store.IngestingHasher writes its cache to the
+        workspace); this one's cache lives in memory only, so there is nothing to write."""

@@ -147,7 +147,7 @@ class ObjectStore:
 class IngestingHasher:
     """StatHasher's contract for the watcher (a file's sha256; None when it is not there or not
     a regular file), except that a regular file it has to read is ingested into the object
-    store as it is hashed, and its hash saved in the workspace's cache: the run the change
+    store as it is hashed, and `save` puts its hash in the workspace's cache: the run the change
     starts then finds both, and reads nothing again. A symlink is only hashed, as before (the
     snapshot's survey decides whether a link is followed), and so is a file the store cannot
     take (a full disk): the run reports that."""
@@ -171,11 +171,15 @@ class IngestingHasher:
             return None
         except WorkbenchError:
             return self._plain.digest(path)
+        return entry.sha256
+
+    def save(self) -> None:
+        """Write what digest learnt to the workspace's cache: once per change, not per file (a
+        burst of 1,000 new files is one write), before the run the change starts reads it."""
         try:
             self.objects.save_cache()
         except WorkbenchError:
-            pass  # the cache is an optimisation: the run reads the file again
-        return entry.sha256
+            pass  # the cache is an optimisation: the run reads the files again
 
 
 def _unchanged(before: os.stat_result, after: os.stat_result) -> bool:

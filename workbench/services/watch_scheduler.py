@@ -329,6 +329,7 @@ class ProjectScheduler:
                 digest = self._hasher.digest(self.path / rel)
                 if digest is not None:
                     baseline[rel] = digest
+        self._hasher.save()
         return baseline
 
     def _read_param_values(self) -> dict:
@@ -355,6 +356,7 @@ class ProjectScheduler:
         ignored = self._debouncer.ignored
         read = [p for p in paths if self._reads(p) and not ignored(p)]
         current = {p: self._hasher.digest(self.path / p) for p in read}
+        self._hasher.save()  # before the run this change starts reads the cache
         changed = content_changed(self._baseline, current)
         for path in changed:
             if current[path] is None:
