@@ -181,7 +181,7 @@ def test_a_full_disk_fails_the_ingest_and_leaves_no_temp_file(tmp_path, monkeypa
     assert written and not list(store.objects.iterdir())
 
 
-def test_the_watcher_only_hashes_a_symlink_and_refuses_what_is_not_a_regular_file(tmp_path):
+def test_the_watcher_only_hashes_a_symlink_or_a_small_file_and_refuses_what_is_not_a_regular_file(tmp_path):
     state = tmp_path / ".workbench"
     state.mkdir()
     target = tmp_path / "elsewhere.csv"
@@ -195,6 +195,10 @@ def test_the_watcher_only_hashes_a_symlink_and_refuses_what_is_not_a_regular_fil
         "a link's target is not copied into the store by the watcher"
     assert hasher.digest(tmp_path / "fifo") is None
     assert hasher.digest(tmp_path / "missing") is None
+    small = tmp_path / "params.toml"  # a small file is hashed on the watcher's thread, not copied
+    small.write_text("[train]\nlr = 0.1\n")
+    assert hasher.digest(small) == hashlib.sha256(b"[train]\nlr = 0.1\n").hexdigest()
+    assert not (state / "objects").exists() or not any((state / "objects").rglob("*"))
 
 
 def test_the_cache_file_keeps_what_another_store_saved_meanwhile(tmp_path):

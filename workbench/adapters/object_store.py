@@ -144,11 +144,19 @@ class ObjectStore:
         self._updates = {}
 
 
+INGEST_FROM = 1024 * 1024
+"""The size from which the watcher ingests a changed file rather than only hashing it."""
+
+
 class IngestingHasher:
     """StatHasher's contract for the watcher (a file's sha256; None when it is not there or not
-    a regular file), except that a regular file it has to read is ingested into the object
-    store as it is hashed, and `save` puts its hash in the workspace's cache: the run the change
-    starts then finds both, and reads nothing again. A symlink is only hashed, as before (the
+    a regular file), except that a regular file of INGEST_FROM bytes or more that it has to read
+    is ingested into the object store as it is hashed, and `save` puts its hash in the
+    workspace's cache: the run the change starts then finds both, and reads nothing again.
+
+    A smaller file is only hashed, as before: reading it twice costs less than making its object
+    on the watcher's thread (a burst of 1,000 new small files cost the watcher 350 ms of CPU
+    instead of 70 ms), and the run's snapshot makes it anyway. A symlink is only hashed too (the
     snapshot's survey decides whether a link is followed), and so is a file the store cannot
     take (a full disk): the run reports that."""
 
@@ -165,6 +173,8 @@ class IngestingHasher:
             return self._plain.digest(path)
         if not stat.S_ISREG(st.st_mode):
             return None
+        if st.st_size < INGEST_FROM:
+            return self._plain.digest(path)
         try:
             entry = self.objects.ingest(path, st)
         except (FileVanished, NotRegularFile):
