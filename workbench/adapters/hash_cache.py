@@ -87,13 +87,13 @@ def trustworthy(st: os.stat_result, seen_at_ns: int | None = None) -> bool:
 
 def racy_window_ns(st: os.stat_result) -> int:
     """How recent a change is too recent to trust the stat of (see the module docstring)."""
-    if _file_system(st.st_dev) in FINE_TIMESTAMP_FILE_SYSTEMS:
+    if file_system_type(st.st_dev) in FINE_TIMESTAMP_FILE_SYSTEMS:
         return min(RACY_WINDOW_NS, LOCAL_RACY_WINDOW_NS)
     return RACY_WINDOW_NS
 
 
 @lru_cache(maxsize=64)
-def _file_system(device: int) -> str:
+def file_system_type(device: int) -> str:
     """The type of the file system mounted from `device` ("" when /proc does not say)."""
     wanted = f"{os.major(device)}:{os.minor(device)}"
     try:
