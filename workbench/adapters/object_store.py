@@ -228,9 +228,9 @@ PREALLOCATING_FILE_SYSTEMS = frozenset({"ext4", "xfs", "btrfs", "f2fs", "bcachef
 
 
 def _preallocate(fd: int, size: int) -> bool:
-    """Reserve the object's blocks before it is written: on ext4 a 1 GB copy took about 2.4 s
-    appended 1 MiB at a time and 0.9 s into a preallocated file (delayed allocation otherwise
-    allocates as it goes). Whether it did; a full disk fails here, before any byte is copied."""
+    """Reserve the object's blocks before it is written (ext4's delayed allocation otherwise
+    allocates as it goes: in one interleaved set of 1 GB copies, medians of 2.4 s appended and
+    0.9 s preallocated), and a full disk fails here, before any byte is copied. Whether it did."""
     if size < COPY_BUFFER or file_system_type(os.fstat(fd).st_dev) not in PREALLOCATING_FILE_SYSTEMS:
         return False
     os.posix_fallocate(fd, 0, size)
