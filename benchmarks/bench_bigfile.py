@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("WORKBENCH_MLFLOW_SYNC", "off")  # a detached mlflow import would be noise
 
+from workbench.adapters.hash_cache import file_system_type  # noqa: E402
 from workbench.core.events import (  # noqa: E402
     ChangeDetected, RunFinished, RunStarted, StageStarted, WatchStarted,
 )
@@ -171,8 +172,8 @@ def main() -> None:
         data = project / "data" / "big.csv"
         write_csv(data, args.size_mb * MiB)
         size = data.stat().st_size
-        print(f"data file: {size / MiB:,.0f} MiB CSV in {root} "
-              f"({subprocess.run(['stat', '-f', '-c', '%T', str(root)], capture_output=True, text=True).stdout.strip()})")
+        kind = file_system_type(data.stat().st_dev) or "unknown file system"
+        print(f"data file: {size / MiB:,.0f} MiB CSV in {root} ({kind})")
 
         hashlib_s, sha256sum_s = sha256_figures(data)
         print(f"baseline sha256 of the file: hashlib {hashlib_s:.2f} s ({size / MiB / hashlib_s:,.0f} MiB/s), "
