@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -125,8 +126,21 @@ class PipelineService:
         prepared = self.runner.prepare(str(snapshot.path), manifest.environment, env_log, project=manifest.name,
                                        cancel=cancel)
         record.image_id, record.image_tag = prepared.image_id, prepared.image_tag
-        record.datasets = self._profile_datasets(manifest, snapshot)
+        # The data profiles describe the run's data for its lineage; no stage waits for them.
+        # Profiling a 1 GB CSV takes DuckDB longer than hashing and copying it, so it runs
+        # beside the stages, and the run is recorded once both are done.
+        profiling = _Background(lambda: self._profile_datasets(manifest, snapshot))
+        try:
+            self._run_stages(record, manifest, selected, cancel, on_event, reuse, snapshot, prepared)
+        except KeyboardInterrupt:
+            raise  # Ctrl-C does not wait for a profile; the next run of this data makes it
+        except BaseException:
+            record.datasets = profiling.result(raise_error=False) or []
+            raise
+        record.datasets = profiling.result()  # a failure to save them fails the run, as before
 
+    def _run_stages(self, record: RunRecord, manifest: Manifest, selected: list[str], cancel: CancelToken,
+                    on_event: EventSink, reuse: bool, snapshot: Snapshot, prepared: PreparedEnvironment) -> None:
         results: dict[str, StageResult] = {}
         # The keys each stage names, read from the snapshot once for the run: a stage's values
         # are those of the files the run started from, like its inputs.
@@ -299,6 +313,29 @@ class PipelineService:
                 known = self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
             profiles.append(replace(known, path=path))
         return profiles
+
+
+class _Background:
+    """A call on a thread of its own, whose result (or exception) is collected later."""
+
+    def __init__(self, call):
+        self._value = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = call()
+            except BaseException as exc:  # handed to whoever collects the result
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="run-profiles", daemon=True)
+        self._thread.start()
+
+    def result(self, raise_error: bool = True):
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
+        return self._value
 
 
 def _read_json(tree: OutputTree, output_dir: Path, name: str, kind: type, problems: list[str]):

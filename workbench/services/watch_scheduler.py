@@ -15,7 +15,8 @@ import threading
 import time
 from collections import deque
 
-from workbench.adapters.hash_cache import StatHasher, read_hash_cache
+from workbench.adapters.hash_cache import StatHasher
+from workbench.adapters.object_store import IngestingHasher
 from workbench.adapters.project_survey import scan_project
 from workbench.core.changes import (
     ChangeSet, Debouncer, RunRequest, affected_stages, content_changed, params_changed, stage_inputs_matcher,
@@ -71,7 +72,7 @@ class ProjectScheduler:
         self._debouncer: Debouncer | None = None
         self._baseline: dict[str, str] | None = None
         """sha256 of every file some stage reads, as last seen; None until taken."""
-        self._hasher = StatHasher()
+        self._hasher: StatHasher | IngestingHasher = StatHasher()
         self._params_files = key_params_files(self.manifest)
         """The files stages read params keys of: an edit reruns only the stages whose keys changed."""
         self._param_values: dict = {}
@@ -129,7 +130,9 @@ class ProjectScheduler:
             raise
         self._watcher = watcher
         self._debouncer = Debouncer(self._quiet_s(), self.manifest.ignores)
-        self._hasher = StatHasher(read_hash_cache(self.session.workspace.state_dir))
+        # A changed file is copied into the object store as it is hashed: the run it starts
+        # then reads nothing again (a 1 GB data file is read once from edit to stage start).
+        self._hasher = IngestingHasher(self.session.workspace.ensure_state_dir())
         self._baseline = None  # taken on the scheduler thread, then WatchStarted
         self._batches = BatchWatch.for_manifest(self.session, self.manifest, self._quiet_s())
 
@@ -326,6 +329,7 @@ class ProjectScheduler:
                 digest = self._hasher.digest(self.path / rel)
                 if digest is not None:
                     baseline[rel] = digest
+        self._hasher.save()
         return baseline
 
     def _read_param_values(self) -> dict:
@@ -352,6 +356,7 @@ class ProjectScheduler:
         ignored = self._debouncer.ignored
         read = [p for p in paths if self._reads(p) and not ignored(p)]
         current = {p: self._hasher.digest(self.path / p) for p in read}
+        self._hasher.save()  # before the run this change starts reads the cache
         changed = content_changed(self._baseline, current)
         for path in changed:
             if current[path] is None:
