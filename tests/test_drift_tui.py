@@ -39,6 +39,9 @@ async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
         assert [r[1] for r in rows] == ["drifted.csv", "clean.csv"]
         assert "2/2 100%" in rows[0][4] and f"run {retrain.id} ✓ → v2 registered" == rows[0][6]
         assert "0/2" in rows[1][4] and rows[1][6] == "no drift and no decay"
+        # The verdict's mark, not only its colour: weighed by importance, a drifted batch and a
+        # clean one can show the same share of columns (seen on real data: 1/8 12% both).
+        assert rows[0][4].startswith("✗ ") and rows[1][4].startswith("✓ ")
         columns = table_rows(pane.columns_table)
         # The label moved too (more buyers at higher amounts): shown, not counted in the share.
         # amount moved 1.5 sd and plan's PSI is past twice 0.25: each a major shift on its own.
@@ -180,7 +183,7 @@ async def test_drift_screen_shows_not_checked_and_warning_verdicts_with_their_ru
         pane = app.screen.pane
         batches = table_rows(pane.batches_table)
         assert [r[1] for r in batches] == ["b-pricier.csv", "a-missing.csv"]
-        assert batches[0][4].endswith("1/6  17% warning") and "█" in batches[0][4]
+        assert batches[0][4].endswith("1/6  17% warning") and batches[0][4].startswith("! ") and "█" in batches[0][4]
         assert batches[1][4] == "⊘ not checked"
         title = static_text(pane.query_one("#drift-columns-title"))
         assert "warning: feature_0 shifted by" in title and "below the drift rule" in title, title

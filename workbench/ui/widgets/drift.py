@@ -220,7 +220,9 @@ class DriftPane(Vertical):
             drift = Text("⊘ not checked", palette.bad)  # never a bar: none of its numbers count
         else:
             tone = verdict_tone(verdict, palette)
-            drift = Text(score_bar(b.share or 0.0, 6), tone)
+            # The verdict's mark, not only its colour: with weights, a drifted batch and a clean
+            # one can show the same share of columns (one heavy column against one light one).
+            drift = Text({DRIFTED: "✗ ", WARNING: "! "}.get(verdict, "✓ ") + score_bar(b.share or 0.0, 6), tone)
             drift.append(f" {b.drifted_columns}/{b.compared_columns} {b.share or 0:4.0%}")
             if verdict == WARNING:
                 drift.append(" warning", palette.warn)
