@@ -444,7 +444,10 @@ def code_under_test() -> str:
     tree = Path(where).parents[1] if where else REPO
     commit = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True,
                             text=True).stdout.strip()
-    return f"{where} (commit {commit[:90] or 'unknown'})"
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.splitlines()
+    edits = f", with {len(dirty)} uncommitted file(s) changed" if dirty else ""
+    return f"{where} (commit {commit[:90] or 'unknown'}{edits})"
 
 
 def verdicts(figures: dict[str, dict[str, Figure]], quick: bool) -> list[str]:
