@@ -167,6 +167,7 @@ def table_file(data: Path, shape: Shape, role: str, seed: int) -> Path:
         con = duckdb.connect(":memory:")
         con.execute("SET memory_limit = '1GB'")
         con.execute("SET preserve_insertion_order = true")
+        con.execute("SET enable_progress_bar = false")
         for k, start in enumerate(range(0, rows, step)):
             chunk = {c.name: values(c, rng, min(step, rows - start)) for c in spec}
             con.register("chunk", chunk)
@@ -174,7 +175,11 @@ def table_file(data: Path, shape: Shape, role: str, seed: int) -> Path:
             con.unregister("chunk")
             del chunk
         tmp = parts / "all.parquet"
-        con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/part-*.parquet')) TO '{tmp}' (FORMAT parquet)")
+        # A row group of DuckDB's default 122,880 rows x 1,000 columns does not fit the memory
+        # limit (the merge thrashed for minutes); 20 million cells a group does.
+        group = min(122_880, max(10_000, 20_000_000 // ncols))
+        con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/part-*.parquet')) TO '{tmp}' "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE {group})")
         con.close()
         os.replace(tmp, path)
     finally:
@@ -378,7 +383,7 @@ class Figure:
     def row(self) -> str:
         walls = [r.wall_s for r in self.runs]
         spread = f"({min(walls):.2f}-{max(walls):.2f})" if len(walls) > 1 else ""
-        flag = "" if self.complete else "  [killed]"
+        flag = "" if self.complete or "killed" in self.note else "  [a run was killed]"
         return (f"  {self.what:<34} {self.wall:>8.2f} s {spread:<15} {self.peak:>8,.0f} MB   "
                 f"{self.note}{flag}")
 
