@@ -355,8 +355,8 @@ def evidently(python: Path, script: Path, reference: Path, batch: Path, args) ->
     if result.code != 0:
         raise SystemExit(f"Evidently exited {result.code}:\n{result.stderr[-4000:]}")
     shown = json.loads(result.stdout.strip().splitlines()[-1])
-    return result, (f"{shown['drifted']:.0f} columns drifted ({shown['share']:.0%}); read {shown['read_s']:.1f} s, "
-                    f"preset {shown['run_s']:.1f} s")
+    return result, (f"{shown['drifted']:.0f} columns drifted ({shown['share']:.0%}); import {shown['import_s']:.1f} s, "
+                    f"read {shown['read_s']:.1f} s, preset {shown['run_s']:.1f} s")
 
 
 # -- the run -------------------------------------------------------------------------------------
