@@ -406,8 +406,9 @@ def run_case(shape: Shape, args, data: Path, python: Path | None, script: Path, 
                 result, note = check(ws, batch, args)
                 figures[key].runs.append(result)
                 figures[key].note = note
+                stored = len(list((ws / ".workbench" / "drift" / "profiles").glob("*")))
                 print(f"  repeat {i + 1}: {figures[key].what}: {result.wall_s:.2f} s, {result.peak_mb:,.0f} MB peak"
-                      f" — {note}", flush=True)
+                      f" — {note} [{stored} reference profile file(s) in .workbench/drift/profiles]", flush=True)
     if with_evidently and python is not None:
         figures["evidently"] = Figure(shape.name, "Evidently 0.7 DataDriftPreset", [])
         for i in range(args.repeats):
