@@ -168,6 +168,7 @@ def table_file(data: Path, shape: Shape, role: str, seed: int) -> Path:
         con.execute("SET memory_limit = '1GB'")
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET temp_directory = '{parts / 'spill'}'")  # not .tmp in the current folder
         for k, start in enumerate(range(0, rows, step)):
             chunk = {c.name: values(c, rng, min(step, rows - start)) for c in spec}
             con.register("chunk", chunk)
