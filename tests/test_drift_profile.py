@@ -436,8 +436,8 @@ def test_cli_shows_columns_done_on_a_terminal_and_nothing_when_piped(ws, monkeyp
     out = capsys.readouterr().out
     assert code == 0 and "no drift" in out
     if tty:
-        assert "\r\x1b[Kchecking clean.csv: profiling reference 1/3 columns" in stderr.text
-        assert "\r\x1b[Kchecking clean.csv: checking batch 2/3 columns" in stderr.text
+        assert "\r\x1b[Kchecking clean.csv: 1/3 columns (profiling reference)" in stderr.text
+        assert "\r\x1b[Kchecking clean.csv: 2/3 columns" in stderr.text
         assert stderr.text.endswith("\r\x1b[K")  # erased before the result
     else:
         assert stderr.text == ""
@@ -470,4 +470,4 @@ def test_a_quick_check_draws_no_progress_line_even_on_a_terminal(monkeypatch):
         progress(20, 50, "checking batch")
         clock[0] += 0.01
         progress(21, 50, "checking batch")  # within REDRAW_S: not drawn again
-    assert terminal.text == "\r\x1b[Kchecking c.csv: checking batch 20/50 columns\r\x1b[K"
+    assert terminal.text == "\r\x1b[Kchecking c.csv: 20/50 columns\r\x1b[K"

@@ -38,7 +38,9 @@ class ProgressLine:
             self.close()
             return
         self.shown = True
-        self.stream.write(f"\r\x1b[K{self.label}: {phase} {done}/{total} columns")
+        # The TUI's words (BatchProgress.line): the batch's own phase goes without saying.
+        said = "" if phase == "checking batch" else f" ({phase})"
+        self.stream.write(f"\r\x1b[K{self.label}: {done}/{total} columns{said}")
         self.stream.flush()
 
     def close(self) -> None:
