@@ -11,15 +11,13 @@ each hold their own, and a process that dies lets go of its own.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from workbench.adapters.locks import LockBusy
+from workbench.adapters.locks import LockBusy, acquire_flock
 
 LOCK_NAME = "gc.lock"
 
@@ -36,24 +34,9 @@ def gc_lock(state_dir: Path, exclusive: bool, timeout_s: float | None = None,
     except OSError as exc:
         raise LockBusy(f"cannot open the workspace's gc lock {path}: {exc.strerror}") from None
     try:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay, told = 0.005, False
-        while True:
-            try:
-                fcntl.flock(fd, mode)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if not told and on_wait is not None:
-                on_wait()
-                told = True
-            if deadline is not None and time.monotonic() + delay > deadline:
-                who = "runs are in progress on this workspace" if exclusive else "workbench gc is deleting"
-                raise LockBusy(f"{who} (they hold {path}); waited {timeout_s:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        who = "runs are in progress on this workspace" if exclusive else "workbench gc is deleting"
+        acquire_flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout_s,
+                      lambda: LockBusy(f"{who} (they hold {path}); waited {timeout_s:g} s"), on_wait, max_delay_s=0.2)
         try:
             yield
         finally:
