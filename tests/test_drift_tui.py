@@ -15,6 +15,17 @@ from workbench.ui.widgets.run_views import Palette
 SIZE = (130, 40)
 
 
+async def watched_drift_screen(pilot, app):
+    """The main screen once "shop" is watched, and the drift pane `D` opens on it, loaded."""
+    main = await opened(pilot)
+    await wait_for(pilot, lambda: main.projects.rows["shop"].watching, what="watching")
+    await pilot.press("D")
+    await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen), what="the drift screen")
+    pane = app.screen.pane
+    await wait_for(pilot, lambda: pane.view is not None, what="the drift checks")
+    return main, pane
+
+
 @asyncio_test
 async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
     write_project(tmp_path)
@@ -28,12 +39,7 @@ async def test_drift_pane_shows_batches_column_bars_and_the_retrain(tmp_path):
 
     app = make_app(tmp_path, watch_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        main = await opened(pilot)
-        await wait_for(pilot, lambda: main.projects.rows["shop"].watching, what="watching")
-        await pilot.press("D")
-        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen), what="the drift screen")
-        pane = app.screen.pane
-        await wait_for(pilot, lambda: pane.view is not None, what="the drift checks")
+        main, pane = await watched_drift_screen(pilot, app)
         assert "production version 1 (run 1)" in pane.view.reference
         rows = table_rows(pane.batches_table)
         assert [r[1] for r in rows] == ["drifted.csv", "clean.csv"]
@@ -248,12 +254,7 @@ async def test_a_watched_batch_s_check_shows_its_columns_done_until_it_is_checke
     monkeypatch.setattr(drift_columns, "check_column", slow)
     app = make_app(tmp_path, watch_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        main = await opened(pilot)
-        await wait_for(pilot, lambda: main.projects.rows["shop"].watching, what="watching")
-        await pilot.press("D")
-        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen), what="the drift screen")
-        pane = app.screen.pane
-        await wait_for(pilot, lambda: pane.view is not None, what="the drift checks")
+        main, pane = await watched_drift_screen(pilot, app)
         assert pane.progress_line == ""
         batch(tmp_path, "slow.csv", sales(300, seed=9))
         line = await wait_for(pilot, lambda: pane.progress_line.endswith("/3 columns") and pane.progress_line,
