@@ -37,9 +37,14 @@ async def test_folders_and_manifests_changed_by_hand_show_and_the_keys_follow(wo
                        SEEN_WITHIN_S, "the clash on both rows")
         await shown(pilot, "✗   tiny", "    tiny/", "    tiny-dup/", "name used twice")
         await shown(pilot, "no trend until the manifest is fixed")  # not "loading…" for ever
-        # The runs pane wraps the error: its end says what to do.
-        pane = " ".join(main.table.render_line(y).text.strip() for y in range(1, main.table.size.height))
-        assert "rename one of them" in pane
+        # The runs pane wraps the error: its end says what to do. (Waited for, not read at once: the
+        # trend line and the table are drawn on separate refreshes, and under CI's load the table
+        # was once read a frame before it drew, still "loading…".)
+
+        def runs_pane() -> str:
+            return " ".join(main.table.render_line(y).text.strip() for y in range(1, main.table.size.height))
+
+        await wait_for(pilot, lambda: "rename one of them" in runs_pane(), SEEN_WITHIN_S, "the runs pane's advice")
         assert main.project.name == "tiny" and main.project.error
         await pilot.press("r")
         await wait_for(pilot, lambda: any("fix the manifest" in n[1] for n in app.notes), what="the refusal")
