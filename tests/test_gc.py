@@ -177,6 +177,13 @@ def test_keep_from_the_manifest_and_what_doctor_reports(history):
     doctor = {c["name"]: c for c in json.loads(wb(ws, "doctor", "--json").stdout)}
     assert "`workbench gc` would free" in doctor["size"]["detail"]
     assert "(1 of 6 runs" in doctor["size"]["detail"], doctor["size"]
+    assert "keep_runs" not in doctor["size"]["detail"]  # something to free: no advice
+    manifest.write_text(manifest.read_text().replace("keep_runs = 1", "keep_runs = 100"))
+    doctor = {c["name"]: c for c in json.loads(wb(ws, "doctor", "--json").stdout)}
+    # Nothing to free: the setting that decided it, and how to see more.
+    assert "would free 0 B (0 of 6 runs" in doctor["size"]["detail"], doctor["size"]
+    assert "newest `[gc] keep_runs` runs" in doctor["size"]["detail"]
+    assert "workbench gc --keep N --dry-run" in doctor["size"]["detail"]
 
 
 @pytest.mark.slow

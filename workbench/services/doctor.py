@@ -84,6 +84,9 @@ def _size_check(workspace: Workspace, store) -> Check:
               f"; `workbench gc` would free {human_bytes(report.bytes)} ({report.run_count} of "
               f"{report.run_count + len(report.kept)} runs, {len(report.snapshots)} snapshots, "
               f"{len(report.objects)} objects)")
+    if not report.run_count:  # else a young workspace reads as if gc had nothing to do, ever
+        detail += ("; it keeps each project's newest `[gc] keep_runs` runs (default 50): "
+                   "`workbench gc --keep N --dry-run` shows what fewer would free")
     return Check("size", "ok", detail)
 
 
