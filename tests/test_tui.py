@@ -88,7 +88,10 @@ async def wait_for(pilot, predicate, timeout: float = 15.0, what: str = "conditi
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            # What the app said meanwhile (a failed read is a notification): a rare CI timeout
+            # should say why, not only that it waited.
+            notes = "; ".join(f"{title}: {message}" for _severity, message, title in getattr(pilot.app, "notes", []))
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (notified: {notes})" if notes else ""))
         await pilot.pause(0.05)
 
 
@@ -102,10 +105,15 @@ def screen_text(app) -> str:
 
 async def shown(pilot, *needles: str, timeout: float = 15.0) -> str:
     """The screen's text once every needle is drawn: a busy machine draws a moment late."""
+    last = [""]
+
     def drawn():
-        text = screen_text(pilot.app)
+        last[0] = text = screen_text(pilot.app)
         return text if all(needle in text for needle in needles) else None
-    return await wait_for(pilot, drawn, timeout, what=f"{', '.join(map(repr, needles))} on screen")
+    try:
+        return await wait_for(pilot, drawn, timeout, what=f"{', '.join(map(repr, needles))} on screen")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen:\n{last[0]}") from None
 
 
 def static_text(widget: Static, width: int = 160) -> str:
