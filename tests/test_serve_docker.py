@@ -30,13 +30,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _post(url: str, body: bytes, kind: str = "application/json") -> tuple[int, dict, dict]:
+def _post(url: str, body: bytes, kind: str = "application/json") -> tuple[int, dict, object]:
     request = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": kind}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), dict(exc.headers)
+        return exc.code, json.loads(exc.read()), exc.headers
 
 
 def _rows(ws: Path, n: int) -> list[dict]:
@@ -76,7 +76,7 @@ def served_example(docker_engine, tmp_path, monkeypatch):
             assert server.poll() is None, server.communicate()
             assert time.monotonic() < deadline, status
             time.sleep(1)
-        yield ws, {s["alias"]: s for s in status}
+        yield ws, {s["alias"]: s for s in status}, server
     finally:
         wb(ws, "serve", "stop")
         try:
@@ -87,7 +87,7 @@ def served_example(docker_engine, tmp_path, monkeypatch):
 
 
 def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, docker_engine):
-    ws, servers = served_example
+    ws, servers, server = served_example
     production, staging = servers["production"], servers["staging"]
     assert production["url"].startswith("http://127.0.0.1:") and production["version"] == 1
     assert staging["version"] == 1 and staging["port"] == production["port"] + 1
@@ -98,7 +98,7 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     assert len(body["predictions"]) == 5 and all(0 <= p <= 1 for p in body["predictions"])
     assert body["version"] == 1 and headers["X-Model-Version"] == "1" and headers["X-Request-Id"] == body["request_id"]
 
-    csv_body = "tenure,monthly_charges\n" + "\n"
+    csv_body = "tenure,monthly_charges\n3,29.5\n"
     code, body, _ = _post(production["url"], csv_body.encode(), "text/csv")
     assert code == 422 and "missing column(s)" in body["error"]
     code, body, _ = _post(production["url"], json.dumps([rows[0] | {"tenure": "long"}]).encode())
@@ -155,3 +155,5 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     stopped = json.loads(ok(wb(ws, "serve", "stop", P, "--json")).stdout)["stopped"]
     assert sorted(stopped) == sorted([production["container"], staging["container"]])
     assert json.loads(ok(wb(ws, "serve", "status", "--json")).stdout) == []
+    assert server.wait(timeout=30) == 0  # the foreground `workbench serve` saw its servers go
+    assert "the servers were stopped" in server.stdout.read()
