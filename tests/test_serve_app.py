@@ -23,22 +23,23 @@ from workbench.runtime import wb_serve  # noqa: E402
 SCHEMA = {"columns": {"tenure": "number", "contract": "string", "senior": "number", "id": "string"}}
 
 
-def _train(path: Path, flip: bool = False) -> None:
+def _train(path: Path, flip: bool = False, drop: tuple[str, ...] = ()) -> None:
     rows = 200
     frame = pd.DataFrame({
         "tenure": [float(i % 50) for i in range(rows)],
         "contract": pd.Categorical(["monthly" if i % 3 else "yearly" for i in range(rows)]),
         "senior": [float(i % 2) for i in range(rows)],
     })
+    frame = frame.drop(columns=list(drop))
     label = [(1 if (i % 50) < 20 else 0) ^ int(flip) for i in range(rows)]
     booster = lightgbm.train({"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5},
                              lightgbm.Dataset(frame, label), num_boost_round=5)
     booster.save_model(str(path))
 
 
-def _release(root: Path, alias: str, version: int, flip: bool = False) -> None:
+def _release(root: Path, alias: str, version: int, flip: bool = False, drop: tuple[str, ...] = ()) -> None:
     model = root / f"model-{version}.txt"
-    _train(model, flip)
+    _train(model, flip, drop)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     pointers = DeployPointers(root / "deploy")
     release, check = pointers.prepare("p", version, version, str(model), digest)
@@ -54,7 +55,6 @@ def served(tmp_path):
     holder = wb_serve.ModelHolder(str(tmp_path / "deploy" / "p" / "production"), None, None,
                                   wb_serve.Schema.load(str(schema_file)))
     assert holder.refresh()
-    holder.schema = holder.schema.with_required(holder.current.features)
     app = wb_serve.build_app(holder, "production", max_body=4096)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield tmp_path, holder, client
@@ -183,3 +183,14 @@ def test_a_null_number_is_a_missing_value_not_text(served):
     _, _, client = served
     response = client.post("/predict", json=[ROW | {"tenure": None}])
     assert response.status_code == 200, response.text
+
+
+def test_required_columns_follow_the_served_version(served):
+    root, holder, client = served
+    without_senior = {"tenure": 3, "contract": "monthly"}
+    refused = client.post("/predict", json=[without_senior])
+    assert refused.status_code == 422 and "missing column(s) senior" in refused.json()["error"]
+    _release(root, "production", 2, drop=("senior",))
+    assert holder.refresh()
+    answered = client.post("/predict", json=[without_senior])
+    assert answered.status_code == 200 and answered.json()["version"] == 2

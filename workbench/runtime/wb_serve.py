@@ -158,6 +158,8 @@ class Loaded:
     predict: Callable[[Any], list]
     features: list[str] | None
     since: str
+    schema: Schema | None
+    """The training data's columns, requiring this version's features (a swap may change them)."""
 
 
 def _now() -> str:
@@ -216,7 +218,8 @@ def load_release(folder: str, project_dir: str | None, predict_spec: str | None,
                         not isinstance(frame[column].dtype, pd.CategoricalDtype):
                     frame[column] = frame[column].astype("category")
             return _as_list(booster.predict(frame))
-    loaded = Loaded(meta.get("version"), os.path.basename(folder), predict, features, _now())
+    loaded = Loaded(meta.get("version"), os.path.basename(folder), predict, features, _now(),
+                    schema.with_required(features) if schema is not None else None)
     warm = _warm_up_frame(schema, features)
     if warm is not None:
         loaded.predict(warm)
@@ -292,7 +295,6 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
     from fastapi.responses import JSONResponse
 
     app = FastAPI(title=f"workbench serve ({alias})", docs_url=None, redoc_url=None)
-    schema = holder.schema
 
     def answer(status: int, body: dict, request_id: str, version: Any = None) -> JSONResponse:
         headers = {"X-Request-Id": request_id}
@@ -313,7 +315,8 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        loaded = holder.current  # one version for the whole request
+        loaded = holder.current  # one version for the whole request: its model and its schema
+        schema = loaded.schema if loaded is not None else holder.schema
         try:
             declared = request.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_body:
@@ -376,8 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     holder = ModelHolder(os.path.join(args.deploy, args.alias), args.project, args.predict,
                          Schema.load(args.schema))
     holder.refresh()
-    if holder.current is not None and holder.current.features and holder.schema is not None:
-        holder.schema = holder.schema.with_required(holder.current.features)
     stop = threading.Event()
     threading.Thread(target=holder.poll, args=(args.poll_s, stop), daemon=True, name="wb-serve-poll").start()
     app = build_app(holder, args.alias, args.max_body)
