@@ -152,8 +152,25 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
     assert status["production"]["version"] == 2 and status["staging"]["version"] == 2
 
+    # A server container that dies is started again by the foreground `workbench serve`.
+    killed = docker_engine.containers.get(production["container"])
+    first_start = killed.attrs["State"]["StartedAt"]
+    killed.kill()
+    deadline = time.monotonic() + 60
+    while True:
+        killed.reload()
+        status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
+        if killed.attrs["State"]["StartedAt"] != first_start and status["production"]["healthy"]:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    code, body, _ = _post(production["url"], one_row)
+    assert code == 200 and body["version"] == 2
+
     stopped = json.loads(ok(wb(ws, "serve", "stop", P, "--json")).stdout)["stopped"]
     assert sorted(stopped) == sorted([production["container"], staging["container"]])
     assert json.loads(ok(wb(ws, "serve", "status", "--json")).stdout) == []
     assert server.wait(timeout=30) == 0  # the foreground `workbench serve` saw its servers go
     assert "the servers were stopped" in server.stdout.read()
+    assert f"the production server {production['container']} stopped (exit code 137): restarted it" \
+        in server.stderr.read().replace("\n", " ")

@@ -4,7 +4,8 @@
 `serve PROJECT` starts one server container per alias and stays in the foreground until Ctrl-C
 (or SIGTERM), then removes them: the containers are owned by this process, so a workbench that
 died leaves orphans the next one's cleanup removes (adapters/container_owner.py). It also ends
-when its containers are stopped from elsewhere (`workbench serve stop`).
+when its containers are stopped from elsewhere (`workbench serve stop`), and starts again a
+server container that died (killed, out of memory) within a second.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from workbench.cli.render import Printer
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 3, 130
 WATCH_INTERVAL_S = 1.0
+DEAD = ("exited", "dead")
+"""A server container in these states crashed or was killed (out of memory, `docker kill`): the
+foreground `workbench serve` starts it again; one that is gone was stopped on purpose."""
 
 
 def add_parser(sub) -> None:
@@ -75,10 +79,14 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         printer.out.print("Ctrl-C stops the servers")
         while True:
             time.sleep(WATCH_INTERVAL_S)
-            alive = {s.container for s in service.status(project) if s.problem != "exited"} & set(names)
-            if not alive:
+            found = {s.container: s for s in service.status(project) if s.container in names}
+            if not found:  # removed (`workbench serve stop`), not crashed
                 printer.out.print("the servers were stopped")
                 return EXIT_OK
+            for name, server in found.items():
+                if server.problem in DEAD:
+                    code = service.restart(name)
+                    printer.notice(f"the {server.alias} server {name} stopped (exit code {code}): restarted it")
     finally:
         service.stop(project, names)
 

@@ -172,6 +172,19 @@ class ServingService:
                                       body.get("problem") or ("" if code == 200 else "not answering yet")))
         return found
 
+    def restart(self, container: str) -> int | None:
+        """Start a server container that died again; its exit code."""
+        import docker.errors
+        import requests
+
+        try:
+            found = self.client.containers.get(container)
+            code = found.attrs.get("State", {}).get("ExitCode")
+            found.start()
+            return code
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise WorkbenchError(f"cannot restart the server container {container}: {exc}") from None
+
     def stop(self, project: str | None = None, containers: list[str] | None = None) -> list[str]:
         from workbench.adapters.serving_containers import remove, servers
 
