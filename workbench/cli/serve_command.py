@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     serve.add_argument("--alias", choices=["production", "staging"], default=None,
                        help="serve only this alias (default: production, and staging when it holds a version)")
     serve.add_argument("--port", type=int, default=0, metavar="N",
-                       help="host port of the first alias (the next alias gets N+1; default: any free port)")
+                       help="host port of the first alias (the next alias gets N+1; default: free ports)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to publish on (default 127.0.0.1; another only when you mean it)")
     serve.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",

@@ -70,6 +70,19 @@ def training_schema(data_path: Path, target: str | None) -> dict:
     return {"columns": columns}
 
 
+def _free_port(host: str) -> int:
+    """A port free now, fixed in the container's binding: one the engine picks is picked again
+    when a dead server is restarted, and its clients would lose it."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise WorkbenchError(f"cannot serve on {host}: {exc.strerror or exc}") from None
+        return probe.getsockname()[1]
+
+
 def _health(url: str, timeout: float = 2.0) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url + "/health", timeout=timeout) as response:
@@ -132,7 +145,8 @@ class ServingService:
                                   deploy_dir=registry.deploy.project_dir(manifest.name), schema_dir=schema_dir,
                                   project_dir=ref.path, predict=manifest.serving.predict,
                                   memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
-                                  host=host, port=port + offset if port else 0, since=since, poll_s=poll_s)
+                                  host=host, port=port + offset if port else _free_port(host), since=since,
+                                  poll_s=poll_s)
                 started.append(start_server(self.client, spec, self.state_dir).name)
             return [self._await_healthy(manifest.name, name) for name in started]
         except BaseException:
