@@ -174,3 +174,30 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     assert "the servers were stopped" in server.stdout.read()
     assert f"the production server {production['container']} stopped (exit code 137): restarted it" \
         in server.stderr.read().replace("\n", " ")
+
+
+def test_servers_of_a_killed_workbench_are_orphans_the_next_serve_removes(served_example, docker_engine):
+    ws, servers, server = served_example
+    old = {s["container"] for s in servers.values()}
+    server.kill()  # SIGKILL: no cleanup of its own
+    server.wait(timeout=30)
+    left = {s["container"] for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
+    assert left == old  # nothing removed them yet
+
+    again = subprocess.Popen([sys.executable, "-m", "workbench", "--workspace", str(ws), "serve", P,
+                              "--alias", "production"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            status = json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)
+            if [s["alias"] for s in status] == ["production"] and status[0]["healthy"]:
+                break
+            assert again.poll() is None, again.communicate()
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert status[0]["container"] not in old
+        assert all(name not in {c.name for c in docker_engine.containers.list(all=True)} for name in old)
+    finally:
+        wb(ws, "serve", "stop")
+        again.wait(timeout=30)
+    assert "removed 2 container(s) left by a workbench that stopped" in again.stderr.read().replace("\n", " ")
