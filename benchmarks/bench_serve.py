@@ -10,7 +10,14 @@ version 1 to staging and production with the CLI, then:
   (b) requests per second and p50/p99 latency for `--seconds` at each concurrency (an asyncio
       httpx client, one connection per worker, keep-alive), for single rows and 100-row batches;
   (c) the same load while production is promoted to a second version: failed requests (target
-      0) and p99 during the swap window over the steady p99 (target < 2x).
+      0), version switches in the order requests were sent (1 expected; at concurrency > 1 a
+      request sent just before another may be read by the server just after it, so 3 is
+      possible without any mixing inside a response), and p99 during the swap window over the
+      steady p99 (target < 2x).
+
+The server predicts on its event loop (runtime/wb_serve.py): measured here, moving the
+prediction to a thread pool halved requests/s at concurrency 8 under `cpus = 1.0`
+(146 -> 68 req/s), so it stays on the loop; a very large batch then delays /health.
 No `mlflow models serve` comparison yet (docs/serving.md, missing item 8).
 """
 
@@ -90,7 +97,7 @@ async def load(url: str, body: bytes, concurrency: int, seconds: float,
                     ok = False
                 if ok:
                     results.append((started, time.perf_counter() - started))
-                    versions.append(response.headers.get("x-model-version"))
+                    versions.append((started, response.headers.get("x-model-version")))
                 else:
                     failures += 1
 
@@ -178,6 +185,7 @@ def main() -> int:
                 return promoted_at, await task
 
             promoted_at, (results, failures, versions) = asyncio.run(swap_under_load())
+            versions = [v for _, v in sorted(versions)]  # in the order requests were sent
             switched = [i for i, (a, b) in enumerate(zip(versions, versions[1:])) if a != b]
             window = [lat for start, lat in results if promoted_at - 0.5 <= start <= promoted_at + 3.0]
             swap_p99 = pct(window, 0.99)
