@@ -194,3 +194,25 @@ def test_required_columns_follow_the_served_version(served):
     assert holder.refresh()
     answered = client.post("/predict", json=[without_senior])
     assert answered.status_code == 200 and answered.json()["version"] == 2
+
+
+def test_metrics_count_requests_statuses_latency_and_rows_per_version(served):
+    root, holder, client = served
+    client.post("/predict", json=[ROW, ROW])
+    client.post("/predict", json=[ROW | {"colour": "red"}])
+    _release(root, "production", 2, flip=True)
+    assert holder.refresh()
+    client.post("/predict", json=[ROW])
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    lines = set(response.text.splitlines())
+    for line in ('wb_requests_total{alias="production",version="1",status="200"} 1',
+                 'wb_requests_total{alias="production",version="1",status="422"} 1',
+                 'wb_requests_total{alias="production",version="2",status="200"} 1',
+                 'wb_rows_predicted_total{alias="production",version="1"} 2',
+                 'wb_rows_predicted_total{alias="production",version="2"} 1',
+                 'wb_request_seconds_bucket{alias="production",version="1",le="+Inf"} 2',
+                 'wb_request_seconds_count{alias="production",version="2"} 1',
+                 'wb_model_version{alias="production"} 2',
+                 'wb_model_swaps_total{alias="production"} 2'):
+        assert line in lines, line

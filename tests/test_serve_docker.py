@@ -151,6 +151,11 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     assert sum(1 for a, b in zip(versions, versions[1:]) if a != b) == 1
     status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
     assert status["production"]["version"] == 2 and status["staging"]["version"] == 2
+    with urllib.request.urlopen(production["url"] + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    for version in (1, 2):
+        assert f'wb_requests_total{{alias="production",version="{version}",status="200"}}' in metrics
+    assert 'wb_model_version{alias="production"} 2' in metrics
 
     # A server container that dies is started again by the foreground `workbench serve`.
     killed = docker_engine.containers.get(production["container"])

@@ -11,7 +11,8 @@ What it serves is an alias's deploy pointer (adapters/deploy.py), mounted read-o
 A `Loaded` model is the triple (version, predictor, since), built completely (model read, the
 project's `load` run, one warm-up prediction) before anything can see it. Requests read the
 current `Loaded` once and use only it, so a response is computed by exactly one version and says
-which. A poller thread resolves the alias every `poll_s` seconds; when it points at another
+which, and GET /metrics counts requests, statuses, latency and rows per version (Prometheus
+text format). A poller thread resolves the alias every `poll_s` seconds; when it points at another
 release the new model is loaded beside the old and swapped in by one reference assignment under
 a lock (hot swap: no request fails, none sees a half-loaded model). A release that fails to load
 leaves the old model serving and is reported in /health.
@@ -286,15 +287,75 @@ class ModelHolder:
             self.refresh()
 
 
+# -- metrics -----------------------------------------------------------------------------------
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Requests by version and status, latency histograms by version, rows predicted: what
+    `GET /metrics` reports in the Prometheus text format (version 0.0.4)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.rows: dict[str, int] = {}
+
+    def observe(self, version: Any, status: int, seconds: float, rows: int) -> None:
+        label = "none" if version is None else str(version)
+        with self._lock:
+            self.requests[(label, status)] = self.requests.get((label, status), 0) + 1
+            counts = self.buckets.setdefault(label, [0] * (len(LATENCY_BUCKETS) + 1))
+            for index, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    counts[index] += 1
+            counts[-1] += 1  # +Inf
+            self.sums[label] = self.sums.get(label, 0.0) + seconds
+            if status == 200:
+                self.rows[label] = self.rows.get(label, 0) + rows
+
+    def render(self, alias: str, holder: "ModelHolder") -> str:
+        loaded = holder.current
+        lines = ["# HELP wb_requests_total Prediction requests answered, by model version and HTTP status.",
+                 "# TYPE wb_requests_total counter"]
+        with self._lock:
+            for (version, status), count in sorted(self.requests.items()):
+                lines.append(f'wb_requests_total{{alias="{alias}",version="{version}",status="{status}"}} {count}')
+            lines += ["# HELP wb_request_seconds Time to answer a prediction request, by model version.",
+                      "# TYPE wb_request_seconds histogram"]
+            for version, counts in sorted(self.buckets.items()):
+                labels = f'alias="{alias}",version="{version}"'
+                for bound, count in zip(LATENCY_BUCKETS, counts):
+                    lines.append(f'wb_request_seconds_bucket{{{labels},le="{bound}"}} {count}')
+                lines.append(f'wb_request_seconds_bucket{{{labels},le="+Inf"}} {counts[-1]}')
+                lines.append(f"wb_request_seconds_sum{{{labels}}} {self.sums[version]:.6f}")
+                lines.append(f"wb_request_seconds_count{{{labels}}} {counts[-1]}")
+            lines += ["# HELP wb_rows_predicted_total Rows predicted, by model version.",
+                      "# TYPE wb_rows_predicted_total counter"]
+            for version, count in sorted(self.rows.items()):
+                lines.append(f'wb_rows_predicted_total{{alias="{alias}",version="{version}"}} {count}')
+        lines += ["# HELP wb_model_version The model version the alias serves now (-1: none loaded).",
+                  "# TYPE wb_model_version gauge",
+                  f'wb_model_version{{alias="{alias}"}} '
+                  f"{loaded.version if loaded is not None and isinstance(loaded.version, int) else -1}",
+                  "# HELP wb_model_swaps_total Models loaded and swapped in since the server started.",
+                  "# TYPE wb_model_swaps_total counter",
+                  f'wb_model_swaps_total{{alias="{alias}"}} {holder.swaps}']
+        return "\n".join(lines) + "\n"
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
               max_rows: int = DEFAULT_MAX_ROWS):
     import pandas as pd
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse
 
     app = FastAPI(title=f"workbench serve ({alias})", docs_url=None, redoc_url=None)
+    metrics = Metrics()
 
     def answer(status: int, body: dict, request_id: str, version: Any = None) -> JSONResponse:
         headers = {"X-Request-Id": request_id}
@@ -312,9 +373,15 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
             body["problem"] = holder.last_error
         return JSONResponse(body, status_code=200 if loaded else 503)
 
+    @app.get("/metrics")
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(alias, holder), media_type="text/plain; version=0.0.4")
+
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
+        started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        records: list = []
         loaded = holder.current  # one version for the whole request: its model and its schema
         schema = loaded.schema if loaded is not None else holder.schema
         try:
@@ -354,8 +421,10 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
                 raise RequestProblem(422, f"the model could not predict these records: "
                                           f"{type(exc).__name__}: {exc}") from None
         except RequestProblem as problem:
+            metrics.observe(loaded.version if loaded else None, problem.status, time.perf_counter() - started, 0)
             return answer(problem.status, {"error": problem.message}, request_id,
                           loaded.version if loaded else None)
+        metrics.observe(loaded.version, 200, time.perf_counter() - started, len(records))
         return answer(200, {"predictions": predictions, "version": loaded.version}, request_id, loaded.version)
 
     return app
