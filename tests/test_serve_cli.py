@@ -27,9 +27,10 @@ def test_serve_without_a_promoted_version_says_how_to_get_one(tmp_path, docker_e
 def test_serve_rejects_a_bad_port_and_a_stray_project(tmp_path):
     write_project(tmp_path)
     bad = wb(tmp_path, "serve", "tiny", "--port", "70000")
-    assert bad.returncode == 3 and "--port must be between 0 and 65535" in bad.stderr
+    assert bad.returncode == 64 and "must be a port number from 0 to 65535, got '70000'" in bad.stderr
+    assert "usage:" in bad.stderr
     stray = wb(tmp_path, "serve", "tiny", "other")
-    assert stray.returncode == 3 and "unexpected 'other'" in stray.stderr
+    assert stray.returncode == 64 and "unexpected 'other'" in stray.stderr
 
 
 def test_training_schema_reads_kinds_and_leaves_the_target_out(tmp_path):

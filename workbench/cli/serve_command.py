@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from workbench.cli.render import Printer
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 3, 130
+EXIT_OK, EXIT_USAGE = 0, 64
 WATCH_INTERVAL_S = 1.0
 DEAD = ("exited", "dead")
 """A server container in these states crashed or was killed (out of memory, `docker kill`): the
@@ -32,13 +32,23 @@ def add_parser(sub) -> None:
     serve.add_argument("project", nargs="?", help="with `stop`: only this project's servers")
     serve.add_argument("--alias", choices=["production", "staging"], default=None,
                        help="serve only this alias (default: production, and staging when it holds a version)")
-    serve.add_argument("--port", type=int, default=0, metavar="N",
+    serve.add_argument("--port", type=_port, default=0, metavar="N",
                        help="host port of the first alias (the next alias gets N+1; default: free ports)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to publish on (default 127.0.0.1; another only when you mean it)")
     serve.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                        help="how often each server checks its alias's deploy pointer (default 1)")
     serve.add_argument("--json", action="store_true")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return port
 
 
 def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
@@ -56,11 +66,9 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
             printer.out.print(f"stopped {len(stopped)} server(s)" + (": " + ", ".join(stopped) if stopped else ""))
         return EXIT_OK
     if args.project:
-        printer.error(f"unexpected {args.project!r}: `workbench serve PROJECT` serves one project")
-        return EXIT_BAD_INPUT
-    if not 0 <= args.port <= 65535:
-        printer.error(f"--port must be between 0 and 65535, got {args.port}")
-        return EXIT_BAD_INPUT
+        printer.error(f"unexpected {args.project!r}: `workbench serve PROJECT` serves one project "
+                      "(`workbench serve stop PROJECT` stops one)")
+        return EXIT_USAGE
     service = ServingService(session)
     project = session.project(args.target).name
     if args.alias:
