@@ -206,3 +206,63 @@ def test_servers_of_a_killed_workbench_are_orphans_the_next_serve_removes(served
         wb(ws, "serve", "stop")
         again.wait(timeout=30)
     assert "removed 2 container(s) left by a workbench that stopped" in again.stderr.read().replace("\n", " ")
+
+
+PREDICT = '''"""Serving: the example's own feature preparation (fixed category levels), then LightGBM."""
+import lightgbm as lgb
+
+import common
+
+
+def load(model_path):
+    return lgb.Booster(model_file=model_path)
+
+
+def predict(frame, booster):
+    return booster.predict(common.features(frame))
+'''
+
+
+def test_a_serving_predict_function_of_the_project_answers(docker_engine, tmp_path, monkeypatch):
+    lightgbm = pytest.importorskip("lightgbm")
+    pd = pytest.importorskip("pandas")
+    ws = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
+    (ws / P / "stages" / "predict.py").write_text(PREDICT)
+    manifest = ws / P / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
+                        + '\n[serving]\npredict = "stages/predict.py:predict"\n')
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ok(wb(ws, "run", P, "--runner", "local", "-q"))
+    ok(wb(ws, "promote", P, "1", "--to", "staging", "--yes"))
+    ok(wb(ws, "promote", P, "1", "--to", "production", "--yes"))
+    server = subprocess.Popen([sys.executable, "-m", "workbench", "--workspace", str(ws), "serve", P,
+                               "--alias", "production"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            status = json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)
+            if status and status[0]["healthy"]:
+                break
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        sample = _rows(ws, 20)
+        code, body, _ = _post(status[0]["url"], json.dumps(sample).encode())
+        assert code == 200, body
+        # The same rows through the same function on the host, with the released model file.
+        release = (ws / ".workbench" / "deploy" / P / "production").resolve()
+        model_file = json.loads((release / "metadata.json").read_text())["model_file"]
+        from workbench.runtime import RUNTIME_DIR
+
+        monkeypatch.syspath_prepend(str(RUNTIME_DIR))  # common.py imports wb
+        monkeypatch.syspath_prepend(str(ws / P / "stages"))
+        monkeypatch.delitem(sys.modules, "common", raising=False)
+        import common  # the copy's stages/common.py
+
+        expected = lightgbm.Booster(model_file=str(release / model_file)).predict(
+            common.features(pd.DataFrame(sample)))
+        assert body["predictions"] == pytest.approx(list(expected), abs=1e-9)
+    finally:
+        wb(ws, "serve", "stop")
+        server.wait(timeout=30)

@@ -171,8 +171,10 @@ def _import_function(project_dir: str, spec: str) -> tuple[Any, Callable]:
     """`stages/predict.py:predict` -> the module and its function, the project on sys.path."""
     path, _, name = spec.partition(":")
     full = os.path.join(project_dir, path)
-    if project_dir not in sys.path:
-        sys.path.insert(0, project_dir)
+    # As `python stages/predict.py` would: its own folder first (`import common`), then the project.
+    for folder in (project_dir, os.path.dirname(full)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(f"wb_serving_{abs(hash(full))}", full)
     if module_spec is None or module_spec.loader is None:
         raise RuntimeError(f"cannot import {full}")
