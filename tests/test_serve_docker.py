@@ -266,3 +266,22 @@ def test_a_serving_predict_function_of_the_project_answers(docker_engine, tmp_pa
     finally:
         wb(ws, "serve", "stop")
         server.wait(timeout=30)
+
+
+def test_a_predict_function_that_cannot_load_fails_serve_at_once_naming_it(docker_engine, tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
+    (ws / P / "stages" / "predict.py").write_text("import no_such_module\n\ndef predict(frame, model):\n    return []\n")
+    manifest = ws / P / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
+                        + '\n[serving]\npredict = "stages/predict.py:predict"\n')
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ok(wb(ws, "run", P, "--runner", "local", "-q"))
+    ok(wb(ws, "promote", P, "1", "--to", "staging", "--yes"))
+    ok(wb(ws, "promote", P, "1", "--to", "production", "--yes"))
+    started = time.monotonic()
+    done = wb(ws, "serve", P, "--alias", "production")
+    assert done.returncode == 3 and time.monotonic() - started < 60
+    assert "did not become healthy (could not load 1-" in done.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_module'" in done.stderr
+    assert json.loads(ok(wb(ws, "serve", "status", "--json")).stdout) == []  # nothing left running

@@ -163,7 +163,10 @@ class ServingService:
             if status is not None and status.healthy:
                 return status
             alive = status is not None and status.problem != "exited"
-            if not alive or time.monotonic() > deadline:
+            # The server is up but the alias's model would not load (a broken predict function,
+            # a model file its library cannot read): waiting will not fix it.
+            broken = status is not None and status.problem.startswith("could not load")
+            if not alive or broken or time.monotonic() > deadline:
                 logs = logs_tail(self.client, name)
                 raise WorkbenchError(f"the server {name} did not become healthy"
                                      + (f" ({status.problem})" if status and status.problem else "")
