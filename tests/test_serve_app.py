@@ -216,3 +216,11 @@ def test_metrics_count_requests_statuses_latency_and_rows_per_version(served):
                  'wb_model_version{alias="production"} 2',
                  'wb_model_swaps_total{alias="production"} 2'):
         assert line in lines, line
+
+
+def test_a_callers_request_id_is_kept_only_when_tame(served):
+    _, _, client = served
+    kept = client.post("/predict", json=[ROW], headers={"X-Request-Id": "order-42"})
+    assert kept.json()["request_id"] == "order-42" and kept.headers["X-Request-Id"] == "order-42"
+    replaced = client.post("/predict", json=[ROW], headers={"X-Request-Id": "x" * 500})
+    assert len(replaced.json()["request_id"]) == 32 and replaced.headers["X-Request-Id"] == replaced.json()["request_id"]

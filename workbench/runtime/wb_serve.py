@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -42,6 +43,7 @@ from typing import Any, Callable
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_ROWS = 100_000
 NUMBER, STRING, BOOLEAN = "number", "string", "boolean"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestProblem(Exception):
@@ -382,7 +384,9 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id", "")
+        if not REQUEST_ID.fullmatch(request_id):  # a caller's own id is kept only when it is tame
+            request_id = uuid.uuid4().hex
         records: list = []
         loaded = holder.current  # one version for the whole request: its model and its schema
         schema = loaded.schema if loaded is not None else holder.schema
