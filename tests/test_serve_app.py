@@ -223,4 +223,5 @@ def test_a_callers_request_id_is_kept_only_when_tame(served):
     kept = client.post("/predict", json=[ROW], headers={"X-Request-Id": "order-42"})
     assert kept.json()["request_id"] == "order-42" and kept.headers["X-Request-Id"] == "order-42"
     replaced = client.post("/predict", json=[ROW], headers={"X-Request-Id": "x" * 500})
-    assert len(replaced.json()["request_id"]) == 32 and replaced.headers["X-Request-Id"] == replaced.json()["request_id"]
+    generated = replaced.json()["request_id"]
+    assert len(generated) == 32 and replaced.headers["X-Request-Id"] == generated

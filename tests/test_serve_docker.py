@@ -271,7 +271,8 @@ def test_a_serving_predict_function_of_the_project_answers(docker_engine, tmp_pa
 def test_a_predict_function_that_cannot_load_fails_serve_at_once_naming_it(docker_engine, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
-    (ws / P / "stages" / "predict.py").write_text("import no_such_module\n\ndef predict(frame, model):\n    return []\n")
+    (ws / P / "stages" / "predict.py").write_text(
+        "import no_such_module\n\ndef predict(frame, model):\n    return []\n")
     manifest = ws / P / "workbench.toml"
     manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
                         + '\n[serving]\npredict = "stages/predict.py:predict"\n')

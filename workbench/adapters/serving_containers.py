@@ -18,6 +18,7 @@ container whose workbench died is an orphan that the next workbench's cleanup re
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,6 @@ class RunningServer:
 
 
 def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path) -> Container:
-    import os
-
     user = "%d:%d" % NOBODY if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
     mounts = [Mount(LIB, str(RUNTIME_DIR), type="bind", read_only=True),
               Mount(DEPLOY, str(spec.deploy_dir), type="bind", read_only=True),
