@@ -51,6 +51,41 @@ def _rows(ws: Path, n: int) -> list[dict]:
     return out
 
 
+def _switch_under_load(url: str, body: bytes, switch, before: int, after: int) -> None:
+    """Ask `url` in a loop while `switch()` moves its alias: no request fails, the answers'
+    versions go from `before` to `after` exactly once."""
+    failures, versions, stop = [], [], threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                code, answer, _ = _post(url, body)
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            if code != 200:
+                failures.append(answer)
+            else:
+                versions.append(answer["version"])
+
+    loop = threading.Thread(target=client)
+    loop.start()
+    try:
+        time.sleep(1)
+        switch()
+        deadline = time.monotonic() + 30
+        while not versions or versions[-1] != after:
+            assert time.monotonic() < deadline, versions[-5:]
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        stop.set()
+        loop.join()
+    assert failures == []
+    assert versions[0] == before and versions[-1] == after
+    assert sum(1 for a, b in zip(versions, versions[1:]) if a != b) == 1, versions
+
+
 @pytest.fixture
 def served_example(docker_engine, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
@@ -118,37 +153,9 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     params.write_text(params.read_text().replace("num_boost_round = 200", "num_boost_round = 120"))
     ok(wb(ws, "run", P, "--runner", "local", "-q"))
     ok(wb(ws, "promote", P, "2", "--to", "staging", "--yes"))
-    failures, versions, stop = [], [], threading.Event()
     one_row = json.dumps([rows[0]]).encode()
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                code, body, _ = _post(production["url"], one_row)
-            except OSError as exc:
-                failures.append(repr(exc))
-                continue
-            if code != 200:
-                failures.append(body)
-            else:
-                versions.append(body["version"])
-
-    loop = threading.Thread(target=client)
-    loop.start()
-    try:
-        time.sleep(1)
-        ok(wb(ws, "promote", P, "2", "--to", "production", "--yes"))
-        deadline = time.monotonic() + 30
-        while not versions or versions[-1] != 2:
-            assert time.monotonic() < deadline, versions[-5:]
-            time.sleep(0.2)
-        time.sleep(1)
-    finally:
-        stop.set()
-        loop.join()
-    assert failures == []
-    assert versions[0] == 1 and versions[-1] == 2
-    assert sum(1 for a, b in zip(versions, versions[1:]) if a != b) == 1
+    _switch_under_load(production["url"], one_row, lambda: ok(wb(ws, "promote", P, "2", "--to", "production",
+                                                                    "--yes")), 1, 2)
     status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
     assert status["production"]["version"] == 2 and status["staging"]["version"] == 2
     with urllib.request.urlopen(production["url"] + "/metrics", timeout=10) as response:
@@ -156,6 +163,10 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     for version in (1, 2):
         assert f'wb_requests_total{{alias="production",version="{version}",status="200"}}' in metrics
     assert 'wb_model_version{alias="production"} 2' in metrics
+
+    # A rollback under the same load swaps back, as cleanly.
+    _switch_under_load(production["url"], one_row, lambda: ok(wb(ws, "rollback", P, "--yes")), 2, 1)
+    ok(wb(ws, "promote", P, "2", "--to", "production", "--yes"))
 
     # A server container that dies is started again by the foreground `workbench serve`.
     killed = docker_engine.containers.get(production["container"])
