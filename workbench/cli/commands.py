@@ -235,6 +235,12 @@ def cmd_gc(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     return gc(args, printer, workspace)
 
 
+def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.serve_command import cmd_serve as serve
+
+    return serve(args, printer, workspace)
+
+
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.watch_command import cmd_watch as watch
 

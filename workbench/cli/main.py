@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gc(sub)
 
+    from workbench.cli.serve_command import add_parser as add_serve
+
+    add_serve(sub)
+
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
     reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")

@@ -139,6 +139,16 @@ class EvaluationSpec:
 
 
 @dataclass(frozen=True)
+class ServingSpec:
+    """How `workbench serve` predicts with a released model (`[serving]`); see docs/serving.md."""
+
+    predict: str | None = None
+    """`FILE:FUNCTION` relative to the project, e.g. `stages/predict.py:predict`, called as
+    `function(frame, model)` (`model` is what the file's optional `load(model_path)` returned,
+    else the model file's path); unset: a LightGBM model file is served by LightGBM itself."""
+
+
+@dataclass(frozen=True)
 class GcSpec:
     """What `workbench gc` keeps of the project's history (`[gc]`); see docs/gc.md."""
 
@@ -273,6 +283,7 @@ class Manifest:
     drift: DriftSpec = field(default_factory=DriftSpec)
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     gc: GcSpec = field(default_factory=GcSpec)
+    serving: ServingSpec = field(default_factory=ServingSpec)
     external_links: tuple[str, ...] = ()
     """`[project] external_links`: project symlinks (paths relative to the project, e.g.
     `data/big.parquet` or a folder `data/lake`) that may lead outside the project, to data kept
@@ -342,14 +353,26 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     gc_table = root.table_of("gc")
     gc = GcSpec(keep_runs=gc_table.integer("keep_runs", GcSpec.keep_runs, 0, 1_000_000))
     gc_table.reject_unknown()
+    serving = _parse_serving(root.table_of("serving"))
     root.reject_unknown()
 
     return Manifest(
         name=name, description=description, primary_metric=primary, primary_metric_goal=goal,
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
         evaluation=evaluation, gc=gc,
-        drift=drift, external_links=external_links, params_file=params_file, source=source,
+        drift=drift, external_links=external_links, params_file=params_file, source=source, serving=serving,
     )
+
+
+def _parse_serving(table: _Reader) -> ServingSpec:
+    spec = table.text("predict")
+    if spec is not None:
+        path, colon, function = spec.partition(":")
+        if not colon or not path.endswith(".py") or not function.isidentifier():
+            raise table.fail("predict", f"must be FILE.py:FUNCTION (e.g. 'stages/predict.py:predict'), got {spec!r}")
+        table.check_path("predict", path, "the project")
+    table.reject_unknown()
+    return ServingSpec(predict=spec)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:

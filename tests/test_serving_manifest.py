@@ -1,0 +1,32 @@
+"""`[serving]` in workbench.toml: the predict function `workbench serve` calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.core.errors import ManifestError
+from workbench.core.manifest import parse_manifest
+
+BASE = '[project]\nname = "p"\n[stages.train]\ncommand = "python train.py"\n'
+
+
+def test_serving_predict_is_read():
+    manifest = parse_manifest(BASE + '[serving]\npredict = "stages/predict.py:predict"\n')
+    assert manifest.serving.predict == "stages/predict.py:predict"
+    assert parse_manifest(BASE).serving.predict is None
+
+
+@pytest.mark.parametrize("value, words", [
+    ("stages/predict.py", "must be FILE.py:FUNCTION"),
+    ("stages/predict.txt:predict", "must be FILE.py:FUNCTION"),
+    ("../predict.py:predict", "inside the project"),
+])
+def test_a_bad_serving_predict_names_the_key(value, words):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(BASE + f'[serving]\npredict = "{value}"\n')
+    assert "serving.predict" in str(info.value) and words in str(info.value)
+
+
+def test_an_unknown_serving_key_is_an_error():
+    with pytest.raises(ManifestError, match="serving.canary"):
+        parse_manifest(BASE + '[serving]\ncanary = 0.1\n')

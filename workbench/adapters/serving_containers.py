@@ -1,0 +1,146 @@
+"""Serving containers: one per served alias, running runtime/wb_serve.py in the serving image.
+
+Locked down like a stage container (docker_runner.py, warm_worker.py): not root, read-only root
+filesystem, no capabilities, no new privileges, the manifest's memory and CPU limits, a pid
+limit, /tmp the only writable place. It sees only what it serves, all read-only:
+
+    /wb/lib      the workbench runtime (this package's runtime/ folder)
+    /wb/deploy   the project's deploy folder (.workbench/deploy/<project>), so the server can
+                 follow its alias's pointer (hot swap) without the host telling it
+    /wb/project  the project's folder, only when `[serving] predict` names a function in it
+    /wb/schema   the training data's columns (schema.json, written by the host)
+
+It has a network (a published port needs one) but its port is published on 127.0.0.1 unless
+the user names another address. Labelled like every workbench container (container_owner.py):
+its owner is the `workbench serve` process, which stays in the foreground, so a serving
+container whose workbench died is an orphan that the next workbench's cleanup removes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+from docker.models.containers import Container
+from docker.types import Mount
+
+from workbench.adapters.container_owner import WORKSPACE_LABEL, owner_labels, workspace_id
+from workbench.adapters.docker_limits import limits_named
+from workbench.adapters.warm_worker import NOBODY, ROLE_LABEL, thread_limits
+from workbench.core.errors import WorkbenchError
+from workbench.runtime import RUNTIME_DIR
+
+SERVER_ROLE = "server"
+PROJECT_LABEL = "workbench.project"
+ALIAS_LABEL = "workbench.alias"
+SINCE_LABEL = "workbench.since"
+CONTAINER_PORT = 8080
+LIB, DEPLOY, PROJECT, SCHEMA = "/wb/lib", "/wb/deploy", "/wb/project", "/wb/schema"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    project: str
+    alias: str
+    image: str
+    deploy_dir: Path
+    schema_dir: Path
+    project_dir: Path | None
+    predict: str | None
+    memory_bytes: int
+    cpus: float
+    host: str
+    port: int
+    """0: the engine picks a free port."""
+    since: str
+    poll_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    project: str
+    alias: str
+    container: str
+    host: str
+    port: int | None
+    since: str
+    status: str
+
+
+def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path) -> Container:
+    user = "%d:%d" % NOBODY if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    mounts = [Mount(LIB, str(RUNTIME_DIR), type="bind", read_only=True),
+              Mount(DEPLOY, str(spec.deploy_dir), type="bind", read_only=True),
+              Mount(SCHEMA, str(spec.schema_dir), type="bind", read_only=True)]
+    command = ["python", f"{LIB}/wb_serve.py", "--deploy", DEPLOY, "--alias", spec.alias,
+               "--port", str(CONTAINER_PORT), "--poll-s", str(spec.poll_s),
+               "--schema", f"{SCHEMA}/schema.json"]
+    if spec.predict and spec.project_dir is not None:
+        mounts.append(Mount(PROJECT, str(spec.project_dir), type="bind", read_only=True))
+        command += ["--project", PROJECT, "--predict", spec.predict]
+    try:
+        with limits_named(spec.cpus, spec.memory_bytes):
+            return client.containers.run(
+                spec.image, command, detach=True, working_dir="/tmp",
+                environment={"PYTHONPATH": LIB, "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+                             **thread_limits(spec.cpus)},
+                mounts=mounts, ports={f"{CONTAINER_PORT}/tcp": (spec.host, spec.port or None)},
+                mem_limit=spec.memory_bytes, memswap_limit=spec.memory_bytes,
+                nano_cpus=int(spec.cpus * 1e9), pids_limit=256, user=user, read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,noexec"}, cap_drop=["ALL"],
+                security_opt=["no-new-privileges"], init=True,
+                labels={PROJECT_LABEL: spec.project, ALIAS_LABEL: spec.alias, SINCE_LABEL: spec.since,
+                        ROLE_LABEL: SERVER_ROLE, **owner_labels(state_dir)},
+            )
+    except docker.errors.APIError as exc:
+        explanation = getattr(exc, "explanation", None) or str(exc)
+        if "port is already allocated" in explanation or "address already in use" in explanation:
+            raise WorkbenchError(f"cannot serve {spec.project} ({spec.alias}) on {spec.host}:{spec.port}: "
+                                 f"the port is taken; choose another with --port") from None
+        raise WorkbenchError(f"cannot start the {spec.alias} server of {spec.project}: {explanation}") from None
+
+
+def published_port(container: Container) -> tuple[str, int | None]:
+    bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{CONTAINER_PORT}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return binding.get("HostIp") or "127.0.0.1", int(binding["HostPort"])
+    return "", None
+
+
+def servers(client: docker.DockerClient, state_dir: Path, project: str | None = None) -> list[RunningServer]:
+    """This workspace's serving containers (any owner), optionally of one project."""
+    filters = {"label": [f"{ROLE_LABEL}={SERVER_ROLE}", f"{WORKSPACE_LABEL}={workspace_id(state_dir)}"]}
+    if project:
+        filters["label"].append(f"{PROJECT_LABEL}={project}")
+    found = []
+    try:
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
+            host, port = published_port(container)
+            labels = container.labels
+            found.append(RunningServer(labels.get(PROJECT_LABEL, ""), labels.get(ALIAS_LABEL, ""),
+                                       container.name, host, port, labels.get(SINCE_LABEL, ""), container.status))
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise WorkbenchError(f"cannot list the serving containers: {exc}") from None
+    return sorted(found, key=lambda s: (s.project, s.alias))
+
+
+def remove(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.containers.get(name).remove(force=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise WorkbenchError(f"cannot remove the serving container {name}: {exc}") from None
+
+
+def logs_tail(client: docker.DockerClient, name: str, lines: int = 15) -> str:
+    try:
+        return client.containers.get(name).logs(tail=lines).decode("utf-8", "replace").strip()
+    except (docker.errors.DockerException, requests.RequestException):
+        return ""

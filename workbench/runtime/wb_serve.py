@@ -1,0 +1,466 @@
+"""The model server that runs inside a project's serving container (`workbench serve`).
+
+Shipped like wb.py and wb_worker.py: the host mounts this folder read-only at /wb/lib and runs
+`python /wb/lib/wb_serve.py ...` in an image built FROM the project's own environment image
+plus FastAPI and uvicorn (adapters/serving_image.py). It imports nothing of the workbench.
+
+What it serves is an alias's deploy pointer (adapters/deploy.py), mounted read-only:
+
+    /wb/deploy/<alias> -> releases/<version>-.../{model.txt, metadata.json}
+
+A `Loaded` model is the triple (version, predictor, since), built completely (model read, the
+project's `load` run, one warm-up prediction) before anything can see it. Requests read the
+current `Loaded` once and use only it, so a response is computed by exactly one version and says
+which, and GET /metrics counts requests, statuses, latency and rows per version (Prometheus
+text format). A poller thread resolves the alias every `poll_s` seconds; when it points at another
+release the new model is loaded beside the old and swapped in by one reference assignment under
+a lock (hot swap: no request fails, none sees a half-loaded model). A release that fails to load
+leaves the old model serving and is reported in /health.
+
+Requests are checked against the schema of the training data (`--schema`, a JSON file the host
+writes: column names and kinds, the target left out): unknown or missing columns, values of the
+wrong type, bad JSON and oversized bodies get a 4xx naming the problem, and any other error of
+the project's predict function a 422 naming it, never a 500.
+"""
+
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+DEFAULT_MAX_ROWS = 100_000
+NUMBER, STRING, BOOLEAN = "number", "string", "boolean"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestProblem(Exception):
+    """A request the server refuses, with the HTTP status and a message naming the problem."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schema:
+    columns: dict[str, str]
+    """Every input column the training data has (target excluded), by kind: number/string/boolean."""
+    required: tuple[str, ...]
+    """Columns a request must hold (the model's features when known, else every column)."""
+
+    @staticmethod
+    def load(path: str | None) -> "Schema | None":
+        if not path:
+            return None
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        columns = dict(data["columns"])
+        return Schema(columns, tuple(data.get("required") or columns))
+
+    def with_required(self, features: list[str] | None) -> "Schema":
+        if not features or not set(features) <= set(self.columns):
+            return self
+        return Schema(self.columns, tuple(features))
+
+
+def check_records(records: list[dict], schema: Schema | None) -> None:
+    """Raise a 422 naming the first unknown column, missing column or mistyped value."""
+    if schema is None:
+        return
+    for index, record in enumerate(records):
+        unknown = [name for name in record if name not in schema.columns]
+        if unknown:
+            raise RequestProblem(422, f"record {index}: unknown column(s) {', '.join(sorted(unknown))} "
+                                      f"(the training data has: {', '.join(schema.columns)})")
+        missing = [name for name in schema.required if name not in record]
+        if missing:
+            raise RequestProblem(422, f"record {index}: missing column(s) {', '.join(missing)}")
+        for name, value in record.items():
+            if value is None:
+                continue  # a missing value: the model decides (LightGBM handles NaN)
+            kind = schema.columns[name]
+            if kind == NUMBER and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise RequestProblem(422, f"record {index}: column {name!r} must be a number, got {value!r}")
+            if kind == STRING and not isinstance(value, str):
+                raise RequestProblem(422, f"record {index}: column {name!r} must be a string, got {value!r}")
+            if kind == BOOLEAN and not isinstance(value, bool):
+                raise RequestProblem(422, f"record {index}: column {name!r} must be true or false, got {value!r}")
+
+
+def records_from_csv(text: str, schema: Schema | None) -> list[dict]:
+    """CSV rows as records, numbers parsed where the schema says the column is numeric."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise RequestProblem(400, "the CSV body has no header line")
+    records = []
+    for line, row in enumerate(reader, start=2):
+        if None in row:
+            raise RequestProblem(400, f"CSV line {line} has more fields than the header")
+        record: dict[str, Any] = {}
+        for name, text_value in row.items():
+            kind = schema.columns.get(name) if schema else None
+            if text_value is None or text_value == "":
+                record[name] = None
+            elif kind == NUMBER:
+                try:
+                    record[name] = float(text_value)
+                except ValueError:
+                    raise RequestProblem(422, f"CSV line {line}: column {name!r} must be a number, "
+                                              f"got {text_value!r}") from None
+            elif kind == BOOLEAN:
+                lowered = text_value.strip().lower()
+                if lowered not in ("true", "false", "1", "0"):
+                    raise RequestProblem(422, f"CSV line {line}: column {name!r} must be true or false, "
+                                              f"got {text_value!r}")
+                record[name] = lowered in ("true", "1")
+            else:
+                record[name] = text_value
+        records.append(record)
+    return records
+
+
+def records_from_json(body: bytes) -> list[dict]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestProblem(400, f"the body is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        if "records" not in data:
+            raise RequestProblem(400, 'a JSON object body needs a "records" key holding a list of objects')
+        data = data["records"]
+    if not isinstance(data, list):
+        raise RequestProblem(400, 'the body must be a list of objects or {"records": [...]}')
+    for index, record in enumerate(data):
+        if not isinstance(record, dict):
+            raise RequestProblem(400, f"record {index} is not an object of column: value")
+    return data
+
+
+# -- models ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Loaded:
+    version: Any
+    release: str
+    predict: Callable[[Any], list]
+    features: list[str] | None
+    since: str
+    schema: Schema | None
+    """The training data's columns, requiring this version's features (a swap may change them)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _import_function(project_dir: str, spec: str) -> tuple[Any, Callable]:
+    """`stages/predict.py:predict` -> the module and its function, the project on sys.path."""
+    path, _, name = spec.partition(":")
+    full = os.path.join(project_dir, path)
+    # As `python stages/predict.py` would: its own folder first (`import common`), then the project.
+    for folder in (project_dir, os.path.dirname(full)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    module_spec = importlib.util.spec_from_file_location(f"wb_serving_{abs(hash(full))}", full)
+    if module_spec is None or module_spec.loader is None:
+        raise RuntimeError(f"cannot import {full}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not callable(getattr(module, name or "predict", None)):
+        raise RuntimeError(f"{path} has no function {name or 'predict'!r}")
+    return module, getattr(module, name or "predict")
+
+
+def _as_list(result: Any) -> list:
+    if hasattr(result, "tolist"):
+        result = result.tolist()
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in list(result)]
+
+
+def load_release(folder: str, project_dir: str | None, predict_spec: str | None,
+                 schema: Schema | None) -> Loaded:
+    """Load and warm the model of one release folder; raises on any failure."""
+    import pandas as pd
+
+    with open(os.path.join(folder, "metadata.json"), encoding="utf-8") as fh:
+        meta = json.load(fh)
+    model_path = os.path.join(folder, meta["model_file"])
+    features: list[str] | None = None
+    if predict_spec:
+        module, function = _import_function(project_dir or ".", predict_spec)
+        model = module.load(model_path) if callable(getattr(module, "load", None)) else model_path
+
+        def predict(frame: "pd.DataFrame") -> list:
+            return _as_list(function(frame, model))
+    else:
+        import lightgbm
+
+        booster = lightgbm.Booster(model_file=model_path)
+        features = list(booster.feature_name())
+
+        def predict(frame: "pd.DataFrame") -> list:
+            frame = frame[features].copy()
+            for column in frame.columns:
+                # Text (object, or pandas 3's str dtype) becomes a category; LightGBM then maps it
+                # with the levels it stored at training (`pandas_categorical` in model.txt).
+                if not pd.api.types.is_numeric_dtype(frame[column]) and \
+                        not isinstance(frame[column].dtype, pd.CategoricalDtype):
+                    frame[column] = frame[column].astype("category")
+            return _as_list(booster.predict(frame))
+    loaded = Loaded(meta.get("version"), os.path.basename(folder), predict, features, _now(),
+                    schema.with_required(features) if schema is not None else None)
+    warm = _warm_up_frame(schema, features)
+    if warm is not None:
+        loaded.predict(warm)
+    return loaded
+
+
+def _warm_up_frame(schema: Schema | None, features: list[str] | None):
+    """One row of plausible values, so the first real request does not pay for lazy set-up."""
+    if schema is None:
+        return None
+    import pandas as pd
+
+    sample = {NUMBER: 0.0, STRING: None, BOOLEAN: False}
+    columns = features if features and set(features) <= set(schema.columns) else list(schema.columns)
+    return pd.DataFrame([{name: sample[schema.columns[name]] for name in columns}], columns=columns)
+
+
+class ModelHolder:
+    """The model the alias serves now; swapped whole, read whole."""
+
+    def __init__(self, alias_link: str, project_dir: str | None, predict_spec: str | None,
+                 schema: Schema | None):
+        self.alias_link = alias_link
+        self.project_dir = project_dir
+        self.predict_spec = predict_spec
+        self.schema = schema
+        self._lock = threading.Lock()
+        self._current: Loaded | None = None
+        self.last_error = ""
+        self.swaps = 0
+
+    @property
+    def current(self) -> Loaded | None:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Load the release the alias points at if it is not the one served; True on a swap."""
+        try:
+            folder = os.path.realpath(self.alias_link)
+        except OSError as exc:
+            self.last_error = f"cannot resolve {self.alias_link}: {exc}"
+            return False
+        current = self._current
+        if current is not None and os.path.basename(folder) == current.release:
+            return False
+        if not os.path.isfile(os.path.join(folder, "metadata.json")):
+            self.last_error = f"the alias points at no release yet ({self.alias_link})"
+            return False
+        try:
+            loaded = load_release(folder, self.project_dir, self.predict_spec, self.schema)
+        except Exception as exc:  # a broken release must not take the served model down
+            self.last_error = f"could not load {os.path.basename(folder)}: {type(exc).__name__}: {exc}"
+            print(f"wb_serve: {self.last_error}", file=sys.stderr, flush=True)
+            return False
+        with self._lock:
+            self._current = loaded
+            self.swaps += 1
+        self.last_error = ""
+        print(f"wb_serve: serving version {loaded.version} ({loaded.release})", file=sys.stderr, flush=True)
+        return True
+
+    def poll(self, interval_s: float, stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            self.refresh()
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Requests by version and status, latency histograms by version, rows predicted: what
+    `GET /metrics` reports in the Prometheus text format (version 0.0.4)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.rows: dict[str, int] = {}
+
+    def observe(self, version: Any, status: int, seconds: float, rows: int) -> None:
+        label = "none" if version is None else str(version)
+        with self._lock:
+            self.requests[(label, status)] = self.requests.get((label, status), 0) + 1
+            counts = self.buckets.setdefault(label, [0] * (len(LATENCY_BUCKETS) + 1))
+            for index, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    counts[index] += 1
+            counts[-1] += 1  # +Inf
+            self.sums[label] = self.sums.get(label, 0.0) + seconds
+            if status == 200:
+                self.rows[label] = self.rows.get(label, 0) + rows
+
+    def render(self, alias: str, holder: "ModelHolder") -> str:
+        loaded = holder.current
+        lines = ["# HELP wb_requests_total Prediction requests answered, by model version and HTTP status.",
+                 "# TYPE wb_requests_total counter"]
+        with self._lock:
+            for (version, status), count in sorted(self.requests.items()):
+                lines.append(f'wb_requests_total{{alias="{alias}",version="{version}",status="{status}"}} {count}')
+            lines += ["# HELP wb_request_seconds Time to answer a prediction request, by model version.",
+                      "# TYPE wb_request_seconds histogram"]
+            for version, counts in sorted(self.buckets.items()):
+                labels = f'alias="{alias}",version="{version}"'
+                for bound, count in zip(LATENCY_BUCKETS, counts):
+                    lines.append(f'wb_request_seconds_bucket{{{labels},le="{bound}"}} {count}')
+                lines.append(f'wb_request_seconds_bucket{{{labels},le="+Inf"}} {counts[-1]}')
+                lines.append(f"wb_request_seconds_sum{{{labels}}} {self.sums[version]:.6f}")
+                lines.append(f"wb_request_seconds_count{{{labels}}} {counts[-1]}")
+            lines += ["# HELP wb_rows_predicted_total Rows predicted, by model version.",
+                      "# TYPE wb_rows_predicted_total counter"]
+            for version, count in sorted(self.rows.items()):
+                lines.append(f'wb_rows_predicted_total{{alias="{alias}",version="{version}"}} {count}')
+        lines += ["# HELP wb_model_version The model version the alias serves now (-1: none loaded).",
+                  "# TYPE wb_model_version gauge",
+                  f'wb_model_version{{alias="{alias}"}} '
+                  f"{loaded.version if loaded is not None and isinstance(loaded.version, int) else -1}",
+                  "# HELP wb_model_swaps_total Models loaded and swapped in since the server started.",
+                  "# TYPE wb_model_swaps_total counter",
+                  f'wb_model_swaps_total{{alias="{alias}"}} {holder.swaps}']
+        return "\n".join(lines) + "\n"
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
+              max_rows: int = DEFAULT_MAX_ROWS):
+    import pandas as pd
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    app = FastAPI(title=f"workbench serve ({alias})", docs_url=None, redoc_url=None)
+    metrics = Metrics()
+
+    def answer(status: int, body: dict, request_id: str, version: Any = None) -> JSONResponse:
+        headers = {"X-Request-Id": request_id}
+        if version is not None:
+            headers["X-Model-Version"] = str(version)
+        return JSONResponse(body | {"request_id": request_id}, status_code=status, headers=headers)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        loaded = holder.current
+        body = {"alias": alias, "version": loaded.version if loaded else None,
+                "release": loaded.release if loaded else None, "since": loaded.since if loaded else None,
+                "healthy": loaded is not None, "swaps": holder.swaps}
+        if holder.last_error:
+            body["problem"] = holder.last_error
+        return JSONResponse(body, status_code=200 if loaded else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(alias, holder), media_type="text/plain; version=0.0.4")
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id", "")
+        if not REQUEST_ID.fullmatch(request_id):  # a caller's own id is kept only when it is tame
+            request_id = uuid.uuid4().hex
+        records: list = []
+        loaded = holder.current  # one version for the whole request: its model and its schema
+        schema = loaded.schema if loaded is not None else holder.schema
+        try:
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_body:
+                raise RequestProblem(413, f"the body is {int(declared)} bytes, more than the {max_body} allowed")
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    raise RequestProblem(413, f"the body is more than the {max_body} bytes allowed")
+            kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if kind in ("text/csv", "application/csv"):
+                try:
+                    records = records_from_csv(body.decode("utf-8-sig"), schema)
+                except UnicodeDecodeError:
+                    raise RequestProblem(400, "the CSV body is not UTF-8") from None
+            elif kind in ("application/json", ""):
+                records = records_from_json(body)
+            else:
+                raise RequestProblem(415, f"unsupported content type {kind!r}: send application/json or text/csv")
+            if not records:
+                raise RequestProblem(422, "no records to predict")
+            if len(records) > max_rows:
+                raise RequestProblem(413, f"{len(records)} records, more than the {max_rows} allowed")
+            check_records(records, schema)
+            if loaded is None:
+                raise RequestProblem(503, f"no model loaded yet: {holder.last_error or 'starting'}")
+            frame = pd.DataFrame.from_records(records)
+            for column in frame.columns:
+                if schema is not None and schema.columns.get(column) == NUMBER:
+                    # a column of nulls must stay numeric, not become text
+                    frame[column] = pd.to_numeric(frame[column], errors="coerce")
+            try:
+                predictions = loaded.predict(frame)
+            except Exception as exc:
+                raise RequestProblem(422, f"the model could not predict these records: "
+                                          f"{type(exc).__name__}: {exc}") from None
+        except RequestProblem as problem:
+            metrics.observe(loaded.version if loaded else None, problem.status, time.perf_counter() - started, 0)
+            return answer(problem.status, {"error": problem.message}, request_id,
+                          loaded.version if loaded else None)
+        metrics.observe(loaded.version, 200, time.perf_counter() - started, len(records))
+        return answer(200, {"predictions": predictions, "version": loaded.version}, request_id, loaded.version)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve an alias's model (inside its container)")
+    parser.add_argument("--deploy", required=True, help="the project's deploy folder")
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--project", default=None, help="the project's code (for a [serving] predict)")
+    parser.add_argument("--predict", default=None, help="FILE:FUNCTION, relative to --project")
+    parser.add_argument("--schema", default=None, help="a JSON file of the training data's columns")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    holder = ModelHolder(os.path.join(args.deploy, args.alias), args.project, args.predict,
+                         Schema.load(args.schema))
+    holder.refresh()
+    stop = threading.Event()
+    threading.Thread(target=holder.poll, args=(args.poll_s, stop), daemon=True, name="wb-serve-poll").start()
+    app = build_app(holder, args.alias, args.max_body)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

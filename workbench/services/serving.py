@@ -1,0 +1,213 @@
+"""`workbench serve`: one server container per alias (production, staging), each following its
+alias's deploy pointer, so a promotion or rollback swaps what it answers with (runtime/wb_serve.py).
+
+Starting: the alias must point at a release; the serving image is the project's environment
+image plus FastAPI and uvicorn (serving_image.py); the training data's columns are written to a
+schema file the server checks requests against; the server is up once /health answers 200.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workbench.core.errors import WorkbenchError
+from workbench.core.ports import LogSink
+from workbench.services.session import WorkbenchSession
+
+ALIASES = ("production", "staging")
+START_TIMEOUT_S = 90.0
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    project: str
+    alias: str
+    version: int | None
+    url: str
+    port: int | None
+    container: str
+    since: str
+    healthy: bool
+    problem: str = ""
+
+    def as_json(self) -> dict:
+        return {"project": self.project, "alias": self.alias, "version": self.version, "url": self.url,
+                "port": self.port, "container": self.container, "since": self.since, "healthy": self.healthy,
+                "problem": self.problem}
+
+
+def training_schema(data_path: Path, target: str | None) -> dict:
+    """The training data's columns and kinds (number, string, boolean), target left out, read by
+    DuckDB's type sniffing of the whole file (a CSV header alone does not say a column's type)."""
+    import duckdb
+
+    if not data_path.is_file():
+        raise WorkbenchError(f"cannot serve: the training data {data_path} is missing, and requests are "
+                             "checked against its columns")
+    reader = "read_parquet" if data_path.suffix.lower() in (".parquet", ".pq") else "read_csv_auto"
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(data_path)]).fetchall()
+    except duckdb.Error as exc:
+        raise WorkbenchError(f"cannot read the columns of {data_path}: {exc}") from None
+    finally:
+        con.close()
+    columns = {}
+    for name, kind, *_ in rows:
+        if name == target:
+            continue
+        base = str(kind).split("(")[0].upper()
+        columns[name] = "number" if base in NUMERIC_TYPES else "boolean" if base == "BOOLEAN" else "string"
+    return {"columns": columns}
+
+
+def _free_port(host: str) -> int:
+    """A port free now, fixed in the container's binding: one the engine picks is picked again
+    when a dead server is restarted, and its clients would lose it."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise WorkbenchError(f"cannot serve on {host}: {exc.strerror or exc}") from None
+        return probe.getsockname()[1]
+
+
+def _health(url: str, timeout: float = 2.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+class ServingService:
+    def __init__(self, session: WorkbenchSession, client=None):
+        from workbench.adapters.docker_engine import connect_engine
+
+        self.session = session
+        self.client = connect_engine(client)
+        self.state_dir = session.workspace.state_dir
+
+    def start(self, project: str, aliases: tuple[str, ...], host: str, port: int, on_log: LogSink,
+              poll_s: float = 1.0) -> list[ServerStatus]:
+        from workbench.adapters.docker_images import EnvironmentImages
+        from workbench.adapters.serving_containers import ServerSpec, remove, servers, start_server
+        from workbench.adapters.serving_image import ensure_serving_image
+
+        ref = self.session.project(project)
+        if ref.manifest is None:
+            raise WorkbenchError(str(ref.error))
+        manifest = ref.manifest
+        registry = self.session.registry
+        missing = [alias for alias in aliases if registry.deployed(manifest.name, alias) is None]
+        if missing:
+            raise WorkbenchError(f"cannot serve {manifest.name}: no version is in {' or '.join(missing)} yet "
+                                 f"(promote one: workbench promote {manifest.name} VERSION --to {missing[0]})")
+        running = [s for s in servers(self.client, self.state_dir, manifest.name)
+                   if s.alias in aliases and s.status in ("created", "running")]
+        if running:
+            raise WorkbenchError(f"{manifest.name} ({running[0].alias}) is already served by {running[0].container} "
+                                 f"on port {running[0].port}: `workbench serve stop {manifest.name}` first")
+        if not manifest.data.paths:
+            raise WorkbenchError(f"cannot serve {manifest.name}: [data] paths names no training data to check "
+                                 "requests against")
+        schema_dir = self.state_dir / "serving" / manifest.name
+        schema_dir.mkdir(parents=True, exist_ok=True)
+        schema = training_schema(ref.path / manifest.data.paths[0], manifest.data.target)
+        tmp = schema_dir / ".schema.json.tmp"
+        tmp.write_text(json.dumps(schema, indent=2))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, schema_dir / "schema.json")
+
+        env = EnvironmentImages(self.client).ensure(str(ref.path), manifest.environment, on_log, project=manifest.name)
+        image = ensure_serving_image(self.client, env.image_id, env.image_tag, on_log)
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = []
+        try:
+            for offset, alias in enumerate(aliases):
+                spec = ServerSpec(project=manifest.name, alias=alias, image=image,
+                                  deploy_dir=registry.deploy.project_dir(manifest.name), schema_dir=schema_dir,
+                                  project_dir=ref.path, predict=manifest.serving.predict,
+                                  memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
+                                  host=host, port=port + offset if port else _free_port(host), since=since,
+                                  poll_s=poll_s)
+                started.append(start_server(self.client, spec, self.state_dir).name)
+            return [self._await_healthy(manifest.name, name) for name in started]
+        except BaseException:
+            for name in started:
+                remove(self.client, name)
+            raise
+
+    def _await_healthy(self, project: str, name: str) -> ServerStatus:
+        from workbench.adapters.serving_containers import logs_tail
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            status = next((s for s in self.status(project) if s.container == name), None)
+            if status is not None and status.healthy:
+                return status
+            alive = status is not None and status.problem != "exited"
+            # The server is up but the alias's model would not load (a broken predict function,
+            # a model file its library cannot read): waiting will not fix it.
+            broken = status is not None and status.problem.startswith("could not load")
+            if not alive or broken or time.monotonic() > deadline:
+                logs = logs_tail(self.client, name)
+                raise WorkbenchError(f"the server {name} did not become healthy"
+                                     + (f" ({status.problem})" if status and status.problem else "")
+                                     + (":\n" + logs if logs else ""))
+            time.sleep(0.2)
+
+    def status(self, project: str | None = None) -> list[ServerStatus]:
+        from workbench.adapters.serving_containers import servers
+
+        found = []
+        for server in servers(self.client, self.state_dir, project):
+            url = f"http://{server.host}:{server.port}" if server.port else ""
+            if server.status != "running":
+                found.append(ServerStatus(server.project, server.alias, None, url, server.port, server.container,
+                                          server.since, False, server.status))
+                continue
+            code, body = _health(url.replace("0.0.0.0", "127.0.0.1")) if url else (0, {})
+            found.append(ServerStatus(server.project, server.alias, body.get("version"), url, server.port,
+                                      server.container, body.get("since") or server.since, code == 200,
+                                      body.get("problem") or ("" if code == 200 else "not answering yet")))
+        return found
+
+    def restart(self, container: str) -> int | None:
+        """Start a server container that died again; its exit code."""
+        import docker.errors
+        import requests
+
+        try:
+            found = self.client.containers.get(container)
+            code = found.attrs.get("State", {}).get("ExitCode")
+            found.start()
+            return code
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise WorkbenchError(f"cannot restart the server container {container}: {exc}") from None
+
+    def stop(self, project: str | None = None, containers: list[str] | None = None) -> list[str]:
+        from workbench.adapters.serving_containers import remove, servers
+
+        stopped = []
+        for server in servers(self.client, self.state_dir, project):
+            if containers is None or server.container in containers:
+                if remove(self.client, server.container):
+                    stopped.append(server.container)
+        return stopped
