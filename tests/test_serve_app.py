@@ -206,13 +206,13 @@ def test_metrics_count_requests_statuses_latency_and_rows_per_version(served):
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     lines = set(response.text.splitlines())
-    for line in ('wb_requests_total{alias="production",version="1",status="200"} 1',
-                 'wb_requests_total{alias="production",version="1",status="422"} 1',
-                 'wb_requests_total{alias="production",version="2",status="200"} 1',
-                 'wb_rows_predicted_total{alias="production",version="1"} 2',
-                 'wb_rows_predicted_total{alias="production",version="2"} 1',
-                 'wb_request_seconds_bucket{alias="production",version="1",le="+Inf"} 2',
-                 'wb_request_seconds_count{alias="production",version="2"} 1',
+    for line in ('wb_requests_total{alias="production",version="1",role="champion",status="200"} 1',
+                 'wb_requests_total{alias="production",version="1",role="champion",status="422"} 1',
+                 'wb_requests_total{alias="production",version="2",role="champion",status="200"} 1',
+                 'wb_rows_predicted_total{alias="production",version="1",role="champion"} 2',
+                 'wb_rows_predicted_total{alias="production",version="2",role="champion"} 1',
+                 'wb_request_seconds_bucket{alias="production",version="1",role="champion",le="+Inf"} 2',
+                 'wb_request_seconds_count{alias="production",version="2",role="champion"} 1',
                  'wb_model_version{alias="production"} 2',
                  'wb_model_swaps_total{alias="production"} 2'):
         assert line in lines, line

@@ -161,7 +161,7 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     with urllib.request.urlopen(production["url"] + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
     for version in (1, 2):
-        assert f'wb_requests_total{{alias="production",version="{version}",status="200"}}' in metrics
+        assert f'wb_requests_total{{alias="production",version="{version}",role="champion",status="200"}}' in metrics
     assert 'wb_model_version{alias="production"} 2' in metrics
 
     # A rollback under the same load swaps back, as cleanly.

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -291,55 +291,93 @@ class ModelHolder:
             self.refresh()
 
 
+# -- what one request got ----------------------------------------------------------------------
+
+CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
+"""Who answered: the alias's own model (champion); for a canary share of production traffic,
+staging's model (challenger); a shadow score is staging's answer, logged but never returned."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One prediction request's outcome: what /metrics counts and the traffic log keeps."""
+
+    request_id: str
+    key: str
+    """The caller's routing key (X-Request-Key), else the request id: canary routing is sticky to it."""
+    alias: str
+    role: str
+    version: Any
+    status: int
+    seconds: float
+    at: float
+    """Unix time the request arrived."""
+    records: list = field(default_factory=list)
+    predictions: list | None = None
+    error: str = ""
+
+
+class Router:
+    """Which loaded model answers a request. Today: always the alias's own (the champion)."""
+
+    def __init__(self, holder: ModelHolder):
+        self.holder = holder
+
+    def choose(self, key: str) -> tuple[Loaded | None, str]:
+        return self.holder.current, CHAMPION
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
-    """Requests by version and status, latency histograms by version, rows predicted: what
-    `GET /metrics` reports in the Prometheus text format (version 0.0.4)."""
+    """Requests by version, role and status, latency histograms by version and role, rows
+    predicted: what `GET /metrics` reports in the Prometheus text format (version 0.0.4)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
-        self.rows: dict[str, int] = {}
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.buckets: dict[tuple[str, str], list[int]] = {}
+        self.sums: dict[tuple[str, str], float] = {}
+        self.rows: dict[tuple[str, str], int] = {}
 
-    def observe(self, version: Any, status: int, seconds: float, rows: int) -> None:
-        label = "none" if version is None else str(version)
+    def observe(self, served: Served) -> None:
+        label = ("none" if served.version is None else str(served.version), served.role)
         with self._lock:
-            self.requests[(label, status)] = self.requests.get((label, status), 0) + 1
+            key = label + (served.status,)
+            self.requests[key] = self.requests.get(key, 0) + 1
             counts = self.buckets.setdefault(label, [0] * (len(LATENCY_BUCKETS) + 1))
             for index, bound in enumerate(LATENCY_BUCKETS):
-                if seconds <= bound:
+                if served.seconds <= bound:
                     counts[index] += 1
             counts[-1] += 1  # +Inf
-            self.sums[label] = self.sums.get(label, 0.0) + seconds
-            if status == 200:
-                self.rows[label] = self.rows.get(label, 0) + rows
+            self.sums[label] = self.sums.get(label, 0.0) + served.seconds
+            if served.status == 200:
+                self.rows[label] = self.rows.get(label, 0) + len(served.records)
 
     def render(self, alias: str, holder: "ModelHolder") -> str:
         loaded = holder.current
-        lines = ["# HELP wb_requests_total Prediction requests answered, by model version and HTTP status.",
+        lines = ["# HELP wb_requests_total Prediction requests answered, by model version, role and HTTP status.",
                  "# TYPE wb_requests_total counter"]
         with self._lock:
-            for (version, status), count in sorted(self.requests.items()):
-                lines.append(f'wb_requests_total{{alias="{alias}",version="{version}",status="{status}"}} {count}')
-            lines += ["# HELP wb_request_seconds Time to answer a prediction request, by model version.",
+            for (version, role, status), count in sorted(self.requests.items()):
+                lines.append(f'wb_requests_total{{alias="{alias}",version="{version}",role="{role}",'
+                             f'status="{status}"}} {count}')
+            lines += ["# HELP wb_request_seconds Time to answer a prediction request, by model version and role.",
                       "# TYPE wb_request_seconds histogram"]
-            for version, counts in sorted(self.buckets.items()):
-                labels = f'alias="{alias}",version="{version}"'
+            for (version, role), counts in sorted(self.buckets.items()):
+                labels = f'alias="{alias}",version="{version}",role="{role}"'
                 for bound, count in zip(LATENCY_BUCKETS, counts):
                     lines.append(f'wb_request_seconds_bucket{{{labels},le="{bound}"}} {count}')
                 lines.append(f'wb_request_seconds_bucket{{{labels},le="+Inf"}} {counts[-1]}')
-                lines.append(f"wb_request_seconds_sum{{{labels}}} {self.sums[version]:.6f}")
+                lines.append(f"wb_request_seconds_sum{{{labels}}} {self.sums[(version, role)]:.6f}")
                 lines.append(f"wb_request_seconds_count{{{labels}}} {counts[-1]}")
-            lines += ["# HELP wb_rows_predicted_total Rows predicted, by model version.",
+            lines += ["# HELP wb_rows_predicted_total Rows predicted, by model version and role.",
                       "# TYPE wb_rows_predicted_total counter"]
-            for version, count in sorted(self.rows.items()):
-                lines.append(f'wb_rows_predicted_total{{alias="{alias}",version="{version}"}} {count}')
+            for (version, role), count in sorted(self.rows.items()):
+                lines.append(f'wb_rows_predicted_total{{alias="{alias}",version="{version}",role="{role}"}} {count}')
         lines += ["# HELP wb_model_version The model version the alias serves now (-1: none loaded).",
                   "# TYPE wb_model_version gauge",
                   f'wb_model_version{{alias="{alias}"}} '
@@ -352,14 +390,67 @@ class Metrics:
 
 # -- the app -----------------------------------------------------------------------------------
 
-def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
-              max_rows: int = DEFAULT_MAX_ROWS):
+async def read_records(request, schema: Schema | None, max_body: int, max_rows: int) -> list[dict]:
+    """The request's body as checked records; raises RequestProblem naming what is wrong."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        raise RequestProblem(413, f"the body is {int(declared)} bytes, more than the {max_body} allowed")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise RequestProblem(413, f"the body is more than the {max_body} bytes allowed")
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv"):
+        try:
+            records = records_from_csv(body.decode("utf-8-sig"), schema)
+        except UnicodeDecodeError:
+            raise RequestProblem(400, "the CSV body is not UTF-8") from None
+    elif kind in ("application/json", ""):
+        records = records_from_json(body)
+    else:
+        raise RequestProblem(415, f"unsupported content type {kind!r}: send application/json or text/csv")
+    if not records:
+        raise RequestProblem(422, "no records to predict")
+    if len(records) > max_rows:
+        raise RequestProblem(413, f"{len(records)} records, more than the {max_rows} allowed")
+    check_records(records, schema)
+    return records
+
+
+def score(loaded: Loaded, records: list[dict]) -> list:
+    """`loaded`'s predictions for checked records; a failure of the model is a 422 naming it."""
     import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
+    for column in frame.columns:
+        if loaded.schema is not None and loaded.schema.columns.get(column) == NUMBER:
+            # a column of nulls must stay numeric, not become text
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    try:
+        return loaded.predict(frame)
+    except Exception as exc:
+        raise RequestProblem(422, f"the model could not predict these records: "
+                                  f"{type(exc).__name__}: {exc}") from None
+
+
+def request_id_of(request) -> str:
+    request_id = request.headers.get("x-request-id", "")
+    # a caller's own id is kept (to send feedback with it later) only when it is tame
+    return request_id if REQUEST_ID.fullmatch(request_id) else uuid.uuid4().hex
+
+
+def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
+              max_rows: int = DEFAULT_MAX_ROWS, router: Router | None = None):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
 
     app = FastAPI(title=f"workbench serve ({alias})", docs_url=None, redoc_url=None)
     metrics = Metrics()
+    router = router or Router(holder)
+    listeners: list[Callable[[Served], None]] = [metrics.observe]
+    """Each request's Served goes to each of these, in order, before its answer is sent."""
+    app.state.listeners = listeners
 
     def answer(status: int, body: dict, request_id: str, version: Any = None) -> JSONResponse:
         headers = {"X-Request-Id": request_id}
@@ -383,55 +474,28 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id", "")
-        if not REQUEST_ID.fullmatch(request_id):  # a caller's own id is kept only when it is tame
-            request_id = uuid.uuid4().hex
+        at, started = time.time(), time.perf_counter()
+        request_id = request_id_of(request)
+        key = request.headers.get("x-request-key") or request_id
+        loaded, role = router.choose(key)  # one version for the whole request: its model and its schema
         records: list = []
-        loaded = holder.current  # one version for the whole request: its model and its schema
-        schema = loaded.schema if loaded is not None else holder.schema
         try:
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_body:
-                raise RequestProblem(413, f"the body is {int(declared)} bytes, more than the {max_body} allowed")
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body:
-                    raise RequestProblem(413, f"the body is more than the {max_body} bytes allowed")
-            kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-            if kind in ("text/csv", "application/csv"):
-                try:
-                    records = records_from_csv(body.decode("utf-8-sig"), schema)
-                except UnicodeDecodeError:
-                    raise RequestProblem(400, "the CSV body is not UTF-8") from None
-            elif kind in ("application/json", ""):
-                records = records_from_json(body)
-            else:
-                raise RequestProblem(415, f"unsupported content type {kind!r}: send application/json or text/csv")
-            if not records:
-                raise RequestProblem(422, "no records to predict")
-            if len(records) > max_rows:
-                raise RequestProblem(413, f"{len(records)} records, more than the {max_rows} allowed")
-            check_records(records, schema)
+            records = await read_records(request, loaded.schema if loaded is not None else holder.schema,
+                                         max_body, max_rows)
             if loaded is None:
                 raise RequestProblem(503, f"no model loaded yet: {holder.last_error or 'starting'}")
-            frame = pd.DataFrame.from_records(records)
-            for column in frame.columns:
-                if schema is not None and schema.columns.get(column) == NUMBER:
-                    # a column of nulls must stay numeric, not become text
-                    frame[column] = pd.to_numeric(frame[column], errors="coerce")
-            try:
-                predictions = loaded.predict(frame)
-            except Exception as exc:
-                raise RequestProblem(422, f"the model could not predict these records: "
-                                          f"{type(exc).__name__}: {exc}") from None
+            predictions = score(loaded, records)
+            served = Served(request_id, key, alias, role, loaded.version, 200, time.perf_counter() - started,
+                            at, records, predictions)
         except RequestProblem as problem:
-            metrics.observe(loaded.version if loaded else None, problem.status, time.perf_counter() - started, 0)
-            return answer(problem.status, {"error": problem.message}, request_id,
-                          loaded.version if loaded else None)
-        metrics.observe(loaded.version, 200, time.perf_counter() - started, len(records))
-        return answer(200, {"predictions": predictions, "version": loaded.version}, request_id, loaded.version)
+            served = Served(request_id, key, alias, role, loaded.version if loaded else None, problem.status,
+                            time.perf_counter() - started, at, records, None, problem.message)
+        for listener in listeners:
+            listener(served)
+        if served.status != 200:
+            return answer(served.status, {"error": served.error}, request_id, served.version)
+        return answer(200, {"predictions": served.predictions, "version": served.version}, request_id,
+                      served.version)
 
     return app
 
