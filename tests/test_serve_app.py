@@ -37,14 +37,16 @@ def _train(path: Path, flip: bool = False, drop: tuple[str, ...] = ()) -> None:
     booster.save_model(str(path))
 
 
-def _release(root: Path, alias: str, version: int, flip: bool = False, drop: tuple[str, ...] = ()) -> None:
+def _release(root: Path, alias: str, version: int, flip: bool = False, drop: tuple[str, ...] = (),
+             schema: dict | None = None) -> None:
     model = root / f"model-{version}.txt"
     _train(model, flip, drop)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     pointers = DeployPointers(root / "deploy")
     release, check = pointers.prepare("p", version, version, str(model), digest)
     assert check.ok, check.problem
-    pointers.activate("p", alias, release, {"version": version, "run_id": version})
+    documents = {"schema.json": json.dumps(schema)} if schema is not None else None
+    pointers.activate("p", alias, release, {"version": version, "run_id": version}, documents)
 
 
 @pytest.fixture
@@ -194,6 +196,20 @@ def test_required_columns_follow_the_served_version(served):
     assert holder.refresh()
     answered = client.post("/predict", json=[without_senior])
     assert answered.status_code == 200 and answered.json()["version"] == 2
+
+
+def test_a_release_that_records_its_schema_is_checked_against_it_after_a_swap(served):
+    root, holder, client = served
+    with_region = ROW | {"region": "north"}
+    refused = client.post("/predict", json=[with_region])
+    assert refused.status_code == 422 and "unknown column(s) region" in refused.json()["error"]
+    # Version 2 was trained on data with a region column: its release says so.
+    _release(root, "production", 2, schema={"columns": SCHEMA["columns"] | {"region": "string"}})
+    assert holder.refresh()
+    answered = client.post("/predict", json=[with_region])
+    assert answered.status_code == 200 and answered.json()["version"] == 2
+    mistyped = client.post("/predict", json=[ROW | {"region": 7}])
+    assert mistyped.status_code == 422 and "'region' must be a string" in mistyped.json()["error"]
 
 
 def test_metrics_count_requests_statuses_latency_and_rows_per_version(served):

@@ -43,6 +43,7 @@ from typing import Any, Callable
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_ROWS = 100_000
 NUMBER, STRING, BOOLEAN = "number", "string", "boolean"
+RELEASE_SCHEMA = "schema.json"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -223,6 +224,10 @@ def load_release(folder: str, project_dir: str | None, predict_spec: str | None,
                         not isinstance(frame[column].dtype, pd.CategoricalDtype):
                     frame[column] = frame[column].astype("category")
             return _as_list(booster.predict(frame))
+    # The columns this version was trained on, recorded in its release at promotion; a release
+    # from before that was recorded falls back to the data file's columns at `serve` time.
+    schema = Schema.load(os.path.join(folder, RELEASE_SCHEMA)) \
+        if os.path.isfile(os.path.join(folder, RELEASE_SCHEMA)) else schema
     loaded = Loaded(meta.get("version"), os.path.basename(folder), predict, features, _now(),
                     schema.with_required(features) if schema is not None else None)
     warm = _warm_up_frame(schema, features)

@@ -45,7 +45,7 @@ class ServerStatus:
                 "problem": self.problem}
 
 
-def training_schema(data_path: Path, target: str | None) -> dict:
+def training_schema(data_path: Path, target: str | None, kind: str | None = None) -> dict:
     """The training data's columns and kinds (number, string, boolean), target left out, read by
     DuckDB's type sniffing of the whole file (a CSV header alone does not say a column's type)."""
     import duckdb
@@ -53,7 +53,8 @@ def training_schema(data_path: Path, target: str | None) -> dict:
     if not data_path.is_file():
         raise WorkbenchError(f"cannot serve: the training data {data_path} is missing, and requests are "
                              "checked against its columns")
-    reader = "read_parquet" if data_path.suffix.lower() in (".parquet", ".pq") else "read_csv_auto"
+    suffix = (kind or data_path.suffix).lower()
+    reader = "read_parquet" if suffix in (".parquet", ".pq") else "read_csv_auto"
     con = duckdb.connect(":memory:")
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(data_path)]).fetchall()
@@ -68,6 +69,41 @@ def training_schema(data_path: Path, target: str | None) -> dict:
         base = str(kind).split("(")[0].upper()
         columns[name] = "number" if base in NUMERIC_TYPES else "boolean" if base == "BOOLEAN" else "string"
     return {"columns": columns}
+
+
+SCHEMA_DOCUMENT = "schema.json"
+"""The release document holding the columns its version was trained on (read by wb_serve.py)."""
+
+
+def version_schema(session: WorkbenchSession, project: str, version: int) -> dict:
+    """The columns of the data file `version` was trained on, as its run recorded it (the
+    object store's copy, not the file as it is now): what its server checks requests against,
+    so a hot swap to a version trained on other columns checks them too."""
+    from workbench.services.drift import DriftService
+
+    ref = session.project(project)
+    if ref.manifest is None:
+        raise WorkbenchError(str(ref.error))
+    drift = DriftService(session)
+    data = drift._data_file(ref)
+    mv = session.registry.version(ref.name, version)
+    sha = mv.data_fingerprints.get(data)
+    if sha is None:
+        raise WorkbenchError(f"{ref.name} version {version} (run {mv.run_id}) recorded no {data}")
+    file = drift._content(sha, mv.snapshot_id, data, session.workspace.state_dir / "objects")
+    # The object store names files by hash: tell the reader which format it holds.
+    return training_schema(file, ref.manifest.data.target, kind=Path(data).suffix)
+
+
+def serving_documents(session: WorkbenchSession, project: str, version: int) -> dict[str, str]:
+    """A promotion's release documents for serving: the version's schema. A schema that cannot
+    be read is left out (the server then checks requests against the data file's columns at
+    `workbench serve` time) rather than stop the promotion."""
+    try:
+        schema = version_schema(session, project, version)
+    except WorkbenchError:
+        return {}
+    return {SCHEMA_DOCUMENT: json.dumps(schema, indent=2) + "\n"}
 
 
 def _free_port(host: str) -> int:

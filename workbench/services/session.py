@@ -149,10 +149,13 @@ class WorkbenchSession:
             store = self.store  # opening it may build the registry already (its reconcile)
             if self._registry is None:
                 from workbench.services.model_card import card_files
+                from workbench.services.serving import serving_documents
 
                 self._registry = RegistryService(self.workspace, store)
-                # A promotion writes the version's model card into its deploy release.
-                self._registry.card_files = lambda project, version: card_files(self, project, version)
+                # A promotion writes the version's model card, and the columns it was trained on
+                # (what its server checks requests against), into its deploy release.
+                self._registry.card_files = lambda project, version: (card_files(self, project, version)
+                                                                      | serving_documents(self, project, version))
         return self._registry
 
     def _after_run(self, record: RunRecord, ref: ProjectRef):
