@@ -201,7 +201,8 @@ def test_servers_of_a_killed_workbench_are_orphans_the_next_serve_removes(served
     assert left == old  # nothing removed them yet
 
     again = subprocess.Popen([sys.executable, "-m", "workbench", "--workspace", str(ws), "serve", P,
-                              "--alias", "production"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              "--alias", "production", "--max-restarts", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -213,10 +214,32 @@ def test_servers_of_a_killed_workbench_are_orphans_the_next_serve_removes(served
             time.sleep(0.5)
         assert status[0]["container"] not in old
         assert all(name not in {c.name for c in docker_engine.containers.list(all=True)} for name in old)
+
+        # --max-restarts 1: the first crash is restarted, the second is given up on, and with no
+        # server left the foreground process says so and fails.
+        container = docker_engine.containers.get(status[0]["container"])
+        started_at = container.attrs["State"]["StartedAt"]
+        container.kill()
+        deadline = time.monotonic() + 60
+        while True:
+            container.reload()
+            if container.attrs["State"]["StartedAt"] != started_at and container.status == "running":
+                break
+            assert again.poll() is None and time.monotonic() < deadline, again.communicate()
+            time.sleep(0.2)
+        container.kill()
+        assert again.wait(timeout=60) == 1
     finally:
         wb(ws, "serve", "stop")
-        again.wait(timeout=30)
-    assert "removed 2 container(s) left by a workbench that stopped" in again.stderr.read().replace("\n", " ")
+        if again.poll() is None:
+            again.wait(timeout=30)
+    said = again.stderr.read().replace("\n", " ")
+    assert "removed 2 container(s) left by a workbench that stopped" in said
+    assert f"the production server {container.name} stopped (exit code 137): restarted it" in said
+    assert f"the production server {container.name} stopped (exit code 137), crash 2 in 5 minutes: " \
+           "not restarting it again" in said
+    assert "no server of telco-churn is left running" in said
+    assert container.name not in {c.name for c in docker_engine.containers.list(all=True)}
 
 
 PREDICT = '''"""Serving: the example's own feature preparation (fixed category levels), then LightGBM."""

@@ -5,7 +5,9 @@
 (or SIGTERM), then removes them: the containers are owned by this process, so a workbench that
 died leaves orphans the next one's cleanup removes (adapters/container_owner.py). It also ends
 when its containers are stopped from elsewhere (`workbench serve stop`), and starts again a
-server container that died (killed, out of memory) within a second.
+server container that died (killed, out of memory): at once, then after growing pauses, at most
+`--max-restarts` times in 5 minutes (services/serving.py ServerSupervisor); it exits 1 once no
+server is left.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from rich.markup import escape
 
 from workbench.cli.render import Printer
 
-EXIT_OK, EXIT_USAGE = 0, 64
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 64
 WATCH_INTERVAL_S = 1.0
-DEAD = ("exited", "dead")
-"""A server container in these states crashed or was killed (out of memory, `docker kill`): the
-foreground `workbench serve` starts it again; one that is gone was stopped on purpose."""
 
 
 def add_parser(sub) -> None:
@@ -38,7 +37,16 @@ def add_parser(sub) -> None:
                        help="address to publish on (default 127.0.0.1; another only when you mean it)")
     serve.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                        help="how often each server checks its alias's deploy pointer (default 1)")
+    serve.add_argument("--max-restarts", type=_count, default=4, metavar="N",
+                       help="start a crashed server again at most N times in 5 minutes, after growing pauses "
+                            "(default 4; 0: never)")
     serve.add_argument("--json", action="store_true")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) > 1000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 1000, got {text!r}")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -52,7 +60,8 @@ def _port(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    from workbench.services.serving import ServingService
+    from workbench.core.restart_policy import RestartPolicy
+    from workbench.services.serving import ServerSupervisor, ServingService
     from workbench.services.session import WorkbenchSession
 
     session = WorkbenchSession(workspace, notice=printer.notice)
@@ -85,16 +94,18 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
             printer.out.print(f"serving {escape(project)} {server.alias} version {server.version} at "
                               f"{server.url}  (POST /predict, GET /health)")
         printer.out.print("Ctrl-C stops the servers")
+        supervisor = ServerSupervisor(service, project, names, RestartPolicy(max_crashes=args.max_restarts + 1))
         while True:
             time.sleep(WATCH_INTERVAL_S)
-            found = {s.container: s for s in service.status(project) if s.container in names}
-            if not found:  # removed (`workbench serve stop`), not crashed
+            said, alive = supervisor.check()
+            for line in said:
+                printer.notice(line)
+            if supervisor.given_up and not alive:
+                printer.error(f"no server of {escape(project)} is left running")
+                return EXIT_FAILED
+            if not alive:  # removed (`workbench serve stop`), not crashed
                 printer.out.print("the servers were stopped")
                 return EXIT_OK
-            for name, server in found.items():
-                if server.problem in DEAD:
-                    code = service.restart(name)
-                    printer.notice(f"the {server.alias} server {name} stopped (exit code {code}): restarted it")
     finally:
         service.stop(project, names)
 

@@ -225,16 +225,23 @@ class ServingService:
                                       body.get("problem") or ("" if code == 200 else "not answering yet")))
         return found
 
-    def restart(self, container: str) -> int | None:
-        """Start a server container that died again; its exit code."""
+    def exit_code(self, container: str) -> int | None:
+        """The exit code of a server container that stopped (None if it cannot be read)."""
         import docker.errors
         import requests
 
         try:
-            found = self.client.containers.get(container)
-            code = found.attrs.get("State", {}).get("ExitCode")
-            found.start()
-            return code
+            return self.client.containers.get(container).attrs.get("State", {}).get("ExitCode")
+        except (docker.errors.DockerException, requests.RequestException):
+            return None
+
+    def restart(self, container: str) -> None:
+        """Start a server container that died again (same port, same mounts)."""
+        import docker.errors
+        import requests
+
+        try:
+            self.client.containers.get(container).start()
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise WorkbenchError(f"cannot restart the server container {container}: {exc}") from None
 
@@ -247,3 +254,63 @@ class ServingService:
                 if remove(self.client, server.container):
                     stopped.append(server.container)
         return stopped
+
+
+DEAD = ("exited", "dead")
+"""A server container in these states crashed or was killed (out of memory, `docker kill`); one
+that is gone was stopped on purpose (`workbench serve stop`)."""
+
+
+class ServerSupervisor:
+    """Keeps the servers one `workbench serve` (or the TUI) started alive: a crashed server is
+    started again on the same port, at once the first time, then after growing pauses, and
+    given up on when it keeps crashing (core/restart_policy.py). Call check() about once a second."""
+
+    def __init__(self, service: ServingService, project: str, containers: list[str], policy=None):
+        from workbench.core.restart_policy import RestartPolicy
+
+        self.service = service
+        self.project = project
+        self.containers = list(containers)
+        self.policy = policy or RestartPolicy()
+        self.due: dict[str, float] = {}
+        """Crashed servers waiting for their restart: container -> monotonic time it is due."""
+        self.given_up: set[str] = set()
+
+    def check(self, now: float | None = None) -> tuple[list[str], bool]:
+        """(what happened, one line each; whether any of the servers is still served)."""
+        from workbench.adapters.serving_containers import logs_tail
+
+        now = time.monotonic() if now is None else now
+        said: list[str] = []
+        found = {s.container: s for s in self.service.status(self.project) if s.container in self.containers}
+        for name in self.containers:
+            server = found.get(name)
+            if server is None or name in self.given_up:
+                continue
+            if name in self.due:
+                if now >= self.due[name]:
+                    del self.due[name]
+                    self.service.restart(name)
+                    said.append(f"the {server.alias} server {name}: restarted it")
+                continue
+            if server.problem not in DEAD:
+                continue
+            code = self.service.exit_code(name)
+            delay = self.policy.crashed(name, now)
+            if delay is None:
+                self.given_up.add(name)
+                logs = logs_tail(self.service.client, name)
+                said.append(f"the {server.alias} server {name} stopped (exit code {code}), crash "
+                            f"{self.policy.crashes(name, now)} in {self.policy.window_s / 60:g} minutes: "
+                            "not restarting it again" + (f"; its last lines:\n{logs}" if logs else ""))
+            elif delay == 0:
+                self.service.restart(name)
+                said.append(f"the {server.alias} server {name} stopped (exit code {code}): restarted it")
+            else:
+                self.due[name] = now + delay
+                said.append(f"the {server.alias} server {name} stopped (exit code {code}): restarting it in "
+                            f"{delay:g} s (crash {self.policy.crashes(name, now)} of "
+                            f"{self.policy.max_crashes} allowed in {self.policy.window_s / 60:g} minutes)")
+        alive = any(name in found and name not in self.given_up for name in self.containers)
+        return said, alive
