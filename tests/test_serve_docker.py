@@ -51,13 +51,16 @@ def _rows(ws: Path, n: int) -> list[dict]:
     return out
 
 
-def _switch_under_load(url: str, body: bytes, switch, before: int, after: int) -> None:
-    """Ask `url` in a loop while `switch()` moves its alias: no request fails, the answers'
-    versions go from `before` to `after` exactly once."""
-    failures, versions, stop = [], [], threading.Event()
+def _switch_under_load(url: str, body: bytes, switch, before: int, after: int, clients: int = 4) -> None:
+    """Ask `url` from `clients` threads in a loop while `switch()` moves its alias: no request
+    fails, the answers' versions go from `before` to `after`, and each answer's version agrees
+    with the server's swap time: a response received before it came from `before`, a request
+    sent after it was answered by `after` (same host, same clock)."""
+    failures, answers, stop = [], [], threading.Event()
 
     def client() -> None:
         while not stop.is_set():
+            sent = time.time()
             try:
                 code, answer, _ = _post(url, body)
             except OSError as exc:
@@ -66,24 +69,31 @@ def _switch_under_load(url: str, body: bytes, switch, before: int, after: int) -
             if code != 200:
                 failures.append(answer)
             else:
-                versions.append(answer["version"])
+                answers.append((sent, time.time(), answer["version"]))
 
-    loop = threading.Thread(target=client)
-    loop.start()
+    loops = [threading.Thread(target=client) for _ in range(clients)]
+    for loop in loops:
+        loop.start()
     try:
         time.sleep(1)
         switch()
         deadline = time.monotonic() + 30
-        while not versions or versions[-1] != after:
-            assert time.monotonic() < deadline, versions[-5:]
+        while not answers or answers[-1][2] != after:
+            assert time.monotonic() < deadline, answers[-5:]
             time.sleep(0.2)
         time.sleep(1)
     finally:
         stop.set()
-        loop.join()
+        for loop in loops:
+            loop.join()
     assert failures == []
-    assert versions[0] == before and versions[-1] == after
-    assert sum(1 for a, b in zip(versions, versions[1:]) if a != b) == 1, versions
+    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+        swapped_at = json.loads(response.read())["swapped_at"]
+    received_before = [v for sent, received, v in answers if received < swapped_at]
+    sent_after = [v for sent, received, v in answers if sent > swapped_at]
+    assert received_before and set(received_before) == {before}
+    assert sent_after and set(sent_after) == {after}
+    assert len(answers) > 50, len(answers)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ the project's predict function a 422 naming it, never a 500.
 
 import argparse
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -260,6 +261,8 @@ class ModelHolder:
         self._current: Loaded | None = None
         self.last_error = ""
         self.swaps = 0
+        self.swapped_at: float | None = None
+        """Unix time of the last swap, to the microsecond: a response's version can be checked against it."""
 
     @property
     def current(self) -> Loaded | None:
@@ -285,7 +288,8 @@ class ModelHolder:
             print(f"wb_serve: {self.last_error}", file=sys.stderr, flush=True)
             return False
         with self._lock:
-            self._current = loaded
+            self._current = dataclasses.replace(loaded, since=_now())  # serving since now, not since loading began
+            self.swapped_at = time.time()
             self.swaps += 1
         self.last_error = ""
         print(f"wb_serve: serving version {loaded.version} ({loaded.release})", file=sys.stderr, flush=True)
@@ -468,7 +472,7 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         loaded = holder.current
         body = {"alias": alias, "version": loaded.version if loaded else None,
                 "release": loaded.release if loaded else None, "since": loaded.since if loaded else None,
-                "healthy": loaded is not None, "swaps": holder.swaps}
+                "healthy": loaded is not None, "swaps": holder.swaps, "swapped_at": holder.swapped_at}
         if holder.last_error:
             body["problem"] = holder.last_error
         return JSONResponse(body, status_code=200 if loaded else 503)
