@@ -1,10 +1,11 @@
 """What shadow scoring costs the caller, on the example model.
 
-    python benchmarks/bench_serve_canary.py [--requests 300] [--seconds 5]
+    python benchmarks/bench_serve_canary.py [--requests 300] [--seconds 5] [--rounds 2]
 
 Trains the example project (telco-churn) twice in a temporary workspace (version 1 in production,
-version 2 in staging) and serves production with `workbench serve --alias production`, once
-without and once with `[serving] shadow = true`, then for each:
+version 2 in staging) and serves production with `workbench serve --alias production`, without
+and with `[serving] shadow = true` (`--rounds` server starts each, in the order off, shadow,
+shadow, off, ... so drifting machine load hits both alike; figures pool the rounds), then:
   (a) isolated requests: `--requests` single-row requests one after another with a 30 ms pause
       between them, so the shadow score of one is done before the next: p50/p99 latency. The
       target is shadow/off about 1.0: the shadow runs after the answer is sent (a background
@@ -80,6 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=2, help="server starts per setting, alternating")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
@@ -98,23 +100,30 @@ def main() -> int:
         wb(ws, "run", P, "--runner", "local", "-q")
         wb(ws, "promote", P, "2", "--to", "staging", "--yes")
 
-        figures = {}
-        for name, extra in (("off", ""), ("shadow", "\n[serving]\nshadow = true\n")):
-            manifest.write_text(base + extra)
+        # off, shadow, shadow, off, ...: the machine's load drifts, so each setting gets early and
+        # late rounds and the figures pool them
+        extras = {"off": "", "shadow": "\n[serving]\nshadow = true\n"}
+        order = [name for i in range(args.rounds) for name in (("off", "shadow") if i % 2 == 0 else ("shadow", "off"))]
+        pooled = {name: ([], [], 0, 0, 0) for name in extras}
+        for name in order:
+            manifest.write_text(base + extras[name])
             server, url, one = serve(ws)
             try:
                 isolated(url, one, 20)  # warm-up, not measured
                 quiet = isolated(url, one, args.requests)
                 results, failures, _ = asyncio.run(load(url, one, 1, args.seconds))
-                busy = [lat for _, lat in results]
-                figures[name] = (pct(quiet, 0.5), pct(quiet, 0.99), len(results) / args.seconds,
-                                 pct(busy, 0.5), pct(busy, 0.99), failures, shadow_count(url))
+                q, b, answered, failed, shadows = pooled[name]
+                pooled[name] = (q + quiet, b + [lat for _, lat in results], answered + len(results),
+                                failed + failures, shadows + shadow_count(url))
             finally:
                 wb(ws, "serve", "stop", P, check=False)
                 server.wait(timeout=60)
+        figures = {name: (pct(q, 0.5), pct(q, 0.99), answered / (args.seconds * args.rounds), pct(b, 0.5),
+                          pct(b, 0.99), failed, shadows)
+                   for name, (q, b, answered, failed, shadows) in pooled.items()}
 
-    print(f"production v1, staging v2, single rows, cpus = 1.0; (a) {args.requests} isolated requests, "
-          f"(b) back-to-back for {args.seconds:g} s at concurrency 1")
+    print(f"production v1, staging v2, single rows, cpus = 1.0, {args.rounds} rounds each: (a) {args.requests} "
+          f"isolated requests, (b) back-to-back for {args.seconds:g} s at concurrency 1")
     for name, (q50, q99, rps, b50, b99, failures, shadows) in figures.items():
         print(f"    shadow {name:>6}:  (a) p50 {q50 * 1e3:6.2f} ms  p99 {q99 * 1e3:6.2f} ms   "
               f"(b) {rps:6.1f} req/s  p50 {b50 * 1e3:6.2f} ms  p99 {b99 * 1e3:6.2f} ms  failed {failures}  "
