@@ -87,7 +87,8 @@ def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path)
         mounts.append(Mount(PROJECT, str(spec.project_dir), type="bind", read_only=True))
         command += ["--project", PROJECT, "--predict", spec.predict]
     if spec.challenger:
-        command += ["--challenger", spec.challenger, "--canary", repr(spec.canary)] + (["--shadow"] if spec.shadow else [])
+        command += ["--challenger", spec.challenger, "--canary", repr(spec.canary)]
+        command += ["--shadow"] if spec.shadow else []
     try:
         with limits_named(spec.cpus, spec.memory_bytes):
             return client.containers.run(
