@@ -28,5 +28,5 @@ def test_a_bad_serving_predict_names_the_key(value, words):
 
 
 def test_an_unknown_serving_key_is_an_error():
-    with pytest.raises(ManifestError, match="serving.canary"):
-        parse_manifest(BASE + '[serving]\ncanary = 0.1\n')
+    with pytest.raises(ManifestError, match="serving.canery"):
+        parse_manifest(BASE + '[serving]\ncanery = 0.1\n')

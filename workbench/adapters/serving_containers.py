@@ -58,6 +58,10 @@ class ServerSpec:
     """0: the engine picks a free port."""
     since: str
     poll_s: float = 1.0
+    challenger: str | None = None
+    """Another alias (staging) whose model answers `canary` of the traffic and/or shadows it."""
+    canary: float = 0.0
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path)
     if spec.predict and spec.project_dir is not None:
         mounts.append(Mount(PROJECT, str(spec.project_dir), type="bind", read_only=True))
         command += ["--project", PROJECT, "--predict", spec.predict]
+    if spec.challenger:
+        command += ["--challenger", spec.challenger, "--canary", repr(spec.canary)]
+        command += ["--shadow"] if spec.shadow else []
     try:
         with limits_named(spec.cpus, spec.memory_bytes):
             return client.containers.run(

@@ -146,6 +146,12 @@ class ServingSpec:
     """`FILE:FUNCTION` relative to the project, e.g. `stages/predict.py:predict`, called as
     `function(frame, model)` (`model` is what the file's optional `load(model_path)` returned,
     else the model file's path); unset: a LightGBM model file is served by LightGBM itself."""
+    canary: float = 0.0
+    """The share of production's traffic (0 to 1) answered by staging's model, sticky per
+    request key (X-Request-Key, else the request id); read when `workbench serve` starts."""
+    shadow: bool = False
+    """Staging's model also scores every request production answers, after the answer is sent
+    (logged with role shadow, never returned)."""
 
 
 @dataclass(frozen=True)
@@ -371,8 +377,10 @@ def _parse_serving(table: _Reader) -> ServingSpec:
         if not colon or not path.endswith(".py") or not function.isidentifier():
             raise table.fail("predict", f"must be FILE.py:FUNCTION (e.g. 'stages/predict.py:predict'), got {spec!r}")
         table.check_path("predict", path, "the project")
+    canary = table.number("canary", 0.0, 0.0, 1.0)
+    shadow = table.get("shadow", bool, default=False)
     table.reject_unknown()
-    return ServingSpec(predict=spec)
+    return ServingSpec(predict=spec, canary=canary, shadow=shadow)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:

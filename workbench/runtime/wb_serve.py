@@ -17,6 +17,14 @@ release the new model is loaded beside the old and swapped in by one reference a
 a lock (hot swap: no request fails, none sees a half-loaded model). A release that fails to load
 leaves the old model serving and is reported in /health.
 
+Canary and shadow (`--challenger staging --canary SHARE --shadow`, production's server only): a
+second holder follows the challenger alias with the same hot swap, and CanaryRouter sends the
+routing keys (X-Request-Key, else the request id) whose sha256 point in [0, 1) is below SHARE to
+the challenger, so a caller sticks to one version across requests and restarts. With shadow,
+each request the champion answered is scored again by the challenger in a background task after
+the answer is sent; its Served (role shadow) reaches the listeners, never the caller. A
+challenger with no model, or serving the champion's own version, stands aside.
+
 Requests are checked against the schema of the training data (`--schema`, a JSON file the host
 writes: column names and kinds, the target left out): unknown or missing columns, values of the
 wrong type, bad JSON and oversized bodies get a 4xx naming the problem, and any other error of
@@ -27,6 +35,7 @@ the project's predict function a 422 naming it, never a 500.
 import argparse
 import csv
 import dataclasses
+import hashlib
 import importlib.util
 import io
 import json
@@ -335,6 +344,77 @@ class Router:
     def choose(self, key: str) -> tuple[Loaded | None, str]:
         return self.holder.current, CHAMPION
 
+    def shadow(self, key: str, role: str) -> Loaded | None:
+        """A model that also scores this request after its answer is sent (never returned)."""
+        return None
+
+    def describe(self) -> dict | None:
+        """What /health says about the challenger; None: there is none."""
+        return None
+
+
+def routing_point(key: str) -> float:
+    """`key` as a stable number in [0, 1): the same in every process and after a restart
+    (Python's hash() is salted per process), uniform enough for a share of distinct keys."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+class CanaryRouter(Router):
+    """Champion/challenger routing in the production server: a `share` of the routing keys
+    (those whose routing_point is below it) get the challenger's answer (staging's model); with
+    `shadow`, every request the champion answers is also scored by the challenger after its
+    answer is sent. A canaried request is not shadowed: the challenger already answered it.
+
+    The challenger stands aside (all traffic is the champion's) while it has no model loaded
+    (staging holds no version, or its release fails to load) and while it serves the champion's
+    own version: comparing a version with itself measures nothing."""
+
+    def __init__(self, holder: ModelHolder, challenger: ModelHolder, share: float, shadow: bool):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"the canary share must be between 0 and 1, got {share}")
+        super().__init__(holder)
+        self.challenger = challenger
+        self.share = share
+        self.shadowing = shadow
+
+    def _active_challenger(self, champion: Loaded | None) -> Loaded | None:
+        challenger = self.challenger.current
+        if challenger is None or champion is None or challenger.version == champion.version:
+            return None
+        return challenger
+
+    def choose(self, key: str) -> tuple[Loaded | None, str]:
+        champion = self.holder.current
+        challenger = self._active_challenger(champion)
+        if challenger is not None and self.share > 0.0 and routing_point(key) < self.share:
+            return challenger, CHALLENGER
+        return champion, CHAMPION
+
+    def shadow(self, key: str, role: str) -> Loaded | None:
+        if not self.shadowing or role != CHAMPION:
+            return None
+        return self._active_challenger(self.holder.current)
+
+    def describe(self) -> dict:
+        champion, challenger = self.holder.current, self.challenger.current
+        active = self._active_challenger(champion) is not None
+        if active:
+            state = "active"
+        elif challenger is None:
+            state = self.challenger.last_error or "no model loaded yet"
+        elif champion is None:
+            state = "no champion loaded yet"
+        else:
+            state = f"serves the champion's own version ({challenger.version}): all traffic is the champion's"
+        body = {"alias": os.path.basename(self.challenger.alias_link),
+                "version": challenger.version if challenger else None,
+                "release": challenger.release if challenger else None,
+                "share": self.share, "shadow": self.shadowing, "active": active, "state": state}
+        if self.challenger.last_error and challenger is not None:
+            body["problem"] = self.challenger.last_error
+        return body
+
 
 # -- metrics -----------------------------------------------------------------------------------
 
@@ -453,19 +533,23 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
               max_rows: int = DEFAULT_MAX_ROWS, router: Router | None = None):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.background import BackgroundTask
 
     app = FastAPI(title=f"workbench serve ({alias})", docs_url=None, redoc_url=None)
     metrics = Metrics()
     router = router or Router(holder)
     listeners: list[Callable[[Served], None]] = [metrics.observe]
-    """Each request's Served goes to each of these, in order, before its answer is sent."""
+    """Each request's Served goes to each of these, in order, before its answer is sent; a shadow
+    score's Served (role shadow, same request id) after the answer is sent."""
     app.state.listeners = listeners
 
-    def answer(status: int, body: dict, request_id: str, version: Any = None) -> JSONResponse:
-        headers = {"X-Request-Id": request_id}
+    def answer(status: int, body: dict, request_id: str, version: Any = None, role: str = CHAMPION,
+               background: Any = None) -> JSONResponse:
+        headers = {"X-Request-Id": request_id, "X-Model-Role": role}
         if version is not None:
             headers["X-Model-Version"] = str(version)
-        return JSONResponse(body | {"request_id": request_id}, status_code=status, headers=headers)
+        return JSONResponse(body | {"request_id": request_id}, status_code=status, headers=headers,
+                            background=background)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -475,6 +559,9 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
                 "healthy": loaded is not None, "swaps": holder.swaps, "swapped_at": holder.swapped_at}
         if holder.last_error:
             body["problem"] = holder.last_error
+        challenger = router.describe()
+        if challenger is not None:
+            body["challenger"] = challenger
         return JSONResponse(body, status_code=200 if loaded else 503)
 
     @app.get("/metrics")
@@ -502,9 +589,31 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         for listener in listeners:
             listener(served)
         if served.status != 200:
-            return answer(served.status, {"error": served.error}, request_id, served.version)
+            return answer(served.status, {"error": served.error}, request_id, served.version, role)
+        shadow = router.shadow(key, role)
+        background = BackgroundTask(shadow_score, shadow, served) if shadow is not None else None
         return answer(200, {"predictions": served.predictions, "version": served.version}, request_id,
-                      served.version)
+                      served.version, role, background)
+
+    async def shadow_score(shadow: Loaded, answered: Served) -> None:
+        """Score an answered request with the shadow model, after the answer is sent (a
+        background task: the caller does not wait for it) and hand its record to the listeners.
+        On the event loop like every prediction, so listeners are called from one thread only.
+        Nothing here can reach the caller, so a failure is only recorded."""
+        started = time.perf_counter()
+        try:
+            check_records(answered.records, shadow.schema)
+            predictions, status, error = score(shadow, answered.records), 200, ""
+        except RequestProblem as problem:
+            predictions, status, error = None, problem.status, problem.message
+        served = Served(answered.request_id, answered.key, alias, SHADOW, shadow.version, status,
+                        time.perf_counter() - started, answered.at, answered.records, predictions, error)
+        for listener in listeners:
+            try:
+                listener(served)
+            except Exception as exc:  # the answer is gone; a listener's failure must not kill the loop
+                print(f"wb_serve: a listener failed on a shadow record: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
 
     return app
 
@@ -520,16 +629,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--poll-s", type=float, default=1.0)
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
+    parser.add_argument("--challenger", default=None,
+                        help="another alias (staging) whose model answers --canary of the traffic or shadows it")
+    parser.add_argument("--canary", type=float, default=0.0, help="share of routing keys the challenger answers")
+    parser.add_argument("--shadow", action="store_true", help="the challenger also scores the champion's requests")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.canary <= 1.0:
+        parser.error(f"--canary must be between 0 and 1, got {args.canary}")
 
     import uvicorn
 
-    holder = ModelHolder(os.path.join(args.deploy, args.alias), args.project, args.predict,
-                         Schema.load(args.schema))
-    holder.refresh()
+    schema = Schema.load(args.schema)
+    holder = ModelHolder(os.path.join(args.deploy, args.alias), args.project, args.predict, schema)
+    holders = [holder]
+    router = None
+    if args.challenger:
+        challenger = ModelHolder(os.path.join(args.deploy, args.challenger), args.project, args.predict, schema)
+        router = CanaryRouter(holder, challenger, args.canary, args.shadow)
+        holders.append(challenger)
     stop = threading.Event()
-    threading.Thread(target=holder.poll, args=(args.poll_s, stop), daemon=True, name="wb-serve-poll").start()
-    app = build_app(holder, args.alias, args.max_body)
+    for index, each in enumerate(holders):
+        each.refresh()
+        threading.Thread(target=each.poll, args=(args.poll_s, stop), daemon=True,
+                         name=f"wb-serve-poll-{index}").start()
+    app = build_app(holder, args.alias, args.max_body, router=router)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     stop.set()
     return 0

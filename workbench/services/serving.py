@@ -132,6 +132,14 @@ def _health(url: str, timeout: float = 2.0) -> tuple[int, dict]:
         return 0, {}
 
 
+def _challenger_of(alias: str, serving) -> dict:
+    """Production's server also loads staging's release when `[serving] canary` or `shadow`
+    asks for it (the deploy folder it mounts holds both pointers); staging's own server never."""
+    if alias != "production" or not (serving.canary > 0 or serving.shadow):
+        return {}
+    return {"challenger": "staging", "canary": serving.canary, "shadow": serving.shadow}
+
+
 class ServingService:
     def __init__(self, session: WorkbenchSession, client=None):
         from workbench.adapters.docker_engine import connect_engine
@@ -182,7 +190,7 @@ class ServingService:
                                   project_dir=ref.path, predict=manifest.serving.predict,
                                   memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
                                   host=host, port=port + offset if port else _free_port(host), since=since,
-                                  poll_s=poll_s)
+                                  poll_s=poll_s, **_challenger_of(alias, manifest.serving))
                 started.append(start_server(self.client, spec, self.state_dir).name)
             return [self._await_healthy(manifest.name, name) for name in started]
         except BaseException:
