@@ -157,6 +157,7 @@ def test_serve_answers_checks_requests_and_swaps_on_promotion(served_example, do
     assert host["ReadonlyRootfs"] is True and host["Memory"] == 1024 ** 3 and host["NanoCpus"] == 10 ** 9
     assert host["PortBindings"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
     assert container.labels["workbench.role"] == "server" and container.labels["workbench.owner_pid"]
+    assert production["container"].startswith(f"wb-serve-{P}-production-")
 
     # A second version, promoted while a client keeps asking production.
     params = ws / P / "params.toml"

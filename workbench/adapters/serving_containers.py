@@ -19,6 +19,7 @@ container whose workbench died is an orphan that the next workbench's cleanup re
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,12 @@ class RunningServer:
     status: str
 
 
+def server_name(spec: ServerSpec) -> str:
+    """`wb-serve-telco-churn-production-3f9a1c`: a name `docker ps` and `serve status` readers can
+    place (project names are already valid container names: core/manifest.py NAME_RE)."""
+    return f"wb-serve-{spec.project[:60]}-{spec.alias}-{secrets.token_hex(3)}"
+
+
 def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path) -> Container:
     user = "%d:%d" % NOBODY if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
     mounts = [Mount(LIB, str(RUNTIME_DIR), type="bind", read_only=True),
@@ -92,7 +99,7 @@ def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path)
     try:
         with limits_named(spec.cpus, spec.memory_bytes):
             return client.containers.run(
-                spec.image, command, detach=True, working_dir="/tmp",
+                spec.image, command, name=server_name(spec), detach=True, working_dir="/tmp",
                 environment={"PYTHONPATH": LIB, "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
                              **thread_limits(spec.cpus)},
                 mounts=mounts, ports={f"{CONTAINER_PORT}/tcp": (spec.host, spec.port or None)},
