@@ -146,6 +146,13 @@ class ServingSpec:
     """`FILE:FUNCTION` relative to the project, e.g. `stages/predict.py:predict`, called as
     `function(frame, model)` (`model` is what the file's optional `load(model_path)` returned,
     else the model file's path); unset: a LightGBM model file is served by LightGBM itself."""
+    log_requests: bool = True
+    """Keep a traffic log of every request (inputs, outputs, version, status, latency) in
+    `.workbench/serving/<project>/traffic/<alias>/`, and take `POST /feedback` labels there."""
+    segment_rows: int = 5_000
+    """A traffic log segment is closed (made readable) after this many lines (1 to 1,000,000)..."""
+    segment_seconds: float = 60.0
+    """...or this many seconds after its first line (1 to 86,400), whichever comes first."""
 
 
 @dataclass(frozen=True)
@@ -371,8 +378,12 @@ def _parse_serving(table: _Reader) -> ServingSpec:
         if not colon or not path.endswith(".py") or not function.isidentifier():
             raise table.fail("predict", f"must be FILE.py:FUNCTION (e.g. 'stages/predict.py:predict'), got {spec!r}")
         table.check_path("predict", path, "the project")
+    log_requests = table.get("log_requests", bool, default=ServingSpec.log_requests)
+    segment_rows = table.integer("segment_rows", ServingSpec.segment_rows, 1, 1_000_000)
+    segment_seconds = table.number("segment_seconds", ServingSpec.segment_seconds, 1.0, 86_400.0, unit=" seconds")
     table.reject_unknown()
-    return ServingSpec(predict=spec)
+    return ServingSpec(predict=spec, log_requests=log_requests, segment_rows=segment_rows,
+                       segment_seconds=segment_seconds)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:
