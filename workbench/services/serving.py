@@ -107,7 +107,8 @@ class ServingService:
     def start(self, project: str, aliases: tuple[str, ...], host: str, port: int, on_log: LogSink,
               poll_s: float = 1.0) -> list[ServerStatus]:
         from workbench.adapters.docker_images import EnvironmentImages
-        from workbench.adapters.serving_containers import ServerSpec, remove, servers, start_server
+        from workbench.adapters.serving_containers import (ServerSpec, prepare_traffic_dir, remove, servers,
+                                                            start_server)
         from workbench.adapters.serving_image import ensure_serving_image
 
         ref = self.session.project(project)
@@ -146,7 +147,11 @@ class ServingService:
                                   project_dir=ref.path, predict=manifest.serving.predict,
                                   memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
                                   host=host, port=port + offset if port else _free_port(host), since=since,
-                                  poll_s=poll_s)
+                                  poll_s=poll_s,
+                                  traffic_dir=prepare_traffic_dir(schema_dir / "traffic" / alias)
+                                  if manifest.serving.log_requests else None,
+                                  segment_rows=manifest.serving.segment_rows,
+                                  segment_s=manifest.serving.segment_seconds)
                 started.append(start_server(self.client, spec, self.state_dir).name)
             return [self._await_healthy(manifest.name, name) for name in started]
         except BaseException:
