@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -577,8 +578,11 @@ def main(argv: list[str] | None = None) -> int:
 
         journal = wb_traffic.Journal(args.traffic, args.segment_rows, args.segment_s)
     app = build_app(holder, args.alias, args.max_body, traffic=journal)
+    # uvicorn handles SIGTERM (`docker stop`): it finishes the requests in flight, puts back the
+    # handler it found and raises the signal again; this handler makes that an exit through
+    # `finally`, which closes the traffic log's open segments (the default would just die).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        # uvicorn handles SIGTERM (`docker stop`) by finishing the requests in flight and returning
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         stop.set()
