@@ -562,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--traffic", default=None, help="a folder for the traffic log and feedback")
     parser.add_argument("--segment-rows", type=int, default=5_000, help="lines per traffic log segment at most")
-    parser.add_argument("--segment-s", type=float, default=60.0, help="seconds a traffic log segment stays open at most")
+    parser.add_argument("--segment-s", type=float, default=60.0,
+                        help="seconds a traffic log segment stays open at most")
     args = parser.parse_args(argv)
 
     import uvicorn

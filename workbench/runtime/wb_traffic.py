@@ -135,8 +135,9 @@ def parse_feedback(body: bytes) -> list[tuple[str, list]]:
             raise FeedbackProblem(422, f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                                        '(expected "request_id" and "label" or "labels")')
         if ("label" in item) == ("labels" in item):
+            both = "both" if "label" in item else "neither"
             raise FeedbackProblem(422, f'{where}: give either "label" (one row) or "labels" '
-                                       "(one per row of the request), not " + ("both" if "label" in item else "neither"))
+                                       f"(one per row of the request), not {both}")
         labels = [item["label"]] if "label" in item else item["labels"]
         if not isinstance(labels, list):
             raise FeedbackProblem(422, f'{where}: "labels" must be a list (one label per row of the request), '
