@@ -12,7 +12,7 @@ import pytest
 from tests.test_cli import wb
 from tests.test_registry_cli import P, ok
 from tests.test_serve_docker import _post, _rows, served_example  # noqa: F401 - a fixture
-from workbench.adapters.traffic_files import closed_segments, open_segment
+from workbench.adapters.traffic_files import closed_segments, open_segment, traffic_folder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -58,7 +58,8 @@ def test_requests_and_feedback_are_logged_to_the_only_writable_mount(served_exam
 
     ok(wb(ws, "serve", "stop", P))
     assert server.wait(timeout=60) == 0
-    folder = ws / ".workbench" / "serving" / P / "traffic" / "production"
+    folder = traffic_folder(ws / ".workbench", P, "production")
+    assert folder == ws / ".workbench" / "serving" / P / "traffic" / "production"
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert not list(folder.glob(".*.part"))  # SIGTERM closed the open segments
     requests = _read(folder, "requests")
@@ -69,4 +70,4 @@ def test_requests_and_feedback_are_logged_to_the_only_writable_mount(served_exam
     feedback = _read(folder, "feedback")
     assert [(line["request_id"], line["labels"]) for line in feedback] == \
         [(answers[0]["request_id"], [1])] + [(a["request_id"], [0]) for a in answers[1:5]]
-    assert _read(ws / ".workbench" / "serving" / P / "traffic" / "staging", "requests") == []
+    assert _read(traffic_folder(ws / ".workbench", P, "staging"), "requests") == []

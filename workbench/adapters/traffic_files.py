@@ -32,6 +32,11 @@ MAX_SEGMENT_BYTES = 512 * 1024 * 1024
 bodies could be larger, but such segments are not read: a bound on what one read costs)."""
 
 
+def traffic_folder(state_dir: Path, project: str, alias: str) -> Path:
+    """Where the `alias` server of `project` logs its traffic (state_dir: the workspace's .workbench)."""
+    return Path(state_dir) / "serving" / project / "traffic" / alias
+
+
 def segment_name_parts(name: str) -> tuple[str, int, int] | None:
     """(kind, unix_ms, pid) of a closed segment's file name, None for any other name."""
     from workbench.runtime.wb_traffic import SEGMENT_NAME

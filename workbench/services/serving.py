@@ -110,6 +110,7 @@ class ServingService:
         from workbench.adapters.serving_containers import (ServerSpec, prepare_traffic_dir, remove, servers,
                                                             start_server)
         from workbench.adapters.serving_image import ensure_serving_image
+        from workbench.adapters.traffic_files import traffic_folder
 
         ref = self.session.project(project)
         if ref.manifest is None:
@@ -148,7 +149,7 @@ class ServingService:
                                   memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
                                   host=host, port=port + offset if port else _free_port(host), since=since,
                                   poll_s=poll_s,
-                                  traffic_dir=prepare_traffic_dir(schema_dir / "traffic" / alias)
+                                  traffic_dir=prepare_traffic_dir(traffic_folder(self.state_dir, manifest.name, alias))
                                   if manifest.serving.log_requests else None,
                                   segment_rows=manifest.serving.segment_rows,
                                   segment_s=manifest.serving.segment_seconds)
