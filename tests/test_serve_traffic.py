@@ -229,3 +229,18 @@ def test_a_killed_servers_part_segment_is_closed_by_the_next_one(tmp_path):
     journal.close()
     assert sorted(p.name for p in folder.iterdir()) == ["requests-1700000000000-7.jsonl"]
     assert (folder / "requests-1700000000000-7.jsonl").read_text() == '{"a": 1}\n{"a": 2}\n'
+
+
+def test_a_part_segment_whose_last_line_is_longer_than_a_read_keeps_its_complete_lines(tmp_path):
+    folder = tmp_path / "traffic"
+    folder.mkdir()
+    long_line = b'{"inputs": "' + b"x" * 3000 + b'"}\n'
+    part = folder / ".requests-1700000000000-7.jsonl.part"
+    part.write_bytes(long_line + long_line + b'{"cut off by a kill' + b"y" * 2500)
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        assert wb_traffic._after_last_newline(fd, part.stat().st_size, chunk=1000) == 2 * len(long_line)
+    finally:
+        os.close(fd)
+    assert wb_traffic.recover_parts(str(folder)) == 1
+    assert (folder / "requests-1700000000000-7.jsonl").read_bytes() == long_line + long_line

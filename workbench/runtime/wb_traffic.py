@@ -235,11 +235,7 @@ def recover_parts(folder: str) -> int:
             info = os.fstat(fd)
             if not _is_regular(info.st_mode):
                 continue
-            size = info.st_size
-            tail_start = max(0, size - 1_048_576)
-            os.lseek(fd, tail_start, os.SEEK_SET)
-            tail = os.read(fd, size - tail_start)
-            keep = tail_start + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+            keep = _after_last_newline(fd, info.st_size)
             os.ftruncate(fd, keep)
             os.fsync(fd)
         finally:
@@ -250,6 +246,20 @@ def recover_parts(folder: str) -> int:
             os.rename(path, os.path.join(folder, name[1:-len(".part")]))
             recovered += 1
     return recovered
+
+
+def _after_last_newline(fd: int, size: int, chunk: int = 1_048_576) -> int:
+    """The offset just after the file's last newline (0: none), read backwards a chunk at a time
+    (one request's line can be many MiB)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, end - start)
+        if b"\n" in data:
+            return start + data.rfind(b"\n") + 1
+        end = start
+    return 0
 
 
 def _is_regular(mode: int) -> bool:
