@@ -10,6 +10,15 @@ limit, /tmp the only writable place. It sees only what it serves, all read-only:
     /wb/project  the project's folder, only when `[serving] predict` names a function in it
     /wb/schema   the training data's columns (schema.json, written by the host)
 
+and one folder read-write, unless `[serving] log_requests = false`:
+
+    /wb/traffic  .workbench/serving/<project>/traffic/<alias>/ (mode 0700, owned by the
+                 container's user): the traffic log and feedback segments (runtime/wb_traffic.py).
+                 The project's predict function can write anything there, so the host reads it
+                 only through adapters/traffic_files.py.
+
+A server is stopped with SIGTERM before it is removed, so it closes its open traffic segments.
+
 It has a network (a published port needs one) but its port is published on 127.0.0.1 unless
 the user names another address. Labelled like every workbench container (container_owner.py):
 its owner is the `workbench serve` process, which stays in the foreground, so a serving
@@ -41,6 +50,9 @@ ALIAS_LABEL = "workbench.alias"
 SINCE_LABEL = "workbench.since"
 CONTAINER_PORT = 8080
 LIB, DEPLOY, PROJECT, SCHEMA = "/wb/lib", "/wb/deploy", "/wb/project", "/wb/schema"
+TRAFFIC = "/wb/traffic"
+STOP_TIMEOUT_S = 10
+"""How long a server has after SIGTERM to finish its requests and close its traffic segments."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,10 @@ class ServerSpec:
     """Another alias (staging) whose model answers `canary` of the traffic and/or shadows it."""
     canary: float = 0.0
     shadow: bool = False
+    traffic_dir: Path | None = None
+    """The host folder of the traffic log (made by prepare_traffic_dir), None: no log."""
+    segment_rows: int = 5_000
+    segment_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,13 +96,39 @@ def server_name(spec: ServerSpec) -> str:
     """`wb-serve-telco-churn-production-3f9a1c`: a name `docker ps` and `serve status` readers can
     place (project names are already valid container names: core/manifest.py NAME_RE)."""
     return f"wb-serve-{spec.project[:60]}-{spec.alias}-{secrets.token_hex(3)}"
+def container_user() -> tuple[int, int]:
+    """Who a serving container runs as: nobody when the workbench is root, else the user."""
+    return NOBODY if os.getuid() == 0 else (os.getuid(), os.getgid())
+
+
+def prepare_traffic_dir(folder: Path) -> Path:
+    """The traffic folder of one server, made (or kept) a real folder owned by the container's
+    user, mode 0700: the container writes it, no one else on the host reads it."""
+    import stat
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise WorkbenchError(f"the traffic folder {folder} is not a folder (a symlink or a file): "
+                                     "move it away and serve again") from None
+        uid, gid = container_user()
+        if os.getuid() == 0:
+            os.chown(folder, uid, gid, follow_symlinks=False)
+        os.chmod(folder, 0o700, follow_symlinks=False)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot prepare the traffic folder {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path) -> Container:
-    user = "%d:%d" % NOBODY if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    user = "%d:%d" % container_user()
     mounts = [Mount(LIB, str(RUNTIME_DIR), type="bind", read_only=True),
               Mount(DEPLOY, str(spec.deploy_dir), type="bind", read_only=True),
-              Mount(SCHEMA, str(spec.schema_dir), type="bind", read_only=True)]
+              # the file alone: its folder also holds the traffic folders, which are not for every server
+              Mount(f"{SCHEMA}/schema.json", str(spec.schema_dir / "schema.json"), type="bind", read_only=True)]
     command = ["python", f"{LIB}/wb_serve.py", "--deploy", DEPLOY, "--alias", spec.alias,
                "--port", str(CONTAINER_PORT), "--poll-s", str(spec.poll_s),
                "--schema", f"{SCHEMA}/schema.json"]
@@ -96,6 +138,9 @@ def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path)
     if spec.challenger:
         command += ["--challenger", spec.challenger, "--canary", repr(spec.canary)]
         command += ["--shadow"] if spec.shadow else []
+    if spec.traffic_dir is not None:
+        mounts.append(Mount(TRAFFIC, str(spec.traffic_dir), type="bind", read_only=False))
+        command += ["--traffic", TRAFFIC, "--segment-rows", str(spec.segment_rows), "--segment-s", str(spec.segment_s)]
     try:
         with limits_named(spec.cpus, spec.memory_bytes):
             return client.containers.run(
@@ -144,8 +189,20 @@ def servers(client: docker.DockerClient, state_dir: Path, project: str | None = 
 
 
 def remove(client: docker.DockerClient, name: str) -> bool:
+    """Stop a server (SIGTERM: it closes its traffic segments) and remove it."""
     try:
-        client.containers.get(name).remove(force=True)
+        container = client.containers.get(name)
+        try:
+            # renamed first, so the foreground `workbench serve` (which restarts a server of its
+            # own that exited) sees it gone, not dead, while it shuts down
+            container.rename(f"{name}-stopping")
+        except docker.errors.APIError:
+            pass
+        try:
+            container.stop(timeout=STOP_TIMEOUT_S)
+        except docker.errors.APIError:
+            pass  # not running: nothing to close
+        container.remove(force=True)
         return True
     except docker.errors.NotFound:
         return False

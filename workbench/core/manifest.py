@@ -152,6 +152,13 @@ class ServingSpec:
     shadow: bool = False
     """Staging's model also scores every request production answers, after the answer is sent
     (logged with role shadow, never returned)."""
+    log_requests: bool = True
+    """Keep a traffic log of every request (inputs, outputs, version, status, latency) in
+    `.workbench/serving/<project>/traffic/<alias>/`, and take `POST /feedback` labels there."""
+    segment_rows: int = 5_000
+    """A traffic log segment is closed (made readable) after this many lines (1 to 1,000,000)..."""
+    segment_seconds: float = 60.0
+    """...or this many seconds after its first line (1 to 86,400), whichever comes first."""
 
 
 @dataclass(frozen=True)
@@ -379,8 +386,12 @@ def _parse_serving(table: _Reader) -> ServingSpec:
         table.check_path("predict", path, "the project")
     canary = table.number("canary", 0.0, 0.0, 1.0)
     shadow = table.get("shadow", bool, default=False)
+    log_requests = table.get("log_requests", bool, default=ServingSpec.log_requests)
+    segment_rows = table.integer("segment_rows", ServingSpec.segment_rows, 1, 1_000_000)
+    segment_seconds = table.number("segment_seconds", ServingSpec.segment_seconds, 1.0, 86_400.0, unit=" seconds")
     table.reject_unknown()
-    return ServingSpec(predict=spec, canary=canary, shadow=shadow)
+    return ServingSpec(predict=spec, canary=canary, shadow=shadow, log_requests=log_requests,
+                       segment_rows=segment_rows, segment_seconds=segment_seconds)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:

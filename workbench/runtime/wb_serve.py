@@ -29,6 +29,10 @@ Requests are checked against the schema of the training data (`--schema`, a JSON
 writes: column names and kinds, the target left out): unknown or missing columns, values of the
 wrong type, bad JSON and oversized bodies get a 4xx naming the problem, and any other error of
 the project's predict function a 422 naming it, never a 500.
+
+With `--traffic DIR` every request's outcome is also appended to a traffic log in DIR, and
+POST /feedback takes true labels by request id into the same folder (wb_traffic.py: the
+on-disk format, and what a host reading that folder must beware of).
 """
 
 
@@ -42,6 +46,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -530,7 +535,9 @@ def request_id_of(request) -> str:
 
 
 def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
-              max_rows: int = DEFAULT_MAX_ROWS, router: Router | None = None):
+              max_rows: int = DEFAULT_MAX_ROWS, router: Router | None = None,
+              traffic: Any = None):
+    """`traffic`: a wb_traffic.Journal (the traffic log and /feedback), or None."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.background import BackgroundTask
@@ -542,6 +549,8 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
     """Each request's Served goes to each of these, in order, before its answer is sent; a shadow
     score's Served (role shadow, same request id) after the answer is sent."""
     app.state.listeners = listeners
+    if traffic is not None:
+        listeners.append(traffic)
 
     def answer(status: int, body: dict, request_id: str, version: Any = None, role: str = CHAMPION,
                background: Any = None) -> JSONResponse:
@@ -562,11 +571,20 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         challenger = router.describe()
         if challenger is not None:
             body["challenger"] = challenger
+        if traffic is not None:
+            body |= traffic.health()
         return JSONResponse(body, status_code=200 if loaded else 503)
 
     @app.get("/metrics")
     def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(alias, holder), media_type="text/plain; version=0.0.4")
+        text = metrics.render(alias, holder)
+        if traffic is not None:
+            text += "\n".join(traffic.prometheus(alias)) + "\n"
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        return await take_feedback(request, traffic, max_body)
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -618,6 +636,37 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
     return app
 
 
+async def take_feedback(request, traffic: Any, max_body: int):
+    """POST /feedback: true labels by request id, into the traffic log (202), or a 4xx naming the problem."""
+    from fastapi.responses import JSONResponse
+
+    def refuse(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    if traffic is None:
+        return refuse(409, "this server keeps no traffic log, so feedback could not be joined to its requests: "
+                           "serve with a traffic log (manifest [serving] log_requests = true) to send feedback")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        return refuse(413, f"the feedback body is {int(declared)} bytes, more than the {max_body} allowed")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            return refuse(413, f"the feedback body is more than the {max_body} bytes allowed")
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind not in ("application/json", ""):
+        return refuse(415, f"unsupported content type {kind!r} for feedback: send application/json")
+    try:
+        items = traffic.parse_feedback(body)
+    except traffic.Problem as problem:
+        return refuse(problem.status, problem.message)
+    why_not = traffic.feedback(items)
+    if why_not:
+        return refuse(503, f"the feedback was not kept: {why_not}")
+    return JSONResponse({"accepted": len(items)}, status_code=202)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve an alias's model (inside its container)")
     parser.add_argument("--deploy", required=True, help="the project's deploy folder")
@@ -633,6 +682,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="another alias (staging) whose model answers --canary of the traffic or shadows it")
     parser.add_argument("--canary", type=float, default=0.0, help="share of routing keys the challenger answers")
     parser.add_argument("--shadow", action="store_true", help="the challenger also scores the champion's requests")
+    parser.add_argument("--traffic", default=None, help="a folder for the traffic log and feedback")
+    parser.add_argument("--segment-rows", type=int, default=5_000, help="lines per traffic log segment at most")
+    parser.add_argument("--segment-s", type=float, default=60.0,
+                        help="seconds a traffic log segment stays open at most")
     args = parser.parse_args(argv)
     if not 0.0 <= args.canary <= 1.0:
         parser.error(f"--canary must be between 0 and 1, got {args.canary}")
@@ -652,9 +705,22 @@ def main(argv: list[str] | None = None) -> int:
         each.refresh()
         threading.Thread(target=each.poll, args=(args.poll_s, stop), daemon=True,
                          name=f"wb-serve-poll-{index}").start()
-    app = build_app(holder, args.alias, args.max_body, router=router)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    stop.set()
+    journal = None
+    if args.traffic:
+        import wb_traffic  # a sibling on /wb/lib (PYTHONPATH)
+
+        journal = wb_traffic.Journal(args.traffic, args.segment_rows, args.segment_s)
+    app = build_app(holder, args.alias, args.max_body, router=router, traffic=journal)
+    # uvicorn handles SIGTERM (`docker stop`): it finishes the requests in flight, puts back the
+    # handler it found and raises the signal again; this handler makes that an exit through
+    # `finally`, which closes the traffic log's open segments (the default would just die).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        stop.set()
+        if journal is not None:
+            journal.close()
     return 0
 
 

@@ -151,8 +151,10 @@ class ServingService:
     def start(self, project: str, aliases: tuple[str, ...], host: str, port: int, on_log: LogSink,
               poll_s: float = 1.0) -> list[ServerStatus]:
         from workbench.adapters.docker_images import EnvironmentImages
-        from workbench.adapters.serving_containers import ServerSpec, remove, servers, start_server
+        from workbench.adapters.serving_containers import (ServerSpec, prepare_traffic_dir, remove, servers,
+                                                            start_server)
         from workbench.adapters.serving_image import ensure_serving_image
+        from workbench.adapters.traffic_files import traffic_folder
 
         ref = self.session.project(project)
         if ref.manifest is None:
@@ -190,7 +192,11 @@ class ServingService:
                                   project_dir=ref.path, predict=manifest.serving.predict,
                                   memory_bytes=manifest.environment.memory_bytes, cpus=manifest.environment.cpus,
                                   host=host, port=port + offset if port else _free_port(host), since=since,
-                                  poll_s=poll_s, **_challenger_of(alias, manifest.serving))
+                                  poll_s=poll_s, **_challenger_of(alias, manifest.serving),
+                                  traffic_dir=prepare_traffic_dir(traffic_folder(self.state_dir, manifest.name, alias))
+                                  if manifest.serving.log_requests else None,
+                                  segment_rows=manifest.serving.segment_rows,
+                                  segment_s=manifest.serving.segment_seconds)
                 started.append(start_server(self.client, spec, self.state_dir).name)
             return [self._await_healthy(manifest.name, name) for name in started]
         except BaseException:
