@@ -25,9 +25,20 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.filterwarnings("
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port N with N+1 free too (`serve --port N` gives staging N+1): other tests and helpers'
+    servers hold ports on this machine, and a taken N+1 failed the fixture once."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 def _post(url: str, body: bytes, kind: str = "application/json") -> tuple[int, dict, object]:
