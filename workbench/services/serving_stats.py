@@ -37,6 +37,8 @@ from typing import Iterable
 WINDOW_S = 300.0
 """How long a ScrapeWindow keeps scrapes (the chart's width, at most)."""
 SCRAPE_TIMEOUT_S = 2.0
+LARGEST_BOUND_S = 5.0
+"""wb_serve's largest finite latency bucket: a quantile there may be any time above it."""
 ROLES = ("champion", "challenger", "shadow")
 """The order rows are shown in: the champion first, its challengers beside it."""
 
@@ -257,6 +259,15 @@ def with_quality(stats: ServerStats, qualities: dict) -> ServerStats:
     known = {str(version): quality for version, quality in qualities.items()}
     return replace(stats, rows=tuple(replace(row, quality=known.get(row.version, row.quality))
                                      for row in stats.rows))
+
+
+def latency_ms(seconds: float | None) -> str:
+    """A bucket estimate on screen: `7.7 ms`, `-` with no requests, `>= 5000 ms` in the +Inf bucket."""
+    if seconds is None:
+        return "-"
+    ms = seconds * 1000
+    prefix = ">= " if seconds >= LARGEST_BOUND_S else ""
+    return prefix + (f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms")
 
 
 # -- the two ways of reading -------------------------------------------------------------------

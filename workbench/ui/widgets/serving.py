@@ -1,0 +1,181 @@
+"""The Serving view's parts: what one read of a project's servers holds (ServingView), the
+reading itself (ServingReader, on a worker thread), the table of rows per alias, version and role,
+and the charts of req/s and p99 over time (textual-plotext, like the compare view's chart).
+
+The reader keeps one ScrapeWindow per server container (services/serving_stats.py): req/s over
+the last RATE_SPAN_S seconds says what the server does now; latency and errors cover the whole
+window (WINDOW_S), which a few requests a minute still fill; `total` counts since the server started.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.color import Color
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from workbench.services.serving_stats import (
+    WINDOW_S, HistoryPoint, RoleStats, ScrapeWindow, ServerStats, latency_ms, totals,
+)
+
+RATE_SPAN_S = 10.0
+"""req/s in the table: over this many of the newest seconds."""
+
+
+@dataclass(frozen=True)
+class AliasView:
+    alias: str
+    version: int | None
+    url: str
+    container: str
+    healthy: bool
+    problem: str
+    owned: bool
+    """Started by this app (it stops them when it quits), else by another `workbench serve`."""
+    now: ServerStats | None = None
+    """Over the last RATE_SPAN_S seconds."""
+    window: ServerStats | None = None
+    """Over the whole window."""
+    since_start: ServerStats | None = None
+    history: tuple[HistoryPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServingView:
+    project: str
+    aliases: tuple[AliasView, ...]
+    at: float = field(default_factory=time.monotonic)
+
+    def rows(self) -> list[tuple[AliasView, RoleStats, RoleStats | None, RoleStats | None]]:
+        """(alias, the row over the window, the same version and role now, since start)."""
+        found = []
+        for alias in self.aliases:
+            if alias.window is None:
+                continue
+            now = {(r.version, r.role): r for r in (alias.now.rows if alias.now else ())}
+            start = {(r.version, r.role): r for r in (alias.since_start.rows if alias.since_start else ())}
+            for row in alias.window.rows:
+                key = (row.version, row.role)
+                found.append((alias, row, now.get(key), start.get(key)))
+        return found
+
+
+class ServingReader:
+    """Reads a project's servers and scrapes each one's /metrics, keeping their windows
+    between reads (one reader per open Serving screen; called from one worker at a time)."""
+
+    def __init__(self, service, project: str, owned: set[str]) -> None:
+        self.service, self.project, self.owned = service, project, owned
+        self.windows: dict[str, ScrapeWindow] = {}
+
+    def read(self) -> ServingView:
+        aliases = []
+        statuses = self.service.status(self.project)
+        for status in statuses:
+            url = status.url.replace("0.0.0.0", "127.0.0.1")
+            window = self.windows.get(status.container)
+            if window is None or window.url != url:
+                window = self.windows[status.container] = ScrapeWindow(url, WINDOW_S)
+            view = AliasView(status.alias, status.version, status.url, status.container, status.healthy,
+                             status.problem, status.container in self.owned)
+            if status.url and status.problem not in ("exited", "dead", "created"):
+                window.poll()
+                latest = window.scrapes[-1] if window.scrapes else None
+                view = AliasView(view.alias, view.version, view.url, view.container, view.healthy,
+                                 view.problem or window.problem, view.owned, window.stats(RATE_SPAN_S),
+                                 window.stats(), totals(url, latest) if latest else None, tuple(window.history()))
+            aliases.append(view)
+        for gone in set(self.windows) - {s.container for s in statuses}:
+            del self.windows[gone]
+        return ServingView(self.project, tuple(aliases))
+
+
+class ServersLine(Static):
+    """One line per alias: served version, url, health, and who started it."""
+
+    def show(self, view: ServingView | None, note: str = "") -> None:
+        text = Text()
+        if note:
+            text.append(note + "\n", "italic")
+        if view is not None and not view.aliases and not note:
+            text.append("not served: nothing answers for this project")
+        for alias in view.aliases if view else ():
+            text.append(f"{alias.alias:<11}", "bold")
+            text.append(f"version {alias.version if alias.version is not None else '-':<4} ")
+            text.append(f"{alias.url or '-'}  ")
+            if alias.healthy and not alias.problem:
+                text.append("● healthy", "green")
+            else:
+                text.append(f"✗ {alias.problem or 'unhealthy'}", "red")
+            text.append("  started here" if alias.owned else "  served by another `workbench serve` (status only)",
+                        "dim")
+            text.append("\n")
+        self.update(text)
+
+
+class ServingTable(DataTable):
+    COLUMNS = ("alias", "version", "role", "req/s", "p50", "p95", "p99", "errors", "requests", "quality")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for column in self.COLUMNS:
+            self.add_column(column, key=column)
+
+    def show(self, view: ServingView) -> None:
+        self.clear()
+        for alias, row, now, start in view.rows():
+            rate = now.rate if now is not None and now.rate is not None else 0.0 if alias.now and alias.now.span_s else None
+            errors = "-" if row.error_rate is None else f"{row.error_rate:.1%}"
+            quality = "-" if row.quality is None else \
+                f"{row.quality.metric} {row.quality.value:.4g} ({row.quality.labelled_rows:,})"
+            self.add_row(alias.alias, row.version, row.role, "-" if rate is None else f"{rate:.1f}",
+                         latency_ms(row.p50), latency_ms(row.p95), latency_ms(row.p99), errors,
+                         f"{start.requests:,}" if start else "-", quality,
+                         key=f"{alias.alias}/{row.version}/{row.role}")
+
+
+class ServingChart(PlotextPlot):
+    """One quantity over time (req/s or p99 in ms), one line per alias, version and role."""
+    DEFAULT_CSS = """
+    ServingChart { height: 1fr; min-height: 8; background: $surface; }
+    """
+
+    def __init__(self, quantity: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.quantity = quantity
+        self.lines: dict[str, int] = {}
+        """Label -> points drawn at the last draw (what a test can check)."""
+
+    def draw(self, view: ServingView) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        self.lines = {}
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        for alias in view.aliases:
+            for point in alias.history:
+                value = point.rate if self.quantity == "req/s" else (None if point.p99 is None else point.p99 * 1000)
+                if value is None:
+                    continue
+                xs, ys = series.setdefault(f"{alias.alias} v{point.key[0]} {point.key[1]}", ([], []))
+                xs.append(point.at - view.at)
+                ys.append(value)
+        colours = [self._colour(name) for name in ("primary", "warning", "success", "error", "accent", "secondary")]
+        for index, (label, (xs, ys)) in enumerate(sorted(series.items())):
+            plt.plot(xs, ys, label=label, marker="braille", color=colours[index % len(colours)])
+            self.lines[label] = len(xs)
+        plt.title(f"{self.quantity} per version" + ("" if series else ": no requests yet"))
+        plt.xlabel("seconds ago")
+        if not series:
+            plt.xlim(-60, 0)
+        self.refresh()
+
+    def _colour(self, variable: str) -> tuple[int, int, int]:
+        value = self.app.theme_variables.get(variable, "#4080ff")
+        try:
+            return Color.parse(value.split()[0]).rgb
+        except Exception:  # a theme value Color cannot read: plotext's default
+            return (64, 128, 255)
