@@ -9,7 +9,7 @@ of the run detail. Their confirmation screen takes an optional reason, kept in t
 The footer shows the keys of the focused view, as k9s and lazygit do: a screen action's key
 works wherever the focus is (its screen binding, hidden), and the views named in its `views`
 carry a shown copy (`view_bindings`), so the Models tab's focus shows s p b B, the projects
-pane's shows D and H, the run detail's other tabs R d m, and every footer fits 80 columns. App actions always show.
+pane's shows D, H and S, the run detail's other tabs R d m, and every footer fits 80 columns. App actions always show.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ ACTIONS: tuple[Action, ...] = (
            views=(PROJECT,)),
     Action("history", "H", "History", "The selected project's audit trail: every promotion, rollback and refusal, "
            "and whether the trail verifies", views=(PROJECT,)),
+    Action("serve", "S", "Serve", "Serve the selected project's production (and staging) model and watch it: "
+           "req/s, p50/p95/p99 and errors per version, charts (servers started here stop when the app quits)",
+           views=(PROJECT,)),
     # Promotion keys act on the version under the cursor in the Models tab; each asks first.
     Action("promote_staging", "s", "Staging", "Promote the selected model version to staging (shows the gates, "
            "asks first, takes a reason for the audit trail)", views=(MODELS,)),

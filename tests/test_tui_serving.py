@@ -1,0 +1,131 @@
+"""The Serving view (S) driven by Pilot against a real server: runtime/wb_serve.py's app under a
+real uvicorn on a free port of this process, answering a real LightGBM model from a real deploy
+folder (tests/test_serve_app.py's fixtures), scraped over HTTP each second.
+
+What is not real here is the container listing: ServingService lists Docker containers, so the
+view is given a listing that names the in-process server instead (ListedServers). Starting
+servers in containers is covered by tests/test_serve_docker.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.test_tui import asyncio_test, make_app, opened, shown, table_rows, wait_for, workspace  # noqa: F401
+from workbench.services.serving import ServerStatus, _health
+
+pytest.importorskip("lightgbm")
+uvicorn = pytest.importorskip("uvicorn")
+from tests.test_serve_app import ROW, SCHEMA, _release  # noqa: E402
+from workbench.runtime import wb_serve  # noqa: E402
+from workbench.ui.screens.serving import ServingScreen  # noqa: E402
+from workbench.ui.widgets.serving import ServingChart, ServingTable  # noqa: E402
+
+
+class ListedServers:
+    """ServingService with the container listing replaced by `urls` (alias -> url of a server
+    of this process); health is asked over HTTP as ServingService.status does."""
+    urls: dict[str, str] = {}
+
+    def __init__(self, session, client=None) -> None:
+        self.session = session
+
+    def status(self, project=None) -> list[ServerStatus]:
+        found = []
+        for alias, url in self.urls.items():
+            code, body = _health(url)
+            found.append(ServerStatus("tiny", alias, body.get("version"), url, int(url.rsplit(":", 1)[1]),
+                                      f"in-process-{alias}", body.get("since") or "", code == 200,
+                                      "" if code == 200 else "not answering"))
+        return found
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """wb_serve's app for version 1 of project p under uvicorn on a free port; its url."""
+    _release(tmp_path, "production", 1)
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    holder = wb_serve.ModelHolder(str(tmp_path / "deploy" / "p" / "production"), None, None,
+                                  wb_serve.Schema.load(str(tmp_path / "schema.json")))
+    assert holder.refresh()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(wb_serve.build_app(holder, "production"), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _ask(url: str, body: dict | str) -> int:
+    data = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
+    request = urllib.request.Request(url + "/predict", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@asyncio_test
+async def test_serving_view_refuses_without_production_then_shows_a_server_growing(workspace, live_server,
+                                                                                    monkeypatch):
+    monkeypatch.setattr("workbench.services.serving.ServingService", ListedServers)
+    monkeypatch.setattr(ListedServers, "urls", {})
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot)
+        # Nothing served and nothing in production: a clear refusal, no screen left open.
+        await pilot.press("S")
+        await wait_for(pilot, lambda: any("no version is in production" in m for _, m, _ in app.notes),
+                       what="the refusal")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ServingScreen), what="the screen to close")
+        assert any(s == "error" and "promote" in m for s, m, _ in app.notes)
+
+        # Served by another process: shown, status only.
+        monkeypatch.setattr(ListedServers, "urls", {"production": live_server})
+        await pilot.press("S")
+        await shown(pilot, "Serving · tiny", "production", "version 1", live_server, "● healthy",
+                    "served by another `workbench serve`")
+        screen = app.screen
+        assert isinstance(screen, ServingScreen)
+        for _ in range(20):
+            assert _ask(live_server, {"records": [ROW]}) == 200
+        assert _ask(live_server, "{oops") == 400
+        table = screen.query_one(ServingTable)
+
+        def champion():
+            rows = [r for r in table_rows(table) if r[:3] == ["production", "1", "champion"]]
+            return rows[0] if rows and rows[0][8] == "21" else None
+        row = await wait_for(pilot, champion, what="21 requests in the table")
+        assert row[7] == "4.8%"  # 1 of 21 answered 400
+        assert row[4].endswith("ms") and row[6].endswith("ms")
+
+        # More requests: the totals grow and the charts draw the version's line over time.
+        for _ in range(30):
+            assert _ask(live_server, {"records": [ROW]}) == 200
+        await wait_for(pilot, lambda: [r for r in table_rows(table) if r[8] == "51"], what="51 requests")
+        charts = {chart.quantity: chart for chart in screen.query(ServingChart)}
+        await wait_for(pilot, lambda: charts["req/s"].lines.get("production v1 champion", 0) >= 2
+                       and charts["p99 ms"].lines.get("production v1 champion", 0) >= 1, what="chart lines")
+        text = await shown(pilot, "req/s per version", "p99 ms per version")
+        assert "production v1 champion" in text
+
+        # x refuses: another process's servers are not this app's to stop.
+        await pilot.press("x")
+        await wait_for(pilot, lambda: any("served by another `workbench serve`" in m for _, m, _ in app.notes),
+                       what="the refusal to stop")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ServingScreen), what="back to the main screen")
