@@ -90,6 +90,8 @@ class ServingScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one(ServersLine).show(None, "reading the servers…")
+        for chart in self.query(ServingChart):  # axes at once, not an empty box until the servers answer
+            chart.draw(ServingView(self.project, ()))
         self.open()
         self.set_interval(REFRESH_S, self._tick)
 
