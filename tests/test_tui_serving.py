@@ -2,13 +2,15 @@
 real uvicorn on a free port of this process, answering a real LightGBM model from a real deploy
 folder (tests/test_serve_app.py's fixtures), scraped over HTTP each second.
 
-What is not real here is the container listing: ServingService lists Docker containers, so the
-view is given a listing that names the in-process server instead (ListedServers). Starting
-servers in containers is covered by tests/test_serve_docker.py."""
+What is not real there is the container listing: ServingService lists Docker containers, so the
+view is given a listing that names the in-process server instead (ListedServers). The last test
+(docker, slow) serves the example project in real containers from the TUI and stops them with x
+and by quitting."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -16,7 +18,9 @@ import urllib.request
 
 import pytest
 
-from tests.test_tui import asyncio_test, make_app, opened, shown, table_rows, wait_for, workspace  # noqa: F401
+from tests.test_tui import (  # noqa: F401  (fixtures: private_config is autouse)
+    asyncio_test, make_app, opened, private_config, shown, table_rows, wait_for, workspace,
+)
 from workbench.services.serving import ServerStatus, _health
 
 pytest.importorskip("lightgbm")
@@ -129,3 +133,54 @@ async def test_serving_view_refuses_without_production_then_shows_a_server_growi
                        what="the refusal to stop")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ServingScreen), what="back to the main screen")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@asyncio_test
+async def test_s_serves_the_example_in_containers_x_and_quitting_stop_them(docker_engine, tmp_path, monkeypatch):
+    from tests.test_cli import wb
+    from tests.test_registry_cli import EXAMPLE, P, ok
+    from tests.test_serve_docker import _post, _rows
+
+    ws = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
+    manifest = ws / P / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"'))
+    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WORKBENCH_USER", "ana")
+    ok(wb(ws, "run", P, "--runner", "local", "-q"))
+    ok(wb(ws, "promote", P, "1", "--to", "staging", "--yes"))
+    ok(wb(ws, "promote", P, "1", "--to", "production", "--yes"))
+
+    def servers() -> set[str]:
+        return {c.name for c in docker_engine.containers.list(all=True, filters={"label": "workbench.role=server"})}
+
+    app = make_app(ws)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot)
+        await pilot.press("S")
+
+        def healthy():
+            screen = app.screen
+            view = getattr(screen, "view", None) if isinstance(screen, ServingScreen) else None
+            return view if view and len(view.aliases) == 2 and all(a.healthy for a in view.aliases) else None
+        view = await wait_for(pilot, healthy, timeout=240, what="both servers healthy")
+        started = {a.container for a in view.aliases}
+        assert all(a.owned for a in view.aliases) and app.served_here == started and started <= servers()
+        production = next(a for a in view.aliases if a.alias == "production")
+        assert _post(production.url, json.dumps({"records": _rows(ws, 1)}).encode())[0] == 200
+        table = app.screen.query_one(ServingTable)
+        await wait_for(pilot, lambda: [r for r in table_rows(table) if r[0] == "production" and r[8] == "1"],
+                       what="the request counted")
+
+        await pilot.press("x")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not started & servers(), timeout=60, what="x to remove the servers")
+        assert app.served_here == set()
+        await pilot.press("escape")
+        await pilot.press("S")
+        again = await wait_for(pilot, healthy, timeout=240, what="the servers started again")
+        started = {a.container for a in again.aliases}
+    assert not started & servers()  # quitting removed the servers this app started

@@ -62,7 +62,8 @@ class ServingScreen(ModalScreen[None]):
         self._service = service
         self.reader: ServingReader | None = None
         self.view: ServingView | None = None
-        self.starting = False
+        self.starting = True
+        """While the servers are read first or started: the once-a-second reads wait."""
         self._reading = False
 
     @property
@@ -113,7 +114,6 @@ class ServingScreen(ModalScreen[None]):
                                      f"in the Models tab, p, or `workbench promote {self.project} VERSION --to "
                                      "production`)")
             aliases = ("production",) + (("staging",) if registry.deployed(self.project, "staging") else ())
-            self.starting = True
             self.post_message(self.Progress(f"starting {' and '.join(aliases)} servers of {self.project} "
                                             "(builds the serving image the first time)…"))
             started = service.start(self.project, aliases, "127.0.0.1", 0, self._on_log)
