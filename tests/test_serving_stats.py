@@ -109,6 +109,7 @@ def test_span_and_window_keep_only_recent_scrapes():
     for second in range(10):
         window.add(parse_metrics(metrics_text(1, {("1", "champion"): series(10 * second * second)}), at=float(second)))
     assert len(window.scrapes) == 6  # seconds 4..9
+    assert [(p.at, p.rate) for p in window.history()] == [(s, 10 * (s * s - (s - 1) ** 2)) for s in (5.0, 6.0, 7.0, 8.0, 9.0)]
     assert window.stats(span_s=1.0).rows[0].rate == pytest.approx(10 * (81 - 64))
     assert window.stats().rows[0].requests == 10 * (81 - 16)
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from rich.markup import escape
+from rich.padding import Padding
 
 from workbench.cli.render import Printer
 
@@ -136,7 +137,7 @@ def _status(service, printer: Printer, as_json: bool) -> int:
         elif not served.rows:
             printer.out.print("  no requests yet")
         else:
-            printer.out.print(_stats_table(served.rows))
+            printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2)))
     return EXIT_OK
 
 
@@ -147,8 +148,8 @@ def _local(url: str) -> str:
 def _stats_json(served) -> dict:
     if served is None:
         return {"stats": None}
-    return {"stats": served.as_json() | {"rate_over_s": 1.0,
-                                         "since": "requests, errors and latency since the server started"}}
+    # rate: over the second between two scrapes; the other numbers: since the server started.
+    return {"stats": served.as_json() | {"rate_over_s": 1.0}}
 
 
 def _stats_table(rows):

@@ -278,6 +278,8 @@ class ScrapeWindow:
     url: str
     window_s: float = WINDOW_S
     scrapes: deque = field(default_factory=deque)
+    points: deque = field(default_factory=deque)
+    """The history (one point per pair of consecutive scrapes and row), computed as scrapes arrive."""
     problem: str = ""
 
     def poll(self) -> None:
@@ -289,9 +291,13 @@ class ScrapeWindow:
 
     def add(self, latest: Scrape) -> None:
         self.problem = ""
+        if self.scrapes and latest.at > self.scrapes[-1].at:
+            self.points.extend(_points(self.scrapes[-1], latest))  # once per scrape, not per redraw
         self.scrapes.append(latest)
         while self.scrapes and latest.at - self.scrapes[0].at > self.window_s:
             self.scrapes.popleft()
+        while self.points and self.points[0].at <= self.scrapes[0].at:
+            self.points.popleft()
 
     def stats(self, span_s: float | None = None) -> ServerStats:
         """The rows over the newest span_s seconds of the window (all of it by default); totals
@@ -304,16 +310,14 @@ class ScrapeWindow:
         return replace(stats, problem=self.problem)
 
     def history(self) -> list[HistoryPoint]:
-        """Per consecutive pair of scrapes and per version and role: req/s and p99."""
-        points = []
-        scrapes = list(self.scrapes)
-        for before, after in zip(scrapes, scrapes[1:]):
-            seconds = after.at - before.at
-            if seconds <= 0:
-                continue
-            for row in _rows(after.alias, *_increase([before, after]), seconds):
-                points.append(HistoryPoint(after.at, (row.version, row.role), row.rate or 0.0, row.p99))
-        return points
+        """Per consecutive pair of scrapes in the window and per version and role: req/s and p99."""
+        return list(self.points)
+
+
+def _points(before: Scrape, after: Scrape) -> list[HistoryPoint]:
+    seconds = after.at - before.at
+    return [HistoryPoint(after.at, (row.version, row.role), row.rate or 0.0, row.p99)
+            for row in _rows(after.alias, *_increase([before, after]), seconds)]
 
 
 def snapshot(urls: list[str], gap_s: float = 1.0) -> dict[str, ServerStats]:

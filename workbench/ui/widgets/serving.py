@@ -10,7 +10,7 @@ window (WINDOW_S), which a few requests a minute still fill; `total` counts sinc
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.text import Text
 from textual.color import Color
@@ -84,9 +84,9 @@ class ServingReader:
             if status.url and status.problem not in ("exited", "dead", "created"):
                 window.poll()
                 latest = window.scrapes[-1] if window.scrapes else None
-                view = AliasView(view.alias, view.version, view.url, view.container, view.healthy,
-                                 view.problem or window.problem, view.owned, window.stats(RATE_SPAN_S),
-                                 window.stats(), totals(url, latest) if latest else None, tuple(window.history()))
+                view = replace(view, problem=view.problem or window.problem, now=window.stats(RATE_SPAN_S),
+                               window=window.stats(), since_start=totals(url, latest) if latest else None,
+                               history=tuple(window.history()))
             aliases.append(view)
         for gone in set(self.windows) - {s.container for s in statuses}:
             del self.windows[gone]
@@ -126,16 +126,28 @@ class ServingTable(DataTable):
             self.add_column(column, key=column)
 
     def show(self, view: ServingView) -> None:
+        cursor = self.cursor_row
         self.clear()
         for alias, row, now, start in view.rows():
-            rate = now.rate if now is not None and now.rate is not None else 0.0 if alias.now and alias.now.span_s else None
-            errors = "-" if row.error_rate is None else f"{row.error_rate:.1%}"
-            quality = "-" if row.quality is None else \
-                f"{row.quality.metric} {row.quality.value:.4g} ({row.quality.labelled_rows:,})"
-            self.add_row(alias.alias, row.version, row.role, "-" if rate is None else f"{rate:.1f}",
-                         latency_ms(row.p50), latency_ms(row.p95), latency_ms(row.p99), errors,
-                         f"{start.requests:,}" if start else "-", quality,
+            self.add_row(alias.alias, row.version, row.role, _rate(alias, now), latency_ms(row.p50),
+                         latency_ms(row.p95), latency_ms(row.p99),
+                         "-" if row.error_rate is None else f"{row.error_rate:.1%}",
+                         f"{start.requests:,}" if start else "-", _quality(row),
                          key=f"{alias.alias}/{row.version}/{row.role}")
+        if self.row_count:  # redrawn each second: the cursor stays where the user left it
+            self.move_cursor(row=min(cursor, self.row_count - 1))
+
+
+def _rate(alias: AliasView, now: RoleStats | None) -> str:
+    """req/s over the newest seconds: 0 for a row quiet over them, - until two scrapes are known."""
+    if now is not None and now.rate is not None:
+        return f"{now.rate:.1f}"
+    return "0.0" if alias.now is not None and alias.now.span_s else "-"
+
+
+def _quality(row: RoleStats) -> str:
+    quality = row.quality
+    return "-" if quality is None else f"{quality.metric} {quality.value:.4g} ({quality.labelled_rows:,})"
 
 
 class ServingChart(PlotextPlot):
