@@ -63,6 +63,9 @@ ACTIONS: tuple[Action, ...] = (
            "charts it too)", scope="compare"),
     Action("compare_against", "x", "Against", "Compare view: chart the metric against the param under the cursor "
            "(again: across runs; off a param column: the next param in turn)", scope="compare"),
+    # The Serving view's key (workbench/ui/screens/serving.py).
+    Action("serving_stop", "x", "Stop serving", "Serving view: stop the servers this app started (asks first; "
+           "another `workbench serve`'s are status only)", scope="serving"),
     Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/",
            views=(RUNS,)),
     Action("drift", "D", "Drift", "Drift checks of the selected project: batches, column scores, retrains",

@@ -37,6 +37,7 @@ PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_
                   "filter": "Filter runs", "switch_theme": "Switch theme",
                   "history": "Audit history of the project (verified)",
                   "serve": "Serve the project and watch it serve (req/s, latency, errors)",
+                  "serving_stop": "Serving: stop the servers started here",
                   **{f"tab_{tab}": f"Run detail: {what} tab" for tab, what in DETAIL_TABS},
                   "promote_staging": "Promote model version to staging",
                   "promote_production": "Promote model version to production",
@@ -196,7 +197,7 @@ class WorkbenchApp(App):
                 callback = getattr(self, f"action_{action.id}")
             elif action.scope == "screen" and screen is main:
                 callback = getattr(main, f"action_{action.id}")
-            elif action.scope == getattr(screen, "ACTION_SCOPE", None):  # a view's own keys (compare)
+            elif action.scope == getattr(screen, "ACTION_SCOPE", None):  # a view's own keys (compare, serving)
                 callback = getattr(screen, f"action_{action.id}")
             else:
                 continue

@@ -24,6 +24,7 @@ from textual.widgets import Footer
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.ports import StatusLine
+from workbench.ui.actions import bindings
 from workbench.ui.screens.confirm import ConfirmScreen
 from workbench.ui.widgets.serving import ServersLine, ServingChart, ServingReader, ServingTable, ServingView
 
@@ -38,8 +39,8 @@ class ServingScreen(ModalScreen[None]):
     ServingScreen ServingTable { height: auto; max-height: 10; }
     ServingScreen #serving-charts { height: 1fr; min-height: 10; }
     """
-    BINDINGS = [Binding("escape,q", "close", "Back", id="serving_close"),
-                Binding("x", "stop_serving", "Stop serving", id="serving_stop")]
+    ACTION_SCOPE = "serving"
+    BINDINGS = bindings(ACTION_SCOPE) + [Binding("escape,q", "close", "Back", id="serving_close")]
 
     class Read(Message):
         def __init__(self, view: ServingView) -> None:
@@ -173,7 +174,7 @@ class ServingScreen(ModalScreen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
-    def action_stop_serving(self) -> None:
+    def action_serving_stop(self) -> None:
         view = self.view
         mine = [a.container for a in view.aliases if a.owned] if view else []
         if not mine:

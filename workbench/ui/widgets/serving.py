@@ -95,23 +95,30 @@ class ServingReader:
 
 class ServersLine(Static):
     """One line per alias: served version, url, health, and who started it."""
+    DEFAULT_CSS = """
+    ServersLine > .servers--good { color: $success; }
+    ServersLine > .servers--bad { color: $error; }
+    ServersLine > .servers--muted { color: $text-muted; }
+    """
+    COMPONENT_CLASSES = {"servers--good", "servers--bad", "servers--muted"}
 
     def show(self, view: ServingView | None, note: str = "") -> None:
+        style = self.get_component_rich_style
         text = Text()
         if note:
-            text.append(note + "\n", "italic")
+            text.append(note + "\n", style("servers--muted"))
         if view is not None and not view.aliases and not note:
-            text.append("not served: nothing answers for this project")
+            text.append("not served: nothing answers for this project (Esc, then S starts it)")
         for alias in view.aliases if view else ():
             text.append(f"{alias.alias:<11}", "bold")
             text.append(f"version {alias.version if alias.version is not None else '-':<4} ")
             text.append(f"{alias.url or '-'}  ")
             if alias.healthy and not alias.problem:
-                text.append("● healthy", "green")
+                text.append("● healthy", style("servers--good"))
             else:
-                text.append(f"✗ {alias.problem or 'unhealthy'}", "red")
+                text.append(f"✗ {alias.problem or 'unhealthy'}", style("servers--bad"))
             text.append("  started here" if alias.owned else "  served by another `workbench serve` (status only)",
-                        "dim")
+                        style("servers--muted"))
             text.append("\n")
         self.update(text)
 
