@@ -261,13 +261,14 @@ def with_quality(stats: ServerStats, qualities: dict) -> ServerStats:
                                      for row in stats.rows))
 
 
-def latency_ms(seconds: float | None) -> str:
-    """A bucket estimate on screen: `7.7 ms`, `-` with no requests, `>= 5000 ms` in the +Inf bucket."""
+def latency_ms(seconds: float | None, unit: bool = True) -> str:
+    """A bucket estimate on screen: `7.7 ms`, `-` with no requests, `>= 5000 ms` in the +Inf
+    bucket; without the unit (a column headed `p99 ms`): `7.7`, `>=5000`."""
     if seconds is None:
         return "-"
     ms = seconds * 1000
-    prefix = ">= " if seconds >= LARGEST_BOUND_S else ""
-    return prefix + (f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms")
+    prefix = (">= " if unit else ">=") if seconds >= LARGEST_BOUND_S else ""
+    return prefix + (f"{ms:.1f}" if ms < 100 else f"{ms:,.0f}") + (" ms" if unit else "")
 
 
 # -- the two ways of reading -------------------------------------------------------------------

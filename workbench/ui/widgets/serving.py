@@ -124,22 +124,29 @@ class ServersLine(Static):
 
 
 class ServingTable(DataTable):
-    COLUMNS = ("alias", "version", "role", "req/s", "p50", "p95", "p99", "errors", "requests", "quality")
+    """A row per alias, version and role, labelled as the charts' lines are (`production v2`,
+    `champion`); the quality column only once a version has one. Fits 80 columns."""
+    COLUMNS = ("served", "role", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "total")
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for column in self.COLUMNS:
-            self.add_column(column, key=column)
 
     def show(self, view: ServingView) -> None:
+        rows = view.rows()
+        columns = self.COLUMNS + (("quality",) if any(row.quality for _, row, _, _ in rows) else ())
+        if tuple(str(key.value) for key in self.columns) != columns:
+            self.clear(columns=True)
+            for column in columns:
+                self.add_column(column, key=column)
         cursor = self.cursor_row
         self.clear()
-        for alias, row, now, start in view.rows():
-            self.add_row(alias.alias, row.version, row.role, _rate(alias, now), latency_ms(row.p50),
-                         latency_ms(row.p95), latency_ms(row.p99),
-                         "-" if row.error_rate is None else f"{row.error_rate:.1%}",
-                         f"{start.requests:,}" if start else "-", _quality(row),
+        for alias, row, now, start in rows:
+            cells = [f"{alias.alias} v{row.version}", row.role, _rate(alias, now), latency_ms(row.p50, unit=False),
+                     latency_ms(row.p95, unit=False), latency_ms(row.p99, unit=False),
+                     "-" if row.error_rate is None else f"{row.error_rate:.1%}",
+                     f"{start.requests:,}" if start else "-"]
+            self.add_row(*cells, *([_quality(row)] if len(columns) > len(self.COLUMNS) else []),
                          key=f"{alias.alias}/{row.version}/{row.role}")
         if self.row_count:  # redrawn each second: the cursor stays where the user left it
             self.move_cursor(row=min(cursor, self.row_count - 1))
