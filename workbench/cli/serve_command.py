@@ -137,7 +137,7 @@ def _status(service, printer: Printer, as_json: bool) -> int:
         elif not served.rows:
             printer.out.print("  no requests yet")
         else:
-            printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2)))
+            printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2), expand=False))
     return EXIT_OK
 
 
