@@ -342,3 +342,27 @@ def test_a_predict_function_that_cannot_load_fails_serve_at_once_naming_it(docke
     assert "did not become healthy (could not load 1-" in done.stderr
     assert "ModuleNotFoundError: No module named 'no_such_module'" in done.stderr
     assert json.loads(ok(wb(ws, "serve", "status", "--json")).stdout) == []  # nothing left running
+
+
+def test_serve_status_shows_requests_errors_latency_and_rate_per_version(served_example):
+    ws, servers, _ = served_example
+    production = servers["production"]
+    good = json.dumps({"records": _rows(ws, 2)}).encode()
+    for _ in range(6):
+        assert _post(production["url"], good)[0] == 200
+    for _ in range(2):
+        assert _post(production["url"], b"{oops")[0] == 400
+    status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
+    stats = status["production"]["stats"]
+    assert stats["served_version"] == 1 and stats["problem"] == "" and stats["rate_over_s"] == 1.0
+    [row] = stats["rows"]
+    assert (row["version"], row["role"], row["requests"], row["client_errors"], row["server_errors"]) == \
+        ("1", "champion", 8, 2, 0)
+    assert row["error_rate"] == 0.25 and row["rate"] == 0.0  # nothing asked in the second between scrapes
+    assert 0 < row["p50_s"] <= row["p95_s"] <= row["p99_s"] <= 5.0
+    assert status["staging"]["stats"]["rows"] == []
+
+    text = ok(wb(ws, "serve", "status")).stdout
+    assert "production  version 1" in text and "healthy" in text
+    assert all(word in text for word in ("requests", "req/s", "p50", "p95", "p99", "errors", "champion"))
+    assert "2 (25.0%)" in text and "no requests yet" in text  # production's errors; staging asked nothing

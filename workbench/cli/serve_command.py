@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from rich.markup import escape
+from rich.padding import Padding
 
 from workbench.cli.render import Printer
 
@@ -121,16 +122,66 @@ def _log(printer: Printer):
 
 
 def _status(service, printer: Printer, as_json: bool) -> int:
+    """Per project and alias: the served version, url and health, then one row per version and
+    role (champion first, a challenger or shadow beside it): requests, errors and p50/p95/p99 since
+    the server started, req/s over one second (serving_stats.snapshot)."""
+    from workbench.services.serving_stats import snapshot
+
     found = service.status()
+    urls = [_local(s.url) for s in found if s.healthy and s.url]
+    stats = snapshot(urls) if urls else {}
     if as_json:
-        printer.json([s.as_json() for s in found])
+        printer.json([s.as_json() | _stats_json(stats.get(_local(s.url))) for s in found])
         return EXIT_OK
     if not found:
         printer.out.print("nothing is served (start with `workbench serve PROJECT`)")
         return EXIT_OK
     for s in found:
-        health = "healthy" if s.healthy else f"unhealthy: {s.problem}"
-        printer.out.print(f"{escape(s.project)}  {s.alias:<10}  version {s.version if s.version is not None else '-'}"
-                          f"  {s.url or '-'}  {s.container}  since {s.since}  {health}")
+        health = "[green]healthy[/]" if s.healthy else f"[red]unhealthy: {escape(s.problem)}[/]"
+        printer.out.print(f"[bold]{escape(s.project)}[/]  {s.alias}  version {s.version if s.version is not None else '-'}"
+                          f"  {s.url or '-'}  {health}  [dim]{s.container}  since {s.since}[/]")
+        served = stats.get(_local(s.url))
+        if served is None:
+            continue
+        if served.problem:
+            printer.out.print(f"  [yellow]no figures: {escape(served.problem)}[/]")
+        elif not served.rows:
+            printer.out.print("  no requests yet")
+        else:
+            printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2), expand=False))
     return EXIT_OK
 
+
+def _local(url: str) -> str:
+    return url.replace("0.0.0.0", "127.0.0.1")
+
+
+def _stats_json(served) -> dict:
+    if served is None:
+        return {"stats": None}
+    # rate: over the second between two scrapes; the other numbers: since the server started.
+    return {"stats": served.as_json() | {"rate_over_s": 1.0}}
+
+
+def _stats_table(rows):
+    from workbench.cli.render import fitted_table
+    from workbench.services.serving_stats import latency_ms
+
+    quality = any(row.quality is not None for row in rows)
+    columns = [("version", "right"), ("role", "left"), ("requests", "right"), ("req/s", "right"),
+               ("p50", "right"), ("p95", "right"), ("p99", "right"), ("errors", "right")]
+    cells = []
+    for row in rows:
+        share = f" ({row.error_rate:.1%})" if row.errors else ""
+        cells.append([row.version, row.role, f"{row.requests:,}", "-" if row.rate is None else f"{row.rate:.1f}",
+                      latency_ms(row.p50), latency_ms(row.p95), latency_ms(row.p99), f"{row.errors:,}{share}"]
+                     + ([_quality(row.quality)] if quality else []))
+    if quality:
+        columns.append(("quality", "left"))
+    return fitted_table(columns, cells, gives_way="quality" if quality else "role")
+
+
+def _quality(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value.metric} {value.value:.4g} ({value.labelled_rows:,} labelled)"

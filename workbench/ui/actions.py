@@ -9,7 +9,7 @@ of the run detail. Their confirmation screen takes an optional reason, kept in t
 The footer shows the keys of the focused view, as k9s and lazygit do: a screen action's key
 works wherever the focus is (its screen binding, hidden), and the views named in its `views`
 carry a shown copy (`view_bindings`), so the Models tab's focus shows s p b B, the projects
-pane's shows D and H, the run detail's other tabs R d m, and every footer fits 80 columns. App actions always show.
+pane's shows D, H and S, the run detail's other tabs R d m, and every footer fits 80 columns. App actions always show.
 """
 
 from __future__ import annotations
@@ -63,12 +63,18 @@ ACTIONS: tuple[Action, ...] = (
            "charts it too)", scope="compare"),
     Action("compare_against", "x", "Against", "Compare view: chart the metric against the param under the cursor "
            "(again: across runs; off a param column: the next param in turn)", scope="compare"),
+    # The Serving view's key (workbench/ui/screens/serving.py).
+    Action("serving_stop", "x", "Stop serving", "Serving view: stop the servers this app started (asks first; "
+           "another `workbench serve`'s are status only)", scope="serving"),
     Action("filter", "slash", "Filter", "Filter runs by id, status, trigger or runner", key_display="/",
            views=(RUNS,)),
     Action("drift", "D", "Drift", "Drift checks of the selected project: batches, column scores, retrains",
            views=(PROJECT,)),
     Action("history", "H", "History", "The selected project's audit trail: every promotion, rollback and refusal, "
            "and whether the trail verifies", views=(PROJECT,)),
+    Action("serve", "S", "Serve", "Serve the selected project's production (and staging) model and watch it: "
+           "req/s, p50/p95/p99 and errors per version, charts (servers started here stop when the app quits)",
+           views=(PROJECT,)),
     # Promotion keys act on the version under the cursor in the Models tab; each asks first.
     Action("promote_staging", "s", "Staging", "Promote the selected model version to staging (shows the gates, "
            "asks first, takes a reason for the audit trail)", views=(MODELS,)),

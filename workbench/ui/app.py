@@ -16,6 +16,7 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from workbench.core.errors import WorkbenchError
 from workbench.services.session import WorkbenchSession
 from workbench.ui.actions import ACTIONS, DETAIL_TABS, bindings
 from workbench.ui.config import UiConfig, load_config, save_theme
@@ -35,6 +36,8 @@ PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_
                   "compare_against": "Compare: chart the metric against a param",
                   "filter": "Filter runs", "switch_theme": "Switch theme",
                   "history": "Audit history of the project (verified)",
+                  "serve": "Serve the project and watch it serve (req/s, latency, errors)",
+                  "serving_stop": "Serving: stop the servers started here",
                   **{f"tab_{tab}": f"Run detail: {what} tab" for tab, what in DETAIL_TABS},
                   "promote_staging": "Promote model version to staging",
                   "promote_production": "Promote model version to production",
@@ -60,6 +63,8 @@ class WorkbenchApp(App):
 
         self.watch = WatchService(self.session, self.bridge, who="workbench TUI")
         self.watch_on_start = self.config.watch_on_start if watch_on_start is None else watch_on_start
+        self.served_here: set[str] = set()
+        """Server containers the Serving view started (S): removed when the app quits."""
         self.main_screen = MainScreen(self.session, self.watch, self.bridge, self.watch_on_start)
         self._load_themes(theme_folders)
         self.set_keymap(self.config.keys)
@@ -143,6 +148,18 @@ class WorkbenchApp(App):
         """Stop watching and cancel runs in flight (recorded as cancelled). Idempotent."""
         self.main_screen.cancel_cold_runs()
         self.watch.close()
+        self._stop_serving()
+
+    def _stop_serving(self) -> None:
+        if not self.served_here:
+            return
+        from workbench.services.serving import ServingService
+
+        try:
+            ServingService(self.session).stop(containers=sorted(self.served_here))
+        except WorkbenchError as exc:  # the app is leaving: say it on the terminal it leaves
+            log.error("could not stop the servers started here (%s): %s", ", ".join(sorted(self.served_here)), exc)
+        self.served_here.clear()
 
     # -- app-scope actions and the command palette --------------------------------------------
 
@@ -180,7 +197,7 @@ class WorkbenchApp(App):
                 callback = getattr(self, f"action_{action.id}")
             elif action.scope == "screen" and screen is main:
                 callback = getattr(main, f"action_{action.id}")
-            elif action.scope == getattr(screen, "ACTION_SCOPE", None):  # a view's own keys (compare)
+            elif action.scope == getattr(screen, "ACTION_SCOPE", None):  # a view's own keys (compare, serving)
                 callback = getattr(screen, f"action_{action.id}")
             else:
                 continue

@@ -1,5 +1,6 @@
 """The main screen's keys for the selected project and run (ids in workbench/ui/actions.py):
-run now, watch, cancel, rerun cold, mark, diff, pick and compare, and the project's drift checks.
+run now, watch, cancel, rerun cold, mark, diff, pick and compare, the project's drift checks and
+serving (S, the Serving view).
 
 `r` goes through the watch service (it supersedes a run in flight, never overlaps one); a cold
 rerun is refused while a run is in flight. Answers come back as WorkDone messages to the
@@ -67,6 +68,13 @@ class RunActions:
             self.notify("no project selected", severity="warning")
             return
         self.app.push_screen(DriftScreen(self.session, self.project.name))
+
+    def action_serve(self) -> None:
+        row = self._runnable()
+        if row is not None:
+            from workbench.ui.screens.serving import ServingScreen  # plotext and the stats: only when asked
+
+            self.app.push_screen(ServingScreen(self.session, row.name))
 
     # -- the run under the cursor -------------------------------------------------------------
 
