@@ -146,6 +146,14 @@ class ServingSpec:
     """`FILE:FUNCTION` relative to the project, e.g. `stages/predict.py:predict`, called as
     `function(frame, model)` (`model` is what the file's optional `load(model_path)` returned,
     else the model file's path); unset: a LightGBM model file is served by LightGBM itself."""
+    batch_rows: int = 10_000
+    """Production's champion traffic becomes a drift batch once this many rows (1 to 10,000,000)
+    were served since the last batch (services/serving_monitor.py)."""
+    batch_minutes: float = 60.0
+    """... or once this many minutes (0.1 to 10,080) passed since the last batch with some rows."""
+    log_max_mb: int = 256
+    """The project's traffic log (requests and feedback, every alias) is kept under this many MiB
+    (1 to 1,000,000): the oldest closed segments past it are deleted."""
 
 
 @dataclass(frozen=True)
@@ -371,8 +379,11 @@ def _parse_serving(table: _Reader) -> ServingSpec:
         if not colon or not path.endswith(".py") or not function.isidentifier():
             raise table.fail("predict", f"must be FILE.py:FUNCTION (e.g. 'stages/predict.py:predict'), got {spec!r}")
         table.check_path("predict", path, "the project")
+    batch_rows = table.integer("batch_rows", 10_000, 1, 10_000_000)
+    batch_minutes = table.number("batch_minutes", 60.0, 0.1, 10_080.0)
+    log_max_mb = table.integer("log_max_mb", 256, 1, 1_000_000)
     table.reject_unknown()
-    return ServingSpec(predict=spec)
+    return ServingSpec(predict=spec, batch_rows=batch_rows, batch_minutes=batch_minutes, log_max_mb=log_max_mb)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:
