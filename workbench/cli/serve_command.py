@@ -80,6 +80,9 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
     started = service.start(project, aliases, args.host, args.port, _log(printer), poll_s=args.poll)
     names = [s.container for s in started]
+    from workbench.services.serving_monitor import ServingMonitor  # production's traffic -> drift batches
+    monitor = ServingMonitor(session, project, lambda m: printer.out.print(escape(m))) if "production" in aliases \
+        else None
     try:
         for server in started:
             printer.out.print(f"serving {escape(project)} {server.alias} version {server.version} at "
@@ -87,6 +90,8 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         printer.out.print("Ctrl-C stops the servers")
         while True:
             time.sleep(WATCH_INTERVAL_S)
+            if monitor is not None:
+                monitor.tick(time.time())
             found = {s.container: s for s in service.status(project) if s.container in names}
             if not found:  # removed (`workbench serve stop`), not crashed
                 printer.out.print("the servers were stopped")
@@ -96,6 +101,8 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
                     code = service.restart(name)
                     printer.notice(f"the {server.alias} server {name} stopped (exit code {code}): restarted it")
     finally:
+        if monitor is not None:
+            monitor.close()
         service.stop(project, names)
 
 

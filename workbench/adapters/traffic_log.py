@@ -1,0 +1,220 @@
+"""The host's reader of a project's traffic log: the requests its model servers answered and
+the feedback (true labels) sent for them, as the servers write them under
+`.workbench/serving/<project>/traffic/<alias>/`:
+
+    requests-<unix_ms>-<pid>.jsonl    one JSON object per request: request_id, key, alias, role,
+                                      version, status, seconds, at, inputs [records], outputs, error
+    feedback-<unix_ms>-<pid>.jsonl    one per feedback: request_id, labels [one per input row], at
+    .requests-....jsonl.part          a segment still being written: never read
+
+The folder is written by the server container, that is by the project's own code, so nothing
+in it is trusted: only names matching those patterns are read, each opened with O_NOFOLLOW and
+O_NONBLOCK and checked to be a regular file on the open descriptor (a symlink to a host file, a
+FIFO that would block the reader, a device are skipped), and never more than SEGMENT_MAX_BYTES
+of one. A line that is not a JSON object of the expected shape is skipped and counted.
+
+The same rules as adapters/traffic_files.py of the traffic-log branch (closed_segments,
+open_segment); the two are meant to become one module.
+
+Closed segments never change, so a reader's position is (segment name, lines read): see
+services/serving_monitor.py, which batches the rows and keeps the log under `[serving]
+log_max_mb` with `enforce_bound`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+REQUESTS, FEEDBACK = "requests", "feedback"
+ALIASES = ("production", "staging")
+SEGMENT_NAME = re.compile(r"(requests|feedback)-(\d{1,16})-(\d{1,10})\.jsonl")
+SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+"""A closed segment larger than this is skipped, not read: a server rotates far below it, so only
+something else could have written it."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    kind: str
+    """requests or feedback."""
+    opened_ms: int
+    pid: int
+    size: int
+    mtime: float
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Request:
+    """One logged request (a line of a requests segment)."""
+
+    request_id: str
+    alias: str
+    role: str
+    version: object
+    status: int
+    seconds: float
+    at: float
+    inputs: list
+    outputs: list | None
+    error: str = ""
+
+
+def traffic_dir(state_dir: Path, project: str, alias: str | None = None) -> Path:
+    folder = state_dir / "serving" / project / "traffic"
+    return folder / alias if alias else folder
+
+
+def closed_segments(folder: Path, kind: str) -> list[Segment]:
+    """The closed segments of one kind in an alias's folder, oldest first (by the time they were
+    opened, then pid). Anything that is not a regular file with a segment's name is left out."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    found = []
+    for name in names:
+        match = SEGMENT_NAME.fullmatch(name)
+        if match is None or match.group(1) != kind:
+            continue
+        try:
+            info = os.lstat(folder / name)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found.append(Segment(folder / name, kind, int(match.group(2)), int(match.group(3)), info.st_size,
+                                 info.st_mtime))
+    return sorted(found, key=lambda s: (s.opened_ms, s.pid, s.name))
+
+
+def open_segment(path: Path, max_bytes: int = SEGMENT_MAX_BYTES) -> bytes | None:
+    """A segment's bytes, or None when it is not a regular file (anymore), is over `max_bytes`,
+    or cannot be read. The checks are made on the open descriptor: a name swapped for a symlink
+    or a FIFO between listing and opening is refused, not followed or waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        return None if len(data) > max_bytes else data
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def segment_lines(segment: Segment) -> list[dict | None]:
+    """A segment's lines, each a dict or None (not a JSON object): positions count every line,
+    so a reader's cursor stays right whatever a line holds."""
+    data = open_segment(segment.path)
+    if data is None:
+        return []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out: list[dict | None] = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            value = None
+        out.append(value if isinstance(value, dict) else None)
+    return out
+
+
+def as_request(line: dict | None) -> Request | None:
+    """A requests line as a Request, or None when it lacks a field or has one of the wrong type."""
+    if line is None:
+        return None
+    try:
+        request_id, status = line["request_id"], line["status"]
+        seconds, at, inputs, outputs = line["seconds"], line["at"], line["inputs"], line.get("outputs")
+    except KeyError:
+        return None
+    if not isinstance(request_id, str) or not _integer(status) or not _number(seconds) or not _number(at):
+        return None
+    if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+        return None
+    if outputs is not None and (not isinstance(outputs, list) or len(outputs) != len(inputs)):
+        outputs = None
+    return Request(request_id, str(line.get("alias", "")), str(line.get("role", "champion")), line.get("version"),
+                   int(status), float(seconds), float(at), inputs, outputs, str(line.get("error") or ""))
+
+
+def read_requests(segment: Segment, start: int = 0) -> Iterator[tuple[int, Request | None]]:
+    """(line number, request or None) from line `start` on."""
+    for number, line in enumerate(segment_lines(segment)[start:], start):
+        yield number, as_request(line)
+
+
+def read_feedback(folder: Path) -> dict[str, list]:
+    """request id -> its labels, from every closed feedback segment of an alias's folder (a later
+    feedback for the same request wins)."""
+    labels: dict[str, list] = {}
+    for segment in closed_segments(folder, FEEDBACK):
+        for line in segment_lines(segment):
+            if line is None:
+                continue
+            request_id, values = line.get("request_id"), line.get("labels")
+            if isinstance(request_id, str) and isinstance(values, list):
+                labels[request_id] = values
+    return labels
+
+
+def log_bytes(project_dir: Path) -> int:
+    return sum(s.size for s in _all_segments(project_dir))
+
+
+def enforce_bound(project_dir: Path, max_bytes: int) -> list[Path]:
+    """Delete the oldest closed segments (requests and feedback, every alias) until the project's
+    traffic log is at most `max_bytes`; the deleted paths. Unlinking a name removes only that
+    name, so a planted link costs nothing here."""
+    segments = _all_segments(project_dir)
+    total = sum(s.size for s in segments)
+    deleted = []
+    for segment in sorted(segments, key=lambda s: (s.opened_ms, s.pid, s.name)):
+        if total <= max_bytes:
+            break
+        try:
+            segment.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        total -= segment.size
+        deleted.append(segment.path)
+    return deleted
+
+
+def _all_segments(project_dir: Path) -> list[Segment]:
+    return [s for alias in ALIASES for kind in (REQUESTS, FEEDBACK) for s in closed_segments(project_dir / alias, kind)]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
