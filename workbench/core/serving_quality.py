@@ -94,18 +94,19 @@ def live_quality(task: str, predictions: Sequence, labels: Sequence, positive: s
     """The live metric of paired predictions and labels (rows whose label is None are left out).
     task: classification, regression or auto (as [evaluation] task)."""
     pairs = [(p, y) for p, y in zip(predictions, labels) if y is not None and p is not None]
-    numeric = [(p, y) for p, y in pairs if _number(p)]
     if task == "regression" or (task == "auto" and pairs and all(_number(y) for _, y in pairs)
                                 and len({float(y) for _, y in pairs}) > 2):
-        rows = [(float(p), float(y)) for p, y in numeric if _number(y)]
+        rows = [(float(p), float(y)) for p, y in pairs if _number(p) and _number(y)]
         if not rows:
             return Quality("rmse", None, 0, "minimize")
         error = np.array([p - y for p, y in rows])
         return Quality("rmse", float(math.sqrt(float(np.mean(error ** 2)))), len(rows), "minimize")
-    binary = [(p, binary_label(y, positive)) for p, y in pairs]
-    probabilities = [(float(p), y) for p, y in binary if y is not None and _number(p) and 0.0 <= float(p) <= 1.0]
-    if pairs and len(probabilities) == len(pairs):
-        return Quality("auc", auc([y for _, y in probabilities], [p for p, _ in probabilities]), len(probabilities))
+    answered = [p for p in predictions if p is not None]
+    if answered and all(_number(p) and 0.0 <= float(p) <= 1.0 for p in answered):
+        # Probabilities: judged by ranks; a label that is not binary cannot be ranked, and is left out.
+        scored = [(float(p), binary_label(y, positive)) for p, y in pairs]
+        scored = [(p, y) for p, y in scored if y is not None]
+        return Quality("auc", auc([y for _, y in scored], [p for p, _ in scored]) if scored else None, len(scored))
     # Labels answered as labels: right when they read the same.
     hits = [_same_label(p, y, positive) for p, y in pairs]
     return Quality("accuracy", sum(hits) / len(hits) if hits else None, len(hits))
