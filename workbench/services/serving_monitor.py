@@ -299,8 +299,8 @@ class ServingMonitor:
             return
         self.retrains.append(record)
         if not said:
-            self._say(f"{summary} -> retraining (run {record.run_id})")
-        self._say(f"traffic retrain run {record.run_id}: {record.status.value}"
+            self._say(f"{summary} -> retraining (run {record.id})")
+        self._say(f"traffic retrain run {record.id}: {record.status.value}"
                   + (f" ({record.reason})" if record.reason else ""))
 
     def _say(self, message: str) -> None:

@@ -1,0 +1,177 @@
+"""The serving monitor (services/serving_monitor.py) on real segments, a real DuckDB lineage
+store and real drift checks: production's champion traffic becomes batches at `[serving]
+batch_rows` or `batch_minutes`, the cursor survives a restart (nothing batched twice, nothing
+skipped), feedback labels a batch only when it labels every row, a drifted and decayed batch is
+recorded and retrains in the background (a real run with trigger drift), and live quality joins
+feedback to predictions per version."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from tests.test_drift import MANIFEST, in_production, sales, write_project
+from tests.traffic_segments import feedback_line, request_line, write_segment
+from workbench.adapters.traffic_log import FEEDBACK, REQUESTS, traffic_dir
+from workbench.core.model import RunStatus, Trigger
+from workbench.services.drift import DriftService
+from workbench.services.live_quality import live_quality, traffic_totals
+from workbench.services.serving_monitor import ServingMonitor
+from workbench.services.session import WorkbenchSession
+
+SERVING = "\n[serving]\nbatch_rows = 400\nbatch_minutes = 5\n"
+NOW = 1_700_000_000.0
+
+
+def requests_of(rows: list[dict], per_request: int = 10, version=1, at=NOW) -> list[dict]:
+    """Logged requests of `per_request` rows each: the inputs without the label, a score."""
+    out = []
+    for i in range(0, len(rows), per_request):
+        chunk = rows[i:i + per_request]
+        inputs = [{"amount": float(r["amount"]), "plan": r["plan"]} for r in chunk]
+        outputs = [min(1.0, max(0.0, (float(r["amount"]) - 30) / 50)) for r in chunk]
+        out.append(request_line(inputs, outputs, version=version, at=at + i / 1000))
+    return out
+
+
+def labels_of(rows: list[dict], requests: list[dict], per_request: int = 10) -> list[dict]:
+    return [feedback_line(req, [r["bought"] for r in rows[i * per_request:(i + 1) * per_request]])
+            for i, req in enumerate(requests)]
+
+
+def table(path) -> list[tuple]:
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT * FROM read_csv('{path}', all_varchar = true)").fetchall(), \
+            [d[0] for d in con.execute(f"DESCRIBE SELECT * FROM read_csv('{path}')").fetchall()]
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def shop(tmp_path):
+    write_project(tmp_path, MANIFEST + SERVING)
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    return tmp_path, session, traffic_dir(session.workspace.state_dir, "shop", "production")
+
+
+def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repeats_nor_skips(shop):
+    ws, session, folder = shop
+    said = []
+    first = requests_of(sales(300, seed=2))
+    write_segment(folder, REQUESTS, first, opened_ms=1000)
+    monitor = ServingMonitor(session, "shop", said.append)
+    assert monitor.tick(NOW) is None and monitor.pending_rows == 300
+
+    second = requests_of(sales(200, seed=3), at=NOW + 10)
+    noise = [request_line([{"amount": 1.0, "plan": "basic"}], None, status=422, at=NOW + 11),
+             request_line([{"amount": 1e6, "plan": "pro"}], [0.5], role="challenger", at=NOW + 11)]
+    write_segment(folder, REQUESTS, second[:10] + noise + second[10:], opened_ms=2000)
+    write_segment(folder / "..", REQUESTS, second, opened_ms=2500)  # not the alias's folder: not read
+    batch = monitor.tick(NOW + 1)
+    assert (batch.number, batch.rows, batch.requests, batch.versions, batch.labelled) == (1, 400, 40, (1,), False)
+    rows, columns = table(batch.path)
+    assert columns == ["amount", "plan"] and len(rows) == 400
+    assert batch.path.parent == ws / ".workbench" / "serving" / "shop" / "batches"
+    cursor = json.loads((ws / ".workbench" / "serving" / "shop" / "monitor.json").read_text())
+    assert cursor["positions"] == {"requests-1000-7.jsonl": 30, "requests-2000-7.jsonl": 12}
+    monitor.wait(60)
+
+    restarted = ServingMonitor(session, "shop", said.append)
+    assert restarted.tick(NOW + 2) is None and restarted.pending_rows == 100  # not 500: no row twice
+    batch = restarted.tick(NOW + 1 + 5 * 60)  # batch_minutes after the last batch, with rows pending
+    assert (batch.number, batch.rows) == (2, 100)
+    rows, _ = table(batch.path)
+    assert [float(r[0]) for r in rows] == [r["amount"] for q in second[10:] for r in q["inputs"]]
+    restarted.wait(60)
+    assert restarted.tick(NOW + 1000) is None  # nothing new: no empty batch
+
+    checked = DriftService(session).batches("shop")
+    assert [b.rows for b in checked] == [100, 400]
+    assert said[0].startswith("traffic batch 1 (400 rows, v1): no drift -> no retrain: no drift"), said
+
+
+def test_a_batch_carries_the_target_only_when_feedback_labels_every_row(shop):
+    ws, session, folder = shop
+    rows = sales(400, seed=4)
+    requests = requests_of(rows)
+    write_segment(folder, REQUESTS, requests, opened_ms=1000)
+    write_segment(folder, FEEDBACK, labels_of(rows, requests)[:-1], opened_ms=1500)
+    monitor = ServingMonitor(session, "shop")
+    unlabelled = monitor.tick(NOW)
+    assert not unlabelled.labelled and table(unlabelled.path)[1] == ["amount", "plan"]
+    monitor.wait(60)
+
+    more = sales(400, seed=5)
+    requests = requests_of(more, at=NOW + 60)
+    write_segment(folder, REQUESTS, requests, opened_ms=3000)
+    write_segment(folder, FEEDBACK, labels_of(more, requests), opened_ms=3500)
+    labelled = monitor.tick(NOW + 61)
+    got, columns = table(labelled.path)
+    assert labelled.labelled and columns == ["amount", "plan", "bought"]
+    assert [r[2] for r in got] == [r["bought"] for r in more]
+    monitor.wait(60)
+    report = monitor.outcomes[-1][1].report
+    assert report.decay is not None and not report.decay.decayed  # scored by the project's score command
+
+
+def test_drifted_traffic_with_worse_labels_is_recorded_and_retrains_in_the_background(shop):
+    ws, session, folder = shop
+    said = []
+    rows = sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7), flip=True)
+    requests = requests_of(rows)
+    write_segment(folder, REQUESTS, requests, opened_ms=1000)
+    write_segment(folder, FEEDBACK, labels_of(rows, requests), opened_ms=1500)
+    monitor = ServingMonitor(session, "shop", said.append)
+    batch = monitor.tick(NOW)
+    assert batch.labelled
+    monitor.wait(120)
+    (_, outcome), = monitor.outcomes
+    assert outcome.report.drifted and outcome.report.decay.decayed and outcome.decision.retrain
+    record, = monitor.retrains
+    assert record.trigger is Trigger.DRIFT and record.status is RunStatus.SUCCEEDED
+    assert record.datasets[0].row_count == 1500 + 400  # the training data plus the traffic batch
+    assert f"traffic batch 1 (400 rows, v1): drifted (amount" in said[0]
+    assert said[0].endswith(f"-> retraining (run {record.id})") and "accuracy" in said[0], said
+    recorded, = DriftService(session).batches("shop")
+    assert recorded.path == str(batch.path) and recorded.retrain_run_id == record.id
+
+
+def test_live_quality_joins_feedback_to_each_version_s_answers(shop):
+    ws, session, folder = shop
+    old, new = sales(200, seed=11), sales(100, seed=12)
+    old_requests, new_requests = requests_of(old), requests_of(new, version=2, at=NOW + 30)
+    for r in new_requests:  # version 2 answers the opposite: a worse model
+        r["outputs"] = [1 - p for p in r["outputs"]]
+    unlabelled = requests_of(sales(50, seed=13), version=2, at=NOW + 40)
+    write_segment(folder, REQUESTS, old_requests + new_requests + unlabelled, opened_ms=1000)
+    write_segment(folder, FEEDBACK, labels_of(old, old_requests) + labels_of(new, new_requests), opened_ms=2000)
+    found = live_quality(session, "shop")
+
+    from sklearn.metrics import roc_auc_score
+    truth = [r["bought"] == "yes" for r in old]
+    assert set(found) == {1, 2}
+    assert found[1].metric == "auc" and found[1].labelled_rows == 200
+    assert found[1].value == pytest.approx(roc_auc_score(truth, [p for q in old_requests for p in q["outputs"]]))
+    assert found[2].labelled_rows == 100 and found[2].value < 0.5 < found[1].value
+    assert set(live_quality(session, "shop", by_role=True)) == {(1, "champion"), (2, "champion")}
+
+    totals = traffic_totals(session, "shop", minutes=1, now=NOW + 50)
+    assert totals[("production", 2, "champion")].requests == 15 and totals[("production", 1, "champion")].errors == 0
+
+
+def test_the_monitor_keeps_the_log_under_log_max_mb(tmp_path):
+    write_project(tmp_path, MANIFEST + "\n[serving]\nlog_max_mb = 1\nbatch_rows = 100000\n")
+    session = WorkbenchSession(tmp_path, runner="local")
+    folder = traffic_dir(session.workspace.state_dir, "shop", "production")
+    big = requests_of(sales(8000, seed=1), per_request=100)
+    paths = [write_segment(folder, REQUESTS, big, opened_ms=ms) for ms in (1000, 2000, 3000)]
+    assert paths[0].stat().st_size > 400_000
+    monitor = ServingMonitor(session, "shop")
+    monitor.tick(NOW)
+    assert [p.exists() for p in paths] == [False, True, True]
+    assert monitor.pending_rows == 16_000  # the deleted segment's rows are gone with it
