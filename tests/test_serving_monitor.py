@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from tests.test_drift import MANIFEST, in_production, sales, write_project
+from tests.test_drift import MANIFEST, in_production, sales, workbench, write_project
 from tests.traffic_segments import feedback_line, request_line, write_segment
 from workbench.adapters.traffic_log import FEEDBACK, REQUESTS, traffic_dir
 from workbench.core.model import RunStatus, Trigger
@@ -139,6 +139,10 @@ def test_drifted_traffic_with_worse_labels_is_recorded_and_retrains_in_the_backg
     assert said[0].endswith(f"-> retraining (run {record.id})") and "accuracy" in said[0], said
     recorded, = DriftService(session).batches("shop")
     assert recorded.path == str(batch.path) and recorded.retrain_run_id == record.id
+
+    shown = workbench(ws, "drift", "shop", batch.path.name)  # found by its name, as an incoming batch is
+    assert shown.returncode == 0, shown.stderr
+    assert "checked before" in shown.stdout and f"· run {record.id}" in shown.stdout
 
 
 def test_live_quality_joins_feedback_to_each_version_s_answers(shop):
