@@ -179,3 +179,18 @@ def test_the_monitor_keeps_the_log_under_log_max_mb(tmp_path):
     monitor.tick(NOW)
     assert [p.exists() for p in paths] == [False, True, True]
     assert monitor.pending_rows == 16_000  # the deleted segment's rows are gone with it
+
+
+def test_an_unreadable_cursor_is_said_once_and_serving_goes_on(tmp_path):
+    write_project(tmp_path, MANIFEST + SERVING)
+    session = WorkbenchSession(tmp_path, runner="local")
+    cursor = session.workspace.state_dir / "serving" / "shop" / "monitor.json"
+    cursor.parent.mkdir(parents=True)
+    cursor.write_text("{not json")
+    write_segment(traffic_dir(session.workspace.state_dir, "shop", "production"), REQUESTS,
+                  requests_of(sales(500, seed=1)), opened_ms=1000)
+    said = []
+    monitor = ServingMonitor(session, "shop", said.append)
+    assert monitor.tick(NOW) is None and monitor.tick(NOW + 1) is None
+    assert len(said) == 1 and said[0].startswith(f"traffic monitor: cannot read the traffic monitor's cursor {cursor}")
+    assert "delete it" in said[0] and not (cursor.parent / "batches").exists()

@@ -144,6 +144,8 @@ class ServingMonitor:
     def _tick(self, now: float) -> TrafficBatch | None:
         if self.cursor is None:
             self.cursor = Cursor.load(self.cursor_path, now)
+            if not self.cursor_path.exists():  # batch_minutes count from the first tick, across restarts
+                self.cursor.save(self.cursor_path)
         spec = self.manifest.serving
         if now - self._bounded_at >= BOUND_EVERY_S:
             self._bounded_at = now
