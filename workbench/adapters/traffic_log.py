@@ -169,17 +169,33 @@ def read_requests(segment: Segment, start: int = 0) -> Iterator[tuple[int, Reque
         yield number, as_request(line)
 
 
-def read_feedback(folder: Path) -> dict[str, list]:
+def read_feedback(folder: Path, cache: dict[str, dict[str, list]] | None = None) -> dict[str, list]:
     """request id -> its labels, from every closed feedback segment of an alias's folder (a later
-    feedback for the same request wins)."""
+    feedback for the same request wins). `cache` (segment name -> its labels) spares re-reading
+    segments read before: a closed segment never changes; names no longer present are dropped."""
     labels: dict[str, list] = {}
-    for segment in closed_segments(folder, FEEDBACK):
-        for line in segment_lines(segment):
-            if line is None:
-                continue
-            request_id, values = line.get("request_id"), line.get("labels")
-            if isinstance(request_id, str) and isinstance(values, list):
-                labels[request_id] = values
+    segments = closed_segments(folder, FEEDBACK)
+    if cache is not None:
+        for name in set(cache) - {s.name for s in segments}:
+            del cache[name]
+    for segment in segments:
+        found = cache.get(segment.name) if cache is not None else None
+        if found is None:
+            found = feedback_labels(segment)
+            if cache is not None:
+                cache[segment.name] = found
+        labels.update(found)
+    return labels
+
+
+def feedback_labels(segment: Segment) -> dict[str, list]:
+    labels: dict[str, list] = {}
+    for line in segment_lines(segment):
+        if line is None:
+            continue
+        request_id, values = line.get("request_id"), line.get("labels")
+        if isinstance(request_id, str) and isinstance(values, list):
+            labels[request_id] = values
     return labels
 
 

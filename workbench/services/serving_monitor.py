@@ -117,6 +117,8 @@ class ServingMonitor:
         self._lines: dict[str, int] = {}
         """Segment name -> its number of lines."""
         self._pending: list[Pending] = []
+        self._feedback: dict[str, dict[str, list]] = {}
+        """Feedback segment name -> its labels (closed segments never change)."""
         self._bounded_at = 0.0
         self._checking: threading.Thread | None = None
         self._retraining: threading.Thread | None = None
@@ -225,7 +227,7 @@ class ServingMonitor:
         rest = self._pending[len(taken):]
         requests = [p.request for p in taken]
         target = self.manifest.data.target
-        labels = read_feedback(self.folder) if target else {}
+        labels = read_feedback(self.folder, self._feedback) if target else {}
         labelled = bool(target) and all(len(labels.get(r.request_id) or ()) == len(r.inputs) for r in requests)
         first, last = int(min(r.at for r in requests) * 1000), int(max(r.at for r in requests) * 1000)
         suffix = ".parquet" if self._data_suffix() in (".parquet", ".pq") else ".csv"
