@@ -78,7 +78,7 @@ def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repe
     assert columns == ["amount", "plan"] and len(rows) == 400
     assert batch.path.parent == ws / ".workbench" / "serving" / "shop" / "batches"
     cursor = json.loads((ws / ".workbench" / "serving" / "shop" / "monitor.json").read_text())
-    assert cursor["positions"] == {"requests-1000-7.jsonl": 30, "requests-2000-7.jsonl": 12}
+    assert cursor["positions"] == {"requests-1700000001000-7.jsonl": 30, "requests-1700000002000-7.jsonl": 12}
     monitor.wait(60)
 
     restarted = ServingMonitor(session, "shop", said.append)

@@ -27,16 +27,20 @@ def test_only_closed_regular_segments_with_a_segment_name_are_listed(tmp_path):
     feedback = write_segment(folder, FEEDBACK, [], opened_ms=1500)
     secret = tmp_path / "secret.jsonl"
     secret.write_text(json.dumps(request_line([{"password": "x"}], [1])) + "\n")
-    os.symlink(secret, folder / "requests-500-1.jsonl")                  # a link to a host file
-    os.mkfifo(folder / "requests-600-1.jsonl")                           # would block a reader
-    (folder / "requests-700-1.jsonl").mkdir()                            # a folder
-    (folder / ".requests-800-1.jsonl.part").write_text("{}\n")           # still being written
-    (folder / "requests-900-1.json").write_text("{}\n")                  # not a segment name
+    os.symlink(secret, folder / "requests-1700000000500-1.jsonl")             # a link to a host file
+    os.mkfifo(folder / "requests-1700000000600-1.jsonl")                      # would block a reader
+    (folder / "requests-1700000000700-1.jsonl").mkdir()                       # a folder
+    (folder / ".requests-1700000000800-1.jsonl.part").write_text("{}\n")      # still being written
+    (folder / "requests-1700000000900-1.json").write_text("{}\n")             # not a segment name
+    (folder / "requests-900-1.jsonl").write_text("{}\n")                      # not 13 digits
     (folder / "requests-x-1.jsonl").write_text("{}\n")
     listed = closed_segments(folder, REQUESTS)
     assert [s.path for s in listed] == [first, second]
     assert [s.path for s in closed_segments(folder, FEEDBACK)] == [feedback]
     assert closed_segments(tmp_path / "missing", REQUESTS) == []
+    os.symlink(folder, tmp_path / "staging")  # the alias folder itself a link: to a host folder, say
+    assert closed_segments(tmp_path / "staging", REQUESTS) == []
+    assert enforce_bound(tmp_path, 0) == [first, feedback, second]  # through the real folder only
 
 
 def test_a_name_swapped_for_a_symlink_or_fifo_after_listing_is_not_followed(tmp_path):
@@ -86,7 +90,7 @@ def test_the_bound_deletes_the_oldest_closed_segments_of_every_alias_first(tmp_p
     staging = write_segment(tmp_path / "staging", REQUESTS, lines, opened_ms=2000)
     feedback = write_segment(tmp_path / "production", FEEDBACK, lines, opened_ms=3000)
     new = write_segment(tmp_path / "production", REQUESTS, lines, opened_ms=4000)
-    part = tmp_path / "production" / ".requests-5000-7.jsonl.part"
+    part = tmp_path / "production" / ".requests-1700000005000-7.jsonl.part"
     part.write_text("x" * 10_000)
     size = new.stat().st_size
     assert log_bytes(tmp_path) == 4 * size

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 _ids = itertools.count(1)
+T0_MS = 1_700_000_000_000
+"""Segment names carry a 13-digit unix time in ms: `opened_ms` counts from this."""
 
 
 def request_line(inputs: list[dict], outputs: list | None, *, version=1, role="champion", status=200,
@@ -20,10 +22,11 @@ def request_line(inputs: list[dict], outputs: list | None, *, version=1, role="c
 
 
 def write_segment(folder: Path, kind: str, lines: list, opened_ms: int, pid: int = 7) -> Path:
-    """A closed segment: written as `.KIND-....jsonl.part`, then renamed, as the server does.
+    """A closed segment opened `opened_ms` after T0_MS: written as `.KIND-....jsonl.part`, then
+    renamed, as the server does.
     A line that is a str is written as it is (for malformed lines)."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{kind}-{opened_ms}-{pid}.jsonl"
+    name = f"{kind}-{T0_MS + opened_ms}-{pid}.jsonl"
     part = folder / f".{name}.part"
     with open(part, "w", encoding="utf-8") as fh:
         for line in lines:

@@ -34,7 +34,7 @@ from typing import Iterator
 
 REQUESTS, FEEDBACK = "requests", "feedback"
 ALIASES = ("production", "staging")
-SEGMENT_NAME = re.compile(r"(requests|feedback)-(\d{1,16})-(\d{1,10})\.jsonl")
+SEGMENT_NAME = re.compile(r"(requests|feedback)-([0-9]{13})-([0-9]{1,10})\.jsonl")
 SEGMENT_MAX_BYTES = 64 * 1024 * 1024
 """A closed segment larger than this is skipped, not read: a server rotates far below it, so only
 something else could have written it."""
@@ -80,6 +80,8 @@ def closed_segments(folder: Path, kind: str) -> list[Segment]:
     """The closed segments of one kind in an alias's folder, oldest first (by the time they were
     opened, then pid). Anything that is not a regular file with a segment's name is left out."""
     try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return []  # an alias folder swapped for a symlink (to a host folder) is not listed
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return []
