@@ -19,6 +19,7 @@ from workbench.adapters.traffic_log import FEEDBACK, REQUESTS, traffic_dir
 from workbench.core.model import RunStatus, Trigger
 from workbench.services.drift import DriftService
 from workbench.services.live_quality import live_quality, traffic_totals
+from workbench.services import serving_monitor
 from workbench.services.serving_monitor import ServingMonitor
 from workbench.services.session import WorkbenchSession
 
@@ -59,7 +60,8 @@ def shop(tmp_path):
     return tmp_path, session, traffic_dir(session.workspace.state_dir, "shop", "production")
 
 
-def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repeats_nor_skips(shop):
+def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repeats_nor_skips(shop, monkeypatch):
+    monkeypatch.setattr(serving_monitor, "KEEP_BATCHES", 1)
     ws, session, folder = shop
     said = []
     first = requests_of(sales(300, seed=2))
@@ -83,8 +85,10 @@ def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repe
 
     restarted = ServingMonitor(session, "shop", said.append)
     assert restarted.tick(NOW + 2) is None and restarted.pending_rows == 100  # not 500: no row twice
+    first_file = batch.path
     batch = restarted.tick(NOW + 1 + 5 * 60)  # batch_minutes after the last batch, with rows pending
     assert (batch.number, batch.rows) == (2, 100)
+    assert not first_file.exists() and batch.path.exists()  # KEEP_BATCHES = 1
     rows, _ = table(batch.path)
     assert [float(r[0]) for r in rows] == [r["amount"] for q in second[10:] for r in q["inputs"]]
     restarted.wait(60)

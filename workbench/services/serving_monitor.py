@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 ALIAS = "production"
 BOUND_EVERY_S = 10.0
 """How often a tick deletes segments past `[serving] log_max_mb` (a listing of every folder)."""
+KEEP_BATCHES = 100
+"""Traffic batch files kept (the newest): a checked batch's record, and the retrain's training
+data in the object store, do not need the file; `workbench drift PROJECT BATCH` shows a kept one's
+columns again."""
 
 
 @dataclass
@@ -245,9 +249,21 @@ class ServingMonitor:
         cursor.batches += 1
         cursor.last_batch_at = now
         cursor.save(self.cursor_path)
+        self._prune_batches()
         self._pending = rest
         versions = tuple(sorted({r.version for r in requests}, key=str))
         return TrafficBatch(cursor.batches, path, rows, len(requests), versions, labelled)
+
+    def _prune_batches(self) -> None:
+        """Delete all but the newest KEEP_BATCHES batch files. Called when a batch is cut, so when
+        no check is running: the older files' checks are done."""
+        found = []
+        for path in self.batch_dir.glob(f"{ALIAS}-*-*.*"):
+            first = path.name.split("-")[1]
+            if first.isdigit():
+                found.append((int(first), path.name, path))
+        for _first, _name, path in sorted(found)[:-KEEP_BATCHES]:
+            path.unlink(missing_ok=True)
 
     def _data_suffix(self) -> str:
         data = self.manifest.drift.data_file or (self.manifest.data.paths[0] if self.manifest.data.paths else "")
