@@ -198,3 +198,17 @@ def test_an_unreadable_cursor_is_said_once_and_serving_goes_on(tmp_path):
     assert monitor.tick(NOW) is None and monitor.tick(NOW + 1) is None
     assert len(said) == 1 and said[0].startswith(f"traffic monitor: cannot read the traffic monitor's cursor {cursor}")
     assert "delete it" in said[0] and not (cursor.parent / "batches").exists()
+
+
+def test_workbench_gc_deletes_the_traffic_log_past_log_max_mb(tmp_path):
+    write_project(tmp_path, MANIFEST + "\n[serving]\nlog_max_mb = 1\n")
+    folder = traffic_dir(tmp_path / ".workbench", "shop", "production")
+    big = requests_of(sales(8000, seed=1), per_request=100)
+    paths = [write_segment(folder, REQUESTS, big, opened_ms=ms) for ms in (1000, 2000, 3000)]
+    dry = workbench(tmp_path, "gc", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"serving/shop/traffic/production/{paths[0].name} (past [serving] log_max_mb)" in dry.stdout, dry.stdout
+    assert all(p.exists() for p in paths)
+    done = workbench(tmp_path, "gc")
+    assert done.returncode == 0, done.stderr
+    assert [p.exists() for p in paths] == [False, True, True]

@@ -205,23 +205,31 @@ def log_bytes(project_dir: Path) -> int:
     return sum(s.size for s in _all_segments(project_dir))
 
 
-def enforce_bound(project_dir: Path, max_bytes: int) -> list[Path]:
-    """Delete the oldest closed segments (requests and feedback, every alias) until the project's
-    traffic log is at most `max_bytes`; the deleted paths. Unlinking a name removes only that
-    name, so a planted link costs nothing here."""
+def past_bound(project_dir: Path, max_bytes: int) -> list[Segment]:
+    """The oldest closed segments (requests and feedback, every alias) whose deletion brings the
+    project's traffic log to at most `max_bytes`."""
     segments = _all_segments(project_dir)
     total = sum(s.size for s in segments)
-    deleted = []
+    out = []
     for segment in sorted(segments, key=lambda s: (s.opened_ms, s.pid, s.name)):
         if total <= max_bytes:
             break
+        out.append(segment)
+        total -= segment.size
+    return out
+
+
+def enforce_bound(project_dir: Path, max_bytes: int) -> list[Path]:
+    """Delete the segments past_bound names; the deleted paths. Unlinking a name removes only that
+    name, so a planted link costs nothing here."""
+    deleted = []
+    for segment in past_bound(project_dir, max_bytes):
         try:
             segment.path.unlink()
         except FileNotFoundError:
             pass
         except OSError:
             continue
-        total -= segment.size
         deleted.append(segment.path)
     return deleted
 
