@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import duckdb
-import numpy as np
 import pytest
 
 from tests.test_drift import MANIFEST, in_production, sales, workbench, write_project

@@ -342,9 +342,10 @@ def _verdict(outcome) -> str:
         words = f"not checked: {report.rule}"
     elif report.drifted:
         columns = report.drifted_columns
-        words = "drifted (" + ", ".join(columns[:4]) + (f" and {len(columns) - 4} more" if len(columns) > 4 else "") + ")"
+        more = f" and {len(columns) - 4} more" if len(columns) > 4 else ""
+        words = "drifted (" + ", ".join(columns[:4]) + more + ")"
     else:
-        words = "warning" if report.status == "warning" else "no drift"
+        words = f"warning ({report.rule})" if report.status == "warning" else "no drift"
     decay = report.decay
     if decay is not None:
         words += f"; {decay.metric} {decay.value:.4g} on the batch vs {decay.baseline:.4g} evaluated"
