@@ -116,3 +116,58 @@ def test_example_traffic_whose_feedback_says_worse_decays_and_retrains_in_docker
     assert record.datasets[0].row_count == 7043 + 1000
     assert any(f"-> retraining (run {record.id})" in line for line in said), said
     assert DriftService(session).batches("telco-churn")[0].retrain_run_id == record.id
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_workbench_serve_turns_logged_traffic_into_a_checked_batch_on_its_console(tmp_path, docker_engine,
+                                                                                  monkeypatch):
+    """Through the front end: the foreground `workbench serve` loop ticks the monitor."""
+    import os
+    import threading
+    import time
+
+    from tests.test_cli import wb
+    from tests.test_registry_cli import ok
+
+    ws = tmp_path / "ws"
+    project = ws / "telco-churn"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("incoming"))
+    manifest = project / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
+                        + "\n[serving]\nbatch_rows = 100\n")
+    monkeypatch.setenv("WORKBENCH_USER", "ana")
+    ok(wb(ws, "run", "telco-churn", "--runner", "local", "-q"))
+    ok(wb(ws, "promote", "telco-churn", "1", "--to", "staging", "--yes"))
+    ok(wb(ws, "promote", "telco-churn", "1", "--to", "production", "--yes"))
+    server = subprocess.Popen([sys.executable, "-m", "workbench", "--workspace", str(ws), "serve", "telco-churn",
+                               "--alias", "production"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "COLUMNS": "300"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any(line.startswith("Ctrl-C stops") for line in lines):
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.5)
+        requests, _ = served(tmp_path, "drifted", rows=100)
+        write_segment(traffic_dir(ws / ".workbench", "telco-churn", "production"), REQUESTS, requests,
+                      opened_ms=1000, pid=4242)
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("traffic batch 1") for line in lines):
+            assert server.poll() is None, (lines, server.communicate())
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.5)
+    finally:
+        wb(ws, "serve", "stop")
+        try:
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    said = next(line for line in lines if line.startswith("traffic batch 1"))
+    assert said.startswith("traffic batch 1 (100 rows, v1): drifted (") and "no labels (churn)" in said, said
+    listed = ok(wb(ws, "drift", "telco-churn")).stdout
+    assert "production-" in listed and "✗" in listed
