@@ -8,6 +8,7 @@ feedback to predictions per version."""
 from __future__ import annotations
 
 import json
+import time
 
 import duckdb
 import pytest
@@ -211,3 +212,35 @@ def test_workbench_gc_deletes_the_traffic_log_past_log_max_mb(tmp_path):
     done = workbench(tmp_path, "gc")
     assert done.returncode == 0, done.stderr
     assert [p.exists() for p in paths] == [False, True, True]
+
+
+def test_one_retrain_at_a_time_a_batch_checked_meanwhile_records_it_as_not_done(tmp_path):
+    write_project(tmp_path, MANIFEST.replace("cooldown_minutes = 60", "cooldown_minutes = 0") + SERVING)
+    fit = tmp_path / "shop" / "fit.py"  # a retrain (more rows than the 1,500 of the data file) takes seconds
+    fit.write_text(fit.read_text().replace('rows = rule.read("data/sales.csv")',
+                                           'rows = rule.read("data/sales.csv")\n'
+                                           'import time; time.sleep(6 if len(rows) > 1500 else 0)'))
+    session = WorkbenchSession(tmp_path, runner="local")
+    in_production(session)
+    folder = traffic_dir(session.workspace.state_dir, "shop", "production")
+    said = []
+    monitor = ServingMonitor(session, "shop", said.append)
+    for n, seed in enumerate((8, 9)):
+        rows = sales(400, seed=seed, shift=15, mix=(0.1, 0.2, 0.7), flip=True)
+        requests = requests_of(rows, at=NOW + n * 100)
+        write_segment(folder, REQUESTS, requests, opened_ms=1000 + n * 1000)
+        write_segment(folder, FEEDBACK, labels_of(rows, requests), opened_ms=1500 + n * 1000)
+        assert monitor.tick(NOW + n * 100 + 1).number == n + 1
+        while monitor.busy_checking:
+            time.sleep(0.05)
+        if n == 0:
+            assert monitor.busy_retraining
+    second = monitor.outcomes[1][1]
+    assert monitor.busy_retraining, "the first retrain ended before the second batch was checked"
+    assert not second.decision.retrain and second.decision.reason.endswith("retraining was not allowed for this check")
+    monitor.wait(120)
+    assert len(monitor.retrains) == 1
+    assert any(line.startswith("traffic batch 2") and line.endswith("(a retrain from traffic is running)")
+               for line in said), said
+    recorded = DriftService(session).batches("shop")
+    assert [b.retrain_run_id for b in recorded] == [None, monitor.retrains[0].id]

@@ -284,9 +284,10 @@ class ServingMonitor:
         from workbench.services.drift import DriftService
 
         head = f"traffic batch {batch.number} ({batch.rows:,} rows, {_versions(batch.versions)})"
+        retraining = self.busy_retraining  # one retrain at a time: a batch checked meanwhile records it as not done
         try:
             service = DriftService(self._background_session())
-            outcome = service.check_batch(self.project, batch.path, allow_retrain=not self.busy_retraining)
+            outcome = service.check_batch(self.project, batch.path, allow_retrain=not retraining)
         except WorkbenchError as exc:
             self._say(f"{head}: not checked: {exc}")
             return
@@ -297,7 +298,8 @@ class ServingMonitor:
         self.outcomes.append((batch, outcome))
         summary = f"{head}: {_verdict(outcome)}"
         if not outcome.decision.retrain:
-            self._say(f"{summary} -> no retrain: {outcome.decision.reason}")
+            busy = " (a retrain from traffic is running)" if retraining and outcome.fresh else ""
+            self._say(f"{summary} -> no retrain: {outcome.decision.reason}{busy}")
             return
         self._retraining = threading.Thread(target=self._retrain, args=(service, outcome, summary),
                                             name=f"traffic-retrain-{batch.number}", daemon=True)
