@@ -101,9 +101,9 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
                     code = service.restart(name)
                     printer.notice(f"the {server.alias} server {name} stopped (exit code {code}): restarted it")
     finally:
-        if monitor is not None:
-            monitor.close()
         service.stop(project, names)
+        if monitor is not None:  # after the servers: a retrain is cancelled, a check may take seconds
+            monitor.close()
 
 
 def _log(printer: Printer):
