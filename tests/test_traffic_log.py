@@ -50,7 +50,7 @@ def test_a_name_swapped_for_a_symlink_or_fifo_after_listing_is_not_followed(tmp_
     path.unlink()
     os.symlink(tmp_path / "elsewhere", path)
     (tmp_path / "elsewhere").write_text(json.dumps(request_line([ROW], [0.9])) + "\n")
-    assert open_segment(segment.path) is None and segment_lines(segment) == []
+    assert open_segment(segment.path) is None and list(segment_lines(segment)) == []
     path.unlink()
     os.mkfifo(path)
     assert open_segment(segment.path) is None  # returns at once: O_NONBLOCK, then not a regular file
@@ -58,8 +58,15 @@ def test_a_name_swapped_for_a_symlink_or_fifo_after_listing_is_not_followed(tmp_
 
 def test_a_segment_over_the_size_cap_is_not_read(tmp_path):
     path = write_segment(tmp_path, REQUESTS, [request_line([ROW], [0.5])] * 10, opened_ms=1)
-    assert open_segment(path, max_bytes=path.stat().st_size) is not None
+    with open_segment(path, max_bytes=path.stat().st_size) as handle:
+        assert handle.read() == path.read_bytes()
     assert open_segment(path, max_bytes=path.stat().st_size - 1) is None
+    segment = closed_segments(tmp_path, REQUESTS)[0]
+    lines = segment_lines(segment, max_bytes=segment.size)
+    first = next(lines)  # opened and checked
+    with open(path, "ab") as grows:  # a writer that kept the file open appends after that
+        grows.write(b"{}\n" * 100)
+    assert len([first, *lines]) == 10
 
 
 def test_malformed_lines_are_skipped_and_keep_their_line_numbers(tmp_path):

@@ -30,14 +30,15 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 REQUESTS, FEEDBACK = "requests", "feedback"
 ALIASES = ("production", "staging")
 SEGMENT_NAME = re.compile(r"(requests|feedback)-([0-9]{13})-([0-9]{1,10})\.jsonl")
-SEGMENT_MAX_BYTES = 64 * 1024 * 1024
-"""A closed segment larger than this is skipped, not read: a server rotates far below it, so only
-something else could have written it."""
+SEGMENT_MAX_BYTES = 512 * 1024 * 1024
+"""A closed segment larger than this is skipped, not read (the traffic branch's
+adapters/traffic_files.py MAX_SEGMENT_BYTES): a bound on what one read costs. Segments are
+streamed line by line, never held whole."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,11 @@ def closed_segments(folder: Path, kind: str) -> list[Segment]:
     return sorted(found, key=lambda s: (s.opened_ms, s.pid, s.name))
 
 
-def open_segment(path: Path, max_bytes: int = SEGMENT_MAX_BYTES) -> bytes | None:
-    """A segment's bytes, or None when it is not a regular file (anymore), is over `max_bytes`,
-    or cannot be read. The checks are made on the open descriptor: a name swapped for a symlink
-    or a FIFO between listing and opening is refused, not followed or waited on."""
+def open_segment(path: Path, max_bytes: int = SEGMENT_MAX_BYTES) -> BinaryIO | None:
+    """The segment opened for reading (binary; the caller closes it), or None when it is not a
+    regular file (anymore), is over `max_bytes`, or cannot be opened. The checks are made on the
+    open descriptor: a name swapped for a symlink or a FIFO between listing and opening is
+    refused, not followed or waited on."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
@@ -111,39 +113,37 @@ def open_segment(path: Path, max_bytes: int = SEGMENT_MAX_BYTES) -> bytes | None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            os.close(fd)
             return None
-        chunks, left = [], max_bytes + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        return None if len(data) > max_bytes else data
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
     except OSError:
-        return None
-    finally:
         os.close(fd)
+        return None
 
 
-def segment_lines(segment: Segment) -> list[dict | None]:
-    """A segment's lines, each a dict or None (not a JSON object): positions count every line,
-    so a reader's cursor stays right whatever a line holds."""
-    data = open_segment(segment.path)
-    if data is None:
-        return []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out: list[dict | None] = []
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            value = None
-        out.append(value if isinstance(value, dict) else None)
-    return out
+def segment_lines(segment: Segment, start: int = 0,
+                  max_bytes: int = SEGMENT_MAX_BYTES) -> Iterator[tuple[int, dict | None]]:
+    """(line number, the line as a dict or None when it is not a JSON object) from line `start`
+    on, streamed. Numbers count every line, so a reader's cursor stays right whatever a line
+    holds; lines before `start` are not parsed. Reading stops at `max_bytes`, even if something
+    still holding the file open made it grow after it was opened."""
+    handle = open_segment(segment.path, max_bytes)
+    if handle is None:
+        return
+    read = 0
+    with handle:
+        for number, line in enumerate(handle):
+            read += len(line)
+            if read > max_bytes:
+                return
+            if number < start:
+                continue
+            try:
+                value = json.loads(line)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                value = None
+            yield number, value if isinstance(value, dict) else None
 
 
 def as_request(line: dict | None) -> Request | None:
@@ -167,7 +167,7 @@ def as_request(line: dict | None) -> Request | None:
 
 def read_requests(segment: Segment, start: int = 0) -> Iterator[tuple[int, Request | None]]:
     """(line number, request or None) from line `start` on."""
-    for number, line in enumerate(segment_lines(segment)[start:], start):
+    for number, line in segment_lines(segment, start):
         yield number, as_request(line)
 
 
@@ -192,7 +192,7 @@ def read_feedback(folder: Path, cache: dict[str, dict[str, list]] | None = None)
 
 def feedback_labels(segment: Segment) -> dict[str, list]:
     labels: dict[str, list] = {}
-    for line in segment_lines(segment):
+    for _number, line in segment_lines(segment):
         if line is None:
             continue
         request_id, values = line.get("request_id"), line.get("labels")
