@@ -139,3 +139,26 @@ def test_totals_count_errors_and_latency_percentiles():
     assert (found.requests, found.errors, found.error_rate) == (100, 2, 0.02)
     assert found.p50 == pytest.approx(0.01) and found.p99 == pytest.approx(0.1)
     assert totals([], []).p95 is None
+
+
+def test_a_batch_file_types_columns_by_their_values(tmp_path):
+    import duckdb
+
+    from workbench.adapters.traffic_log import Request
+    from workbench.services.serving_monitor import write_batch
+
+    rows = [{"flag": 1, "price": 2.5, "big": 2**70, "plan": "basic", "mixed": 3, "extra": True},
+            {"flag": 0.0, "price": 3, "big": 1, "plan": None, "mixed": "x", "extra": False}]
+    request = Request("r1", "production", "champion", 1, 200, 0.01, 1.0, rows, [0.1, 0.2])
+    path = tmp_path / "b.parquet"
+    write_batch(path, [request], ["plan", "flag"], "churn", {"r1": ["Yes", "No"]})
+    con = duckdb.connect()
+    described = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    assert list(described) == ["plan", "flag", "price", "big", "mixed", "extra", "churn"]
+    assert described == {"plan": "VARCHAR", "flag": "BIGINT", "price": "DOUBLE", "big": "DOUBLE", "mixed": "VARCHAR",
+                         "extra": "BOOLEAN", "churn": "VARCHAR"}
+    assert con.execute(f"SELECT plan, flag, mixed, churn FROM '{path}'").fetchall() == [
+        ("basic", 1, "3", "Yes"), (None, 0, "x", "No")]
+    csv_path = tmp_path / "b.csv"
+    write_batch(csv_path, [request], [], None, {})
+    assert csv_path.read_text().splitlines()[:2] == ["flag,price,big,plan,mixed,extra", "1,2.5,1.1805916207174113e+21,basic,3,true"]

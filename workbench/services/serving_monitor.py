@@ -232,7 +232,7 @@ class ServingMonitor:
         requests = [p.request for p in taken]
         target = self.manifest.data.target
         labels = read_feedback(self.folder, self._feedback) if target else {}
-        labelled = bool(target) and all(len(labels.get(r.request_id) or ()) == len(r.inputs) for r in requests)
+        labelled = bool(target) and all(_labels_every_row(labels.get(r.request_id), r) for r in requests)
         first, last = int(min(r.at for r in requests) * 1000), int(max(r.at for r in requests) * 1000)
         suffix = ".parquet" if self._data_suffix() in (".parquet", ".pq") else ".csv"
         path = self.batch_dir / f"{ALIAS}-{first}-{last}{suffix}"
@@ -332,6 +332,10 @@ class ServingMonitor:
             log.exception("reporting %r", message)
 
 
+def _labels_every_row(labels: list | None, request: Request) -> bool:
+    return labels is not None and len(labels) == len(request.inputs) and all(v is not None for v in labels)
+
+
 def _versions(versions: tuple) -> str:
     return ", ".join(f"v{v}" for v in versions) or "no version"
 
@@ -409,7 +413,7 @@ def _kind(values: list) -> str:
     if present and all(isinstance(v, bool) for v in present):
         return "BOOLEAN"
     if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        if all(isinstance(v, int) or float(v).is_integer() for v in present):
+        if all((isinstance(v, int) or float(v).is_integer()) and abs(v) < 2**63 for v in present):
             return "BIGINT"
         return "DOUBLE"
     return "VARCHAR"
