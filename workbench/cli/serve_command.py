@@ -90,6 +90,9 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
     started = service.start(project, aliases, args.host, args.port, _log(printer), poll_s=args.poll)
     names = [s.container for s in started]
+    from workbench.services.serving_monitor import ServingMonitor  # production's traffic -> drift batches
+    monitor = ServingMonitor(session, project, lambda m: printer.out.print(escape(m))) if "production" in aliases \
+        else None
     try:
         for server in started:
             printer.out.print(f"serving {escape(project)} {server.alias} version {server.version} at "
@@ -98,6 +101,8 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         supervisor = ServerSupervisor(service, project, names, RestartPolicy(max_crashes=args.max_restarts + 1))
         while True:
             time.sleep(WATCH_INTERVAL_S)
+            if monitor is not None:
+                monitor.tick(time.time())
             said, alive = supervisor.check()
             for line in said:
                 printer.notice(line)
@@ -109,6 +114,8 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
                 return EXIT_OK
     finally:
         service.stop(project, names)
+        if monitor is not None:  # after the servers: a retrain is cancelled, a check may take seconds
+            monitor.close()
 
 
 def _log(printer: Printer):

@@ -159,6 +159,14 @@ class ServingSpec:
     """A traffic log segment is closed (made readable) after this many lines (1 to 1,000,000)..."""
     segment_seconds: float = 60.0
     """...or this many seconds after its first line (1 to 86,400), whichever comes first."""
+    batch_rows: int = 10_000
+    """Production's champion traffic becomes a drift batch once this many rows (1 to 10,000,000)
+    were served since the last batch (services/serving_monitor.py)."""
+    batch_minutes: float = 60.0
+    """... or once this many minutes (0.1 to 10,080) passed since the last batch with some rows."""
+    log_max_mb: int = 256
+    """The project's traffic log (requests and feedback, every alias) is kept under this many MiB
+    (1 to 1,000,000): the oldest closed segments past it are deleted."""
 
 
 @dataclass(frozen=True)
@@ -389,9 +397,13 @@ def _parse_serving(table: _Reader) -> ServingSpec:
     log_requests = table.get("log_requests", bool, default=ServingSpec.log_requests)
     segment_rows = table.integer("segment_rows", ServingSpec.segment_rows, 1, 1_000_000)
     segment_seconds = table.number("segment_seconds", ServingSpec.segment_seconds, 1.0, 86_400.0, unit=" seconds")
+    batch_rows = table.integer("batch_rows", 10_000, 1, 10_000_000)
+    batch_minutes = table.number("batch_minutes", 60.0, 0.1, 10_080.0)
+    log_max_mb = table.integer("log_max_mb", 256, 1, 1_000_000)
     table.reject_unknown()
     return ServingSpec(predict=spec, canary=canary, shadow=shadow, log_requests=log_requests,
-                       segment_rows=segment_rows, segment_seconds=segment_seconds)
+                       segment_rows=segment_rows, segment_seconds=segment_seconds,
+                       batch_rows=batch_rows, batch_minutes=batch_minutes, log_max_mb=log_max_mb)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:

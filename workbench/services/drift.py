@@ -150,10 +150,12 @@ class DriftService:
 
     def resolve(self, project: str | ProjectRef, batch: str) -> Path:
         """A batch given as a path (absolute, or relative to the current folder or the
-        project) or as a file name in the incoming folder."""
+        project) or as a file name in the incoming folder, or in the folder served traffic's
+        batches are written to (services/serving_monitor.py)."""
         ref = project if isinstance(project, ProjectRef) else self.session.project(project)
         folder = self.incoming(ref)
-        candidates = [Path(batch), ref.path / batch] + ([folder / batch] if folder else [])
+        traffic = self.session.workspace.state_dir / "serving" / ref.name / "batches"
+        candidates = [Path(batch), ref.path / batch] + ([folder / batch] if folder else []) + [traffic / batch]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate.resolve()

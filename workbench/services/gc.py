@@ -39,6 +39,7 @@ from workbench.adapters.duckdb_gc import AnchorBehind, DuckDBGcStore
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.adapters.gc_files import StateFiles, Weight
 from workbench.adapters.gc_lock import gc_lock
+from workbench.adapters.traffic_log import past_bound, traffic_dir
 from workbench.core.errors import ProjectNotFound, WorkbenchError
 from workbench.core.gc_plan import DEFAULT_GRACE_S, DEFAULT_WAIT_S, GcFacts, RunPlan, plan_runs, unreferenced
 from workbench.core.manifest import GcSpec
@@ -219,6 +220,11 @@ class GcService:
                 sweep.add("releases", f"{release.project}/{release.path.name}", release.path)
         for folder in files.abandoned_workers():
             sweep.add("workers", f"workers/{folder.name} (its process is gone)", folder)
+        for ref in self.workspace.projects():  # served traffic past [serving] log_max_mb, oldest first
+            if ref.manifest is not None:
+                for seg in past_bound(traffic_dir(self.state_dir, ref.name), ref.manifest.serving.log_max_mb << 20):
+                    sweep.add("folders", f"serving/{ref.name}/traffic/{seg.path.parent.name}/{seg.name} "
+                                         "(past [serving] log_max_mb)", seg.path)
         return sweep
 
     def _audit_ids(self) -> set[int]:
