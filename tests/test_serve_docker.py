@@ -113,7 +113,7 @@ def served_example(docker_engine, tmp_path, monkeypatch):
     shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
     manifest = ws / P / "workbench.toml"
     manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
-                        + "\n[promotion]\ntolerance = 0.5\n")
+                        + "\n[promotion]\ntolerance = 0.5\n\n[serving]\nsegment_seconds = 1\n")
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("WORKBENCH_USER", "ana")
     ok(wb(ws, "run", P, "--runner", "local", "-q"))
@@ -366,3 +366,23 @@ def test_serve_status_shows_requests_errors_latency_and_rate_per_version(served_
     assert "production  version 1" in text and "healthy" in text
     assert all(word in text for word in ("requests", "req/s", "p50", "p95", "p99", "errors", "champion"))
     assert "2 (25.0%)" in text and "no requests yet" in text  # production's errors; staging asked nothing
+
+    # True labels for three of the answered requests: once the traffic log's segments close
+    # (segment_seconds = 1), status shows production's live quality on them.
+    answered = [_post(production["url"], good)[1]["request_id"] for _ in range(3)]
+    feedback = json.dumps([{"request_id": rid, "labels": [1, 0]} for rid in answered]).encode()
+    request = urllib.request.Request(production["url"] + "/feedback", data=feedback,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202 and json.loads(response.read()) == {"accepted": 3}
+    deadline = time.monotonic() + 30
+    while True:
+        status = {s["alias"]: s for s in json.loads(ok(wb(ws, "serve", "status", "--json")).stdout)}
+        [row] = status["production"]["stats"]["rows"]
+        if row["quality"] is not None:
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(0.5)
+    assert row["quality"]["metric"] == "auc" and row["quality"]["labelled_rows"] == 6
+    assert 0.0 <= row["quality"]["value"] <= 1.0
+    assert f"auc {row['quality']['value']:.4g} (6 labelled)" in ok(wb(ws, "serve", "status")).stdout

@@ -148,7 +148,9 @@ async def test_s_serves_the_example_in_containers_x_and_quitting_stop_them(docke
     ws = tmp_path / "ws"
     shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
     manifest = ws / P / "workbench.toml"
-    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"'))
+    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
+                        # traffic becomes a drift batch after 20 rows, its log segments close each second
+                        + "\n[serving]\nsegment_seconds = 1\nbatch_rows = 20\n")
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("WORKBENCH_USER", "ana")
     ok(wb(ws, "run", P, "--runner", "local", "-q"))
@@ -175,6 +177,12 @@ async def test_s_serves_the_example_in_containers_x_and_quitting_stop_them(docke
         table = app.screen.query_one(ServingTable)
         await wait_for(pilot, lambda: [r for r in table_rows(table) if r[0] == "production v1" and r[7] == "1"],
                        what="the request counted")
+        # The servers started here are kept like `workbench serve`'s: production's traffic becomes
+        # a drift batch, checked, and the app says so.
+        assert set(app.keepers) == {P}
+        assert _post(production.url, json.dumps({"records": _rows(ws, 25)}).encode())[0] == 200
+        await wait_for(pilot, lambda: any("traffic batch 1" in m for _, m, _ in app.notes), timeout=90,
+                       what="the traffic batch checked")
 
         await pilot.press("x")
         await pilot.press("y")
@@ -182,6 +190,7 @@ async def test_s_serves_the_example_in_containers_x_and_quitting_stop_them(docke
         leaving = started | {f"{name}-stopping" for name in started}
         await wait_for(pilot, lambda: not app.served_here and not leaving & servers(), timeout=60,
                        what="x to remove the servers")
+        assert app.keepers == {}
         await pilot.press("escape")
         await pilot.press("S")
         again = await wait_for(pilot, healthy, timeout=240, what="the servers started again")

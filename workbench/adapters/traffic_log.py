@@ -13,8 +13,8 @@ O_NONBLOCK and checked to be a regular file on the open descriptor (a symlink to
 FIFO that would block the reader, a device are skipped), and never more than SEGMENT_MAX_BYTES
 of one. A line that is not a JSON object of the expected shape is skipped and counted.
 
-The same rules as adapters/traffic_files.py of the traffic-log branch (closed_segments,
-open_segment); the two are meant to become one module.
+Listing and opening are adapters/traffic_files.py's (closed_segments, open_segment), the one
+place those rules live; this module reads what they let through.
 
 Closed segments never change, so a reader's position is (segment name, lines read): see
 services/serving_monitor.py, which batches the rows and keeps the log under `[serving]
@@ -26,18 +26,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from workbench.adapters import traffic_files
+from workbench.core.errors import WorkbenchError
+
 REQUESTS, FEEDBACK = "requests", "feedback"
 ALIASES = ("production", "staging")
-SEGMENT_NAME = re.compile(r"(requests|feedback)-([0-9]{13})-([0-9]{1,10})\.jsonl")
-SEGMENT_MAX_BYTES = 512 * 1024 * 1024
-"""A closed segment larger than this is skipped, not read (the traffic branch's
-adapters/traffic_files.py MAX_SEGMENT_BYTES): a bound on what one read costs. Segments are
+SEGMENT_MAX_BYTES = traffic_files.MAX_SEGMENT_BYTES
+"""A closed segment larger than this is not read: a bound on what one read costs. Segments are
 streamed line by line, never held whole."""
 
 
@@ -73,52 +73,37 @@ class Request:
 
 
 def traffic_dir(state_dir: Path, project: str, alias: str | None = None) -> Path:
-    folder = state_dir / "serving" / project / "traffic"
-    return folder / alias if alias else folder
+    """The project's traffic folder, or one alias's (traffic_files.traffic_folder)."""
+    return traffic_files.traffic_folder(state_dir, project, alias) if alias else \
+        traffic_files.traffic_folder(state_dir, project, "x").parent
 
 
 def closed_segments(folder: Path, kind: str) -> list[Segment]:
     """The closed segments of one kind in an alias's folder, oldest first (by the time they were
-    opened, then pid). Anything that is not a regular file with a segment's name is left out."""
+    opened, then pid): traffic_files.closed_segments' rules, with no size cap here, so that the
+    bound (past_bound) counts and deletes an oversized file too; reading one is refused by
+    open_segment. A folder that cannot be listed, or is not a real folder, has none."""
     try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            return []  # an alias folder swapped for a symlink (to a host folder) is not listed
-        names = os.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        paths = traffic_files.closed_segments(folder, kind, max_bytes=sys.maxsize)
+    except WorkbenchError:
         return []
     found = []
-    for name in names:
-        match = SEGMENT_NAME.fullmatch(name)
-        if match is None or match.group(1) != kind:
-            continue
+    for path in paths:
+        _kind, opened_ms, pid = traffic_files.segment_name_parts(path.name)
         try:
-            info = os.lstat(folder / name)
+            info = os.lstat(path)
         except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode):
-            found.append(Segment(folder / name, kind, int(match.group(2)), int(match.group(3)), info.st_size,
-                                 info.st_mtime))
-    return sorted(found, key=lambda s: (s.opened_ms, s.pid, s.name))
+            continue  # gone since the listing
+        found.append(Segment(path, kind, opened_ms, pid, info.st_size, info.st_mtime))
+    return found
 
 
 def open_segment(path: Path, max_bytes: int = SEGMENT_MAX_BYTES) -> BinaryIO | None:
-    """The segment opened for reading (binary; the caller closes it), or None when it is not a
-    regular file (anymore), is over `max_bytes`, or cannot be opened. The checks are made on the
-    open descriptor: a name swapped for a symlink or a FIFO between listing and opening is
-    refused, not followed or waited on."""
+    """traffic_files.open_segment (never through a symlink, a regular file under the cap, checked
+    on the open descriptor), or None where it refuses."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-            os.close(fd)
-            return None
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except OSError:
-        os.close(fd)
+        return traffic_files.open_segment(path, max_bytes)
+    except WorkbenchError:
         return None
 
 

@@ -62,7 +62,8 @@ def _port(text: str) -> int:
 
 def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.core.restart_policy import RestartPolicy
-    from workbench.services.serving import ServerSupervisor, ServingService
+    from workbench.services.serving import ServingService
+    from workbench.services.serving_keeper import ServingKeeper
     from workbench.services.session import WorkbenchSession
 
     session = WorkbenchSession(workspace, notice=printer.notice)
@@ -90,23 +91,19 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
     started = service.start(project, aliases, args.host, args.port, _log(printer), poll_s=args.poll)
     names = [s.container for s in started]
-    from workbench.services.serving_monitor import ServingMonitor  # production's traffic -> drift batches
-    monitor = ServingMonitor(session, project, lambda m: printer.out.print(escape(m))) if "production" in aliases \
-        else None
+    keeper = ServingKeeper(service, project, names, aliases, lambda m: printer.out.print(escape(m)),
+                           RestartPolicy(max_crashes=args.max_restarts + 1))
     try:
         for server in started:
             printer.out.print(f"serving {escape(project)} {server.alias} version {server.version} at "
                               f"{server.url}  (POST /predict, GET /health)")
         printer.out.print("Ctrl-C stops the servers")
-        supervisor = ServerSupervisor(service, project, names, RestartPolicy(max_crashes=args.max_restarts + 1))
         while True:
             time.sleep(WATCH_INTERVAL_S)
-            if monitor is not None:
-                monitor.tick(time.time())
-            said, alive = supervisor.check()
+            said, alive = keeper.tick()
             for line in said:
                 printer.notice(line)
-            if supervisor.given_up and not alive:
+            if keeper.given_up and not alive:
                 printer.error(f"no server of {escape(project)} is left running")
                 return EXIT_FAILED
             if not alive:  # removed (`workbench serve stop`), not crashed
@@ -114,8 +111,7 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
                 return EXIT_OK
     finally:
         service.stop(project, names)
-        if monitor is not None:  # after the servers: a retrain is cancelled, a check may take seconds
-            monitor.close()
+        keeper.close()  # after the servers: a retrain is cancelled, a check may take seconds
 
 
 def _log(printer: Printer):
@@ -132,11 +128,14 @@ def _status(service, printer: Printer, as_json: bool) -> int:
     """Per project and alias: the served version, url and health, then one row per version and
     role (champion first, a challenger or shadow beside it): requests, errors and p50/p95/p99 since
     the server started, req/s over one second (serving_stats.snapshot)."""
-    from workbench.services.serving_stats import snapshot
+    from workbench.services.serving_stats import snapshot, with_quality
 
     found = service.status()
     urls = [_local(s.url) for s in found if s.healthy and s.url]
     stats = snapshot(urls) if urls else {}
+    for s in found:
+        if _local(s.url) in stats:
+            stats[_local(s.url)] = with_quality(stats[_local(s.url)], _live_quality(service, s.project, s.alias))
     if as_json:
         printer.json([s.as_json() | _stats_json(stats.get(_local(s.url))) for s in found])
         return EXIT_OK
@@ -157,6 +156,17 @@ def _status(service, printer: Printer, as_json: bool) -> int:
         else:
             printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2), expand=False))
     return EXIT_OK
+
+
+def _live_quality(service, project: str, alias: str) -> dict:
+    """{version: Quality} from the alias's traffic log joined with its feedback ({} without)."""
+    from workbench.core.errors import WorkbenchError
+    from workbench.services.live_quality import live_quality
+
+    try:
+        return live_quality(service.session, project, alias)
+    except WorkbenchError:
+        return {}
 
 
 def _local(url: str) -> str:
@@ -191,4 +201,6 @@ def _stats_table(rows):
 def _quality(value) -> str:
     if value is None:
         return "-"
-    return f"{value.metric} {value.value:.4g} ({value.labelled_rows:,} labelled)"
+    # a value is None while it cannot be computed (one class among the labels so far)
+    number = "-" if value.value is None else f"{value.value:.4g}"
+    return f"{value.metric} {number} ({value.labelled_rows:,} labelled)"

@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 from typing import Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
@@ -65,6 +66,10 @@ class WorkbenchApp(App):
         self.watch_on_start = self.config.watch_on_start if watch_on_start is None else watch_on_start
         self.served_here: set[str] = set()
         """Server containers the Serving view started (S): removed when the app quits."""
+        self.keepers: dict[str, object] = {}
+        """project -> the ServingKeeper of the servers started here: each second it starts a
+        crashed one again and turns production's traffic into drift batches (as `workbench serve` does)."""
+        self._keeping = False
         self.main_screen = MainScreen(self.session, self.watch, self.bridge, self.watch_on_start)
         self._load_themes(theme_folders)
         self.set_keymap(self.config.keys)
@@ -111,6 +116,7 @@ class WorkbenchApp(App):
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self._leave_on_signals()
+        self.set_interval(1.0, self._tick_keepers)
         for problem in self.problems:
             self.notify(problem, title="config", severity="error", timeout=15)
 
@@ -151,15 +157,53 @@ class WorkbenchApp(App):
         self._stop_serving()
 
     def _stop_serving(self) -> None:
-        if not self.served_here:
-            return
-        from workbench.services.serving import ServingService
+        if self.served_here:
+            from workbench.services.serving import ServingService
 
+            try:
+                ServingService(self.session).stop(containers=sorted(self.served_here))
+            except WorkbenchError as exc:  # the app is leaving: say it on the terminal it leaves
+                log.error("could not stop the servers started here (%s): %s", ", ".join(sorted(self.served_here)), exc)
+            self.served_here.clear()
+        for project in list(self.keepers):
+            self.forget_serving(project)
+
+    # -- servers started here -----------------------------------------------------------------
+
+    def keep_serving(self, project: str, keeper) -> None:
+        """From the Serving view's worker, once its servers answer."""
+        self.keepers[project] = keeper
+
+    def forget_serving(self, project: str) -> None:
+        """The project's servers were stopped here: a retrain in progress is cancelled."""
+        keeper = self.keepers.pop(project, None)
+        if keeper is not None:
+            keeper.close()
+
+    def serving_message(self, project: str, text: str, severity: str = "information") -> None:
+        """A keeper's line (a traffic batch checked, a server restarted), from its threads."""
+        self.call_from_thread(self.notify, text, title=f"serving {project}", severity=severity, timeout=10)
+
+    def _tick_keepers(self) -> None:
+        if self.keepers and not self._keeping:
+            self._keeping = True
+            self._run_keepers()
+
+    @work(thread=True, group="serving-keepers", exit_on_error=False)
+    def _run_keepers(self) -> None:
         try:
-            ServingService(self.session).stop(containers=sorted(self.served_here))
-        except WorkbenchError as exc:  # the app is leaving: say it on the terminal it leaves
-            log.error("could not stop the servers started here (%s): %s", ", ".join(sorted(self.served_here)), exc)
-        self.served_here.clear()
+            for project, keeper in list(self.keepers.items()):
+                try:
+                    said, alive = keeper.tick()
+                except WorkbenchError as exc:
+                    said, alive = [str(exc)], True
+                for line in said:
+                    self.serving_message(project, line, "warning")
+                if not alive:  # stopped from elsewhere (`workbench serve stop`), or given up on
+                    self.keepers.pop(project, None)
+                    keeper.close()
+        finally:
+            self._keeping = False
 
     # -- app-scope actions and the command palette --------------------------------------------
 

@@ -119,6 +119,11 @@ class ServingScreen(ModalScreen[None]):
                                             "(builds the serving image the first time)…"))
             started = service.start(self.project, aliases, "127.0.0.1", 0, self._on_log)
             self.owned.update(s.container for s in started)
+            from workbench.services.serving_keeper import ServingKeeper
+
+            project = self.project
+            self.app.keep_serving(project, ServingKeeper(service, project, [s.container for s in started], aliases,
+                                                         lambda text: self.app.serving_message(project, text)))
             self.post_message(self.Progress("; ".join(f"{s.alias} version {s.version} at {s.url}" for s in started)))
             self.post_message(self.Read(self.reader.read()))
         except WorkbenchError as exc:
@@ -196,6 +201,7 @@ class ServingScreen(ModalScreen[None]):
         try:
             stopped = self.service().stop(self.project, containers)
             self.owned.difference_update(stopped)
+            self.app.forget_serving(self.project)
             self.post_message(self.Progress(f"stopped {len(stopped)} server(s)"))
             self.post_message(self.Read(self.reader.read()))
         except WorkbenchError as exc:

@@ -17,12 +17,16 @@ from textual.color import Color
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from workbench.core.errors import WorkbenchError
+from workbench.services.live_quality import live_quality
 from workbench.services.serving_stats import (
-    WINDOW_S, HistoryPoint, RoleStats, ScrapeWindow, ServerStats, latency_ms, totals,
+    WINDOW_S, HistoryPoint, RoleStats, ScrapeWindow, ServerStats, latency_ms, totals, with_quality,
 )
 
 RATE_SPAN_S = 10.0
 """req/s in the table: over this many of the newest seconds."""
+QUALITY_EVERY_S = 10.0
+"""Live quality (feedback joined to the traffic log) is measured again this often."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,19 @@ class ServingReader:
     def __init__(self, service, project: str, owned: set[str]) -> None:
         self.service, self.project, self.owned = service, project, owned
         self.windows: dict[str, ScrapeWindow] = {}
+        self.qualities: dict[str, tuple[float, dict]] = {}
+        """alias -> (when measured, {version: Quality}): the traffic log is read again only every
+        QUALITY_EVERY_S (a 50 MB log takes about half a second)."""
+
+    def quality(self, alias: str) -> dict:
+        measured, found = self.qualities.get(alias, (float("-inf"), {}))
+        if time.monotonic() - measured >= QUALITY_EVERY_S:
+            try:
+                found = live_quality(self.service.session, self.project, alias)
+            except WorkbenchError:
+                found = {}
+            self.qualities[alias] = (time.monotonic(), found)
+        return found
 
     def read(self) -> ServingView:
         aliases = []
@@ -85,7 +102,8 @@ class ServingReader:
                 window.poll()
                 latest = window.scrapes[-1] if window.scrapes else None
                 view = replace(view, problem=view.problem or window.problem, now=window.stats(RATE_SPAN_S),
-                               window=window.stats(), since_start=totals(url, latest) if latest else None,
+                               window=with_quality(window.stats(), self.quality(status.alias)),
+                               since_start=totals(url, latest) if latest else None,
                                history=tuple(window.history()))
             aliases.append(view)
         for gone in set(self.windows) - {s.container for s in statuses}:
@@ -161,7 +179,10 @@ def _rate(alias: AliasView, now: RoleStats | None) -> str:
 
 def _quality(row: RoleStats) -> str:
     quality = row.quality
-    return "-" if quality is None else f"{quality.metric} {quality.value:.4g} ({quality.labelled_rows:,})"
+    if quality is None:
+        return "-"
+    number = "-" if quality.value is None else f"{quality.value:.4g}"  # None: one class labelled so far
+    return f"{quality.metric} {number} ({quality.labelled_rows:,})"
 
 
 class ServingChart(PlotextPlot):
