@@ -140,3 +140,14 @@ def test_a_server_that_does_not_answer_is_reported_not_raised():
     assert window.stats().problem.startswith("/metrics did not answer")
     with pytest.raises(stats.ScrapeFailed, match="not Prometheus text"):
         parse_metrics("wb_requests_total{alias= 3\n")
+
+
+def test_quality_by_version_and_role_keeps_a_shadow_apart_from_the_challenger():
+    view = stats.totals("http://x", parse_metrics(metrics_text(1, {("1", "champion"): series(5),
+                                                                    ("2", "challenger"): series(5),
+                                                                    ("2", "shadow"): series(5)}), at=0.0))
+    view = stats.with_quality(view, {(1, "champion"): Quality("auc", 0.80, 400),
+                                     (2, "challenger"): Quality("auc", 0.83, 100),
+                                     (2, "shadow"): Quality("auc", 0.82, 400)})
+    assert {(r.version, r.role): r.quality.value for r in view.rows} == \
+        {("1", "champion"): 0.80, ("2", "challenger"): 0.83, ("2", "shadow"): 0.82}

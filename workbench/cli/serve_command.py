@@ -164,7 +164,7 @@ def _live_quality(service, project: str, alias: str) -> dict:
     from workbench.services.live_quality import live_quality
 
     try:
-        return live_quality(service.session, project, alias)
+        return live_quality(service.session, project, alias, by_role=True)
     except WorkbenchError:
         return {}
 

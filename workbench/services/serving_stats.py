@@ -255,10 +255,15 @@ def between(url: str, scrapes: list[Scrape]) -> ServerStats:
 
 
 def with_quality(stats: ServerStats, qualities: dict) -> ServerStats:
-    """The rows with each version's live quality ({version: Quality}, versions as int or str)."""
-    known = {str(version): quality for version, quality in qualities.items()}
-    return replace(stats, rows=tuple(replace(row, quality=known.get(row.version, row.quality))
-                                     for row in stats.rows))
+    """The rows with their live quality: {version: Quality} for every role of a version, or
+    {(version, role): Quality} for each role on its own (a shadow and the champion scored on the
+    same requests compare like for like); versions as int or str."""
+    by_role = {(str(key[0]), key[1]): quality for key, quality in qualities.items() if isinstance(key, tuple)}
+    by_version = {str(key): quality for key, quality in qualities.items() if not isinstance(key, tuple)}
+
+    def quality_of(row: RoleStats):
+        return by_role.get((row.version, row.role)) or by_version.get(row.version) or row.quality
+    return replace(stats, rows=tuple(replace(row, quality=quality_of(row)) for row in stats.rows))
 
 
 def latency_ms(seconds: float | None, unit: bool = True) -> str:

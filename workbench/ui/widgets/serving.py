@@ -82,7 +82,7 @@ class ServingReader:
         measured, found = self.qualities.get(alias, (float("-inf"), {}))
         if time.monotonic() - measured >= QUALITY_EVERY_S:
             try:
-                found = live_quality(self.service.session, self.project, alias)
+                found = live_quality(self.service.session, self.project, alias, by_role=True)
             except WorkbenchError:
                 found = {}
             self.qualities[alias] = (time.monotonic(), found)
