@@ -99,28 +99,40 @@ def test_batches_cut_at_batch_rows_then_batch_minutes_and_a_restart_neither_repe
     assert said[0].startswith("traffic batch 1 (400 rows, v1): no drift -> no retrain: no drift"), said
 
 
-def test_a_batch_carries_the_target_only_when_feedback_labels_every_row(shop):
+def test_traffic_batches_carry_inputs_and_labels_arriving_later_make_a_labelled_batch(shop):
     ws, session, folder = shop
+    said = []
     rows = sales(400, seed=4)
     requests = requests_of(rows)
     write_segment(folder, REQUESTS, requests, opened_ms=1000)
-    write_segment(folder, FEEDBACK, labels_of(rows, requests)[:-1], opened_ms=1500)
-    monitor = ServingMonitor(session, "shop")
-    unlabelled = monitor.tick(NOW)
-    assert not unlabelled.labelled and table(unlabelled.path)[1] == ["amount", "plan"]
+    monitor = ServingMonitor(session, "shop", said.append)
+    traffic = monitor.tick(NOW)
+    assert not traffic.labelled and table(traffic.path)[1] == ["amount", "plan"]
     monitor.wait(60)
 
-    more = sales(400, seed=5)
-    requests = requests_of(more, at=NOW + 60)
-    write_segment(folder, REQUESTS, requests, opened_ms=3000)
-    write_segment(folder, FEEDBACK, labels_of(more, requests), opened_ms=3500)
-    labelled = monitor.tick(NOW + 61)
+    # A day later the labels come, for all but one request, plus one for a request never logged.
+    late = NOW + 86_400
+    feedback = [feedback_line(q, [r["bought"] for r in rows[i * 10:(i + 1) * 10]], at=late + i / 1000)
+                for i, q in enumerate(requests)][:-1]
+    feedback.append({"request_id": "never-served", "labels": [1], "at": late})
+    write_segment(folder, FEEDBACK, feedback, opened_ms=90_000_000)
+    assert monitor.tick(late + 2) is None  # its request's segment might still be open: wait
+    labelled = monitor.tick(late + 1000)  # batch_minutes passed since the last labelled batch
     got, columns = table(labelled.path)
-    assert labelled.labelled and columns == ["amount", "plan", "bought"]
-    assert [r[2] for r in got] == [r["bought"] for r in more]
+    assert labelled.labelled and labelled.name == "labelled batch 1" and labelled.path.name.startswith(
+        "production-labelled-")
+    assert (labelled.rows, labelled.requests, labelled.unmatched) == (390, 39, 1)
+    assert columns == ["amount", "plan", "bought"] and [r[2] for r in got] == [r["bought"] for r in rows[:390]]
     monitor.wait(60)
     report = monitor.outcomes[-1][1].report
     assert report.decay is not None and not report.decay.decayed  # scored by the project's score command
+    assert said[-1].startswith("labelled batch 1 (390 rows, v1; 1 label(s) for requests not in the log skipped)")
+
+    # Restarted: the labels already batched are not batched again.
+    restarted = ServingMonitor(session, "shop", said.append)
+    assert restarted.tick(late + 5000) is None
+    cursor = json.loads((ws / ".workbench" / "serving" / "shop" / "monitor.json").read_text())
+    assert cursor["labelled_batches"] == 1 and cursor["batches"] == 1
 
 
 def test_drifted_traffic_with_worse_labels_is_recorded_and_retrains_in_the_background(shop):
@@ -131,17 +143,21 @@ def test_drifted_traffic_with_worse_labels_is_recorded_and_retrains_in_the_backg
     write_segment(folder, REQUESTS, requests, opened_ms=1000)
     write_segment(folder, FEEDBACK, labels_of(rows, requests), opened_ms=1500)
     monitor = ServingMonitor(session, "shop", said.append)
-    batch = monitor.tick(NOW)
+    traffic = monitor.tick(NOW + 200)  # the traffic batch first: drifted, but no labels to train on
+    assert not traffic.labelled
+    monitor.wait(120)
+    assert "no labels" in monitor.outcomes[0][1].decision.reason
+    batch = monitor.tick(NOW + 200)  # then the labelled one (feedback arrived at NOW + 100)
     assert batch.labelled
     monitor.wait(120)
-    (_, outcome), = monitor.outcomes
+    _, (_, outcome) = monitor.outcomes
     assert outcome.report.drifted and outcome.report.decay.decayed and outcome.decision.retrain
     record, = monitor.retrains
     assert record.trigger is Trigger.DRIFT and record.status is RunStatus.SUCCEEDED
     assert record.datasets[0].row_count == 1500 + 400  # the training data plus the traffic batch
-    assert f"traffic batch 1 (400 rows, v1): drifted (amount" in said[0]
-    assert said[0].endswith(f"-> retraining (run {record.id})") and "accuracy" in said[0], said
-    recorded, = DriftService(session).batches("shop")
+    assert f"labelled batch 1 (400 rows, v1): drifted (amount" in said[1]
+    assert said[1].endswith(f"-> retraining (run {record.id})") and "accuracy" in said[1], said
+    recorded, _traffic = DriftService(session).batches("shop")
     assert recorded.path == str(batch.path) and recorded.retrain_run_id == record.id
 
     shown = workbench(ws, "drift", "shop", batch.path.name)  # found by its name, as an incoming batch is
@@ -227,20 +243,28 @@ def test_one_retrain_at_a_time_a_batch_checked_meanwhile_records_it_as_not_done(
     monitor = ServingMonitor(session, "shop", said.append)
     for n, seed in enumerate((8, 9)):
         rows = sales(400, seed=seed, shift=15, mix=(0.1, 0.2, 0.7), flip=True)
-        requests = requests_of(rows, at=NOW + n * 100)
+        at = NOW + n * 1000
+        requests = requests_of(rows, at=at)
         write_segment(folder, REQUESTS, requests, opened_ms=1000 + n * 1000)
-        write_segment(folder, FEEDBACK, labels_of(rows, requests), opened_ms=1500 + n * 1000)
-        assert monitor.tick(NOW + n * 100 + 1).number == n + 1
+        write_segment(folder, FEEDBACK, [feedback_line(q, f["labels"], at=at + 100)
+                                         for q, f in zip(requests, labels_of(rows, requests))],
+                      opened_ms=1500 + n * 1000)
+        traffic = monitor.tick(at + 1)  # inputs only: drift, no labels to train on
+        assert not traffic.labelled and traffic.number == n + 1
+        while monitor.busy_checking:
+            time.sleep(0.05)
+        labelled = monitor.tick(at + 200)  # the feedback, once its requests' segments surely closed
+        assert labelled.labelled and labelled.number == n + 1
         while monitor.busy_checking:
             time.sleep(0.05)
         if n == 0:
             assert monitor.busy_retraining
-    second = monitor.outcomes[1][1]
+    second = monitor.outcomes[3][1]
     assert monitor.busy_retraining, "the first retrain ended before the second batch was checked"
     assert not second.decision.retrain and second.decision.reason.endswith("retraining was not allowed for this check")
     monitor.wait(120)
     assert len(monitor.retrains) == 1
-    assert any(line.startswith("traffic batch 2") and line.endswith("(a retrain from traffic is running)")
+    assert any(line.startswith("labelled batch 2") and line.endswith("(a retrain from traffic is running)")
                for line in said), said
     recorded = DriftService(session).batches("shop")
-    assert [b.retrain_run_id for b in recorded] == [None, monitor.retrains[0].id]
+    assert [b.retrain_run_id for b in recorded] == [None, None, monitor.retrains[0].id, None]

@@ -101,9 +101,11 @@ def test_example_traffic_whose_feedback_says_worse_decays_and_retrains_in_docker
     write_segment(folder, FEEDBACK, feedback, opened_ms=2000)
     said = []
     monitor = ServingMonitor(session, "telco-churn", said.append)
-    assert monitor.tick(NOW).labelled
+    assert not monitor.tick(NOW).labelled  # the traffic batch: inputs only, clean
     monitor.wait(600)
-    (_, outcome), = monitor.outcomes
+    assert monitor.tick(NOW + 3700).labelled  # batch_minutes later: the labelled rows, with the target
+    monitor.wait(600)
+    _, (_, outcome) = monitor.outcomes
     report = outcome.report
     assert not report.drifted and report.decay.metric == "auc" and report.decay.decayed and report.decay.value < 0.3
     assert outcome.decision.retrain and outcome.decision.cause == "decay"

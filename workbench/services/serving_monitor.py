@@ -9,20 +9,30 @@ like any batch, and a retrain the policy decides runs in the background.
 Each tick reads the closed request segments of `.workbench/serving/<project>/traffic/production/`
 it has not read (adapters/traffic_log.py: only regular files with a segment's name), keeps
 the champion's answered requests (status 200) as pending rows, and keeps the log under
-`[serving] log_max_mb`. When the pending rows reach `[serving] batch_rows`, or `batch_minutes`
-passed since the last batch and there are some, it writes them as one batch file (the inputs,
-plus the `[data] target` column when feedback labelled every row of the batch) to
-`.workbench/serving/<project>/batches/production-<first ms>-<last ms>.<csv|parquet>`, in the
-format of the training data the project's `[drift] score` command reads, and checks it in a
-background thread with DriftService.check_batch: recorded, listed by `workbench drift` and the
-TUI, weighed and scored like a batch from the incoming folder. A retrain the policy decides runs
-in another background thread, one at a time (a batch checked while one runs records its retrain
-as not done); the serving loop that calls tick never waits for either.
+`[serving] log_max_mb`. Two kinds of batch come out of it, each cut at `[serving] batch_rows`
+rows, or when `batch_minutes` passed since the last of its kind and there are some:
+
+- a traffic batch: the requests' inputs, as they were served (labels come later, if ever), for
+  drift: `production-<first ms>-<last ms>.<csv|parquet>`;
+- a labelled batch: the requests that feedback (`POST /feedback`) labelled since the last one,
+  inputs plus the `[data] target` column, so the production model's decay is measured and a
+  retrain has rows to learn from: `production-labelled-<first ms>-<last ms>.<csv|parquet>`.
+  Labels come when they come (a day later is usual), so a feedback line is taken once its
+  request's segment must have closed (`segment_seconds` plus a margin after it arrived), and
+  labels for a request the log does not hold (a challenger's, a typo) are counted and said.
+
+Both are written in the format of the training data the project's `[drift] score` command
+reads, to `.workbench/serving/<project>/batches/`, and checked in a background thread with
+DriftService.check_batch: recorded, listed by `workbench drift` and the TUI, weighed and scored
+like a batch from the incoming folder. A retrain the policy decides runs in another background
+thread, one at a time (a batch checked while one runs records its retrain as not done); the
+serving loop that calls tick never waits for either.
 
 The cursor (`.workbench/serving/<project>/monitor.json`: how many lines of each segment are
-in a batch, the batch count, when the last batch was cut) is written when a batch is cut, so a
-restarted monitor neither batches a row twice nor skips one; a batch cut twice (a crash between
-the file and the cursor) has the same content and is checked once, as any batch.
+in a traffic batch, up to when feedback is in a labelled batch, the batch counts, when the last
+of each was cut) is written when a batch is cut, so a restarted monitor neither batches a row
+twice nor skips one; a batch cut twice (a crash between the file and the cursor) has the same
+content and is checked once, as any batch.
 """
 
 from __future__ import annotations
@@ -36,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from workbench.adapters.traffic_log import (REQUESTS, Request, closed_segments, enforce_bound, read_feedback,
-                                            read_requests, traffic_dir)
+from workbench.adapters.traffic_log import (FEEDBACK, REQUESTS, Request, closed_segments, enforce_bound,
+                                            read_requests, segment_lines, traffic_dir)
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import RunEvent, RunStarted
 from workbench.core.ports import CancelToken
@@ -45,6 +55,9 @@ from workbench.services.session import WorkbenchSession
 
 log = logging.getLogger(__name__)
 ALIAS = "production"
+LABEL_GRACE_S = 5.0
+"""Beyond segment_seconds: how long after a feedback line arrived its request's segment is
+surely closed (the server closes segments on a timer of that period)."""
 BOUND_EVERY_S = 10.0
 """How often a tick deletes segments past `[serving] log_max_mb` (a listing of every folder)."""
 KEEP_BATCHES = 100
@@ -60,15 +73,21 @@ class Cursor:
     batches: int = 0
     last_batch_at: float = 0.0
     """Unix time of the last batch cut (or of the first tick): batch_minutes count from it."""
+    labelled_until: float = 0.0
+    """Feedback that arrived up to this unix time is in a labelled batch (or matched no request)."""
+    labelled_batches: int = 0
+    last_labelled_at: float = 0.0
 
     @staticmethod
     def load(path: Path, now: float) -> "Cursor":
         try:
             data = json.loads(path.read_text())
             positions = {str(k): int(v) for k, v in dict(data["positions"]).items()}
-            return Cursor(positions, int(data["batches"]), float(data["last_batch_at"]))
+            return Cursor(positions, int(data["batches"]), float(data["last_batch_at"]),
+                          float(data.get("labelled_until", 0.0)), int(data.get("labelled_batches", 0)),
+                          float(data.get("last_labelled_at", data["last_batch_at"])))
         except FileNotFoundError:
-            return Cursor(last_batch_at=now)
+            return Cursor(last_batch_at=now, last_labelled_at=now)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WorkbenchError(f"cannot read the traffic monitor's cursor {path}: {exc}; delete it to batch "
                                  "the traffic still logged from the start") from None
@@ -77,7 +96,9 @@ class Cursor:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"positions": self.positions, "batches": self.batches,
-                                   "last_batch_at": self.last_batch_at}, indent=1))
+                                   "last_batch_at": self.last_batch_at, "labelled_until": self.labelled_until,
+                                   "labelled_batches": self.labelled_batches,
+                                   "last_labelled_at": self.last_labelled_at}, indent=1))
         os.replace(tmp, path)
 
 
@@ -96,6 +117,12 @@ class TrafficBatch:
     requests: int
     versions: tuple
     labelled: bool
+    unmatched: int = 0
+    """Labels skipped because the log holds no answered request of theirs (labelled batches)."""
+
+    @property
+    def name(self) -> str:
+        return f"{'labelled' if self.labelled else 'traffic'} batch {self.number}"
 
 
 class ServingMonitor:
@@ -121,8 +148,12 @@ class ServingMonitor:
         self._lines: dict[str, int] = {}
         """Segment name -> its number of lines."""
         self._pending: list[Pending] = []
-        self._feedback: dict[str, dict[str, list]] = {}
-        """Feedback segment name -> its labels (closed segments never change)."""
+        self._feedback: dict[str, list[tuple[str, list, float]]] = {}
+        """Feedback segment name -> its (request id, labels, arrival time) lines (closed segments
+        never change)."""
+        self._index: dict[str, tuple[str, int]] = {}
+        """Request id -> (segment, line) of every answered champion request in the log, so a label
+        arriving later finds its request's inputs."""
         self._bounded_at = 0.0
         self._checking: threading.Thread | None = None
         self._retraining: threading.Thread | None = None
@@ -158,16 +189,21 @@ class ServingMonitor:
             for path in enforce_bound(self.root, spec.log_max_mb * 1024 * 1024):
                 log.info("traffic log over %s MiB: deleted %s", spec.log_max_mb, path)
         self._read_new()
-        rows = self.pending_rows
-        if rows == 0 or self.busy_checking:
+        if self.busy_checking:
             return None
-        if rows < spec.batch_rows and now - self.cursor.last_batch_at < spec.batch_minutes * 60:
+        batch = self._traffic_batch(now) or self._labelled_batch(now)
+        if batch is None:
             return None
-        batch = self._cut(now)
-        self._checking = threading.Thread(target=self._check, args=(batch,), name=f"traffic-batch-{batch.number}",
-                                          daemon=True)
+        self._checking = threading.Thread(target=self._check, args=(batch,), daemon=True,
+                                          name=f"{batch.name.replace(' ', '-')}")
         self._checking.start()
         return batch
+
+    def _traffic_batch(self, now: float) -> TrafficBatch | None:
+        rows, spec = self.pending_rows, self.manifest.serving
+        if rows == 0 or (rows < spec.batch_rows and now - self.cursor.last_batch_at < spec.batch_minutes * 60):
+            return None
+        return self._cut(now)
 
     @property
     def pending_rows(self) -> int:
@@ -200,20 +236,25 @@ class ServingMonitor:
         present = set()
         for segment in closed_segments(self.folder, REQUESTS):
             present.add(segment.name)
-            start = max(self._read.get(segment.name, 0), self.cursor.positions.get(segment.name, 0))
-            if segment.name in self._read and start >= self._lines.get(segment.name, 0):
+            if segment.name in self._read:
                 continue  # a closed segment never grows: read once
-            count = start
-            for count, request in read_requests(segment, start):
+            batched = self.cursor.positions.get(segment.name, 0)
+            count = 0
+            for count, request in read_requests(segment):
                 if request is not None and request.status == 200 and request.role == "champion" and request.inputs:
-                    self._pending.append(Pending(segment.name, count, request))
+                    self._index[request.request_id] = (segment.name, count)
+                    if count >= batched:  # lines before the cursor are in a traffic batch already
+                        self._pending.append(Pending(segment.name, count, request))
                 count += 1
-            self._read[segment.name] = self._lines[segment.name] = max(count, start)
+            self._read[segment.name] = self._lines[segment.name] = count
         # Segments deleted (by the bound): forget them, and their rows not batched yet.
-        for name in set(self._read) - present:
+        gone = set(self._read) - present
+        for name in gone:
             self._read.pop(name, None)
             self._lines.pop(name, None)
         self._pending = [p for p in self._pending if p.segment in present]
+        if gone:
+            self._index = {rid: where for rid, where in self._index.items() if where[0] in present}
         self.cursor.positions = {k: v for k, v in self.cursor.positions.items() if k in present}
 
     # -- the batch ----------------------------------------------------------------------------------
@@ -230,13 +271,8 @@ class ServingMonitor:
             rows += len(pending.request.inputs)
         rest = self._pending[len(taken):]
         requests = [p.request for p in taken]
-        target = self.manifest.data.target
-        labels = read_feedback(self.folder, self._feedback) if target else {}
-        labelled = bool(target) and all(_labels_every_row(labels.get(r.request_id), r) for r in requests)
-        first, last = int(min(r.at for r in requests) * 1000), int(max(r.at for r in requests) * 1000)
-        suffix = ".parquet" if self._data_suffix() in (".parquet", ".pq") else ".csv"
-        path = self.batch_dir / f"{ALIAS}-{first}-{last}{suffix}"
-        write_batch(path, requests, self._columns(), target if labelled else None, labels)
+        path = self._batch_path("", requests)
+        write_batch(path, requests, self._columns(), None, {})
 
         cursor = self.cursor
         cut_segment = rest[0].segment if rest else None
@@ -252,14 +288,102 @@ class ServingMonitor:
         self._prune_batches()
         self._pending = rest
         versions = tuple(sorted({r.version for r in requests}, key=str))
-        return TrafficBatch(cursor.batches, path, rows, len(requests), versions, labelled)
+        return TrafficBatch(cursor.batches, path, rows, len(requests), versions, False)
+
+    def _batch_path(self, kind: str, requests: list[Request]) -> Path:
+        first, last = int(min(r.at for r in requests) * 1000), int(max(r.at for r in requests) * 1000)
+        suffix = ".parquet" if self._data_suffix() in (".parquet", ".pq") else ".csv"
+        return self.batch_dir / f"{ALIAS}-{kind}{first}-{last}{suffix}"
+
+    # -- the labelled batch ---------------------------------------------------------------------
+
+    def _labelled_batch(self, now: float) -> TrafficBatch | None:
+        """Cut a labelled batch when feedback labelled batch_rows rows since the last one (or
+        batch_minutes passed and it labelled some): their requests' inputs plus the target."""
+        spec, target, cursor = self.manifest.serving, self.manifest.data.target, self.cursor
+        if not target:
+            return None  # nothing to put the labels in: decay needs [data] target
+        # A request's segment closes at most segment_seconds after it was answered, and its
+        # feedback comes after it: feedback older than this finds its request in a closed segment.
+        horizon = now - spec.segment_seconds - LABEL_GRACE_S
+        arrived = sorted((at, rid, labels) for rid, labels, at in self._new_feedback()
+                         if cursor.labelled_until < at <= horizon)
+        taken: dict[str, list] = {}
+        rows, unmatched, until = 0, 0, horizon
+        for at, rid, labels in arrived:
+            if rows >= spec.batch_rows:
+                until = at - 1e-6  # the rest waits for the next batch
+                break
+            where = self._index.get(rid)
+            if where is None:
+                unmatched += 1
+                continue
+            if rid not in taken:
+                rows += len(labels)
+            taken[rid] = labels  # a later label for the same request wins
+        due = rows >= spec.batch_rows or (rows and now - cursor.last_labelled_at >= spec.batch_minutes * 60)
+        if not due:
+            return None
+        requests = [r for r in self._requests(taken) if _labels_every_row(taken.get(r.request_id), r)]
+        if not requests:
+            cursor.labelled_until = until  # labels that fit no request's rows: said, not retried
+            cursor.save(self.cursor_path)
+            self._say(f"traffic monitor: {len(taken)} feedback item(s) have labels that do not match their "
+                      "request's rows one for one: not used")
+            return None
+        path = self._batch_path("labelled-", requests)
+        write_batch(path, requests, self._columns(), target, taken)
+        cursor.labelled_until, cursor.last_labelled_at = until, now
+        cursor.labelled_batches += 1
+        cursor.save(self.cursor_path)
+        self._prune_batches()
+        versions = tuple(sorted({r.version for r in requests}, key=str))
+        return TrafficBatch(cursor.labelled_batches, path, sum(len(r.inputs) for r in requests), len(requests),
+                            versions, True, unmatched)
+
+    def _new_feedback(self) -> list[tuple[str, list, float]]:
+        """Every (request id, labels, arrival time) of the closed feedback segments (each segment
+        read once: a closed segment never changes)."""
+        present = {segment.name: segment for segment in closed_segments(self.folder, FEEDBACK)}
+        for name in set(self._feedback) - set(present):
+            del self._feedback[name]
+        found = []
+        for name, segment in present.items():
+            if name not in self._feedback:
+                lines = []
+                for _number, line in segment_lines(segment):
+                    rid, labels, at = (line or {}).get("request_id"), (line or {}).get("labels"), (line or {}).get("at")
+                    if isinstance(rid, str) and isinstance(labels, list) and isinstance(at, (int, float)) \
+                            and not isinstance(at, bool):
+                        lines.append((rid, labels, float(at)))
+                self._feedback[name] = lines
+            found.extend(self._feedback[name])
+        return found
+
+    def _requests(self, ids) -> list[Request]:
+        """The logged requests of these ids, read again from their (closed, unchanging) segments."""
+        wanted: dict[str, set[int]] = {}
+        for rid in ids:
+            segment, line = self._index[rid]
+            wanted.setdefault(segment, set()).add(line)
+        found = []
+        for segment in closed_segments(self.folder, REQUESTS):
+            lines = wanted.get(segment.name)
+            if not lines:
+                continue
+            for number, request in read_requests(segment, min(lines)):
+                if number in lines and request is not None and request.request_id in ids:
+                    found.append(request)
+                if number >= max(lines):
+                    break
+        return found
 
     def _prune_batches(self) -> None:
         """Delete all but the newest KEEP_BATCHES batch files. Called when a batch is cut, so when
         no check is running: the older files' checks are done."""
         found = []
         for path in self.batch_dir.glob(f"{ALIAS}-*-*.*"):
-            first = path.name.split("-")[1]
+            first = path.name.removeprefix(f"{ALIAS}-").removeprefix("labelled-").split("-")[0]
             if first.isdigit():
                 found.append((int(first), path.name, path))
         for _first, _name, path in sorted(found)[:-KEEP_BATCHES]:
@@ -283,7 +407,8 @@ class ServingMonitor:
     def _check(self, batch: TrafficBatch) -> None:
         from workbench.services.drift import DriftService
 
-        head = f"traffic batch {batch.number} ({batch.rows:,} rows, {_versions(batch.versions)})"
+        skipped = f"; {batch.unmatched} label(s) for requests not in the log skipped" if batch.unmatched else ""
+        head = f"{batch.name} ({batch.rows:,} rows, {_versions(batch.versions)}{skipped})"
         retraining = self.busy_retraining  # one retrain at a time: a batch checked meanwhile records it as not done
         try:
             service = DriftService(self._background_session())
