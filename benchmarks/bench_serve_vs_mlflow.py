@@ -35,7 +35,8 @@ OMP/OpenBLAS/MKL threads set to 1; once started it is also pinned to CPU 1 (`doc
 server gets exactly one core, the same one, and the client (this process) runs on CPU 0; start
 times (a) are taken before our container is pinned (only its quota applies then). MLflow's
 uvicorn keeps its default access log (a line per request, to /dev/null here): what a user of
-`mlflow models serve` gets; ours logs no access line. Our requests pass Docker's port proxy.
+`mlflow models serve` gets; ours logs no access line (`--mlflow-no-access-log` turns MLflow's
+off). Our requests pass Docker's port proxy (docker-proxy, outside the container's CPU limit).
 Before measuring, both servers' predictions for the 100 rows are checked to be the same.
 
 Other processes on the machine share both cores: the load average is printed at the start and end.
@@ -197,7 +198,8 @@ def log_mlflow_model(model_txt: Path, tracking_uri: str, sample: list[dict], ver
     from mlflow.models import infer_signature
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="mlflow")  # type hints, input example: not needed here
+    # its advice to add type hints and an input example: the signature is given, neither is needed
+    warnings.filterwarnings("ignore", message=r".*(type hints|input example)")
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("bench-serve-vs-mlflow")
@@ -209,8 +211,10 @@ def log_mlflow_model(model_txt: Path, tracking_uri: str, sample: list[dict], ver
     return f"runs:/{run.info.run_id}/model"
 
 
-def start_mlflow(model_uri: str, port: int, tracking_uri: str) -> subprocess.Popen:
+def start_mlflow(model_uri: str, port: int, tracking_uri: str, access_log: bool = True) -> subprocess.Popen:
     env = {**os.environ, **THREADS_ONE, "MLFLOW_TRACKING_URI": tracking_uri}
+    if not access_log:
+        env["UVICORN_ACCESS_LOG"] = "false"  # uvicorn's CLI reads UVICORN_* for its options
     return subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                              "--env-manager", "local", "-p", str(port), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
@@ -249,6 +253,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--batch", default="1,100")
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--mlflow-no-access-log", action="store_true",
+                        help="turn off MLflow's uvicorn access log (on by default, as users get it)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     batches = [int(b) for b in args.batch.split(",")]
@@ -285,7 +291,8 @@ def main() -> int:
             ours_start = median_start(args.starts, lambda: start_workbench(ws, ours_port),
                                       lambda p: stop_workbench(ws, p), ours, ours.body(sample[:1]))
             ours_process = ours_start[3]
-            theirs_start = median_start(args.starts, lambda: start_mlflow(uri1, theirs_port, tracking),
+            access_log = not args.mlflow_no_access_log
+            theirs_start = median_start(args.starts, lambda: start_mlflow(uri1, theirs_port, tracking, access_log),
                                         lambda p: stop_mlflow(p, theirs_port), theirs, theirs.body(sample[:1]))
             theirs_process = theirs_start[3]
             table.append(("command to first answer, s (median; min-max)",
@@ -363,7 +370,7 @@ def main() -> int:
             def restart() -> float:
                 nonlocal theirs_process
                 stop_mlflow(theirs_process, theirs_port)
-                theirs_process = start_mlflow(uri2, theirs_port, tracking)
+                theirs_process = start_mlflow(uri2, theirs_port, tracking, access_log)
                 return time.perf_counter()
 
             base = [x.p(0.99) for x in steady[(1, level)]] if (1, level) in steady else [float("nan")] * 2
@@ -396,6 +403,7 @@ def main() -> int:
           f"{' on CPU 0, both servers on CPU 1' if pinned else ' (not pinned: fewer than 2 CPUs)'}. "
           f"Load average at start {load_at_start[0]:.2f} {load_at_start[1]:.2f} {load_at_start[2]:.2f}, "
           f"at end {load_at_end[0]:.2f} {load_at_end[1]:.2f} {load_at_end[2]:.2f}. "
+          f"MLflow's access log {'off' if args.mlflow_no_access_log else 'on (its default)'}. "
           f"Both servers gave the same predictions for the 100 rows (largest difference {diff:.1e}).")
     return 0
 
