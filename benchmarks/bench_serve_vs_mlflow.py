@@ -92,6 +92,11 @@ class Load:
     versions: list[tuple[float, str | None]] = field(default_factory=list)
     failures: int = 0
 
+    def rate(self, since: float, seconds: float) -> float:
+        """Answers per second within [since, since + seconds]: the requests still in flight when
+        the load stops are answered after it and not counted."""
+        return sum(1 for t in self.done if since <= t <= since + seconds) / seconds
+
     def p(self, q: float, since: float = -math.inf, until: float = math.inf) -> float:
         return pct([lat for s, lat in zip(self.started, self.latency) if since <= s <= until], q)
 
@@ -137,10 +142,11 @@ async def load(server: Server, body: bytes, concurrency: int, stop: asyncio.Even
     return result
 
 
-async def timed_load(server: Server, body: bytes, concurrency: int, seconds: float) -> Load:
+async def timed_load(server: Server, body: bytes, concurrency: int, seconds: float) -> tuple[float, Load]:
+    """(start time, load) of `seconds` of load."""
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(seconds, stop.set)
-    return await load(server, body, concurrency, stop)
+    return time.perf_counter(), await load(server, body, concurrency, stop)
 
 
 def wait_for_answer(server: Server, one: bytes, process: subprocess.Popen, started: float) -> float:
@@ -315,11 +321,13 @@ def main() -> int:
             steady: dict[tuple[int, int], tuple[Load, Load]] = {}
             for size in batches:
                 for level in levels:
-                    pair = []
+                    pair, rps = [], []
                     for server in (ours, theirs):
-                        pair.append(asyncio.run(timed_load(server, server.body(sample[:size]), level, args.seconds)))
+                        began, result = asyncio.run(timed_load(server, server.body(sample[:size]), level,
+                                                               args.seconds))
+                        pair.append(result)
+                        rps.append(result.rate(began, args.seconds))
                     steady[(size, level)] = (pair[0], pair[1])
-                    rps = [len(x.latency) / args.seconds for x in pair]
                     label = f"{size} row{'s' if size > 1 else ''}/request, concurrency {level}"
                     table.append((f"{label}: req/s", f"{rps[0]:.1f}", f"{rps[1]:.1f}", ratio(rps[0], rps[1])))
                     for q in (0.5, 0.99):

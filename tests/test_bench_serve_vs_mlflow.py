@@ -31,6 +31,11 @@ def test_percentiles_of_a_window_only_count_requests_sent_in_it():
     assert math.isnan(load.p(0.5, since=10.0))
 
 
+def test_the_rate_leaves_out_answers_after_the_load_stopped():
+    load = Load(done=[0.5, 1.0, 1.5, 2.0, 2.4])
+    assert load.rate(0.0, 2.0) == 2.0  # 2.4 was in flight at the stop: not counted
+
+
 def test_each_server_gets_its_own_request_format_with_the_same_rows():
     records = [{"tenure": 3.0, "contract": "One year"}]
     assert Server("workbench", "", "/predict", False).body(records) == b'[{"tenure": 3.0, "contract": "One year"}]'
