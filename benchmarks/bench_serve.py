@@ -18,7 +18,7 @@ version 1 to staging and production with the CLI, then:
 The server predicts on its event loop (runtime/wb_serve.py): measured here, moving the
 prediction to a thread pool halved requests/s at concurrency 8 under `cpus = 1.0`
 (146 -> 68 req/s), so it stays on the loop; a very large batch then delays /health.
-No `mlflow models serve` comparison yet (docs/serving.md, missing item 8).
+Side by side with `mlflow models serve` (and at concurrency 32): benchmarks/bench_serve_vs_mlflow.py.
 """
 
 from __future__ import annotations
