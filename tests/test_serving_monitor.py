@@ -126,7 +126,8 @@ def test_traffic_batches_carry_inputs_and_labels_arriving_later_make_a_labelled_
     monitor.wait(60)
     report = monitor.outcomes[-1][1].report
     assert report.decay is not None and not report.decay.decayed  # scored by the project's score command
-    assert said[-1].startswith("labelled batch 1 (390 rows, v1; 1 label(s) for requests not in the log skipped)")
+    assert said[-1].startswith("labelled batch 1 (390 rows, v1; 1 label(s) skipped: not of an answer of the "
+                               "champion's in the log (a challenger's, or deleted))")
 
     # Restarted: the labels already batched are not batched again.
     restarted = ServingMonitor(session, "shop", said.append)

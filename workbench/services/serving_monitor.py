@@ -118,7 +118,8 @@ class TrafficBatch:
     versions: tuple
     labelled: bool
     unmatched: int = 0
-    """Labels skipped because the log holds no answered request of theirs (labelled batches)."""
+    """Labels skipped: the log holds no answer of the champion's with their request id (a
+    challenger answered it, the bound deleted it, or the id is wrong)."""
 
     @property
     def name(self) -> str:
@@ -407,7 +408,8 @@ class ServingMonitor:
     def _check(self, batch: TrafficBatch) -> None:
         from workbench.services.drift import DriftService
 
-        skipped = f"; {batch.unmatched} label(s) for requests not in the log skipped" if batch.unmatched else ""
+        skipped = (f"; {batch.unmatched} label(s) skipped: not of an answer of the champion's in the log "
+                   "(a challenger's, or deleted)") if batch.unmatched else ""
         head = f"{batch.name} ({batch.rows:,} rows, {_versions(batch.versions)}{skipped})"
         retraining = self.busy_retraining  # one retrain at a time: a batch checked meanwhile records it as not done
         try:
