@@ -158,6 +158,9 @@ def test_drifted_traffic_with_worse_labels_is_recorded_and_retrains_in_the_backg
     assert record.datasets[0].row_count == 1500 + 400  # the training data plus the traffic batch
     assert f"labelled batch 1 (400 rows, v1): drifted (amount" in said[1]
     assert said[1].endswith(f"-> retraining (run {record.id})") and "accuracy" in said[1], said
+    version = session.registry.version_for_run("shop", record.id).version
+    assert f"traffic retrain run {record.id}: succeeded -> version {version} registered (`workbench promote shop " \
+           f"{version} --to staging` puts it behind the canary)" in said, said
     recorded, _traffic = DriftService(session).batches("shop")
     assert recorded.path == str(batch.path) and recorded.retrain_run_id == record.id
 
@@ -269,3 +272,26 @@ def test_one_retrain_at_a_time_a_batch_checked_meanwhile_records_it_as_not_done(
                for line in said), said
     recorded = DriftService(session).batches("shop")
     assert [b.retrain_run_id for b in recorded] == [None, None, monitor.retrains[0].id, None]
+
+
+def test_a_retrained_version_put_in_staging_by_auto_staging_is_said_to_be_behind_the_canary(tmp_path):
+    write_project(tmp_path, MANIFEST + SERVING + "\n[promotion]\nauto_staging = true\n")
+    session = WorkbenchSession(tmp_path, runner="local")
+    assert session.run("shop").status is RunStatus.SUCCEEDED  # version 1, in staging by auto_staging
+    assert session.registry.promote("shop", 1, "production", user="test").applied
+    folder = traffic_dir(session.workspace.state_dir, "shop", "production")
+    rows = sales(400, seed=8, shift=15, mix=(0.1, 0.2, 0.7), flip=True)
+    requests = requests_of(rows)
+    write_segment(folder, REQUESTS, requests, opened_ms=1000)
+    write_segment(folder, FEEDBACK, labels_of(rows, requests), opened_ms=1500)
+    said = []
+    monitor = ServingMonitor(session, "shop", said.append)
+    assert not monitor.tick(NOW + 200).labelled
+    monitor.wait(120)
+    assert monitor.tick(NOW + 200).labelled
+    monitor.wait(120)
+    record, = monitor.retrains
+    staged = session.registry.aliases("shop")["staging"]
+    assert session.registry.version(("shop"), staged).run_id == record.id
+    assert f"traffic retrain run {record.id}: succeeded -> version {staged}, in staging by [promotion] " \
+           "auto_staging: production's canary and shadow follow it" in said, said

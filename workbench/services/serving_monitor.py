@@ -450,7 +450,19 @@ class ServingMonitor:
         if not said:
             self._say(f"{summary} -> retraining (run {record.id})")
         self._say(f"traffic retrain run {record.id}: {record.status.value}"
-                  + (f" ({record.reason})" if record.reason else ""))
+                  + (f" ({record.reason})" if record.reason else "") + self._registered(service.session, record))
+
+    def _registered(self, session: WorkbenchSession, record) -> str:
+        """What the retrain's model became: the next step of the loop, said."""
+        registration = session.last_registration
+        if registration is None or registration[0] is None or registration[0].run_id != record.id:
+            return ""
+        version = registration[0].version
+        if session.registry.aliases(self.project).get("staging") == version:
+            return (f" -> version {version}, in staging by [promotion] auto_staging: production's canary "
+                    "and shadow follow it")
+        return (f" -> version {version} registered (`workbench promote {self.project} {version} --to staging` "
+                "puts it behind the canary)")
 
     def _say(self, message: str) -> None:
         try:
