@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,16 +118,16 @@ def _free_port(host: str) -> int:
 
 
 def _health(url: str, timeout: float = 2.0) -> tuple[int, dict]:
+    from workbench.adapters.server_http import ServerUnreachable, get
+
     try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {}
-    except (OSError, ValueError):
+        status, body = get(url + "/health", timeout)
+    except ServerUnreachable:
         return 0, {}
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, {}
 
 
 def _challenger_of(alias: str, serving) -> dict:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import math
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Iterable
@@ -137,14 +135,15 @@ class ScrapeFailed(Exception):
 # -- reading /metrics --------------------------------------------------------------------------
 
 def fetch_metrics(url: str, timeout: float = SCRAPE_TIMEOUT_S) -> str:
+    from workbench.adapters.server_http import ServerUnreachable, get
+
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
-            return response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        raise ScrapeFailed(f"/metrics answered {exc.code}") from None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ScrapeFailed(f"/metrics did not answer: {reason}") from None
+        status, body = get(url.rstrip("/") + "/metrics", timeout)
+    except ServerUnreachable as exc:
+        raise ScrapeFailed(f"/metrics did not answer: {exc}") from None
+    if status != 200:
+        raise ScrapeFailed(f"/metrics answered {status}")
+    return body.decode("utf-8", "replace")
 
 
 def parse_metrics(text: str, at: float | None = None) -> Scrape:
