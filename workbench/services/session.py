@@ -116,15 +116,18 @@ class WorkbenchSession:
 
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event=lambda _e: None, overrides: dict[str, Path] | None = None) -> RunRecord:
-        """`overrides`: project-relative path -> a file the run's snapshot holds there instead."""
+            on_event=lambda _e: None, overrides: dict[str, Path] | None = None,
+            register: bool = True) -> RunRecord:
+        """`overrides`: project-relative path -> a file the run's snapshot holds there instead.
+        `register=False`: the run's model is not registered as a version (a sweep registers only
+        its best trial's, at the end: registry.after_run(..., late=True))."""
         from workbench.services.pipeline import PipelineService
 
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
         with self._in_use():
             record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
-            registration = self._after_run(record, ref)
+            registration = self._after_run(record, ref, register)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so
             # `last_registration` belongs to whichever finished last.
@@ -158,7 +161,7 @@ class WorkbenchSession:
                                                                       | serving_documents(self, project, version))
         return self._registry
 
-    def _after_run(self, record: RunRecord, ref: ProjectRef):
+    def _after_run(self, record: RunRecord, ref: ProjectRef, register: bool = True):
         """Register the run's model and queue the run for MLflow; returns (version or None,
         created now), or None if registering failed. The run is already recorded: a failure
         here is a notice, and the next registry command catches up."""
@@ -168,7 +171,7 @@ class WorkbenchSession:
         except WorkbenchError as exc:  # the run stands; `workbench explain` tries again
             self.notice(f"run {record.id} is recorded, but its model was not explained ({exc})")
         try:
-            registration = self.last_registration = self.registry.after_run(record, ref.manifest)
+            registration = self.last_registration = self.registry.after_run(record, ref.manifest, register)
         except WorkbenchError as exc:
             self.notice(f"run {record.id} is recorded, but its model was not registered yet ({exc}); "
                         "the next `workbench models` registers it")
