@@ -25,7 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 from workbench.core.errors import UsageError, WorkbenchError
 from workbench.core.sweep_spec import SweepParam
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep says what happens itself
+# The sweep says what happens itself; Optuna would log each failed trial with its traceback.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 logging.getLogger("optuna").propagate = False
 
 JOURNAL = "journal.log"
@@ -70,9 +71,10 @@ class SweepStudies:
     def names(self) -> list[str]:
         return optuna.study.get_all_study_names(self.storage)
 
-    def create(self, name: str, direction: str, attrs: dict[str, Any]) -> optuna.Study:
+    def create(self, name: str, direction: str, attrs: dict[str, Any],
+               sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         try:
-            study = optuna.create_study(study_name=name, storage=self.storage, direction=direction)
+            study = optuna.create_study(study_name=name, storage=self.storage, direction=direction, sampler=sampler)
         except optuna.exceptions.DuplicatedStudyError:
             raise UsageError(f"a sweep named {name!r} exists already: continue it with --resume {name}, "
                              "or give another --name") from None
@@ -141,11 +143,6 @@ def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], tr
     """Run up to `trials` trials; a TrialFailed trial is recorded failed and the sweep goes on,
     TrialCancelled (and any other exception) ends it after Optuna recorded the trial failed."""
     study.optimize(objective, n_trials=trials, catch=(TrialFailed,), gc_after_trial=False)
-
-
-def counted(trial: TrialFacts) -> bool:
-    """Trials that count towards the number wanted: finished, and not stopped by a Ctrl-C."""
-    return trial.state in ("complete", "fail", "pruned") and not trial.attrs.get("cancelled")
 
 
 def _facts(trial: FrozenTrial) -> TrialFacts:
