@@ -168,7 +168,7 @@ def test_a_file_changed_during_a_sweep_is_said_and_recorded_with_the_trial(tmp_p
 def test_a_sweep_stopped_by_ctrl_c_resumes_the_same_study(tmp_path):
     project = write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.5\n"})
     args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
-            "--param", "fit.leaves=15,31,63,127", "--sampler", "grid", "--name", "long"]
+            "--param", "fit.leaves=15,31,63", "--sampler", "grid", "--name", "long"]
     process = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     out = Lines(process.stdout)
@@ -181,20 +181,49 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_the_same_study(tmp_path):
     runs = sorted(runs_json(tmp_path), key=lambda r: r["id"])
     assert [(r["sweep_trial"], r["status"]) for r in runs] == [(0, "succeeded"), (1, "cancelled")]
 
-    done = subprocess.run([*args[:args.index("--param")], "--resume", "long"], cwd=REPO, env=cli_env(),
-                          capture_output=True, text=True, timeout=120)
+    # No --runner: the sweep resumes on the runner it started on (its stages' cache keys hold it).
+    resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "long", "-q"]
+    done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     status = subprocess.run([sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweeps", "--json"],
                             cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
     [report] = json.loads(status.stdout)
     states = [(t["number"], t["state"]) for t in report["trials"]]
-    assert states == [(0, "complete"), (1, "cancelled"), (2, "complete"), (3, "complete"), (4, "complete")]
+    assert states == [(0, "complete"), (1, "cancelled"), (2, "complete"), (3, "complete")]
     cancelled = report["trials"][1]["params"]
     assert report["trials"][2]["params"] == cancelled  # the stopped trial's values are tried again first
-    assert sorted(t["params"]["fit.leaves"] for t in report["trials"] if t["state"] == "complete") == [15, 31, 63, 127]
-    assert report["done"] == 4 and not report["stopped"]
+    assert sorted(t["params"]["fit.leaves"] for t in report["trials"] if t["state"] == "complete") == [15, 31, 63]
+    assert report["done"] == 3 and not report["stopped"]
     assert (project / "params.toml").read_text() == "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.5\n"
-    assert sorted(r["sweep_trial"] for r in runs_json(tmp_path)) == [0, 1, 2, 3, 4]
+    runs = runs_json(tmp_path)
+    assert sorted(r["sweep_trial"] for r in runs) == [0, 1, 2, 3]
+    assert {r["runner"] for r in runs} == {"local"}
+    assert "the project changed" not in done.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_again(tmp_path):
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.5\n"})
+    args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
+            "--param", "fit.leaves=15,31,63", "--sampler", "grid", "--name", "killed"]
+    process = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    out = Lines(process.stdout)
+    out.wait_for("▶ run 2 ", timeout=60)
+    process.kill()  # no chance to record anything: the run stays running, the trial RUNNING in the study
+    process.wait(timeout=30)
+
+    resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "killed"]
+    done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "marked run(s) 2 interrupted" in done.stderr
+    assert "the project changed" not in done.stdout  # the killed trial read nothing to compare with
+    status = subprocess.run([sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweeps", "--json"],
+                            cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
+    [report] = json.loads(status.stdout)
+    assert [t["state"] for t in report["trials"]] == ["complete", "cancelled", "complete", "complete"]
+    assert report["trials"][2]["params"] == report["trials"][1]["params"]
+    assert sorted(t["params"]["fit.leaves"] for t in report["trials"] if t["state"] == "complete") == [15, 31, 63]
 
 
 @pytest.mark.parametrize("args, code, says", [

@@ -94,9 +94,23 @@ class SweepStudies:
                           tuple(_facts(t) for t in study.get_trials(deepcopy=False)))
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, also for a trial queued again by `retry_cancelled`. Such a trial
+    has fixed params and no grid point of its own, and Optuna 5.0's after_trial looks its grid
+    point up when one grid point is left (a KeyError 'grid_id'): here it only stops the study
+    once no grid point is left to try. The cancelled trial holds its point as visited, the
+    retry covers it."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
+        elif not self._get_unvisited_grid_ids(study):
+            study.stop()
+
+
 def make_sampler(kind: str, params: tuple[SweepParam, ...], seed: int | None) -> optuna.samplers.BaseSampler:
     if kind == "grid":
-        return optuna.samplers.GridSampler({p.name: list(p.grid()) for p in params}, seed=seed)
+        return _GridSampler({p.name: list(p.grid()) for p in params}, seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)

@@ -60,7 +60,10 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         return _status(printer, workspace, args.status_project, args.json)
     if args.status_project:
         raise UsageError(f"sweep: one project at a time (given: {args.project}, {args.status_project})")
-    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    runner = args.runner
+    if args.resume is not None and runner == "auto":  # the runner it started on (its stages' cache keys)
+        runner = SweepService(WorkbenchSession(workspace, notice=printer.notice)).runner_of(args.resume) or runner
+    session = WorkbenchSession(workspace, runner=runner, notice=printer.notice)
     service = SweepService(session)
     printer.show_logs = not args.quiet
     if args.resume is None:

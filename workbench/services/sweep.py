@@ -100,7 +100,7 @@ class SweepService:
               on_trial_end: TrialEndSink = lambda _t: None) -> SweepReport:
         from workbench.adapters.optuna_study import make_sampler
 
-        study = self.studies.create(plan.name, plan.direction, plan.attrs(),
+        study = self.studies.create(plan.name, plan.direction, plan.attrs() | {"runner": self.session.runner.name},
                                     make_sampler(plan.sampler, plan.params, plan.seed))
         return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end)
 
@@ -128,6 +128,11 @@ class SweepService:
         retry_cancelled(study)
         return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end)
 
+    def runner_of(self, name: str) -> str | None:
+        """The runner a sweep's trials ran on (`local`, `docker`), to resume on the same one: a
+        stage's cache key holds its environment, so another runner would rerun every stage."""
+        return self.studies.facts(name).attrs.get("runner")
+
     def _load(self, plan: SweepPlan):
         from workbench.adapters.optuna_study import make_sampler
 
@@ -140,7 +145,7 @@ class SweepService:
         ref = self.session.project(plan.project)
         before = self.report(plan.name)
         remaining = plan.trials - sum(1 for t in before.trials if counted_state(t))
-        previous = self._last_inputs(before)
+        previous = self._last_inputs(before, set(plan.files.values()))
 
         def objective(trial) -> float:
             nonlocal previous
@@ -238,15 +243,19 @@ class SweepService:
             return None
         return (version.version, created) if version is not None else None
 
-    def _last_inputs(self, report: SweepReport) -> dict[str, str] | None:
-        runs = [t.run_id for t in report.trials if t.run_id is not None]
-        if not runs:
-            return None
-        try:
-            record = self.session.get_run(max(runs))
-        except WorkbenchError:
-            return None
-        return _read_inputs(record, set())
+    def _last_inputs(self, report: SweepReport, swept_files: set[str]) -> dict[str, str] | None:
+        """What the last trial that ran its stages read (a trial stopped before any stage ran,
+        or killed, recorded none: it says nothing about the project then)."""
+        for trial in sorted(report.trials, key=lambda t: t.number, reverse=True):
+            if trial.run_id is None:
+                continue
+            try:
+                record = self.session.get_run(trial.run_id)
+            except WorkbenchError:
+                continue
+            if record.stages:
+                return _read_inputs(record, swept_files)
+        return None
 
     # -- reading -----------------------------------------------------------------------------
 
