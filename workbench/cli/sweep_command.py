@@ -26,7 +26,8 @@ from workbench.services.sweep_plan import SweepRequest
 
 def add_parser(sub) -> None:
     sweep = sub.add_parser("sweep", help="search params with Optuna: one run per trial, the best registered",
-                           description="workbench sweep PROJECT --param KEY=SPEC ... | workbench sweep status [PROJECT]")
+                           description="workbench sweep PROJECT --param KEY=SPEC ... | "
+                                       "workbench sweep status [PROJECT]")
     sweep.add_argument("project", help="project name or path (or `status` to list sweeps)")
     sweep.add_argument("status_project", nargs="?", metavar="PROJECT", help=argparse.SUPPRESS)
     sweep.add_argument("--param", action="append", default=[], dest="params", metavar="KEY=SPEC",
