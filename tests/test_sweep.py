@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.test_signals import REPO, Lines, cli_env, runs_json
@@ -146,6 +147,19 @@ def test_the_manifest_sweep_section_is_the_default(tmp_path, capsys):
     assert code == 0
     assert sorted(t["params"]["fit.leaves"] for t in report["trials"]) == [15, 31]
     assert report["best"]["params"] == {"fit.leaves": 31}
+
+
+def test_a_trial_goes_to_mlflow_tagged_with_its_sweep_and_only_the_best_as_a_version(tmp_path, capsys):
+    write_project(tmp_path)
+    code, report = sweep_json(tmp_path, capsys, "--sampler", "grid", "--param", "fit.leaves=15,31", "--name", "ml")
+    assert code == 0
+    with duckdb.connect(str(tmp_path / ".workbench" / "lineage.duckdb"), read_only=True) as con:
+        queued = con.execute("SELECT kind, key, payload FROM mlflow_outbox ORDER BY id").fetchall()
+    runs = {json.loads(p)["tags"]["workbench.sweep_trial"]: key for kind, key, p in queued if kind == "log_run"}
+    assert runs == {str(t["number"]): f"run:{t['run_id']}" for t in report["trials"]}
+    assert all(json.loads(p)["tags"]["workbench.sweep"] == "ml" for kind, _k, p in queued if kind == "log_run")
+    versions = [json.loads(p)["run_id"] for kind, _k, p in queued if kind == "register_version"]
+    assert versions == [report["best"]["run_id"]]
 
 
 def test_a_file_changed_during_a_sweep_is_said_and_recorded_with_the_trial(tmp_path):

@@ -221,16 +221,14 @@ class SweepService:
                 overrides[file] = target
             on_trial_start(trial.number, values)
 
-            def tagged(event) -> None:
-                if isinstance(event, RunStarted):
-                    self.session.store.tag_sweep_trial(event.run_id, plan.name, trial.number)
+            def noted(event) -> None:
+                if isinstance(event, RunStarted):  # the study knows the run even if it is stopped
                     trial.set_user_attr("run_id", event.run_id)
                 on_event(event)
 
-            record = self.session.run(str(ref.path), trigger=Trigger.SWEEP, cancel=cancel, on_event=tagged,
-                                      overrides=overrides, register=plan.register_all)
-        record.sweep, record.sweep_trial = plan.name, trial.number
-        return record
+            return self.session.run(str(ref.path), trigger=Trigger.SWEEP, cancel=cancel, on_event=noted,
+                                    overrides=overrides, register=plan.register_all,
+                                    sweep=(plan.name, trial.number))
 
     def _register(self, ref, best: TrialReport) -> tuple[int, bool] | None:
         """Register the best trial's model (the trials' runs were queued for MLflow only)."""
