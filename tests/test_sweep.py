@@ -251,6 +251,8 @@ def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_ag
     (["--param", "fit.scale=1,2", "--jobs", "2"], 64, "parallel trials are coming"),
     (["--param", "fit.scale=1,2", "--name", "no spaces"], 64, "--name"),
     (["--resume", "nope"], 64, "no sweep named 'nope'"),
+    (["--resume", "nope", "--jobs", "4"], 64, "parallel trials are coming"),
+    (["--resume", "nope", "--param", "fit.scale=1,2"], 64, "only --trials may change"),
     ([], 64, "at least one --param"),
 ])
 def test_a_bad_sweep_request_says_what_is_wrong_and_runs_nothing(tmp_path, capsys, args, code, says):

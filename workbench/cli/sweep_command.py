@@ -76,6 +76,9 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     elif args.params or args.sampler or args.metric or args.direction or args.name or args.seed is not None:
         raise UsageError("--resume keeps the sweep's own params, sampler, metric, direction, seed and name; "
                          "only --trials may change")
+    elif args.jobs != 1:
+        raise UsageError(f"--jobs {args.jobs}: trials run one at a time for now (parallel trials are coming); "
+                         "use --jobs 1")
     _recover(session, printer)
     events = (lambda _e: None) if args.json else _trial_events(printer)
     with guard.cancels_run() as cancel:  # Ctrl-C: the trial in flight is recorded cancelled, the sweep stops
