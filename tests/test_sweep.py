@@ -162,6 +162,20 @@ def test_a_trial_goes_to_mlflow_tagged_with_its_sweep_and_only_the_best_as_a_ver
     assert versions == [report["best"]["run_id"]]
 
 
+def test_a_params_file_broken_during_a_sweep_fails_that_trial_and_the_sweep_goes_on(tmp_path):
+    project = write_project(tmp_path)
+    service = SweepService(WorkbenchSession(tmp_path, runner="local"))
+    plan = service.plan(SweepRequest("tiny", ("fit.leaves=15,31,63",), trials=3, sampler="grid", name="broken"))
+
+    def break_then_mend(number: int, _values) -> None:
+        (project / "params.toml").write_text("[fit\n" if number == 1 else PARAMS)
+
+    report = service.start(plan, on_trial_start=break_then_mend)
+    assert [t.state for t in report.trials] == ["complete", "fail", "complete"]
+    assert "params.toml is not valid TOML" in report.trials[1].reason
+    assert report.trials[1].run_id is None  # no run was started for it
+
+
 def test_a_file_changed_during_a_sweep_is_said_and_recorded_with_the_trial(tmp_path):
     project = write_project(tmp_path)
     session = WorkbenchSession(tmp_path, runner="local")

@@ -30,6 +30,7 @@ from typing import Any
 from workbench.core.errors import UsageError, WorkbenchError
 from workbench.core.events import RunStarted
 from workbench.core.model import RunRecord, RunStatus, Trigger
+from workbench.core.params_keys import ParamsFileError
 from workbench.core.ports import CancelToken
 from workbench.core.sweep_spec import parse_param_specs, with_values
 from workbench.services.sweep_plan import SweepPlan, SweepRequest, check_keys, plan_sweep
@@ -157,7 +158,14 @@ class SweepService:
                 raise TrialCancelled(cancel.reason or "cancelled")
             try:
                 record = self._trial_run(plan, ref, trial, values, cancel, on_event, on_trial_start)
-            except KeyboardInterrupt:  # a second Ctrl-C: the run was recorded cancelled on its way out
+            except TrialFailed as exc:  # no run: its params could not be written
+                trial.set_user_attr("reason", str(exc))
+                on_trial_end(TrialReport(trial.number, "fail", None, values, reason=str(exc)))
+                raise
+            except (KeyboardInterrupt, WorkbenchError):
+                # A second Ctrl-C (the run was recorded cancelled on its way out), or the project
+                # cannot be run at all now (its manifest broken): the sweep stops, and --resume
+                # tries this trial's values again.
                 trial.set_user_attr("cancelled", True)
                 raise
             inputs = _read_inputs(record, set(plan.files.values()))
@@ -203,9 +211,11 @@ class SweepService:
     def _trial_run(self, plan: SweepPlan, ref, trial, values: dict[str, Any], cancel, on_event,
                    on_trial_start) -> RunRecord:
         """Write the trial's params copies, run the project with them, tag the run."""
+        from workbench.adapters.optuna_study import TrialFailed
         from workbench.adapters.params_files import ParamsReader
         from workbench.adapters.params_writer import write_params
 
+        on_trial_start(trial.number, values)
         reader = ParamsReader(ref.path)  # read now: the trial runs the project as it is now
         by_file: dict[str, dict] = {}
         for param in plan.params:
@@ -217,9 +227,15 @@ class SweepService:
             for index, (file, file_values) in enumerate(by_file.items()):
                 target = Path(tmp) / str(index) / Path(file).name
                 target.parent.mkdir()
-                write_params(with_values(reader(file), file_values), target, file)
+                try:
+                    document = with_values(reader(file), file_values)
+                except ParamsFileError as exc:  # edited into something unreadable since the sweep began
+                    raise TrialFailed(f"{exc}: the trial's values could not be put in") from None
+                except (KeyError, IndexError, TypeError):
+                    keys = ", ".join(p.name for p in plan.params if plan.files[p.name] == file)
+                    raise TrialFailed(f"{file} no longer holds {keys} as a single value") from None
+                write_params(document, target, file)
                 overrides[file] = target
-            on_trial_start(trial.number, values)
 
             def noted(event) -> None:
                 if isinstance(event, RunStarted):  # the study knows the run even if it is stopped
