@@ -85,7 +85,6 @@ def sweep_json(root: Path, capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.slow
 def test_a_sweep_runs_each_trial_as_a_tagged_run_reuses_validate_and_registers_only_the_best(tmp_path, capsys):
     project = write_project(tmp_path)
     code, report = sweep_json(tmp_path, capsys, "--param", "fit.scale=0.5..2", "--param", "fit.leaves=15,31,63",
@@ -128,7 +127,6 @@ def test_a_sweep_runs_each_trial_as_a_tagged_run_reuses_validate_and_registers_o
     assert sorted(r["id"] for r in compared["runs"]) == [r.id for r in runs]
 
 
-@pytest.mark.slow
 def test_the_grid_sampler_walks_the_whole_grid_once(tmp_path, capsys):
     write_project(tmp_path)
     code, report = sweep_json(tmp_path, capsys, "--sampler", "grid", "--param", "fit.scale=1,2",
