@@ -238,11 +238,14 @@ def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_ag
     out.wait_for("▶ run 2 ", timeout=60)
     process.kill()  # no chance to record anything: the run stays running, the trial RUNNING in the study
     process.wait(timeout=30)
+    status = subprocess.run([sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "status", "tiny"],
+                            cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert "killed · tiny · 1/3 trials · stopped" in status.stdout, status.stdout + status.stderr
 
     resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "killed"]
     done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "marked run(s) 2 interrupted" in done.stderr
+    assert {r["id"]: r["status"] for r in runs_json(tmp_path)}[2] == "interrupted"
     assert "the project changed" not in done.stdout  # the killed trial read nothing to compare with
     status = subprocess.run([sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweeps", "--json"],
                             cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)

@@ -178,7 +178,7 @@ def _status(printer: Printer, workspace: Path, project: str | None, as_json: boo
     for r in reports:
         best = (f"best trial {r.best.number} (run {r.best.run_id}) {formatting.metric(r.best.value)} · "
                 f"{_values(r.best.params)}") if r.best else "no trial succeeded"
-        running = sum(1 for t in r.trials if t.state == "running")
+        running = sum(1 for t in r.trials if t.state == "running")  # not "abandoned": its process is gone
         state = "running" if running else ("complete" if r.done >= r.wanted else "stopped")
         printer.out.print(f"[bold]{escape(r.name)}[/] · {escape(r.project)} · {r.done}/{r.wanted} trials · {state} · "
                           f"{r.direction} {escape(r.metric)} · {escape(best)}")

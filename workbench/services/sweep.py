@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ class TrialReport:
 
     number: int
     state: str
-    """complete, fail, cancelled, running, waiting."""
+    """complete, fail, cancelled, running, waiting; abandoned: running in the study, but its
+    run is not (the workbench running it was killed; `--resume` tries its values again)."""
     value: float | None
     params: dict[str, Any]
     run_id: int | None = None
@@ -277,6 +278,10 @@ class SweepService:
         facts = self.studies.facts(name)
         attrs = facts.attrs
         trials = [_trial_report(t) for t in facts.trials]
+        if any(t.state == "running" for t in trials):
+            runs = {trial: status for _id, trial, status in self.session.store.sweep_runs(name)}
+            trials = [replace(t, state="abandoned") if t.state == "running" and runs.get(t.number) not in
+                      (None, str(RunStatus.RUNNING)) else t for t in trials]
         succeeded = [t for t in trials if t.state == "complete" and t.run_status == str(RunStatus.SUCCEEDED)]
         pick = max if facts.direction == "maximize" else min
         best = pick(succeeded, key=lambda t: t.value) if succeeded else None
