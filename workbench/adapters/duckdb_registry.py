@@ -133,13 +133,15 @@ class DuckDBRegistryStore:
     # -- registering runs ------------------------------------------------------------------
 
     def record_run(self, project: str, run_id: int, run_payload: dict[str, Any],
-                   draft: ModelVersion | None, cache_key: str = "") -> tuple[ModelVersion | None, bool]:
+                   draft: ModelVersion | None, cache_key: str = "", late: bool = False
+                   ) -> tuple[ModelVersion | None, bool]:
         """Queue the run for MLflow and register its model (once per model file).
 
         `draft` is the version to register (its number is assigned here); `cache_key` is the
         model stage's, by which a later `reproduce` run is found. Returns the version the run's
         model is (None without a model) and whether this call created it. Calling it again for
-        the same run changes nothing.
+        the same run changes nothing, except with `late`: a run queued earlier without a version
+        (a sweep trial) gets its version now, if its model file has none.
         """
         with self._tx(write=True) as con:
             seen = con.execute("SELECT 1 FROM mlflow_outbox WHERE kind = 'log_run' AND key = ?",
@@ -149,10 +151,11 @@ class DuckDBRegistryStore:
                 existing = version_row(con, "project = ? AND sha256 = ?", [project, draft.sha256])
             if existing is not None:
                 existing = self._resolved(decorate(con, [existing]))[0]
-            if seen:
+            if seen and not late:
                 return existing, False
             run_payload = payload_paths(run_payload, self._stored)
-            enqueue(con, project, "log_run", f"run:{run_id}", run_payload)
+            if not seen:
+                enqueue(con, project, "log_run", f"run:{run_id}", run_payload)
             if draft is None or existing is not None:
                 return existing, False
             number = con.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE project = ?",

@@ -389,9 +389,17 @@ CREATE TABLE evaluations (
 """
 
 
+# A sweep trial's run carries the sweep's name (its id: unique in the workspace, the Optuna
+# study's name) and the trial's number, written as the run starts (workbench.services.sweep).
+V10_SWEEP_TRIALS = """
+ALTER TABLE runs ADD COLUMN sweep VARCHAR;
+ALTER TABLE runs ADD COLUMN sweep_trial INTEGER;
+"""
+
+
 MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
     V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS, V7_STAGE_PARAMS,
-    V8_EXPLANATIONS, V9_EVALUATIONS]
+    V8_EXPLANATIONS, V9_EVALUATIONS, V10_SWEEP_TRIALS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

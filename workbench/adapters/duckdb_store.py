@@ -39,14 +39,14 @@ BUSY_MARKERS = ("Could not set lock on file", "Unique file handle conflict")
 
 RUN_COLUMNS = ("id", "project", "trigger", "status", "runner", "started_at", "finished_at",
                "image_id", "image_tag", "reason", "manifest_hash", "snapshot_id", "stage_filter",
-               "changed_paths", "superseded_by")
+               "changed_paths", "superseded_by", "sweep", "sweep_trial")
 STAGE_COLUMNS = ("run_id", "stage", "status", "command", "cache_key", "output_dir", "output_digest",
                  "started_at", "finished_at", "duration_s", "exit_code", "reason", "log_tail",
                  "reused_from_run")
 # started_at as microseconds since the epoch: building aware datetimes from numbers is twice as
 # fast as attaching a time zone to the naive datetimes DuckDB returns, which shows at 100k rows.
 SUMMARY_COLUMNS = ("id, project, trigger, status, runner, epoch_us(started_at), duration_s, n_reused, n_stages, "
-                   "primary_value, gates_passed, gates_failed")
+                   "primary_value, gates_passed, gates_failed, sweep, sweep_trial")
 
 # One DuckDB instance per process, used by one operation at a time: attaching the same file
 # twice in a process is refused, and store objects for one workspace may live in several threads.
@@ -136,6 +136,21 @@ class DuckDBLineageStore:
         if not updated:
             raise RunNotFound(f"run {run_id} not found")
 
+    def tag_sweep_trial(self, run_id: int, sweep: str, trial: int) -> None:
+        """Mark a run as trial `trial` of sweep `sweep` (as it starts: a trial stopped midway is
+        still found by its sweep)."""
+        with self._session(write=True) as con:
+            updated = con.execute("UPDATE runs SET sweep = ?, sweep_trial = ? WHERE id = ? RETURNING id",
+                                  [sweep, trial, run_id]).fetchall()
+        if not updated:
+            raise RunNotFound(f"run {run_id} not found")
+
+    def sweep_runs(self, sweep: str) -> list[tuple[int, int, str]]:
+        """(run id, trial number, status) of a sweep's runs, by trial."""
+        with self._session() as con:
+            return con.execute("SELECT id, sweep_trial, status FROM runs WHERE sweep = ? ORDER BY sweep_trial, id",
+                               [sweep]).fetchall()
+
     def mark_interrupted(self) -> list[int]:
         host = socket.gethostname()
         with self._session(write=True) as con:
@@ -159,9 +174,9 @@ class DuckDBLineageStore:
                                params).fetchall()
         utc = timezone.utc
         return [RunSummary(run_id, project_, trigger, status, runner, datetime.fromtimestamp(started_us / 1e6, utc),
-                           duration_s, reused, stages, primary_value, passed, failed)
+                           duration_s, reused, stages, primary_value, passed, failed, sweep, trial)
                 for (run_id, project_, trigger, status, runner, started_us, duration_s, reused, stages, primary_value,
-                     passed, failed) in rows]
+                     passed, failed, sweep, trial) in rows]
 
     def list_runs_json(self, project: str | None = None, limit: int = 50, offset: int = 0) -> list[str]:
         """The same rows as list_runs, each already a JSON object: DuckDB writes the JSON, so
@@ -174,7 +189,8 @@ class DuckDBLineageStore:
                     'runner', runner, 'started_at', strftime(started_at, '%Y-%m-%dT%H:%M:%S.%f+00:00'),
                     'duration_s', duration_s, 'reused', n_reused, 'stages', n_stages,
                     'primary_metric', CASE WHEN isnan(primary_value) THEN NULL ELSE primary_value END,
-                    'gates_passed', gates_passed, 'gates_failed', gates_failed)::VARCHAR
+                    'gates_passed', gates_passed, 'gates_failed', gates_failed,
+                    'sweep', sweep, 'sweep_trial', sweep_trial)::VARCHAR
                 FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?""", params).fetchall()
         return [row[0] for row in rows]
 

@@ -73,6 +73,8 @@ def cmd_show(args: argparse.Namespace, printer: Printer, workspace: Path) -> int
     con = printer.out
     con.print(f"[bold]run {record.id}[/] · {escape(record.project)} · trigger {record.trigger} · "
               f"runner {record.runner} · started {record.started_at:%Y-%m-%d %H:%M:%S}")
+    if record.sweep is not None:
+        con.print(f"sweep {escape(record.sweep)} · trial {record.sweep_trial}")
     if record.changed_paths:
         con.print(f"changed: {escape(', '.join(record.changed_paths))}")
     if record.superseded_by is not None:
@@ -239,6 +241,18 @@ def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     from workbench.cli.serve_command import cmd_serve as serve
 
     return serve(args, printer, workspace)
+
+
+def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.sweep_command import cmd_sweep as sweep  # Optuna only when asked
+
+    return sweep(args, printer, workspace)
+
+
+def cmd_sweeps(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.sweep_command import cmd_sweeps as sweeps
+
+    return sweeps(args, printer, workspace)
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:

@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     compare.add_argument("targets", nargs="*", metavar="PROJECT|RUN_ID",
                          help="run ids to compare, and/or a project (default: the project's newest runs)")
     compare.add_argument("--project", "-p", help="the project (instead of naming it among the targets)")
+    compare.add_argument("--sweep", metavar="NAME", help="the runs of a sweep's trials (workbench sweeps lists them)")
     compare.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                          help=f"at most this many of the newest runs (default {DEFAULT_LIMIT}; 0 = all)")
     compare.add_argument("--all", action="store_true", dest="all_params",
@@ -71,7 +72,17 @@ def request_of(args: argparse.Namespace) -> CompareRequest:
 
 def cmd_compare(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     session = WorkbenchSession(workspace, notice=printer.notice)
-    table = session.compare(request_of(args))
+    request = request_of(args)
+    if args.sweep:
+        from dataclasses import replace
+
+        from workbench.services.sweep import SweepService
+
+        trial_runs = SweepService(session).run_ids(args.sweep)
+        if not trial_runs:
+            raise UsageError(f"sweep {args.sweep} has no trial runs yet")
+        request = replace(request, run_ids=tuple(trial_runs) + request.run_ids)
+    table = session.compare(request)
     out = printer.out.file
     if args.json:
         _write_json(out, table)

@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve(sub)
 
+    from workbench.cli.sweep_command import add_parser as add_sweep
+
+    add_sweep(sub)
+
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
     reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")

@@ -248,7 +248,8 @@ class Printer:
             if run.gates_passed or run.gates_failed:
                 gates = f"[green]{run.gates_passed}✓[/]" + (f" [red]{run.gates_failed}✗[/]" if run.gates_failed else "")
             rows.append([
-                str(run.id), escape(run.project), run.trigger, glyph(run.status),
+                str(run.id), escape(run.project),
+                escape(f"sweep {run.sweep}#{run.sweep_trial}") if run.sweep else run.trigger, glyph(run.status),
                 run.started_at.astimezone().strftime("%m-%d %H:%M:%S"), fmt_duration(run.duration_s),
                 f"{run.reused}/{run.stages}", fmt_metric(run.primary_metric), gates,
             ])

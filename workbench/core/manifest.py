@@ -21,6 +21,7 @@ from workbench.core.manifest_reader import TableReader as _Reader
 from workbench.core.manifest_reader import parse_size, path_problem
 from workbench.core.params_keys import PARAMS_SUFFIXES, ParamRef, parse_param_ref
 from workbench.core.stage_command import command_scripts
+from workbench.core.sweep_spec import SweepSpec, parse_sweep_table
 
 MANIFEST_NAME = "workbench.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -311,6 +312,8 @@ class Manifest:
     elsewhere. Snapshots copy their targets' content. Any other symlink that leaves the project
     fails the run before it starts, naming the link: following one by accident would copy
     whatever it points at (`/etc/shadow`, another project's data) into the run."""
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    """`[sweep]`: what `workbench sweep PROJECT` searches by default (workbench.core.sweep_spec)."""
     params_file: str | None = None
     """`[project] params`: the params file a stage's bare keys (`params = ["train"]`) read; unset:
     the one of params.toml, params.yaml, params.yml, params.json at the project's top."""
@@ -375,6 +378,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     gc = GcSpec(keep_runs=gc_table.integer("keep_runs", GcSpec.keep_runs, 0, 1_000_000))
     gc_table.reject_unknown()
     serving = _parse_serving(root.table_of("serving"))
+    sweep = parse_sweep_table(root.table_of("sweep"))
     root.reject_unknown()
 
     return Manifest(
@@ -382,6 +386,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
         evaluation=evaluation, gc=gc,
         drift=drift, external_links=external_links, params_file=params_file, source=source, serving=serving,
+        sweep=sweep,
     )
 
 

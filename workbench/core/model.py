@@ -40,6 +40,7 @@ class Trigger(StrEnum):
     WATCH = "watch"
     DRIFT = "drift"
     REPRODUCE = "reproduce"
+    SWEEP = "sweep"
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,9 @@ class RunRecord:
     gates: list[GateResult] = field(default_factory=list)
     datasets: list[DatasetProfile] = field(default_factory=list)
     superseded_by: int | None = None
+    sweep: str | None = None
+    """The sweep (workbench sweep) this run is a trial of, and the trial's number."""
+    sweep_trial: int | None = None
     snapshot_warnings: list[str] = field(default_factory=list)
     """What taking the run's snapshot left out (a dangling symlink); said by the run as it ends,
     not kept in the lineage store."""
@@ -193,3 +197,5 @@ class RunSummary:
     primary_metric: float | None
     gates_passed: int
     gates_failed: int
+    sweep: str | None = None
+    sweep_trial: int | None = None

@@ -139,6 +139,12 @@ class LineageStore(Protocol):
     def set_superseded_by(self, run_id: int, by_run_id: int) -> None:
         """Link a superseded run to the run that replaced it (short transaction)."""
 
+    def tag_sweep_trial(self, run_id: int, sweep: str, trial: int) -> None:
+        """Mark a run as trial `trial` of sweep `sweep` (workbench.services.sweep)."""
+
+    def sweep_runs(self, sweep: str) -> list[tuple[int, int, str]]:
+        """(run id, trial number, status) of a sweep's runs, by trial."""
+
     def mark_interrupted(self) -> list[int]:
         """Mark runs left running by dead processes as interrupted; return their ids."""
 

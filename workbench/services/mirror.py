@@ -301,6 +301,8 @@ def run_payload(record: RunRecord, primary_metric: str | None, model: Artifact |
     }
     if record.reason:
         tags["workbench.reason"] = record.reason
+    if record.sweep is not None:
+        tags["workbench.sweep"], tags["workbench.sweep_trial"] = record.sweep, str(record.sweep_trial)
     if record.reused_stages:
         tags["workbench.reused_stages"] = ",".join(record.reused_stages)
     for stage in record.stages:

@@ -69,7 +69,8 @@ class RegistryService:
 
     # -- registering -----------------------------------------------------------------------
 
-    def after_run(self, record: RunRecord, manifest: Manifest) -> tuple[ModelVersion | None, bool]:
+    def after_run(self, record: RunRecord, manifest: Manifest, register: bool = True,
+                  late: bool = False) -> tuple[ModelVersion | None, bool]:
         """Queue a finished run for MLflow and register its model as a version.
 
         A version is registered when the run succeeded, ran the whole pipeline (a `--stage`
@@ -77,13 +78,17 @@ class RegistryService:
         model kind; a `reproduce` run only checks an existing version. The same model file is
         one version: a rerun that reuses it returns the existing one. Returns (version or
         None, whether it was created now).
+
+        `register=False` queues the run for MLflow only (a sweep's trials: only the best one
+        becomes a version); `late=True` registers a run queued that way, once the sweep knows
+        it is the best.
         """
         self._refuse_another_folder(record)
         model, stage = _model_artifact(record, manifest.promotion.model_artifact_kind)
         payload = run_payload(record, manifest.primary_metric, model, stage.stage if stage else None)
         draft = None
         complete = {s.stage for s in record.stages} == set(manifest.stages)
-        if (model is not None and record.status is RunStatus.SUCCEEDED and complete
+        if (register and model is not None and record.status is RunStatus.SUCCEEDED and complete
                 and record.trigger is not Trigger.REPRODUCE):
             metrics = record.metrics
             draft = ModelVersion(
@@ -98,7 +103,7 @@ class RegistryService:
                 inputs_digest=inputs_digest(record),
             )
         version, created = self.store.record_run(record.project, record.id, payload, draft,
-                                                 cache_key=stage.cache_key if stage else "")
+                                                 cache_key=stage.cache_key if stage else "", late=late)
         if created and version is not None and manifest.promotion.auto_staging and record.gates_passed:
             self.promote(record.project, version.version, Alias.STAGING,
                          reason=f"[promotion] auto_staging: run {record.id} passed every gate",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from workbench.core.errors import EngineUnavailable, WorkbenchError
-from workbench.core.events import ModelRegistered
+from workbench.core.events import ModelRegistered, RunStarted
 from workbench.core.model import RunRecord, RunSummary, Trigger
 from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
@@ -116,20 +116,39 @@ class WorkbenchSession:
 
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event=lambda _e: None, overrides: dict[str, Path] | None = None) -> RunRecord:
-        """`overrides`: project-relative path -> a file the run's snapshot holds there instead."""
+            on_event=lambda _e: None, overrides: dict[str, Path] | None = None,
+            register: bool = True, sweep: tuple[str, int] | None = None) -> RunRecord:
+        """`overrides`: project-relative path -> a file the run's snapshot holds there instead.
+        `register=False`: the run's model is not registered as a version (a sweep registers only
+        its best trial's, at the end: registry.after_run(..., late=True)). `sweep`: (name, trial
+        number) of the sweep trial this run is, written to its lineage as it starts."""
         from workbench.services.pipeline import PipelineService
 
+        if sweep is not None:
+            on_event = self._tags_sweep_trial(on_event, *sweep)
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
         with self._in_use():
             record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
-            registration = self._after_run(record, ref)
+            if sweep is not None:  # for the MLflow payload: the trial's tags go with it
+                record.sweep, record.sweep_trial = sweep
+            registration = self._after_run(record, ref, register)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so
             # `last_registration` belongs to whichever finished last.
             on_event(ModelRegistered(record.project, record.id, registration[0].version, str(record.trigger)))
         return record
+
+    def _tags_sweep_trial(self, on_event, sweep: str, trial: int):
+        """Tag the run with its sweep as soon as it has an id: a trial stopped midway is still
+        found by its sweep."""
+
+        def tagged(event) -> None:
+            if isinstance(event, RunStarted):
+                self.store.tag_sweep_trial(event.run_id, sweep, trial)
+            on_event(event)
+
+        return tagged
 
     def _in_use(self):
         """The workspace's gc lock, shared: from a run's snapshot until it is recorded and
@@ -158,7 +177,7 @@ class WorkbenchSession:
                                                                       | serving_documents(self, project, version))
         return self._registry
 
-    def _after_run(self, record: RunRecord, ref: ProjectRef):
+    def _after_run(self, record: RunRecord, ref: ProjectRef, register: bool = True):
         """Register the run's model and queue the run for MLflow; returns (version or None,
         created now), or None if registering failed. The run is already recorded: a failure
         here is a notice, and the next registry command catches up."""
@@ -168,7 +187,7 @@ class WorkbenchSession:
         except WorkbenchError as exc:  # the run stands; `workbench explain` tries again
             self.notice(f"run {record.id} is recorded, but its model was not explained ({exc})")
         try:
-            registration = self.last_registration = self.registry.after_run(record, ref.manifest)
+            registration = self.last_registration = self.registry.after_run(record, ref.manifest, register)
         except WorkbenchError as exc:
             self.notice(f"run {record.id} is recorded, but its model was not registered yet ({exc}); "
                         "the next `workbench models` registers it")
