@@ -116,14 +116,17 @@ class WorkbenchSession:
 
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
-            on_event=lambda _e: None, overrides: dict[str, Path] | None = None) -> RunRecord:
-        """`overrides`: project-relative path -> a file the run's snapshot holds there instead."""
+            on_event=lambda _e: None, overrides: dict[str, Path] | None = None, jobs: int | None = None,
+            fail_fast: bool = False) -> RunRecord:
+        """`overrides`: project-relative path -> a file the run's snapshot holds there instead;
+        `jobs`, `fail_fast`: parallel stages (PipelineService.run)."""
         from workbench.services.pipeline import PipelineService
 
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner)
         with self._in_use():
-            record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
+            record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides,
+                                  jobs=jobs, fail_fast=fail_fast)
             registration = self._after_run(record, ref)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so

@@ -1,0 +1,183 @@
+"""Parallel stages on the local runner, with a real DuckDB file and real processes: two
+independent stages run at once, a failing branch lets the other finish and skips its
+dependents, --fail-fast cancels the rest, and the record keeps the manifest's order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.core.events import StageFinished, StageLog, StageStarted
+from workbench.core.model import RunStatus, StageStatus
+from workbench.services.session import WorkbenchSession
+
+# a -> (left, right) -> join. Each branch sleeps as long as its `sleep` file says, and fails
+# when its `fail` file says so; the join reads both branches' outputs.
+MANIFEST = """
+[project]
+name = "diamond"
+
+[environment]
+{environment}
+
+[stages.a]
+command = "python stage.py a"
+inputs = ["stage.py"]
+
+[stages.left]
+command = "python stage.py left"
+inputs = ["stage.py", "left.*"]
+depends_on = ["a"]
+
+[stages.right]
+command = "python stage.py right"
+inputs = ["stage.py", "right.*"]
+depends_on = ["a"]
+
+[stages.join]
+command = "python stage.py join"
+inputs = ["stage.py"]
+depends_on = ["left", "right"]
+"""
+
+STAGE = """
+import os, sys, time, wb
+name = sys.argv[1]
+def setting(suffix, default):
+    path = f"{name}.{suffix}"
+    return open(path).read().strip() if os.path.exists(path) else default
+print(f"{name} starts", flush=True)
+time.sleep(float(setting("sleep", "0")))
+if setting("fail", "no") == "yes":
+    sys.exit(f"{name} was told to fail")
+if name == "join":
+    for up in ("left", "right"):
+        open(wb.upstream(up, "done.txt")).read()
+print(f"{name} ends", flush=True)
+open(wb.output_path("done.txt"), "w").write(name)
+"""
+
+
+def write_diamond(root: Path, sleep: float = 0.0, fail: str | None = None, environment: str = "") -> Path:
+    project = root / "diamond"
+    project.mkdir(parents=True)
+    (project / "workbench.toml").write_text(MANIFEST.format(environment=environment))
+    (project / "stage.py").write_text(textwrap.dedent(STAGE))
+    for branch in ("left", "right"):
+        (project / f"{branch}.sleep").write_text(str(sleep))
+    if fail:
+        (project / f"{fail}.fail").write_text("yes")
+    return project
+
+
+def run(workspace: Path, **kwargs):
+    events = []
+    session = WorkbenchSession(workspace, runner="local")
+    record = session.run("diamond", on_event=events.append, **kwargs)
+    return record, events
+
+
+def by_stage(record):
+    return {s.stage: s for s in record.stages}
+
+
+@pytest.mark.slow
+def test_two_independent_stages_run_at_once(tmp_path):
+    write_diamond(tmp_path, sleep=2.0)
+    start = time.monotonic()
+    record, events = run(tmp_path, jobs=2)
+    elapsed = time.monotonic() - start
+    assert record.status is RunStatus.SUCCEEDED, record.reason
+    # 2 s each: one after the other would take 4 s and more.
+    assert elapsed < 3.5, f"the run took {elapsed:.1f} s: the branches did not overlap"
+    stages = by_stage(record)
+    left, right = stages["left"], stages["right"]
+    assert left.started_at < right.finished_at and right.started_at < left.finished_at
+    assert stages["join"].started_at >= max(left.finished_at, right.finished_at)
+
+
+@pytest.mark.slow
+def test_jobs_1_runs_one_stage_at_a_time(tmp_path):
+    write_diamond(tmp_path, sleep=1.0)
+    record, _events = run(tmp_path, jobs=1)
+    stages = by_stage(record)
+    assert record.status is RunStatus.SUCCEEDED, record.reason
+    assert stages["right"].started_at >= stages["left"].finished_at
+
+
+def test_a_failing_branch_lets_the_other_finish_and_skips_its_dependents(tmp_path):
+    write_diamond(tmp_path, sleep=0.5, fail="left")
+    record, _events = run(tmp_path, jobs=2)
+    stages = by_stage(record)
+    assert record.status is RunStatus.FAILED
+    assert record.reason.startswith("stage left failed")
+    assert stages["left"].status is StageStatus.FAILED
+    assert stages["right"].status is StageStatus.SUCCEEDED
+    assert stages["join"].status is StageStatus.SKIPPED
+    assert stages["join"].reason == "not run: upstream stage left failed"
+
+
+def test_fail_fast_cancels_the_running_branch_and_the_rest(tmp_path):
+    project = write_diamond(tmp_path, fail="left")
+    (project / "right.sleep").write_text("30")
+    start = time.monotonic()
+    record, _events = run(tmp_path, jobs=2, fail_fast=True)
+    assert time.monotonic() - start < 15, "fail-fast did not stop the sleeping branch"
+    stages = by_stage(record)
+    assert record.status is RunStatus.FAILED and record.reason.startswith("stage left failed")
+    assert stages["right"].status is StageStatus.CANCELLED
+    assert stages["right"].reason == "fail-fast: stage left failed"
+    assert stages["join"].status is StageStatus.CANCELLED
+
+
+def test_the_record_keeps_the_manifests_order_whatever_order_stages_finish(tmp_path):
+    project = write_diamond(tmp_path)
+    (project / "left.sleep").write_text("1.0")  # right finishes first
+    record, events = run(tmp_path, jobs=2)
+    finished = [e.result.stage for e in events if isinstance(e, StageFinished)]
+    assert finished == ["a", "right", "left", "join"]
+    assert [s.stage for s in record.stages] == ["a", "left", "right", "join"]
+    again = WorkbenchSession(tmp_path, runner="local").get_run(record.id)
+    assert [s.stage for s in again.stages] == ["a", "left", "right", "join"]
+
+
+def test_each_log_line_names_its_stage_when_stages_interleave(tmp_path):
+    write_diamond(tmp_path, sleep=0.3)
+    _record, events = run(tmp_path, jobs=2)
+    lines = [(e.stage, e.line) for e in events if isinstance(e, StageLog)]
+    for stage in ("left", "right"):
+        assert (stage, f"{stage} starts") in lines and (stage, f"{stage} ends") in lines
+    started = [e.stage for e in events if isinstance(e, StageStarted)]
+    assert sorted(started[1:3]) == ["left", "right"]
+
+
+def test_environment_jobs_in_the_manifest_is_the_default(tmp_path):
+    write_diamond(tmp_path, sleep=0.5, environment="jobs = 1")
+    record, _events = run(tmp_path)
+    stages = by_stage(record)
+    assert stages["right"].started_at >= stages["left"].finished_at
+
+
+def test_cli_run_jobs_and_fail_fast(tmp_path):
+    project = write_diamond(tmp_path, fail="right")
+    (project / "left.sleep").write_text("30")
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli.main", "-w", str(tmp_path), "run", "diamond", "--runner", "local",
+         "--jobs", "2", "--fail-fast"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "right │ right starts" in done.stdout  # each line says its stage
+    assert "left cancelled" in done.stdout and "fail-fast: stage right failed" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "workbench.cli.main", "-w", str(tmp_path), "run", "diamond",
+                          "--jobs", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 64 and "--jobs/-j: must be at least 1, got 0" in bad.stderr
+
+
+def test_a_bad_jobs_value_in_the_manifest_names_the_key(tmp_path):
+    write_diamond(tmp_path, environment="jobs = 0")
+    with pytest.raises(Exception, match=r"environment\.jobs.*between 1 and 64"):
+        run(tmp_path)
