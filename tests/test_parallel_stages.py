@@ -181,3 +181,16 @@ def test_a_bad_jobs_value_in_the_manifest_names_the_key(tmp_path):
     write_diamond(tmp_path, environment="jobs = 0")
     with pytest.raises(Exception, match=r"environment\.jobs.*between 1 and 64"):
         run(tmp_path)
+
+
+def test_the_tuis_live_run_shows_every_running_stage(tmp_path):
+    """The runs table's status of a live run names both parallel stages, with the count of the
+    one that reports progress (the TUI draws it from the same events as the CLI)."""
+    from workbench.core.events import RunStarted, StageProgress
+    from workbench.ui.live import LiveRun
+
+    live = LiveRun.from_event(RunStarted(1, "diamond", ("a", "left", "right", "join"), "local", "manual"))
+    live.apply(StageStarted(1, "left"))
+    live.apply(StageStarted(1, "right"))
+    live.apply(StageProgress(1, "right", 3, 10, "rounds"))
+    assert live.summary() == "left + right 3/10"
