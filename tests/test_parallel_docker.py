@@ -37,9 +37,11 @@ inputs = ["nap.py"]
 
 NAP = """
 import os, time, wb
+began = time.time()  # the host's clock: a container shares the kernel's
 time.sleep(2.0)
 # What the stage's container sees of the workspace: its own folders only.
-wb.log_metrics({"project_files": len(os.listdir(os.environ["WB_PROJECT_DIR"])), "pid": os.getpid()})
+wb.log_metrics({"project_files": len(os.listdir(os.environ["WB_PROJECT_DIR"])), "began": began,
+                "ended": time.time()})
 """
 
 
@@ -71,6 +73,13 @@ def run(root: Path, runner: DockerRunner):
     return record, times
 
 
+def assert_ran_at_once(left, right) -> None:
+    """The stages' own clocks, inside their containers: StageStarted is sent before a stage
+    waits for a worker, so the events alone would overlap even if the stages took turns."""
+    began, ended = (left.metrics["began"], right.metrics["began"]), (left.metrics["ended"], right.metrics["ended"])
+    assert max(began) < min(ended), f"the stages took turns: began {began}, ended {ended}"
+
+
 def test_two_stages_run_at_once_in_warm_workers_of_their_own(tmp_path, runner, docker_engine):
     folder = tmp_path / "pair"
     folder.mkdir()
@@ -81,6 +90,7 @@ def test_two_stages_run_at_once_in_warm_workers_of_their_own(tmp_path, runner, d
     assert record.status is RunStatus.SUCCEEDED, record.reason
     assert times[("start", "left")] < times[("end", "right")] and times[("start", "right")] < times[("end", "left")]
     left, right = record.stages
+    assert_ran_at_once(left, right)
     assert left.metrics["project_files"] == right.metrics["project_files"] == 2  # the snapshot, nothing more
     workers = docker_engine.containers.list(filters={"label": ["workbench.role=worker", "workbench.project=pair"]})
     assert len(workers) == 2, "each running stage needs a worker (a slot) of its own"
@@ -95,6 +105,7 @@ def test_two_stages_run_at_once_in_warm_workers_of_their_own(tmp_path, runner, d
     record, times = run(tmp_path, runner)
     assert record.status is RunStatus.SUCCEEDED, record.reason
     assert times[("start", "left")] < times[("end", "right")] and times[("start", "right")] < times[("end", "left")]
+    assert_ran_at_once(*record.stages)
     created = docker_engine.events(since=since, until=datetime.now(timezone.utc) + timedelta(seconds=1), decode=True,
                                    filters={"type": "container", "event": "create", "label": "workbench.project=pair"})
     assert list(created) == []
