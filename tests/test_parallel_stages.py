@@ -194,3 +194,35 @@ def test_the_tuis_live_run_shows_every_running_stage(tmp_path):
     live.apply(StageStarted(1, "right"))
     live.apply(StageProgress(1, "right", 3, 10, "rounds"))
     assert live.summary() == "left + right 3/10"
+
+
+def test_the_lineage_store_takes_writes_from_parallel_stage_threads(tmp_path):
+    """What parallel stages do to the store at the same moment (look for a reusable result,
+    save an evaluation; the run's profiler beside them), from many threads on one real file:
+    no error, nothing lost. One DuckDB instance per process, one transaction at a time."""
+    import threading
+
+    from workbench.adapters.duckdb_store import DuckDBLineageStore
+
+    store = DuckDBLineageStore(tmp_path / "lineage.duckdb")
+    run_id, _started = store.start_run("diamond", str(tmp_path), "manual", "local", [], [])
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def stage(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                assert store.find_reusable_stage("diamond", f"s{n}", f"key{i}") is None
+                store.save_evaluation(run_id, f"s{n}-{i}", {"n": n, "i": i})
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stage, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    saved = store.evaluations(run_id)
+    assert len(saved) == 80 and saved["s7-9"] == {"n": 7, "i": 9}
