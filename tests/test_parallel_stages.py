@@ -226,3 +226,63 @@ def test_the_lineage_store_takes_writes_from_parallel_stage_threads(tmp_path):
     assert errors == []
     saved = store.evaluations(run_id)
     assert len(saved) == 80 and saved["s7-9"] == {"n": 7, "i": 9}
+
+
+SOLO = """
+[project]
+name = "{name}"
+
+[environment]
+cpus = 2
+
+[stages.work]
+command = "python -c 'import time; time.sleep(1.0)'"
+"""
+
+
+@pytest.mark.slow
+def test_runs_of_one_session_share_its_cpus(tmp_path):
+    """Two watched projects run at the same time (each on a thread, as watch and the TUI do),
+    under the session's one budget: with 2 CPUs and stages of 2 CPUs each, they take turns,
+    and the one that waits says why."""
+    import threading
+
+    from workbench.services.stage_budget import StageBudget
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "workbench.toml").write_text(SOLO.format(name=name))
+    session = WorkbenchSession(tmp_path, runner="local")
+    session.stage_budget = StageBudget(cpus=2)
+    session.store  # opened once, before the threads
+    records, events = {}, []
+
+    def run_project(name: str) -> None:
+        records[name] = session.run(name, on_event=events.append)
+
+    threads = [threading.Thread(target=run_project, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = sorted((records["one"].stages[0], records["two"].stages[0]), key=lambda s: s.started_at)
+    assert first.status is second.status is StageStatus.SUCCEEDED
+    assert second.started_at >= first.finished_at, "the two stages ran at once beyond the budget"
+    waits = [e.line for e in events if isinstance(e, StageLog) and "waiting for CPUs" in e.line]
+    assert waits == ["waiting for CPUs: stages of other runs use 2 of the 2 this workbench has, "
+                     "and this stage needs 2"]
+    assert session.stage_budget.used == 0
+
+
+def test_a_cancelled_run_stops_waiting_for_cpus(tmp_path):
+    from workbench.core.ports import CancelToken
+    from workbench.services.stage_budget import StageBudget
+
+    budget = StageBudget(cpus=1)
+    assert budget.acquire(1, CancelToken(), print)
+    token, said = CancelToken(), []
+    token.cancel("superseded")
+    assert budget.acquire(1, token, said.append) is False
+    assert said == [] and budget.used == 1
+    budget.release(1)
+    assert budget.acquire(4, CancelToken(), said.append), "wider than the budget: runs alone"

@@ -36,6 +36,7 @@ from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment,
 from workbench.core.stage_command import missing_script_problem, not_found_problem
 from workbench.core.stage_schedule import StageSchedule, default_jobs
 from workbench.services.evaluation import evaluate_stage, evaluation_settings
+from workbench.services.stage_budget import StageBudget
 from workbench.services.stage_params import resolve_params
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
@@ -54,10 +55,12 @@ def _ignore(_event) -> None:
 
 class PipelineService:
     def __init__(self, workspace: Workspace, store: LineageStore, runner: StageRunner,
-                 snapshots: SnapshotStore | None = None):
+                 snapshots: SnapshotStore | None = None, budget: StageBudget | None = None):
         self.workspace = workspace
         self.store = store
         self.runner = runner
+        self.budget = budget
+        """CPUs shared with the other runs of this process (services/stage_budget.py); None: none."""
         self.snapshots = snapshots or SnapshotStore(workspace.ensure_state_dir())
 
     def run(self, project: ProjectRef, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
@@ -165,6 +168,8 @@ class PipelineService:
         # are those of the files the run started from, like its inputs.
         params = resolve_params(manifest, snapshot.path, snapshot.files.keys(), selected)
         schedule = stage_schedule(manifest, selected, jobs, fail_fast)
+        # Jobs the user set are taken as said; left to the default, runs share the process's CPUs.
+        budget = None if (jobs or manifest.environment.jobs) else self.budget
         # The stages' own token: fail-fast stops the running ones through it without marking
         # the caller's token (a watch or a sweep may hold it for more than this run).
         stages_cancel = _LinkedCancel(cancel)
@@ -178,13 +183,13 @@ class PipelineService:
 
         def run_inline(name: str) -> None:  # a stage that will not run: settled at once, no thread
             settle(name, self._stage(record, manifest, manifest.stages[name], snapshot, prepared, results,
-                                     stages_cancel, on_event, reuse, params[name]))
+                                     stages_cancel, on_event, reuse, params[name], budget))
 
         def launch(name: str) -> None:
             def work() -> None:
                 try:
                     finished.put((name, self._stage(record, manifest, manifest.stages[name], snapshot, prepared,
-                                                    results, stages_cancel, on_event, reuse, params[name])))
+                                                    results, stages_cancel, on_event, reuse, params[name], budget)))
                 except BaseException as exc:  # handed to the calling thread, which raises it
                     finished.put((name, exc))
 
@@ -239,7 +244,8 @@ class PipelineService:
 
     def _stage(self, record: RunRecord, manifest: Manifest, spec: StageSpec, snapshot: Snapshot, prepared: PreparedEnvironment,
                results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink,
-               reuse: bool = True, params: StageParams | None = None) -> StageResult:
+               reuse: bool = True, params: StageParams | None = None,
+               budget: StageBudget | None = None) -> StageResult:
         params = params or StageParams()
         inputs = stage_inputs(snapshot.hashes, spec.inputs)
         for pattern in spec.inputs:
@@ -293,7 +299,10 @@ class PipelineService:
             cpus=spec.cpus or manifest.environment.cpus, network=manifest.environment.network,
             timeout_s=spec.timeout_s or manifest.environment.timeout_s,
         )
-        on_event(StageStarted(record.id, spec.name))
+        if budget is not None and not budget.acquire(
+                job.cpus, cancel, lambda line: on_event(StageLog(record.id, spec.name, StatusLine(line)))):
+            base.status, base.reason = StageStatus.CANCELLED, cancel.reason or "cancelled"
+            return base
 
         def on_log(line: str) -> None:
             progress = parse_progress(line)
@@ -302,7 +311,12 @@ class PipelineService:
             else:
                 on_event(StageLog(record.id, spec.name, line))
 
-        outcome = self.runner.run_stage(job, on_log, cancel)
+        try:
+            on_event(StageStarted(record.id, spec.name))
+            outcome = self.runner.run_stage(job, on_log, cancel)
+        finally:
+            if budget is not None:
+                budget.release(job.cpus)
         reason = outcome.reason
         if outcome.status is StageStatus.FAILED:  # `sh: 1: pyhton: not found`: name the key that said it
             reason = not_found_problem(f"stages.{spec.name}.command", outcome.exit_code,

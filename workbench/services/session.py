@@ -15,6 +15,7 @@ from workbench.core.events import ModelRegistered
 from workbench.core.model import RunRecord, RunSummary, Trigger
 from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
+from workbench.services.stage_budget import StageBudget
 from workbench.services.workspace import ProjectRef, Workspace
 
 if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
@@ -44,6 +45,8 @@ class WorkbenchSession:
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
         self._interrupted: list[int] = []
+        self.stage_budget = StageBudget()
+        """The CPUs this session's runs share (watch and the TUI run several projects at once)."""
         self._registry = None
         self._explainer = None
         self.last_registration = None
@@ -123,7 +126,7 @@ class WorkbenchSession:
         from workbench.services.pipeline import PipelineService
 
         ref = self.project(project)
-        pipeline = PipelineService(self.workspace, self.store, self.runner)
+        pipeline = PipelineService(self.workspace, self.store, self.runner, budget=self.stage_budget)
         with self._in_use():
             record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides,
                                   jobs=jobs, fail_fast=fail_fast)
