@@ -329,6 +329,8 @@ class WorkerPool:
         self._warming: dict[WorkerKey, int] = {}
         """Workers being started for no stage (watch mode warms one up as it starts): a stage
         waits for such a one rather than start another."""
+        self._starts = 0
+        """Workers being started now, for any key: `stop_all` waits for them, so none is left."""
 
     @staticmethod
     def can_serve(job: StageJob, state_dir: Path) -> bool:
@@ -359,19 +361,21 @@ class WorkerPool:
                 self._discard_key(other)  # the environment changed: its old workers are stale
             if not claim:
                 self._warming[key] = self._warming.get(key, 0) + 1
+            self._starts += 1
+        worker = None
         try:
             with limits_named(key.cpus, key.memory_bytes):
                 worker = self._start(key, preload, on_log)
         finally:
-            if not claim:
-                with self._lock:
+            with self._lock:
+                if not claim:
                     self._warming[key] -= 1
-                    self._lock.notify_all()
-        with self._lock:
-            self._workers.setdefault(key, []).append(worker)
-            if claim:
-                self._claimed.add(id(worker))
-            self._lock.notify_all()
+                if worker is not None:  # listed before the count drops, so stop_all sees it
+                    self._workers.setdefault(key, []).append(worker)
+                    if claim:
+                        self._claimed.add(id(worker))
+                self._starts -= 1
+                self._lock.notify_all()
         return worker
 
     def _claim_free(self, key: WorkerKey, claim: bool = True) -> WarmWorker | None:
@@ -401,7 +405,10 @@ class WorkerPool:
             return len(self._workers.get(key, []))
 
     def stop_all(self) -> None:
+        """Stop every worker, those being started included (waiting for their start to end)."""
         with self._lock:
+            while self._starts:
+                self._lock.wait(0.1)
             for key in list(self._workers):
                 self._discard_key(key)
 
