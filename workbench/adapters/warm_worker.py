@@ -1,5 +1,6 @@
-"""Warm workers: one long-lived container per project environment that has imported the heavy
-libraries once and forks a clean child per stage run (see runtime/wb_worker.py).
+"""Warm workers: a long-lived container per project environment that has imported the heavy
+libraries once and forks a clean child per stage run (see runtime/wb_worker.py); one more per
+stage that runs at the same moment (parallel stages), since each runs one stage at a time.
 
 The container has the cold path's settings (no network unless allowed, not root, read-only root
 filesystem, no capabilities, memory/CPU/pid limits, never the Docker socket), and, like a cold
