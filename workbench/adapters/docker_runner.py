@@ -116,8 +116,10 @@ class DockerRunner:
             return worker.run(job, on_log, cancel)
         except WorkerDied as exc:
             # The next stage gets a fresh worker; this one is recorded as failed, with why.
-            self._workers.discard(key)
+            self._workers.discard(worker)
             return StageOutcome(StageStatus.FAILED, None, str(exc), [], started, _now())
+        finally:
+            self._workers.release(worker)  # no-op after a discard
 
     def warm_up(self, project: str, project_dir: str, env: EnvironmentSpec, state_dir: str,
                 on_log: LogSink) -> None:
@@ -130,7 +132,7 @@ class DockerRunner:
         key = WorkerKey(project, prepared.image_id, prepared.image_tag, state_dir, env.memory_bytes, env.cpus,
                         env.network)
         with engine_calls(self.client, WorkbenchError, "starting the warm worker"):
-            self._workers.worker(key, preload, on_log)
+            self._workers.worker(key, preload, on_log, claim=False)
 
     def _run_cold(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         started = _now()

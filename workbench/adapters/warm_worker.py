@@ -1,5 +1,6 @@
-"""Warm workers: one long-lived container per project environment that has imported the heavy
-libraries once and forks a clean child per stage run (see runtime/wb_worker.py).
+"""Warm workers: a long-lived container per project environment that has imported the heavy
+libraries once and forks a clean child per stage run (see runtime/wb_worker.py); one more per
+stage that runs at the same moment (parallel stages), since each runs one stage at a time.
 
 The container has the cold path's settings (no network unless allowed, not root, read-only root
 filesystem, no capabilities, memory/CPU/pid limits, never the Docker socket), and, like a cold
@@ -312,15 +313,25 @@ def _read_events(conn: socket.socket, buffer: bytes = b""):
 
 
 class WorkerPool:
-    """The warm workers of this workbench process, one per WorkerKey."""
+    """The warm workers of this workbench process: for each WorkerKey, as many as stages of it
+    ran at the same time. Each worker has one slot (the isolation contract: a container sees
+    only the folders of the one stage it runs), so a stage takes a free worker for itself
+    (`worker`) and gives it back (`release`); a second worker of a key starts only when a
+    second stage needs one while the first is busy, and stays for the next parallel stages."""
 
     def __init__(self, client: docker.DockerClient, stall_s: float = DEFAULT_STALL_S):
         self.client = client
         self.stall_s = stall_s
-        self._workers: dict[WorkerKey, WarmWorker] = {}
-        self._lock = threading.Lock()
-        self._starting: set[WorkerKey] = set()
-        """Workers another thread is starting now (watch mode warms one up as it starts)."""
+        self._workers: dict[WorkerKey, list[WarmWorker]] = {}
+        self._claimed: set[int] = set()
+        """id() of the workers a stage holds now."""
+        self._lock = threading.Condition()
+        """Guards the lists; notified when a worker is started or given back."""
+        self._warming: dict[WorkerKey, int] = {}
+        """Workers being started for no stage (watch mode warms one up as it starts): a stage
+        waits for such a one rather than start another."""
+        self._starts = 0
+        """Workers being started now, for any key: `stop_all` waits for them, so none is left."""
 
     @staticmethod
     def can_serve(job: StageJob, state_dir: Path) -> bool:
@@ -331,44 +342,94 @@ class WorkerPool:
         return _under(Path(job.project_dir).resolve(), state / "snapshots") and all(
             _under(Path(p).resolve(), state / "runs") for p in outputs)
 
-    def worker(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
-        if key in self._starting:  # a run that waits for a warm-up says so rather than hang silently
-            on_log(StatusLine(f"waiting for the warm worker of {key.project}, which is starting…"))
+    def worker(self, key: WorkerKey, preload: list[str], on_log: LogSink, claim: bool = True) -> WarmWorker:
+        """A live worker of `key` that no other stage holds, now the caller's until `release`
+        (`claim=False`: start or find one and leave it free, for a warm-up). Stages that need a
+        worker at the same moment start theirs at the same time."""
         with self._lock:
-            current = self._workers.get(key)
-            if current and current.alive():
-                return current
-            if current:
-                self._discard(key)
+            said = False
+            while True:
+                free = self._claim_free(key, claim)
+                if free is not None:
+                    return free
+                if not self._warming.get(key):
+                    break
+                if not said:  # a run that waits for a warm-up says so rather than hang silently
+                    on_log(StatusLine(f"waiting for the warm worker of {key.project}, which is starting…"))
+                    said = True
+                self._lock.wait(0.5)
             for other in [k for k in self._workers if k.project == key.project and k.image_id != key.image_id]:
-                self._discard(other)  # the environment changed: its old worker is stale
-            self._starting.add(key)
-            try:
-                with limits_named(key.cpus, key.memory_bytes):
-                    worker = self._start(key, preload, on_log)
-            finally:
-                self._starting.discard(key)
-            self._workers[key] = worker
-            return worker
+                self._discard_key(other)  # the environment changed: its old workers are stale
+            if not claim:
+                self._warming[key] = self._warming.get(key, 0) + 1
+            self._starts += 1
+        worker = None
+        try:
+            with limits_named(key.cpus, key.memory_bytes):
+                worker = self._start(key, preload, on_log)
+        finally:
+            with self._lock:
+                if not claim:
+                    self._warming[key] -= 1
+                if worker is not None:  # listed before the count drops, so stop_all sees it
+                    self._workers.setdefault(key, []).append(worker)
+                    if claim:
+                        self._claimed.add(id(worker))
+                self._starts -= 1
+                self._lock.notify_all()
+        return worker
 
-    def discard(self, key: WorkerKey) -> None:
+    def _claim_free(self, key: WorkerKey, claim: bool = True) -> WarmWorker | None:
+        for worker in list(self._workers.get(key, [])):
+            if id(worker) in self._claimed:
+                continue
+            if worker.alive():
+                if claim:
+                    self._claimed.add(id(worker))
+                return worker
+            self._discard_worker(worker)
+        return None
+
+    def release(self, worker: WarmWorker) -> None:
+        """The stage is over: the worker may take the next one."""
         with self._lock:
-            self._discard(key)
+            self._claimed.discard(id(worker))
+            self._lock.notify_all()
+
+    def discard(self, worker: WarmWorker) -> None:
+        """A worker that died: the next stage gets a fresh one."""
+        with self._lock:
+            self._discard_worker(worker)
+
+    def count(self, key: WorkerKey) -> int:
+        with self._lock:
+            return len(self._workers.get(key, []))
 
     def stop_all(self) -> None:
+        """Stop every worker, those being started included (waiting for their start to end)."""
         with self._lock:
+            while self._starts:
+                self._lock.wait(0.1)
             for key in list(self._workers):
-                self._discard(key)
+                self._discard_key(key)
 
-    def _discard(self, key: WorkerKey) -> None:
-        worker = self._workers.pop(key, None)
-        if worker is not None:
-            worker.close()
-            try:
-                worker.container.remove(force=True)
-            except (docker.errors.DockerException, requests.RequestException):
-                pass
-            worker.control.remove()
+    def _discard_key(self, key: WorkerKey) -> None:
+        for worker in list(self._workers.get(key, [])):
+            self._discard_worker(worker)
+
+    def _discard_worker(self, worker: WarmWorker) -> None:
+        workers = self._workers.get(worker.key, [])
+        if worker in workers:
+            workers.remove(worker)
+        if not workers:
+            self._workers.pop(worker.key, None)
+        self._claimed.discard(id(worker))
+        worker.close()
+        try:
+            worker.container.remove(force=True)
+        except (docker.errors.DockerException, requests.RequestException):
+            pass
+        worker.control.remove()
 
     def _start(self, key: WorkerKey, preload: list[str], on_log: LogSink) -> WarmWorker:
         state = Path(key.state_dir)

@@ -31,7 +31,8 @@ def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
         printer.notice(f"removed {report.removed_containers} container(s) left by a workbench that stopped")
     printer.show_logs = not args.quiet
     with guard.cancels_run() as cancel:  # SIGTERM, SIGHUP, a closed pipe: cancelled like Ctrl-C
-        record = session.run(str(project.path), stages=args.stages, cancel=cancel, on_event=printer.event)
+        record = session.run(str(project.path), stages=args.stages, cancel=cancel, on_event=printer.event,
+                             jobs=args.jobs, fail_fast=args.fail_fast)
     if guard.signum is not None:
         return guard.exit_code
     if args.json:

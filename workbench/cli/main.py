@@ -42,6 +42,17 @@ def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
                 _global_options_everywhere(sub)
 
 
+def _jobs(text: str) -> int:
+    """`--jobs N`: a whole number of stages, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of stages, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(
         prog="workbench",
@@ -60,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where stages run (default: Docker when reachable, else local processes)")
     run.add_argument("--cold", action="store_true",
                      help="a fresh container per stage instead of the project's warm worker")
+    run.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                     help="stages that may run at once (default: environment.jobs, else CPUs / stage cpus)")
+    run.add_argument("--fail-fast", action="store_true",
+                     help="the first failed stage cancels the others (default: independent stages finish)")
     run.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="also print routine lines (the environment image is up to date)")

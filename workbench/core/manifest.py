@@ -31,6 +31,8 @@ MAX_CPUS = 1024.0
 """More CPUs than any one machine has; the engine refuses more than its own at run time."""
 MIN_CPUS = 0.01
 """Docker's smallest CPU share."""
+MAX_JOBS = 64
+"""Stages of one run at once: more would only queue on any machine this runs on."""
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
 """30 days: past this a time limit is a typo, and timers overflow near 1e9 s."""
 MAX_COOLDOWN_MINUTES = 365 * 24 * 60.0
@@ -86,6 +88,9 @@ class EnvironmentSpec:
     from requirements)."""
     cold: bool = False
     """Require a fresh container per stage (no warm worker)."""
+    jobs: int | None = None
+    """How many of the project's stages may run at once (1 to 64; `workbench run --jobs`
+    overrides it); unset: the machine's CPU count divided by the widest stage's `cpus`."""
 
     @property
     def memory_bytes(self) -> int:
@@ -109,6 +114,9 @@ class StageSpec:
     """Time limit for this stage (above 0, at most 30 days); defaults to environment.timeout_s."""
     memory: str | None = None
     """Memory limit for this stage (6m to 1t); defaults to environment.memory."""
+    cpus: float | None = None
+    """CPU limit for this stage (0.01 to 1024); defaults to environment.cpus. Parallel stages
+    share the run's CPU budget by it."""
     predictions: str | None = None
     """A predictions file the stage writes into its output folder (`predictions.parquet`, or a
     .csv): one row per evaluated example with the label (named as data.target, or `label`), a
@@ -583,9 +591,16 @@ def _parse_environment(table: _Reader) -> EnvironmentSpec:
         timeout_s=_timeout(table, 1800.0),
         preload=table.module_names("preload"),
         cold=table.get("cold", bool, default=False),
+        jobs=_jobs(table),
     )
     table.reject_unknown()
     return spec
+
+
+def _jobs(table: _Reader) -> int | None:
+    if table.get("jobs", int, default=None) is None:
+        return None
+    return table.integer("jobs", 1, 1, MAX_JOBS)
 
 
 def _check_command_scripts(table: _Reader, key: str, command: str) -> None:
@@ -633,6 +648,7 @@ def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
             depends_on=table.strings("depends_on"), timeout_s=_timeout(table, None),
             predictions=_predictions_file(table),
             memory=table.size("memory", None), params=_param_refs(table),
+            cpus=table.number("cpus", None, MIN_CPUS, MAX_CPUS),
         )
         table.reject_unknown()
     for stage in stages.values():

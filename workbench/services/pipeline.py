@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import queue
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +34,9 @@ from workbench.core.params_keys import StageParams
 from workbench.core.planning import CacheKeyParts, matches_any, select_stages, stage_inputs
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner, StatusLine
 from workbench.core.stage_command import missing_script_problem, not_found_problem
+from workbench.core.stage_schedule import StageSchedule, default_jobs
 from workbench.services.evaluation import evaluate_stage, evaluation_settings
+from workbench.services.stage_budget import StageBudget
 from workbench.services.stage_params import resolve_params
 from workbench.services.workspace import ProjectRef, Workspace, load_manifest
 
@@ -50,17 +55,23 @@ def _ignore(_event) -> None:
 
 class PipelineService:
     def __init__(self, workspace: Workspace, store: LineageStore, runner: StageRunner,
-                 snapshots: SnapshotStore | None = None):
+                 snapshots: SnapshotStore | None = None, budget: StageBudget | None = None):
         self.workspace = workspace
         self.store = store
         self.runner = runner
+        self.budget = budget
+        """CPUs shared with the other runs of this process (services/stage_budget.py); None: none."""
         self.snapshots = snapshots or SnapshotStore(workspace.ensure_state_dir())
 
     def run(self, project: ProjectRef, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
             on_event: EventSink = _ignore, reuse: bool = True, snapshot_id: str | None = None,
-            overrides: dict[str, Path] | None = None) -> RunRecord:
+            overrides: dict[str, Path] | None = None, jobs: int | None = None,
+            fail_fast: bool = False) -> RunRecord:
         """Run the project's pipeline (or `stages` and what they depend on) and record it.
+
+        `jobs`: how many stages may run at once (None: the manifest's `environment.jobs`, else
+        from the CPU count); `fail_fast`: the first failed stage cancels the others.
 
         `overrides`: project-relative path -> a file the run's snapshot holds there instead
         (a drift retrain trains on the training data plus the batch; the project is untouched).
@@ -68,6 +79,10 @@ class PipelineService:
         Foreseeable failures (a stage exits non-zero, the image cannot be built, a gate fails)
         are recorded in the returned RunRecord; the run is never left marked running.
         """
+        if jobs is not None and jobs < 1:
+            raise WorkbenchError(f"--jobs must be at least 1, not {jobs}")
+        # Stages run on threads of their own: their events reach the caller one at a time.
+        on_event = _serialized(on_event)
         snapshot = self.snapshots.open(snapshot_id) if snapshot_id else None
         # A rerun of an earlier snapshot uses that snapshot's manifest, not today's.
         manifest, manifest_hash = load_manifest(snapshot.path if snapshot else project.path)
@@ -95,7 +110,8 @@ class PipelineService:
         for warning in snapshot.warnings:  # said at once too: the stage that misses the file may fail first
             on_event(EnvironmentLog(run_id, StatusLine(f"warning: {warning}")))
         try:
-            self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot, overrides)
+            self._execute(record, project.path, manifest, selected, cancel, on_event, reuse, snapshot, overrides,
+                          jobs, fail_fast)
         except RunCancelled as exc:
             record.status = RunStatus.SUPERSEDED if cancel.superseded else RunStatus.CANCELLED
             record.reason = str(exc)
@@ -119,7 +135,8 @@ class PipelineService:
 
     def _execute(self, record: RunRecord, project_dir: Path, manifest: Manifest, selected: list[str],
                  cancel: CancelToken, on_event: EventSink, reuse: bool = True,
-                 snapshot: Snapshot | None = None, overrides: dict[str, Path] | None = None) -> None:
+                 snapshot: Snapshot | None = None, overrides: dict[str, Path] | None = None,
+                 jobs: int | None = None, fail_fast: bool = False) -> None:
         snapshot = snapshot or self.snapshots.take(project_dir, manifest.ignores, overrides, manifest.external_links)
         record.snapshot_id = snapshot.id
         env_log = lambda line: on_event(EnvironmentLog(record.id, line))  # noqa: E731
@@ -131,7 +148,8 @@ class PipelineService:
         # beside the stages, and the run is recorded once both are done.
         profiling = _Background(lambda: self._profile_datasets(manifest, snapshot))
         try:
-            self._run_stages(record, manifest, selected, cancel, on_event, reuse, snapshot, prepared)
+            self._run_stages(record, manifest, selected, cancel, on_event, reuse, snapshot, prepared, jobs,
+                             fail_fast)
         except KeyboardInterrupt:
             raise  # Ctrl-C does not wait for a profile; the next run of this data makes it
         except BaseException:
@@ -140,18 +158,69 @@ class PipelineService:
         record.datasets = profiling.result()  # a failure to save them fails the run, as before
 
     def _run_stages(self, record: RunRecord, manifest: Manifest, selected: list[str], cancel: CancelToken,
-                    on_event: EventSink, reuse: bool, snapshot: Snapshot, prepared: PreparedEnvironment) -> None:
+                    on_event: EventSink, reuse: bool, snapshot: Snapshot, prepared: PreparedEnvironment,
+                    jobs: int | None = None, fail_fast: bool = False) -> None:
+        """Each stage on a thread of its own as soon as the schedule lets it start
+        (core/stage_schedule.py): stages that do not depend on each other run at once, within
+        the run's jobs. Results are settled here, on the calling thread, one at a time."""
         results: dict[str, StageResult] = {}
         # The keys each stage names, read from the snapshot once for the run: a stage's values
         # are those of the files the run started from, like its inputs.
         params = resolve_params(manifest, snapshot.path, snapshot.files.keys(), selected)
-        for name in selected:
-            spec = manifest.stages[name]
-            result = self._stage(record, manifest, spec, snapshot, prepared, results, cancel, on_event, reuse,
-                                 params[name])
+        schedule = stage_schedule(manifest, selected, jobs, fail_fast)
+        # Jobs the user set are taken as said; left to the default, runs share the process's CPUs.
+        budget = None if (jobs or manifest.environment.jobs) else self.budget
+        # The stages' own token: fail-fast stops the running ones through it without marking
+        # the caller's token (a watch or a sweep may hold it for more than this run).
+        stages_cancel = _LinkedCancel(cancel)
+        finished: queue.Queue[tuple[str, StageResult | BaseException]] = queue.Queue()
+        threads: dict[str, threading.Thread] = {}
+
+        def settle(name: str, result: StageResult) -> None:
             results[name] = result
             record.stages.append(result)
             on_event(StageFinished(record.id, result))
+
+        def run_inline(name: str) -> None:  # a stage that will not run: settled at once, no thread
+            settle(name, self._stage(record, manifest, manifest.stages[name], snapshot, prepared, results,
+                                     stages_cancel, on_event, reuse, params[name], budget))
+
+        def launch(name: str) -> None:
+            def work() -> None:
+                try:
+                    finished.put((name, self._stage(record, manifest, manifest.stages[name], snapshot, prepared,
+                                                    results, stages_cancel, on_event, reuse, params[name], budget)))
+                except BaseException as exc:  # handed to the calling thread, which raises it
+                    finished.put((name, exc))
+
+            threads[name] = threading.Thread(target=work, name=f"stage-{name}", daemon=True)
+            threads[name].start()
+
+        try:
+            while not schedule.done:
+                for name in schedule.start():
+                    launch(name)
+                name, outcome = finished.get()
+                del threads[name]
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                settle(name, outcome)
+                ok = outcome.status in DONE
+                if not ok and fail_fast and not stages_cancel.cancelled:
+                    stages_cancel.cancel(f"fail-fast: stage {name} {outcome.status}")
+                for blocked in schedule.finished(name, ok):
+                    run_inline(blocked.stage)
+            for name in schedule.not_started():
+                run_inline(name)
+        except BaseException:
+            # Ctrl-C, or a bug in one stage's thread: stop the others and record what they were.
+            stages_cancel.cancel(cancel.reason if cancel.cancelled else "interrupted")
+            _collect_stragglers(threads, finished, settle)
+            raise
+        finally:
+            stages_cancel.close()
+            position = {name: i for i, name in enumerate(selected)}
+            record.stages.sort(key=lambda r: position.get(r.stage, len(position)))  # manifest order, always
 
         statuses = [r.status for r in record.stages]
         complete = set(selected) == set(manifest.stages) and all(s in DONE for s in statuses)
@@ -175,7 +244,8 @@ class PipelineService:
 
     def _stage(self, record: RunRecord, manifest: Manifest, spec: StageSpec, snapshot: Snapshot, prepared: PreparedEnvironment,
                results: dict[str, StageResult], cancel: CancelToken, on_event: EventSink,
-               reuse: bool = True, params: StageParams | None = None) -> StageResult:
+               reuse: bool = True, params: StageParams | None = None,
+               budget: StageBudget | None = None) -> StageResult:
         params = params or StageParams()
         inputs = stage_inputs(snapshot.hashes, spec.inputs)
         for pattern in spec.inputs:
@@ -226,10 +296,13 @@ class PipelineService:
             upstream_dirs={dep: r.output_dir for dep, r in upstream.items()},
             environment=prepared,
             memory_bytes=parse_size(spec.memory or manifest.environment.memory),
-            cpus=manifest.environment.cpus, network=manifest.environment.network,
+            cpus=spec.cpus or manifest.environment.cpus, network=manifest.environment.network,
             timeout_s=spec.timeout_s or manifest.environment.timeout_s,
         )
-        on_event(StageStarted(record.id, spec.name))
+        if budget is not None and not budget.acquire(
+                job.cpus, cancel, lambda line: on_event(StageLog(record.id, spec.name, StatusLine(line)))):
+            base.status, base.reason = StageStatus.CANCELLED, cancel.reason or "cancelled"
+            return base
 
         def on_log(line: str) -> None:
             progress = parse_progress(line)
@@ -238,7 +311,12 @@ class PipelineService:
             else:
                 on_event(StageLog(record.id, spec.name, line))
 
-        outcome = self.runner.run_stage(job, on_log, cancel)
+        try:
+            on_event(StageStarted(record.id, spec.name))
+            outcome = self.runner.run_stage(job, on_log, cancel)
+        finally:
+            if budget is not None:
+                budget.release(job.cpus)
         reason = outcome.reason
         if outcome.status is StageStatus.FAILED:  # `sh: 1: pyhton: not found`: name the key that said it
             reason = not_found_problem(f"stages.{spec.name}.command", outcome.exit_code,
@@ -313,6 +391,68 @@ class PipelineService:
                 known = self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
             profiles.append(replace(known, path=path))
         return profiles
+
+
+def stage_schedule(manifest: Manifest, selected: list[str], jobs: int | None = None,
+                   fail_fast: bool = False) -> StageSchedule:
+    """The run's schedule. Jobs the user set (`--jobs`, `environment.jobs`) are taken as said:
+    a container's `cpus` is a limit, not a reservation, so more stages than CPUs only share them.
+    Left to the default, the budget is the machine's CPUs, counted by each stage's `cpus`."""
+    cpus = {name: manifest.stages[name].cpus or manifest.environment.cpus for name in selected}
+    chosen = jobs or manifest.environment.jobs
+    budget = None if chosen else float(os.cpu_count() or 1)
+    deps = {name: manifest.stages[name].depends_on for name in selected}
+    return StageSchedule(selected, deps, chosen or default_jobs(list(cpus.values())), cpus, budget, fail_fast)
+
+
+def _serialized(on_event: EventSink) -> EventSink:
+    """The sink, called by one thread at a time: consumers (the CLI's printer, the TUI's
+    bridge, a watch) were written for one stage at a time, and still see one event at a time."""
+    lock = threading.RLock()
+
+    def sink(event) -> None:
+        with lock:
+            on_event(event)
+
+    return sink
+
+
+class _LinkedCancel(CancelToken):
+    """A token cancelled by its own `cancel` or, within a few milliseconds, by its parent's.
+    Runners wait on a token's event, so the parent's cancel is passed on by a small thread
+    rather than read on each call."""
+
+    def __init__(self, parent: CancelToken):
+        super().__init__()
+        self._over = threading.Event()
+
+        def follow() -> None:
+            while not self._over.is_set() and not self.cancelled:
+                if parent.wait(0.02):
+                    self.cancel(parent.reason, parent.superseded)
+                    return
+
+        if parent.cancelled:
+            self.cancel(parent.reason, parent.superseded)
+        else:
+            threading.Thread(target=follow, name="run-cancel", daemon=True).start()
+
+    def close(self) -> None:
+        self._over.set()
+
+
+def _collect_stragglers(threads: dict[str, threading.Thread], finished: queue.Queue, settle,
+                        wait_s: float = 30.0) -> None:
+    """After a cancel: wait (a while) for the stages still running to stop, and settle each."""
+    deadline = time.monotonic() + wait_s
+    while threads:
+        try:
+            name, outcome = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return  # a runner that does not stop; the run is recorded without it
+        threads.pop(name, None)
+        if isinstance(outcome, StageResult):
+            settle(name, outcome)
 
 
 class _Background:

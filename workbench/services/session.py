@@ -15,6 +15,7 @@ from workbench.core.events import ModelRegistered, RunStarted
 from workbench.core.model import RunRecord, RunSummary, Trigger
 from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
+from workbench.services.stage_budget import StageBudget
 from workbench.services.workspace import ProjectRef, Workspace
 
 if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
@@ -44,6 +45,8 @@ class WorkbenchSession:
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
         self._interrupted: list[int] = []
+        self.stage_budget = StageBudget()
+        """The CPUs this session's runs share (watch and the TUI run several projects at once)."""
         self._registry = None
         self._explainer = None
         self.last_registration = None
@@ -117,19 +120,22 @@ class WorkbenchSession:
     def run(self, project: str, stages: list[str] | None = None, trigger: Trigger = Trigger.MANUAL,
             changed_paths: list[str] | None = None, cancel: CancelToken | None = None,
             on_event=lambda _e: None, overrides: dict[str, Path] | None = None,
-            register: bool = True, sweep: tuple[str, int] | None = None) -> RunRecord:
+            register: bool = True, sweep: tuple[str, int] | None = None, jobs: int | None = None,
+            fail_fast: bool = False) -> RunRecord:
         """`overrides`: project-relative path -> a file the run's snapshot holds there instead.
         `register=False`: the run's model is not registered as a version (a sweep registers only
         its best trial's, at the end: registry.after_run(..., late=True)). `sweep`: (name, trial
-        number) of the sweep trial this run is, written to its lineage as it starts."""
+        number) of the sweep trial this run is, written to its lineage as it starts. `jobs`,
+        `fail_fast`: parallel stages (PipelineService.run)."""
         from workbench.services.pipeline import PipelineService
 
         if sweep is not None:
             on_event = self._tags_sweep_trial(on_event, *sweep)
         ref = self.project(project)
-        pipeline = PipelineService(self.workspace, self.store, self.runner)
+        pipeline = PipelineService(self.workspace, self.store, self.runner, budget=self.stage_budget)
         with self._in_use():
-            record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides)
+            record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides,
+                                  jobs=jobs, fail_fast=fail_fast)
             if sweep is not None:  # for the MLflow payload: the trial's tags go with it
                 record.sweep, record.sweep_trial = sweep
             registration = self._after_run(record, ref, register)

@@ -54,14 +54,18 @@ class LiveRun:
     def current_stage(self) -> str | None:
         return next((s.name for s in self.stages.values() if s.status == "running"), None)
 
+    @property
+    def running_stages(self) -> list[str]:
+        return [s.name for s in self.stages.values() if s.status == "running"]
+
     def summary(self) -> str:
         """What the run does now, for its row in the runs table: `train 40/200`; between two
         stages the next one; once every stage ended, `recording` (gates, lineage, registry)."""
-        if self.progress and self.progress[0] == self.current_stage:
-            stage, done, total, _label = self.progress
-            return f"{stage} {done}/{total}"
-        if self.current_stage:
-            return self.current_stage
+        running = self.running_stages
+        if running:
+            # Parallel stages: each running one, the one reporting progress with its count.
+            return " + ".join(f"{name} {self.progress[1]}/{self.progress[2]}"
+                              if self.progress and self.progress[0] == name else name for name in running)
         if self.building:
             return "building image"
         pending = [s.name for s in self.stages.values() if s.status == "pending"]

@@ -59,7 +59,7 @@ class StageProgress(Horizontal):
             label.update(f"{stage} · {what} {done}/{total}")
             bar.update(total=max(total, 1), progress=done)
         else:
-            label.update("building the image…" if live.building else f"{live.current_stage} running…")
+            label.update("building the image…" if live.building else f"{' + '.join(live.running_stages)} running…")
             bar.update(total=None)
 
 
