@@ -359,6 +359,26 @@ async def test_the_models_tab_shows_the_model_hash_and_each_aliases_deploy_point
         assert "model" in text.splitlines()[[i for i, l in enumerate(text.splitlines()) if "version" in l][0]]
 
 
+@asyncio_test
+async def test_the_models_table_is_sized_to_its_cells_when_filled_not_on_its_next_idle(root):
+    """The CI-only timeout above: under load, the table was refilled while the screen drew, and
+    its auto-width columns kept cells cut at the header's width (`eb5f1`, `▲ stag`)."""
+    from workbench.ui.widgets.models import ModelsView
+
+    session = WorkbenchSession(root, runner="local")
+    run_with_scale(session, root, 1.5)
+    v2 = run_with_scale(session, root, 1.8)
+    assert session.registry.promote("tiny", 1, "staging").applied
+    app = make_app(root, session=session)
+    async with app.run_test(size=SMALL) as pilot:
+        await opened(pilot)
+        view = app.main_screen.query_one(ModelsView)
+        view.show("tiny", session.registry.models("tiny"), "score")  # no pause: before any idle
+        widths = {str(c.label): (c.width, c.auto_width) for c in view.table.columns.values()}
+        assert widths["model"] == (len(v2.sha256[:12]), False), widths
+        assert widths["status"] == (len("· registered"), False) and widths["created"][0] >= len("12-01 16:13"), widths
+
+
 # -- the reproducibility verdict --------------------------------------------------------------
 
 

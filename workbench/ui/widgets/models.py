@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Static
 from workbench.core.registry import ModelVersion
 from workbench.ui import format as fmt
 from workbench.ui.actions import view_bindings
-from workbench.ui.widgets.row_table import RowTable
+from workbench.ui.widgets.row_table import RowTable, fill_table
 from workbench.ui.widgets.run_views import Palette
 
 STATUS = {
@@ -77,11 +77,8 @@ class ModelsView(Vertical):
         return self.query_one("#models-table", DataTable)
 
     def on_mount(self) -> None:
-        self._columns()
+        self._draw()
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
-
-    def _columns(self) -> None:
-        self.table.add_columns("version", "status", "run", self.metric, "gates", "model", "created")
 
     @property
     def current(self) -> ModelVersion | None:
@@ -98,10 +95,8 @@ class ModelsView(Vertical):
         keep = self.current.version if self.current and project == self.project and not following else None
         self.project, self.versions = project, versions
         self.pointers = dict(pointers or {})
-        if metric and metric != self.metric:
+        if metric:
             self.metric = metric
-            self.table.clear(columns=True)
-            self._columns()
         self._draw()
         numbers = [v.version for v in versions]
         if keep in numbers:
@@ -113,13 +108,15 @@ class ModelsView(Vertical):
 
     def _draw(self) -> None:
         palette = Palette.of(self.app)
-        table = self.table
-        table.clear()
-        for v in self.versions:
-            table.add_row(Text(f"v{v.version}", justify="right"), status_text(v, palette),
-                          Text(str(v.run_id), justify="right"), Text(fmt.metric(v.primary_value), justify="right"),
-                          gate_counts(v), Text(fmt.short_hash(v.sha256), palette.muted), fmt.when(v.created_at),
-                          key=str(v.version))
+        # Explicit widths (fill_table): auto-width columns are sized on the table's next idle, and
+        # a table refilled while the screen drew kept its cells cut at the header's width, the
+        # model hash as `eb5f1` (a CI-only timeout of the models tab's test, on a busy machine).
+        fill_table(self.table, ("version", "status", "run", self.metric, "gates", "model", "created"),
+                   [(str(v.version), (Text(f"v{v.version}", justify="right"), status_text(v, palette),
+                                      Text(str(v.run_id), justify="right"),
+                                      Text(fmt.metric(v.primary_value), justify="right"), gate_counts(v),
+                                      Text(fmt.short_hash(v.sha256), palette.muted), fmt.when(v.created_at)))
+                    for v in self.versions])
         self._heading()
 
     def _heading(self) -> None:
