@@ -24,10 +24,13 @@ from workbench.ui.widgets.evaluation import EvaluationView
 from workbench.ui.widgets.explanations import ExplanationsView
 from workbench.ui.widgets.log_view import LogView
 from workbench.ui.widgets.models import ModelsView
-from workbench.ui.widgets.row_table import RowTable
+from workbench.ui.widgets.row_table import RowTable, fill_table
 from workbench.ui.widgets.run_views import Palette, lineage_view, validation_view
 
 TABS = tuple(tab for tab, _what in DETAIL_TABS)
+STAGE_COLUMNS = ("stage", "status", "time", "detail")
+METRIC_COLUMNS = ("metric", "value", "stage")
+GATE_COLUMNS = ("gate", "result", "detail")
 TAB_LABELS = {"evaluation": "Eval", "explanations": "Explain"}
 """Shorter tab labels where the full name would push the tab bar past 80 columns."""
 
@@ -119,9 +122,11 @@ class RunDetail(Vertical):
                 yield ModelsView(id="models-view")
 
     def on_mount(self) -> None:
-        self.query_one("#stages-table", DataTable).add_columns("stage", "status", "time", "detail")
-        self.query_one("#metrics-table", DataTable).add_columns("metric", "value", "stage")
-        self.query_one("#gates-table", DataTable).add_columns("gate", "result", "detail")
+        # Explicit widths, set as each table is filled (row_table.fill_table): auto-width columns
+        # are sized on the next idle, and cells drawn before it stayed cut at the header's width.
+        for table, labels in (("#stages-table", STAGE_COLUMNS), ("#metrics-table", METRIC_COLUMNS),
+                              ("#gates-table", GATE_COLUMNS)):
+            fill_table(self.query_one(table, DataTable), labels, [])
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_documents())
 
     @property
@@ -157,18 +162,14 @@ class RunDetail(Vertical):
         else:
             self._stages(record)
             self.query_one(StageProgress).show(None)
-        metrics = self.query_one("#metrics-table", DataTable)
-        metrics.clear()
-        for stage in record.stages:
-            for name, value in sorted(stage.metrics.items()):
-                metrics.add_row(name, Text(fmt.metric(value), justify="right"), stage.stage)
-        gates = self.query_one("#gates-table", DataTable)
-        gates.clear()
+        fill_table(self.query_one("#metrics-table", DataTable), METRIC_COLUMNS,
+                   [(f"{stage.stage}/{name}", (name, Text(fmt.metric(value), justify="right"), stage.stage))
+                    for stage in record.stages for name, value in sorted(stage.metrics.items())])
         palette = Palette.of(self.app)
-        for gate in record.gates:
-            result = {True: ("✓ pass", palette.good), False: ("✗ fail", palette.bad)}.get(
-                gate.passed, ("– not evaluated", palette.muted))
-            gates.add_row(gate.rule, Text(*result), gate.detail)
+        results = {True: ("✓ pass", palette.good), False: ("✗ fail", palette.bad)}
+        fill_table(self.query_one("#gates-table", DataTable), GATE_COLUMNS,
+                   [(str(i), (gate.rule, Text(*results.get(gate.passed, ("– not evaluated", palette.muted))),
+                              gate.detail)) for i, gate in enumerate(record.gates)])
         if not same_run or live is None:
             self._log(record, live)
         self._redraw_documents()
@@ -201,9 +202,8 @@ class RunDetail(Vertical):
 
     def show_live(self, live: LiveRun) -> None:
         """Stages of a run in flight, from its events."""
-        table = self.query_one("#stages-table", DataTable)
         palette = Palette.of(self.app)
-        table.clear()
+        rows = []
         for state in live.stages.values():
             if state.status == "running" and state.started is not None:
                 elapsed = fmt.duration(time.monotonic() - state.started)
@@ -214,8 +214,9 @@ class RunDetail(Vertical):
             detail = state.detail
             if state.status == "running" and live.progress and live.progress[0] == state.name:
                 detail = f"{live.progress[3]} {live.progress[1]}/{live.progress[2]}"
-            table.add_row(state.name, Text(fmt.status_text(state.status), palette.tone(fmt.tone(state.status))),
-                          elapsed, detail)
+            rows.append((state.name, (state.name, Text(fmt.status_text(state.status),
+                                                       palette.tone(fmt.tone(state.status))), elapsed, detail)))
+        fill_table(self.query_one("#stages-table", DataTable), STAGE_COLUMNS, rows)
         self.query_one(StageProgress).show(live)
 
     def tick(self) -> None:
@@ -253,13 +254,15 @@ class RunDetail(Vertical):
         self.query_one("#run-heading", Static).update(text)
 
     def _stages(self, record: RunRecord) -> None:
-        table = self.query_one("#stages-table", DataTable)
         palette = Palette.of(self.app)
-        table.clear()
+        rows = []
         for stage in record.stages:
             detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
-            table.add_row(stage.stage, Text(fmt.status_text(stage.status), palette.tone(fmt.tone(stage.status))),
-                          fmt.duration(stage.duration_s) if str(stage.status) != "reused" else "—", detail)
+            rows.append((stage.stage, (stage.stage, Text(fmt.status_text(stage.status),
+                                                         palette.tone(fmt.tone(stage.status))),
+                                       fmt.duration(stage.duration_s) if str(stage.status) != "reused" else "—",
+                                       detail)))
+        fill_table(self.query_one("#stages-table", DataTable), STAGE_COLUMNS, rows)
 
     def _log(self, record: RunRecord, live: LiveRun | None) -> None:
         if live is not None:

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from workbench.core.errors import WorkbenchError
+from workbench.ui.widgets.row_table import fill_table
 from workbench.services.live_quality import live_quality
 from workbench.services.serving_stats import (
     WINDOW_S, HistoryPoint, RoleStats, ScrapeWindow, ServerStats, latency_ms, totals, with_quality,
@@ -153,19 +154,16 @@ class ServingTable(DataTable):
     def show(self, view: ServingView) -> None:
         rows = view.rows()
         columns = self.COLUMNS + (("quality",) if any(row.quality for _, row, _, _ in rows) else ())
-        if tuple(str(key.value) for key in self.columns) != columns:
-            self.clear(columns=True)
-            for column in columns:
-                self.add_column(column, key=column)
         cursor = self.cursor_row
-        self.clear()
+        cells = []
         for alias, row, now, start in rows:
-            cells = [f"{alias.alias} v{row.version}", row.role, _rate(alias, now), latency_ms(row.p50, unit=False),
-                     latency_ms(row.p95, unit=False), latency_ms(row.p99, unit=False),
-                     "-" if row.error_rate is None else f"{row.error_rate:.1%}",
-                     f"{start.requests:,}" if start else "-"]
-            self.add_row(*cells, *([_quality(row)] if len(columns) > len(self.COLUMNS) else []),
-                         key=f"{alias.alias}/{row.version}/{row.role}")
+            line = (f"{alias.alias} v{row.version}", row.role, _rate(alias, now), latency_ms(row.p50, unit=False),
+                    latency_ms(row.p95, unit=False), latency_ms(row.p99, unit=False),
+                    "-" if row.error_rate is None else f"{row.error_rate:.1%}",
+                    f"{start.requests:,}" if start else "-")
+            cells.append((f"{alias.alias}/{row.version}/{row.role}",
+                          line + ((_quality(row),) if len(columns) > len(self.COLUMNS) else ())))
+        fill_table(self, columns, cells)  # explicit widths: auto-width columns are sized on the next idle
         if self.row_count:  # redrawn each second: the cursor stays where the user left it
             self.move_cursor(row=min(cursor, self.row_count - 1))
 
