@@ -21,7 +21,7 @@ from workbench.core.events import RunFinished
 from workbench.core.sweep_spec import DIRECTIONS, SAMPLERS
 from workbench.services.session import WorkbenchSession
 from workbench.services.sweep import SweepReport, SweepService, TrialReport
-from workbench.services.sweep_plan import SweepRequest
+from workbench.services.sweep_plan import SweepRequest, check_jobs
 
 
 def add_parser(sub) -> None:
@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
     sweep.add_argument("--metric", default=None, help="the metric to optimize (default: the primary metric)")
     sweep.add_argument("--direction", choices=DIRECTIONS, default=None,
                        help="default: the project's primary_metric_goal")
-    sweep.add_argument("--jobs", type=int, default=1, help="trials at once (only 1 for now)")
+    sweep.add_argument("--jobs", type=int, default=1, help="trials at once (default 1); each trial's stages "
+                                                           "share the session's CPU budget")
     sweep.add_argument("--seed", type=int, default=None, help="the sampler's seed, for a repeatable search")
     sweep.add_argument("--name", default=None, help="the sweep's name (default PROJECT-YYYYMMDD-HHMMSS)")
     sweep.add_argument("--resume", metavar="NAME", default=None,
@@ -76,17 +77,16 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     elif args.params or args.sampler or args.metric or args.direction or args.name or args.seed is not None:
         raise UsageError("--resume keeps the sweep's own params, sampler, metric, direction, seed and name; "
                          "only --trials may change")
-    elif args.jobs != 1:
-        raise UsageError(f"--jobs {args.jobs}: trials run one at a time for now (parallel trials are coming); "
-                         "use --jobs 1")
+    else:
+        check_jobs(args.jobs)
     _recover(session, printer)
     events = (lambda _e: None) if args.json else _trial_events(printer)
-    with guard.cancels_run() as cancel:  # Ctrl-C: the trial in flight is recorded cancelled, the sweep stops
+    with guard.cancels_run() as cancel:  # Ctrl-C: every trial in flight is recorded cancelled, the sweep stops
         if args.resume is None:
-            report = service.start(plan, cancel, events, *_trial_sinks(printer, args.json))
+            report = service.start(plan, cancel, events, *_trial_sinks(printer, args.json), jobs=args.jobs)
         else:
             report = service.resume(args.resume, args.project, args.trials, cancel, events,
-                                    *_trial_sinks(printer, args.json))
+                                    *_trial_sinks(printer, args.json), jobs=args.jobs)
     if args.json:
         printer.json(_as_json(report))
     else:
