@@ -254,6 +254,35 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_the_same_study(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_cancels_every_parallel_trial_in_flight_and_resume_tries_each_again(tmp_path):
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 2\n"})
+    args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
+            "--param", "fit.leaves=15,31,63,127", "--sampler", "grid", "--name", "both", "--jobs", "2"]
+    process = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    out = Lines(process.stdout)
+    out.wait_for("▶ run 3 ", timeout=60)  # trials 1 and 2 in flight at once (trial 0 ran alone)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "--resume both" in out.text()
+    runs = sorted(runs_json(tmp_path), key=lambda r: r["id"])
+    assert [(r["sweep_trial"], r["status"]) for r in runs] == [(0, "succeeded"), (1, "cancelled"), (2, "cancelled")]
+
+    resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "both", "-q",
+              "--jobs", "2", "--json"]
+    done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    by_number = {t["number"]: t for t in report["trials"]}
+    assert [by_number[n]["state"] for n in (0, 1, 2)] == ["complete", "cancelled", "cancelled"]
+    complete = [t for t in report["trials"] if t["state"] == "complete"]
+    assert sorted(t["params"]["fit.leaves"] for t in complete) == [15, 31, 63, 127]  # both cancelled points again
+    assert report["done"] == 4 and not report["stopped"]
+    # Six runs, each recorded once with a final status (leaves = 127 scores below the gate).
+    assert sorted(r["status"] for r in runs_json(tmp_path)) == ["cancelled"] * 2 + ["gate_failed"] + ["succeeded"] * 3
+
+
+@pytest.mark.slow
 def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_again(tmp_path):
     write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.5\n"})
     args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
