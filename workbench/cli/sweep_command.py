@@ -3,7 +3,7 @@
 
 Exit codes as for `run`: 0 the sweep finished (a trial that failed is part of the search, not
 the sweep's failure); 1 no trial succeeded; 3 bad input or environment; 64 a bad --param or
-option; 130 (or 128 + the signal) stopped, with the trial in flight recorded cancelled.
+option; 130 (or 128 + the signal) stopped, with every trial in flight recorded cancelled.
 """
 
 from __future__ import annotations
