@@ -6,6 +6,7 @@ sweep's runs carry its tags."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -35,6 +36,9 @@ def test_a_parallel_sweep_and_runs_of_the_same_project_from_another_process_shar
         assert done.returncode == 0, done.stdout + done.stderr
         assert "lock" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
     assert "lock" not in sweep_text.lower(), sweep_text
+    # Two trials' lines interleave: each stage line names its run, so they can be told apart.
+    finished = re.findall(r"✓ fit \(run (\d+)\) succeeded", sweep_text)
+    assert len(set(finished)) == 4, sweep_text
 
     recorded = runs_json(tmp_path)
     assert sorted(Counter(r["id"] for r in recorded).values()) == [1] * 6  # 4 trials + 2 runs, once each

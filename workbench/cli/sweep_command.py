@@ -9,6 +9,7 @@ option; 130 (or 128 + the signal) stopped, with every trial in flight recorded c
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from rich.markup import escape
@@ -17,7 +18,7 @@ from workbench.cli.interrupts import guard
 from workbench.cli.render import Printer
 from workbench.core import formatting
 from workbench.core.errors import UsageError
-from workbench.core.events import RunFinished
+from workbench.core.events import RunFinished, StageFinished, StageLog, StageProgress, StageStarted
 from workbench.core.sweep_spec import DIRECTIONS, SAMPLERS
 from workbench.services.session import WorkbenchSession
 from workbench.services.sweep import SweepReport, SweepService, TrialReport
@@ -80,7 +81,7 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     else:
         check_jobs(args.jobs)
     _recover(session, printer)
-    events = (lambda _e: None) if args.json else _trial_events(printer)
+    events = (lambda _e: None) if args.json else _trial_events(printer, args.jobs > 1)
     with guard.cancels_run() as cancel:  # Ctrl-C: every trial in flight is recorded cancelled, the sweep stops
         if args.resume is None:
             report = service.start(plan, cancel, events, *_trial_sinks(printer, args.json), jobs=args.jobs)
@@ -107,13 +108,20 @@ def _recover(session: WorkbenchSession, printer: Printer) -> None:
                        "the workbench that ran them stopped")
 
 
-def _trial_events(printer: Printer):
+def _trial_events(printer: Printer, parallel: bool = False):
     """A trial's run as `workbench run` shows it, but its end in one line (the trial's): the
-    metrics and gates tables of every trial are what `workbench compare --sweep` is for."""
+    metrics and gates tables of every trial are what `workbench compare --sweep` is for.
+    `parallel`: trials' lines interleave, so each stage is named with its run (`train (run 3)`),
+    which the trial's own lines name too."""
 
     def show(event) -> None:
-        if not isinstance(event, RunFinished):
-            printer.event(event)
+        if isinstance(event, RunFinished):
+            return
+        if parallel and isinstance(event, (StageStarted, StageLog, StageProgress)):
+            event = replace(event, stage=f"{event.stage} (run {event.run_id})")
+        elif parallel and isinstance(event, StageFinished):
+            event = replace(event, result=replace(event.result, stage=f"{event.result.stage} (run {event.run_id})"))
+        printer.event(event)
 
     return show
 
