@@ -127,6 +127,32 @@ def test_a_sweep_runs_each_trial_as_a_tagged_run_reuses_validate_and_registers_o
     assert sorted(r["id"] for r in compared["runs"]) == [r.id for r in runs]
 
 
+@pytest.mark.slow
+def test_parallel_trials_run_at_once_each_recorded_once_and_validate_still_runs_once(tmp_path, capsys):
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.0\n"})
+    code, report = sweep_json(tmp_path, capsys, "--param", "fit.scale=1..2", "--param", "fit.leaves=15,31,63",
+                              "--trials", "5", "--jobs", "2", "--seed", "3", "--name", "wide")
+    assert code == 0
+    assert sorted((t["number"], t["state"]) for t in report["trials"]) == [(n, "complete") for n in range(5)]
+
+    session = WorkbenchSession(tmp_path, runner="local")
+    runs = sorted(session.runs("tiny"), key=lambda r: r.id)
+    assert sorted((r.sweep, r.sweep_trial, str(r.status)) for r in runs) == [
+        ("wide", n, "succeeded") for n in range(5)]
+    assert {t["run_id"] for t in report["trials"]} == {r.id for r in runs}
+    records = [session.get_run(r.id) for r in runs]
+    # Trial 0 runs alone, so validate runs once and the other trials reuse it.
+    validate = [next(s for s in r.stages if s.stage == "validate").status for r in records]
+    assert validate == [StageStatus.SUCCEEDED] + [StageStatus.REUSED] * 4
+    for trial in report["trials"]:  # each run has its own trial's values, not its neighbour's
+        fit = next(s for s in session.get_run(trial["run_id"]).stages if s.stage == "fit")
+        assert json.loads(fit.param_values["params.toml:fit"])["leaves"] == trial["params"]["fit.leaves"]
+    # Trials 1..4 ran two at a time: some two of their runs overlap in time.
+    spans = [(r.started_at, r.finished_at) for r in records[1:]]
+    assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(spans, 2))
+    assert [v.run_id for v in session.registry.models("tiny")] == [report["best"]["run_id"]]
+
+
 def test_the_grid_sampler_walks_the_whole_grid_once(tmp_path, capsys):
     write_project(tmp_path)
     code, report = sweep_json(tmp_path, capsys, "--sampler", "grid", "--param", "fit.scale=1,2",
@@ -228,6 +254,36 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_the_same_study(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_cancels_every_parallel_trial_in_flight_and_resume_tries_each_again(tmp_path):
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 2\n"})
+    args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
+            "--param", "fit.leaves=15,31,63,127", "--sampler", "grid", "--name", "both", "--jobs", "2"]
+    process = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    out = Lines(process.stdout)
+    out.wait_for("▶ run 3 ", timeout=60)  # trials 1 and 2 in flight at once (trial 0 ran alone)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "--resume both" in out.text()
+    runs = runs_json(tmp_path)  # trials 1 and 2 start at once: either may get run 2
+    assert sorted((r["sweep_trial"], r["status"]) for r in runs) == [(0, "succeeded"), (1, "cancelled"),
+                                                                      (2, "cancelled")]
+
+    resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "both", "-q",
+              "--jobs", "2", "--json"]
+    done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    by_number = {t["number"]: t for t in report["trials"]}
+    assert [by_number[n]["state"] for n in (0, 1, 2)] == ["complete", "cancelled", "cancelled"]
+    complete = [t for t in report["trials"] if t["state"] == "complete"]
+    assert sorted(t["params"]["fit.leaves"] for t in complete) == [15, 31, 63, 127]  # both cancelled points again
+    assert report["done"] == 4 and not report["stopped"]
+    # Six runs, each recorded once with a final status (leaves = 127 scores below the gate).
+    assert sorted(r["status"] for r in runs_json(tmp_path)) == ["cancelled"] * 2 + ["gate_failed"] + ["succeeded"] * 3
+
+
+@pytest.mark.slow
 def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_again(tmp_path):
     write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 1.5\n"})
     args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
@@ -263,10 +319,10 @@ def test_a_sweep_whose_process_was_killed_resumes_with_the_killed_trial_tried_ag
     (["--param", "fit=1,2"], 64, "is a table, not a single value"),
     (["--param", "params.yaml:fit.x=1,2"], 64, "params.yaml"),
     (["--param", "fit.scale=0.5..2", "--sampler", "grid"], 64, "grid sampler needs a list of values"),
-    (["--param", "fit.scale=1,2", "--jobs", "2"], 64, "parallel trials are coming"),
+    (["--param", "fit.scale=1,2", "--jobs", "0"], 64, "--jobs 0: trials at once must be at least 1"),
     (["--param", "fit.scale=1,2", "--name", "no spaces"], 64, "--name"),
     (["--resume", "nope"], 64, "no sweep named 'nope'"),
-    (["--resume", "nope", "--jobs", "4"], 64, "parallel trials are coming"),
+    (["--resume", "nope", "--jobs", "-1"], 64, "--jobs -1: trials at once must be at least 1"),
     (["--resume", "nope", "--param", "fit.scale=1,2"], 64, "only --trials may change"),
     ([], 64, "at least one --param"),
 ])

@@ -1,6 +1,7 @@
 """A sweep on the example project in real containers (its warm worker): validate runs once for
 the whole sweep, every trial's train and evaluate run with the trial's values, the gates are
-checked, and only the best trial's model is registered."""
+checked, and only the best trial's model is registered; with --jobs 2, trials 1 and 2 run at
+once, each in its own fork of the project's warm-worker pool."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parent.parent / "projects" / "telco-churn"
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_a_sweep_of_the_example_reuses_validate_and_registers_the_best(tmp_path, docker_engine, docker_base_image,
-                                                                        monkeypatch):
+                                                                        monkeypatch, jobs):
     monkeypatch.setenv("WORKBENCH_BASE_IMAGE", docker_base_image)
     shutil.copytree(EXAMPLE, tmp_path / "telco-churn", ignore=shutil.ignore_patterns(".workbench"))
     params_before = (tmp_path / "telco-churn" / "params.toml").read_bytes()
@@ -31,7 +33,7 @@ def test_a_sweep_of_the_example_reuses_validate_and_registers_the_best(tmp_path,
         plan = service.plan(SweepRequest("telco-churn", ("train.learning_rate=0.01..0.3:log",
                                                          "train.num_leaves=15,31,63"),
                                          trials=3, sampler="random", seed=5, name="example"))
-        report = service.start(plan)
+        report = service.start(plan, jobs=jobs)
     finally:
         session.runner.close()
 
@@ -51,3 +53,6 @@ def test_a_sweep_of_the_example_reuses_validate_and_registers_the_best(tmp_path,
     best = report.best
     assert best is not None and best.value == max(t.value for t in report.trials if t.run_status == "succeeded")
     assert [v.run_id for v in session.registry.models("telco-churn")] == [best.run_id]
+    if jobs == 2:  # trial 0 alone (its validate is reused by the others), then 1 and 2 at once
+        (_, start_a, end_a), (_, start_b, end_b) = sorted((r.id, r.started_at, r.finished_at) for r in records[1:])
+        assert start_b < end_a and start_a < end_b

@@ -153,10 +153,40 @@ def retry_cancelled(study: optuna.Study) -> list[int]:
     return retried
 
 
-def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], trials: int) -> None:
-    """Run up to `trials` trials; a TrialFailed trial is recorded failed and the sweep goes on,
-    TrialCancelled (and any other exception) ends it after Optuna recorded the trial failed."""
-    study.optimize(objective, n_trials=trials, catch=(TrialFailed,), gc_after_trial=False)
+def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], trials: int, jobs: int = 1) -> None:
+    """Run up to `trials` trials, `jobs` at once (Optuna's own n_jobs: threads sharing the
+    study, each asking the sampler for its trial); a TrialFailed trial is recorded failed and
+    the sweep goes on, TrialCancelled (and any other exception) ends it after Optuna recorded
+    the trial failed.
+
+    With several jobs, Optuna re-raises a trial's exception only when it waits for a free
+    thread: one raised by a trial of the last wave is dropped. So every trial's exception is
+    kept here, no new trial starts once one is raised (study.stop), and the first is raised
+    again when every thread has finished."""
+    if jobs == 1:
+        study.optimize(objective, n_trials=trials, catch=(TrialFailed,), gc_after_trial=False)
+        return
+    raised: list[BaseException] = []
+
+    def kept(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except TrialFailed:
+            raise
+        except BaseException as exc:
+            raised.append(exc)
+            study.stop()
+            raise
+
+    try:
+        study.optimize(kept, n_trials=trials, n_jobs=jobs, catch=(TrialFailed,), gc_after_trial=False)
+    except BaseException as exc:
+        if exc not in raised:
+            raise
+    if raised:
+        # A trial stopped by a user (TrialCancelled) says less than one that broke: raise that.
+        first = next((e for e in raised if not isinstance(e, TrialCancelled)), raised[0])
+        raise first
 
 
 def _facts(trial: FrozenTrial) -> TrialFacts:

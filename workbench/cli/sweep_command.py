@@ -3,12 +3,13 @@
 
 Exit codes as for `run`: 0 the sweep finished (a trial that failed is part of the search, not
 the sweep's failure); 1 no trial succeeded; 3 bad input or environment; 64 a bad --param or
-option; 130 (or 128 + the signal) stopped, with the trial in flight recorded cancelled.
+option; 130 (or 128 + the signal) stopped, with every trial in flight recorded cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from rich.markup import escape
@@ -17,11 +18,11 @@ from workbench.cli.interrupts import guard
 from workbench.cli.render import Printer
 from workbench.core import formatting
 from workbench.core.errors import UsageError
-from workbench.core.events import RunFinished
+from workbench.core.events import RunFinished, StageFinished, StageLog, StageProgress, StageStarted
 from workbench.core.sweep_spec import DIRECTIONS, SAMPLERS
 from workbench.services.session import WorkbenchSession
 from workbench.services.sweep import SweepReport, SweepService, TrialReport
-from workbench.services.sweep_plan import SweepRequest
+from workbench.services.sweep_plan import SweepRequest, check_jobs
 
 
 def add_parser(sub) -> None:
@@ -39,7 +40,8 @@ def add_parser(sub) -> None:
     sweep.add_argument("--metric", default=None, help="the metric to optimize (default: the primary metric)")
     sweep.add_argument("--direction", choices=DIRECTIONS, default=None,
                        help="default: the project's primary_metric_goal")
-    sweep.add_argument("--jobs", type=int, default=1, help="trials at once (only 1 for now)")
+    sweep.add_argument("--jobs", type=int, default=1, help="trials at once (default 1); each trial's stages "
+                                                           "share the session's CPU budget")
     sweep.add_argument("--seed", type=int, default=None, help="the sampler's seed, for a repeatable search")
     sweep.add_argument("--name", default=None, help="the sweep's name (default PROJECT-YYYYMMDD-HHMMSS)")
     sweep.add_argument("--resume", metavar="NAME", default=None,
@@ -76,17 +78,16 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     elif args.params or args.sampler or args.metric or args.direction or args.name or args.seed is not None:
         raise UsageError("--resume keeps the sweep's own params, sampler, metric, direction, seed and name; "
                          "only --trials may change")
-    elif args.jobs != 1:
-        raise UsageError(f"--jobs {args.jobs}: trials run one at a time for now (parallel trials are coming); "
-                         "use --jobs 1")
+    else:
+        check_jobs(args.jobs)
     _recover(session, printer)
-    events = (lambda _e: None) if args.json else _trial_events(printer)
-    with guard.cancels_run() as cancel:  # Ctrl-C: the trial in flight is recorded cancelled, the sweep stops
+    events = (lambda _e: None) if args.json else _trial_events(printer, args.jobs > 1)
+    with guard.cancels_run() as cancel:  # Ctrl-C: every trial in flight is recorded cancelled, the sweep stops
         if args.resume is None:
-            report = service.start(plan, cancel, events, *_trial_sinks(printer, args.json))
+            report = service.start(plan, cancel, events, *_trial_sinks(printer, args.json), jobs=args.jobs)
         else:
             report = service.resume(args.resume, args.project, args.trials, cancel, events,
-                                    *_trial_sinks(printer, args.json))
+                                    *_trial_sinks(printer, args.json), jobs=args.jobs)
     if args.json:
         printer.json(_as_json(report))
     else:
@@ -107,13 +108,20 @@ def _recover(session: WorkbenchSession, printer: Printer) -> None:
                        "the workbench that ran them stopped")
 
 
-def _trial_events(printer: Printer):
+def _trial_events(printer: Printer, parallel: bool = False):
     """A trial's run as `workbench run` shows it, but its end in one line (the trial's): the
-    metrics and gates tables of every trial are what `workbench compare --sweep` is for."""
+    metrics and gates tables of every trial are what `workbench compare --sweep` is for.
+    `parallel`: trials' lines interleave, so each stage is named with its run (`train (run 3)`),
+    which the trial's own lines name too."""
 
     def show(event) -> None:
-        if not isinstance(event, RunFinished):
-            printer.event(event)
+        if isinstance(event, RunFinished):
+            return
+        if parallel and isinstance(event, (StageStarted, StageLog, StageProgress)):
+            event = replace(event, stage=f"{event.stage} (run {event.run_id})")
+        elif parallel and isinstance(event, StageFinished):
+            event = replace(event, result=replace(event.result, stage=f"{event.result.stage} (run {event.run_id})"))
+        printer.event(event)
 
     return show
 

@@ -14,14 +14,19 @@ Code changed during a sweep: each trial snapshots the project when it starts, so
 one consistent state, never a mix; the files a trial's stages read that differ from the trial
 before it are recorded with the trial (`changed_files`) and said as it starts.
 
-Stopping: a cancelled token stops the run in flight (the pipeline records it cancelled), the
-study records the trial failed and cancelled, and the sweep ends. `resume` queues the cancelled
-trial's values again, then carries on until the number of trials wanted have finished.
+Parallel trials (`jobs` > 1): Optuna's own n_jobs, threads sharing the study, each trial a
+full run through the same session (its lineage store, object store, hash cache and warm-worker
+pool serve several runs of one project at once). They share one cancel token.
+
+Stopping: a cancelled token stops every run in flight (the pipeline records each cancelled),
+the study records each trial failed and cancelled, and the sweep ends. `resume` queues the
+cancelled trials' values again, then carries on until the number of trials wanted have finished.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,19 +104,19 @@ class SweepService:
 
     def start(self, plan: SweepPlan, cancel: CancelToken | None = None, on_event=lambda _e: None,
               on_trial_start: TrialStartSink = lambda *_a: None,
-              on_trial_end: TrialEndSink = lambda _t: None) -> SweepReport:
+              on_trial_end: TrialEndSink = lambda _t: None, jobs: int = 1) -> SweepReport:
         from workbench.adapters.optuna_study import make_sampler
 
         study = self.studies.create(plan.name, plan.direction, plan.attrs() | {"runner": self.session.runner.name},
                                     make_sampler(plan.sampler, plan.params, plan.seed))
-        return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end)
+        return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end, jobs)
 
     def resume(self, name: str, project: str | None = None, trials: int | None = None,
                cancel: CancelToken | None = None, on_event=lambda _e: None,
                on_trial_start: TrialStartSink = lambda *_a: None,
-               on_trial_end: TrialEndSink = lambda _t: None) -> SweepReport:
+               on_trial_end: TrialEndSink = lambda _t: None, jobs: int = 1) -> SweepReport:
         """Carry on a stopped sweep with the settings it was started with; `trials`: a new
-        number wanted in all (to extend a finished sweep)."""
+        number wanted in all (to extend a finished sweep); `jobs`: trials at once this time."""
         from workbench.adapters.optuna_study import retry_cancelled, settle_abandoned
 
         facts = self.studies.facts(name)
@@ -128,7 +133,7 @@ class SweepService:
         study = self._load(plan)
         settle_abandoned(self.studies, study)
         retry_cancelled(study)
-        return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end)
+        return self._run(plan, study, cancel, on_event, on_trial_start, on_trial_end, jobs)
 
     def runner_of(self, name: str) -> str | None:
         """The runner a sweep's trials ran on (`local`, `docker`), to resume on the same one: a
@@ -140,7 +145,8 @@ class SweepService:
 
         return self.studies.load(plan.name, make_sampler(plan.sampler, plan.params, plan.seed))
 
-    def _run(self, plan: SweepPlan, study, cancel, on_event, on_trial_start, on_trial_end) -> SweepReport:
+    def _run(self, plan: SweepPlan, study, cancel, on_event, on_trial_start, on_trial_end,
+             jobs: int = 1) -> SweepReport:
         from workbench.adapters.optuna_study import TrialCancelled, TrialFailed, optimize
 
         cancel = cancel or CancelToken()
@@ -148,6 +154,9 @@ class SweepService:
         before = self.report(plan.name)
         remaining = plan.trials - sum(1 for t in before.trials if counted_state(t))
         previous = self._last_inputs(before, set(plan.files.values()))
+        # With jobs > 1 trials run on Optuna's threads: "the trial before" is the one that
+        # finished last, and comparing with it and moving on must not interleave.
+        previous_lock = threading.Lock()
 
         def objective(trial) -> float:
             nonlocal previous
@@ -170,8 +179,9 @@ class SweepService:
                 trial.set_user_attr("cancelled", True)
                 raise
             inputs = _read_inputs(record, set(plan.files.values()))
-            changed = _changed(previous, inputs)
-            previous = inputs
+            with previous_lock:
+                changed = _changed(previous, inputs)
+                previous = inputs
             trial.set_user_attr("run_id", record.id)
             trial.set_user_attr("run_status", str(record.status))
             trial.set_user_attr("changed_files", list(changed))
@@ -200,7 +210,12 @@ class SweepService:
         stopped = False
         if remaining > 0:
             try:
-                optimize(study, objective, remaining)
+                if jobs > 1 and previous is None and remaining > 1:
+                    # The first trial alone: the stages no trial changes (validate) are then
+                    # reused by every other trial, not run by each trial of the first wave.
+                    optimize(study, objective, 1)
+                    remaining -= 1
+                optimize(study, objective, remaining, jobs)
             except TrialCancelled:
                 stopped = True
         report = self.report(plan.name)

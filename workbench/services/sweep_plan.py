@@ -68,13 +68,16 @@ class SweepPlan:
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: trials at once must be at least 1")
+
+
 def plan_sweep(request: SweepRequest, ref: ProjectRef) -> SweepPlan:
     manifest = ref.manifest
     if manifest is None:
         raise WorkbenchError(f"{ref.path}: no workbench.toml")
-    if request.jobs != 1:
-        raise UsageError(f"--jobs {request.jobs}: trials run one at a time for now (parallel trials are coming); "
-                         "use --jobs 1")
+    check_jobs(request.jobs)
     defaults = manifest.sweep
     specs = tuple(request.params) or defaults.params
     try:
