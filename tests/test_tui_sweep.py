@@ -99,3 +99,20 @@ async def test_w_on_a_run_that_is_no_trial_says_so(tmp_path):
         await wait_for(pilot, lambda: any("is not a sweep trial" in message for _s, message, _t in app.notes),
                        what="the notice")
         assert not isinstance(app.screen, CompareScreen)
+
+
+def test_the_best_trial_on_a_tie_is_the_earliest_as_the_study_says():
+    from datetime import datetime, timezone
+
+    from workbench.core.compare import CompareRow, build_table
+    from workbench.ui.screens.sweep import best_row
+
+    now = datetime.now(timezone.utc)
+    rows = [CompareRow(5, "succeeded", now, {"a": "1"}, {"score": 0.7}),  # newest first, as listed
+            CompareRow(4, "gate_failed", now, {"a": "3"}, {"score": 0.9}),  # gates failed: never the best
+            CompareRow(2, "succeeded", now, {"a": "1"}, {"score": 0.7}),
+            CompareRow(1, "succeeded", now, {"a": "2"}, {"score": 0.5})]
+    table = build_table(rows)
+    assert best_row(table, "score", "maximize").run_id == 2
+    assert best_row(table, "score", "minimize").run_id == 1
+    assert best_row(table, "rows", "maximize") is None

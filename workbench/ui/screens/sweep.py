@@ -74,11 +74,13 @@ def read_sweep(session, name: str) -> SweepView:
 
 
 def best_row(table: CompareTable, metric: str, direction: str) -> CompareRow | None:
-    """The best succeeded (gates passed) trial run by the sweep's metric, as the sweep picks it."""
-    scored = [r for r in table.rows if r.status == RunStatus.SUCCEEDED and r.metrics.get(metric) is not None]
+    """The best succeeded (gates passed) trial run by the sweep's metric, as the sweep picks it:
+    on a tie the earliest trial (the lowest run id; trials run in turn), as the study says too."""
+    scored = sorted((r for r in table.rows if r.status == RunStatus.SUCCEEDED and r.metrics.get(metric) is not None),
+                    key=lambda r: r.run_id)
     if not scored:
         return None
-    pick = max if direction == "maximize" else min
+    pick = max if direction == "maximize" else min  # both keep the first of equals
     return pick(scored, key=lambda r: r.metrics[metric])
 
 
@@ -99,6 +101,10 @@ class SweepScreen(CompareScreen):
         self.view: SweepView | None = None
         self.reads = 0
         """Reads shown so far (a test waits on it)."""
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.grid.border_title = "Trials"
 
     def reload(self) -> None:
         """Read the sweep again (runs changed in the store): new trials, metrics, the best."""
