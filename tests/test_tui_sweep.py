@@ -82,6 +82,7 @@ async def test_the_sweep_view_lists_the_trials_names_the_best_and_grows_as_a_tri
         assert screen.table.reference == new_best["run_id"]
         assert f"trial {new_best['number']} · run {new_best['run_id']}" in title(screen)
         assert chart.series.against == "fit.leaves" and len(chart.series.ys) == 4  # the chart kept its choice
+        assert screen.grid.border_title == "Trials"
 
 
 @asyncio_test

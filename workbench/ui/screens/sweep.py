@@ -95,16 +95,14 @@ class SweepScreen(CompareScreen):
             self.view = view
             self.seconds = seconds
 
+    GRID_TITLE = "Trials"
+
     def __init__(self, session, sweep: str) -> None:
         super().__init__(session, CompareRequest(), f"sweep {sweep}")
         self.sweep = sweep
         self.view: SweepView | None = None
         self.reads = 0
         """Reads shown so far (a test waits on it)."""
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.grid.border_title = "Trials"
 
     def reload(self) -> None:
         """Read the sweep again (runs changed in the store): new trials, metrics, the best."""
