@@ -67,15 +67,28 @@ async def test_the_sweep_view_lists_the_trials_names_the_best_and_grows_as_a_tri
         await pilot.press("x")  # then the first param in the grid
         assert chart.series.against == "fit.leaves"
 
-        # One more trial, by `workbench sweep --resume` in another process: the view reads it.
+        # One more trial, by `workbench sweep --resume` in another process (its fit made slower by a
+        # param the sweep does not touch): the view shows it running with its values, then its metric.
         reads = screen.reads
+        params = tmp_path / "tiny" / "params.toml"
+        params.write_text(params.read_text().replace("leaves = 15", "leaves = 15\nsleep = 1.5"))
         resume = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--resume", "first",
                   "--trials", "4", "-q", "--json"]
-        done = subprocess.run(resume, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        extended = json.loads(done.stdout)
+        process = subprocess.Popen(resume, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            running = lambda: next((r for r in screen.table.rows if r.status == "running"), None)  # noqa: E731
+            await wait_for(pilot, lambda: screen.reads > reads and running() is not None and
+                           "fit.scale" in running().params, timeout=30, what="the fourth trial running")
+            assert "3/4 trials done, 1 running" in title(screen)
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        extended = json.loads(out)
         assert len(extended["trials"]) == 4
-        await wait_for(pilot, lambda: screen.reads > reads and len(screen.table.rows) == 4 and
+        await wait_for(pilot, lambda: len(screen.table.rows) == 4 and
                        all(r.status != "running" for r in screen.table.rows), timeout=20, what="the fourth trial")
         assert "4/4 trials done" in title(screen)
         new_best = max((t for t in extended["trials"] if t["run_status"] == "succeeded"), key=lambda t: t["value"])
@@ -105,7 +118,7 @@ async def test_w_on_a_run_that_is_no_trial_says_so(tmp_path):
 def test_the_best_trial_on_a_tie_is_the_earliest_as_the_study_says():
     from datetime import datetime, timezone
 
-    from workbench.core.compare import CompareRow, build_table
+    from workbench.core.compare import CompareRow
     from workbench.ui.screens.sweep import best_row
 
     now = datetime.now(timezone.utc)
@@ -113,7 +126,6 @@ def test_the_best_trial_on_a_tie_is_the_earliest_as_the_study_says():
             CompareRow(4, "gate_failed", now, {"a": "3"}, {"score": 0.9}),  # gates failed: never the best
             CompareRow(2, "succeeded", now, {"a": "1"}, {"score": 0.7}),
             CompareRow(1, "succeeded", now, {"a": "2"}, {"score": 0.5})]
-    table = build_table(rows)
-    assert best_row(table, "score", "maximize").run_id == 2
-    assert best_row(table, "score", "minimize").run_id == 1
-    assert best_row(table, "rows", "maximize") is None
+    assert best_row(rows, "score", "maximize").run_id == 2
+    assert best_row(rows, "score", "minimize").run_id == 1
+    assert best_row(rows, "rows", "maximize") is None

@@ -17,8 +17,9 @@ is recorded, and the title must agree with the grid under it.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual import work
@@ -52,6 +53,8 @@ class SweepView:
     trials: dict[int, int]
     """Run id -> trial number."""
     table: CompareTable
+    best: int | None
+    """The best trial's run so far (the table's reference); None before one succeeded."""
 
 
 def read_sweep(session, name: str) -> SweepView:
@@ -61,22 +64,28 @@ def read_sweep(session, name: str) -> SweepView:
     service = SweepService(session)
     trials = service.trial_runs(name)
     report = service.report(name)
-    if not trials:
-        table = build_table([])
-    else:
-        table = session.compare(CompareRequest(project=report.project, run_ids=tuple(trials)))
-        best = best_row(table, report.metric, report.direction)
-        if best is not None:
-            table = session.compare(CompareRequest(project=report.project, run_ids=tuple(trials),
-                                                   reference=best.run_id))
-    return SweepView(name, report.project, report.metric, report.direction, report.wanted, report.params,
-                     trials, table)
+    rows: list[CompareRow] = []
+    if trials:
+        rows = session.compare(CompareRequest(project=report.project, run_ids=tuple(trials))).rows
+        # A run's params are recorded as it ends; the study knows a running trial's from its start.
+        values = {t.number: t.params for t in report.trials}
+        rows = [replace(r, params={k: param_text(v) for k, v in values.get(trials[r.run_id], {}).items()})
+                if r.status == RunStatus.RUNNING and not r.params else r for r in rows]
+    best = best_row(rows, report.metric, report.direction)
+    table = build_table(rows, reference=best.run_id if best is not None else None)
+    return SweepView(report.name, report.project, report.metric, report.direction, report.wanted, report.params,
+                     trials, table, best.run_id if best is not None else None)
 
 
-def best_row(table: CompareTable, metric: str, direction: str) -> CompareRow | None:
+def param_text(value) -> str:
+    """A study's param value as a run's params record it (JSON text, strings bare)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def best_row(rows: list[CompareRow], metric: str, direction: str) -> CompareRow | None:
     """The best succeeded (gates passed) trial run by the sweep's metric, as the sweep picks it:
     on a tie the earliest trial (the lowest run id; trials run in turn), as the study says too."""
-    scored = sorted((r for r in table.rows if r.status == RunStatus.SUCCEEDED and r.metrics.get(metric) is not None),
+    scored = sorted((r for r in rows if r.status == RunStatus.SUCCEEDED and r.metrics.get(metric) is not None),
                     key=lambda r: r.run_id)
     if not scored:
         return None
@@ -162,7 +171,7 @@ class SweepScreen(CompareScreen):
         text.append(f" · {view.direction} {view.metric}")
         text.append(f" · {len(table.params)} param{'s differ' if len(table.params) != 1 else ' differs'}", "dim")
         text.append("\n best so far: ", "bold")
-        best = next((r for r in table.rows if r.run_id == table.reference), None)
+        best = next((r for r in table.rows if r.run_id == view.best), None)
         if best is None:
             text.append("none yet (no trial has passed its gates)", "dim")
         else:
