@@ -75,6 +75,8 @@ class SweepReport:
     """(version, created now) of the best trial's model, when this call registered it."""
     stopped: bool = False
     """Stopped before the trials wanted had run: `--resume NAME` carries on."""
+    params: tuple[str, ...] = ()
+    """The swept params' names, in the order the sweep was given them."""
 
     @property
     def done(self) -> int:
@@ -301,7 +303,8 @@ class SweepService:
         pick = max if facts.direction == "maximize" else min
         best = pick(succeeded, key=lambda t: t.value) if succeeded else None
         return SweepReport(name, attrs.get("project", "?"), attrs.get("metric", "?"), facts.direction,
-                           attrs.get("sampler", "?"), int(attrs.get("trials", 0)), trials, best)
+                           attrs.get("sampler", "?"), int(attrs.get("trials", 0)), trials, best,
+                           params=tuple(p.name for p in parse_param_specs(attrs.get("params", []))))
 
     def sweeps(self, project: str | None = None) -> list[SweepReport]:
         """Every sweep of the workspace (or of one project), oldest first."""
@@ -311,11 +314,16 @@ class SweepService:
 
     def run_ids(self, name: str) -> list[int]:
         """The runs of a sweep's trials, by trial (UsageError for an unknown sweep)."""
+        return list(self.trial_runs(name))
+
+    def trial_runs(self, name: str) -> dict[int, int]:
+        """Run id -> trial number of a sweep's runs, by trial, from the lineage store: a trial's
+        run is there from its start (UsageError for an unknown sweep)."""
         runs = self.session.store.sweep_runs(name)
         if not runs and name not in self.studies.names():
             known = ", ".join(self.studies.names()) or "none yet"
             raise UsageError(f"no sweep named {name!r} in this workspace (sweeps: {known})")
-        return [run_id for run_id, _trial, _status in runs]
+        return {run_id: trial for run_id, trial, _status in runs}
 
 
 def counted_state(trial: TrialReport) -> bool:

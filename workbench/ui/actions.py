@@ -56,6 +56,9 @@ ACTIONS: tuple[Action, ...] = (
            show=False, key_display="Space"),
     Action("open_compare", "C", "Compare", "Compare runs side by side (params x metrics, sortable, charts): the "
            "picked (Space) and marked runs, else the filtered or newest ones", views=(RUNS,)),
+    # Not in the runs footer (it must fit 80 columns): the help screen and the palette list it.
+    Action("open_sweep", "W", "Sweep", "The selected run's sweep (a trial's run): the compare view on all its "
+           "trials as they run, the best so far, the metric against each param", show=False),
     # The compare view's keys (workbench/ui/screens/compare.py).
     Action("compare_sort", "s", "Sort", "Compare view: sort by the column under the cursor (again: the other way; "
            "a click on a header too)", scope="compare"),

@@ -32,6 +32,7 @@ PALETTE_TITLES = {"run_now": "Run now", "toggle_watch": "Toggle watch", "cancel_
                   "rerun_cold": "Rerun cold (reproducibility check)", "open_diff": "Open run diff",
                   "mark_run": "Mark run as diff base", "pick_run": "Pick run for compare",
                   "open_compare": "Compare runs (params x metrics, charts)",
+                  "open_sweep": "Sweep of the selected trial run (live compare view)",
                   "compare_sort": "Compare: sort by the column under the cursor",
                   "compare_metric": "Compare: chart the next metric",
                   "compare_against": "Compare: chart the metric against a param",

@@ -39,6 +39,7 @@ class CompareScreen(Screen[None]):
     ACTION_SCOPE = "compare"
     """Its keys in workbench/ui/actions.py (and in the command palette while it is open)."""
     BINDINGS = bindings(ACTION_SCOPE) + [Binding("escape,q", "close", "Close", id="compare_close")]
+    GRID_TITLE = "Runs"
 
     class Loaded(Message):
         def __init__(self, table: CompareTable, seconds: float) -> None:
@@ -77,7 +78,7 @@ class CompareScreen(Screen[None]):
         return self.query_one(CompareChart)
 
     def on_mount(self) -> None:
-        self.grid.border_title = "Runs"
+        self.grid.border_title = self.GRID_TITLE
         self.chart.border_title = "Chart"
         self.grid.focus()
         self._load(self.request)

@@ -39,6 +39,7 @@ from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.screens.model_actions import ModelActions
 from workbench.ui.screens.run_actions import RunActions
 from workbench.ui.screens.service_events import ServiceEvents
+from workbench.ui.screens.sweep import SweepScreen
 from workbench.ui.widgets.projects import ProjectRow, ProjectsList
 from workbench.ui.widgets.run_detail import RunDetail
 from workbench.ui.widgets.runs_table import RunsTable
@@ -367,6 +368,8 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
                 self._load_models(row.name)
         if "projects" in parts and "runs" not in parts:
             self._load_projects()  # a folder made, removed or renamed, a manifest edited
+        if "runs" in parts and isinstance(self.app.screen, SweepScreen):
+            self.app.screen.reload()  # a trial started or ended: the sweep view reads its trials again
         if "drift" in parts:
             screen = self.app.screen
             if isinstance(screen, DriftScreen) and hasattr(screen, "reload"):

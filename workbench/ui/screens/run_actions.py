@@ -16,6 +16,7 @@ from workbench.ui.screens import loaders
 from workbench.ui.screens.compare import CompareScreen
 from workbench.ui.screens.diff import DiffScreen
 from workbench.ui.screens.drift import DriftScreen
+from workbench.ui.screens.sweep import SweepScreen
 
 
 COMPARE_RUNS = 10_000
@@ -155,6 +156,18 @@ class RunActions:
             request = CompareRequest(project=row.name, limit=COMPARE_RUNS, match=table.match)
             what = f"{row.name} · " + (f"runs matching “{table.match}”" if table.match else "newest runs")
         self.app.push_screen(CompareScreen(self.session, request, what, row.primary_metric))
+
+    def action_open_sweep(self) -> None:
+        """The compare view on every trial of the selected run's sweep, read again as trials end."""
+        run = self.table.current
+        if run is None:
+            self.notify("no run selected", severity="warning")
+            return
+        if run.sweep is None:
+            self.notify(f"run {run.id} is not a sweep trial (`workbench sweep` runs trials); C compares runs",
+                        severity="warning")
+            return
+        self.app.push_screen(SweepScreen(self.session, run.sweep))
 
     def action_open_diff(self) -> None:
         run = self.table.current
