@@ -345,3 +345,17 @@ def test_a_bad_sweep_section_in_the_manifest_is_a_manifest_error(tmp_path, capsy
     assert sweep(tmp_path) == 3
     err = capsys.readouterr().err.replace("\n", " ")
     assert "sweep.params" in err and "must be below the high bound" in err
+
+
+def test_a_seeded_sweep_resumed_for_more_trials_draws_new_values_not_its_first_ones_again(tmp_path, capsys):
+    write_project(tmp_path)
+    code, first = sweep_json(tmp_path, capsys, "--param", "fit.scale=0.5..2", "--trials", "2", "--seed", "7",
+                             "--sampler", "random", "--name", "seeded")
+    assert code == 0
+    code, resumed = sweep_json(tmp_path, capsys, "--resume", "seeded", "--trials", "4")
+    assert code == 0
+    values = [t["params"]["fit.scale"] for t in resumed["trials"]]
+    assert len(values) == 4 and values[:2] == [t["params"]["fit.scale"] for t in first["trials"]]
+    # The resumed trials drew on from where the study was: a sampler made again with the same
+    # seed replayed trials 0 and 1's values (and reused their stages).
+    assert not set(values[2:]) & set(values[:2]), values

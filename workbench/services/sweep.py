@@ -145,7 +145,11 @@ class SweepService:
     def _load(self, plan: SweepPlan):
         from workbench.adapters.optuna_study import make_sampler
 
-        return self.studies.load(plan.name, make_sampler(plan.sampler, plan.params, plan.seed))
+        # A seeded sampler made again would draw the same values again from the start: a resumed
+        # sweep repeated its first trials' values (and reused their stages). Offset by the
+        # trials the study holds: still repeatable, never a replay.
+        seed = plan.seed if plan.seed is None else plan.seed + len(self.studies.facts(plan.name).trials)
+        return self.studies.load(plan.name, make_sampler(plan.sampler, plan.params, seed))
 
     def _run(self, plan: SweepPlan, study, cancel, on_event, on_trial_start, on_trial_end,
              jobs: int = 1) -> SweepReport:
