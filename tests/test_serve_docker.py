@@ -107,18 +107,25 @@ def _switch_under_load(url: str, body: bytes, switch, before: int, after: int, c
     assert len(answers) > 50, len(answers)
 
 
-@pytest.fixture
-def served_example(docker_engine, tmp_path, monkeypatch):
+def example_in_production(tmp_path: Path, monkeypatch, serving: str) -> Path:
+    """A workspace with the example trained (local runner) and version 1 in staging and
+    production; `serving`: the manifest's [serving] lines."""
     ws = tmp_path / "ws"
     shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
     manifest = ws / P / "workbench.toml"
     manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
-                        + "\n[promotion]\ntolerance = 0.5\n\n[serving]\nsegment_seconds = 1\n")
+                        + f"\n[promotion]\ntolerance = 0.5\n\n[serving]\n{serving}\n")
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("WORKBENCH_USER", "ana")
     ok(wb(ws, "run", P, "--runner", "local", "-q"))
     ok(wb(ws, "promote", P, "1", "--to", "staging", "--yes"))
     ok(wb(ws, "promote", P, "1", "--to", "production", "--yes"))
+    return ws
+
+
+@pytest.fixture
+def served_example(docker_engine, tmp_path, monkeypatch):
+    ws = example_in_production(tmp_path, monkeypatch, "segment_seconds = 1")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "workbench", "--workspace", str(ws), "serve", P,
                                "--port", str(port), "--poll", "0.5"],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -16,8 +15,8 @@ import urllib.request
 import pytest
 
 from tests.test_cli import wb
-from tests.test_registry_cli import EXAMPLE, P, ok
-from tests.test_serve_docker import _free_port, _rows
+from tests.test_registry_cli import P, ok
+from tests.test_serve_docker import _free_port, _rows, example_in_production
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -41,16 +40,7 @@ def _count(metrics: str, version: int, role: str) -> int:
 
 
 def test_canary_and_shadow_over_real_http(docker_engine, tmp_path, monkeypatch):
-    ws = tmp_path / "ws"
-    shutil.copytree(EXAMPLE, ws / P, ignore=shutil.ignore_patterns(".workbench"))
-    manifest = ws / P / "workbench.toml"
-    manifest.write_text(manifest.read_text().replace('latency_p95_ms = "<= 50"', 'latency_p95_ms = "<= 1000"')
-                        + "\n[promotion]\ntolerance = 0.5\n\n[serving]\ncanary = 0.3\nshadow = true\n")
-    monkeypatch.setenv("WORKBENCH_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("WORKBENCH_USER", "ana")
-    ok(wb(ws, "run", P, "--runner", "local", "-q"))
-    ok(wb(ws, "promote", P, "1", "--to", "staging", "--yes"))
-    ok(wb(ws, "promote", P, "1", "--to", "production", "--yes"))
+    ws = example_in_production(tmp_path, monkeypatch, "canary = 0.3\nshadow = true")
     params = ws / P / "params.toml"
     params.write_text(params.read_text().replace("num_boost_round = 200", "num_boost_round = 120"))
     ok(wb(ws, "run", P, "--runner", "local", "-q"))

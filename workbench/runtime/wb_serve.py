@@ -484,17 +484,23 @@ class Metrics:
 
 # -- the app -----------------------------------------------------------------------------------
 
-async def read_records(request, schema: Schema | None, max_body: int, max_rows: int) -> list[dict]:
-    """The request's body as checked records; raises RequestProblem naming what is wrong."""
+async def read_body(request, max_body: int, what: str = "body") -> tuple[bytes, str]:
+    """(the body, its content type), read no further than `max_body` bytes (a declared length
+    over it is refused before reading); a 413 RequestProblem naming `what` otherwise."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body:
-        raise RequestProblem(413, f"the body is {int(declared)} bytes, more than the {max_body} allowed")
+        raise RequestProblem(413, f"the {what} is {int(declared)} bytes, more than the {max_body} allowed")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_body:
-            raise RequestProblem(413, f"the body is more than the {max_body} bytes allowed")
-    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            raise RequestProblem(413, f"the {what} is more than the {max_body} bytes allowed")
+    return body, request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+async def read_records(request, schema: Schema | None, max_body: int, max_rows: int) -> list[dict]:
+    """The request's body as checked records; raises RequestProblem naming what is wrong."""
+    body, kind = await read_body(request, max_body)
     if kind in ("text/csv", "application/csv"):
         try:
             records = records_from_csv(body.decode("utf-8-sig"), schema)
@@ -646,15 +652,10 @@ async def take_feedback(request, traffic: Any, max_body: int):
     if traffic is None:
         return refuse(409, "this server keeps no traffic log, so feedback could not be joined to its requests: "
                            "serve with a traffic log (manifest [serving] log_requests = true) to send feedback")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
-        return refuse(413, f"the feedback body is {int(declared)} bytes, more than the {max_body} allowed")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            return refuse(413, f"the feedback body is more than the {max_body} bytes allowed")
-    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        body, kind = await read_body(request, max_body, "feedback body")
+    except RequestProblem as problem:
+        return refuse(problem.status, problem.message)
     if kind not in ("application/json", ""):
         return refuse(415, f"unsupported content type {kind!r} for feedback: send application/json")
     try:
