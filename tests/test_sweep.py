@@ -255,13 +255,17 @@ def test_a_sweep_stopped_by_ctrl_c_resumes_the_same_study(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_cancels_every_parallel_trial_in_flight_and_resume_tries_each_again(tmp_path):
-    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 2\n"})
+    # Each fit sleeps 5 s, so both trials are still in their fit when the signal comes, on a
+    # loaded CI machine too (at 2 s, one once finished first).
+    write_project(tmp_path, **{"params.toml": "[fit]\nscale = 1.0\nleaves = 15\nsleep = 5\n"})
     args = [sys.executable, "-m", "workbench", "-w", str(tmp_path), "sweep", "tiny", "--runner", "local",
             "--param", "fit.leaves=15,31,63,127", "--sampler", "grid", "--name", "both", "--jobs", "2"]
     process = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     out = Lines(process.stdout)
-    out.wait_for("▶ run 3 ", timeout=60)  # trials 1 and 2 in flight at once (trial 0 ran alone)
+    # trials 1 and 2 in flight at once (trial 0 ran alone): both inside their fit stage
+    out.wait_for("fit (run 2) started", timeout=90)
+    out.wait_for("fit (run 3) started", timeout=30)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert "--resume both" in out.text()
