@@ -41,7 +41,8 @@ def test_two_workspaces_share_one_server_without_clashing(team_server, tmp_path,
     from mlflow import MlflowClient
 
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", team_server.uri)
-    ana = engineer_workspace(tmp_path / "ana", "ana", [1.5, 1.8], [(1, "staging"), (1, "production"), (2, "staging")], monkeypatch)
+    ana = engineer_workspace(tmp_path / "ana", "ana", [1.5, 1.8],
+                             [(1, "staging"), (1, "production"), (2, "staging")], monkeypatch)
     bo = engineer_workspace(tmp_path / "bo", "bo", [2.5], [(1, "staging"), (1, "production")], monkeypatch)
     monkeypatch.setenv("WORKBENCH_USER", "ana")
     sync(ana.workspace.root, capsys)
@@ -56,7 +57,7 @@ def test_two_workspaces_share_one_server_without_clashing(team_server, tmp_path,
     assert [v.tags["workbench.version"] for v in bo_versions] == ["1"]
     assert client.get_registered_model("ana.tiny").aliases == {"staging": "2", "production": "1"}
     assert client.get_registered_model("bo.tiny").aliases == {"staging": "1", "production": "1"}
-    for name, workspace in (("ana", ana), ("bo", bo)):
+    for name in ("ana", "bo"):
         experiment = client.get_experiment_by_name(f"{name}.tiny")
         runs = client.search_runs([experiment.experiment_id])
         assert sorted(r.data.tags["workbench.run_id"] for r in runs) == (["1", "2"] if name == "ana" else ["1"])
@@ -76,6 +77,14 @@ def test_two_workspaces_share_one_server_without_clashing(team_server, tmp_path,
     # Syncing again sends nothing twice.
     sync(ana.workspace.root, capsys)
     assert len(client.search_model_versions("name = 'ana.tiny'")) == 2
+    # The workspace keeps its namespace whoever drains it later.
+    monkeypatch.setenv("WORKBENCH_USER", "zed")
+    (ana.workspace.root / "tiny" / "params.toml").write_text("[fit]\nscale = 2.0\n")
+    ana.run("tiny")
+    sync(ana.workspace.root, capsys)
+    assert sorted(v.tags["workbench.version"] for v in client.search_model_versions("name = 'ana.tiny'")) \
+        == ["1", "2", "3"]
+    assert client.search_registered_models("name = 'zed.tiny'") == []
 
 
 def test_a_namespace_taken_by_another_workspace_is_refused(team_server, tmp_path, monkeypatch, capsys):  # noqa: F811
