@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -91,12 +92,15 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def team_server() -> Iterator[TeamServer]:
-    reason = _missing()
-    if reason:
-        skip_unless_ci(reason)
-    root = Path(tempfile.mkdtemp(prefix="wb-team-mlflow-"))
+def missing_reason() -> str | None:
+    """Why a team server cannot be started here, or None."""
+    return _missing()
+
+
+@contextmanager
+def running_team_server(root: Path) -> Iterator[TeamServer]:
+    """Postgres and `mlflow server` on it, under `root` (made by the caller, removed by it), for
+    as long as the block runs. Raises RuntimeError or CalledProcessError when one cannot start."""
     data = root / "pg"
     data.mkdir()
     if os.geteuid() == 0:
@@ -139,6 +143,18 @@ def team_server() -> Iterator[TeamServer]:
             _stop(mlflow)
         subprocess.run(_as_cluster_owner([pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
                        capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def team_server() -> Iterator[TeamServer]:
+    reason = _missing()
+    if reason:
+        skip_unless_ci(reason)
+    root = Path(tempfile.mkdtemp(prefix="wb-team-mlflow-"))
+    try:
+        with running_team_server(root) as server:
+            yield server
+    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
