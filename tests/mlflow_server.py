@@ -99,8 +99,9 @@ def missing_reason() -> str | None:
 
 @contextmanager
 def running_team_server(root: Path) -> Iterator[TeamServer]:
-    """Postgres and `mlflow server` on it, under `root` (made by the caller, removed by it), for
-    as long as the block runs. Raises RuntimeError or CalledProcessError when one cannot start."""
+    """Postgres and `mlflow server` on it, under `root` (made by the caller, removed by it, and
+    reachable by the `postgres` user when run as root: not inside another private temporary
+    folder), for as long as the block runs. Raises RuntimeError or CalledProcessError when one cannot start."""
     data = root / "pg"
     data.mkdir()
     if os.geteuid() == 0:
