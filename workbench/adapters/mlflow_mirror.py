@@ -64,6 +64,8 @@ class MlflowMirror:
         self.namespace = namespace
         self.workspace_id = workspace_id
         self._experiments: dict[str, str] = {}
+        self._models: set[str] = set()
+        """Registered models known to exist (and to be this workspace's) in this drain."""
         with self._errors("connecting"):
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -204,6 +206,8 @@ class MlflowMirror:
     def _registered_model(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
 
+        if name in self._models:
+            return
         try:
             model = self.client.get_registered_model(name)
         except MlflowException as exc:
@@ -220,6 +224,7 @@ class MlflowMirror:
                 self._check_owner("registered model", name, self.client.get_registered_model(name).tags)
         else:
             self._check_owner("registered model", name, model.tags)
+        self._models.add(name)
 
     def _find_version(self, name: str, number: int, known: str | None):
         from mlflow.exceptions import MlflowException
@@ -248,6 +253,9 @@ class MlflowMirror:
         except MirrorError:
             raise
         except Exception as exc:
+            # What this drain took for known may be gone (deleted on the server): look again next time.
+            self._models.clear()
+            self._experiments.clear()
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             unreachable = any(marker in str(exc) for marker in UNREACHABLE_MARKERS)
             if unreachable:
