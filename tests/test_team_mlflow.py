@@ -6,6 +6,7 @@ from the other."""
 from __future__ import annotations
 
 import time
+import json
 from pathlib import Path
 
 import pytest
@@ -109,14 +110,18 @@ def test_a_namespace_taken_by_another_workspace_is_refused(team_server, tmp_path
     assert client.get_model_version_by_alias("cy-laptop.tiny", "production").tags["workbench.namespace"] == "cy-laptop"
 
 
-def test_sync_time_of_runs(team_server, tmp_path, monkeypatch, capsys):  # noqa: F811
-    """Prints the time a sync of N runs (one version each) takes against the server (-s to see it)."""
+def test_sync_json_is_only_json_and_its_time(team_server, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """`mirror sync --json` to a server prints JSON alone; prints the time a sync of N runs (one
+    version each) takes against the server (-s to see it)."""
     monkeypatch.setenv("WORKBENCH_MLFLOW_URI", team_server.uri)
     runs = 10
     session = engineer_workspace(tmp_path / "dee", "dee", [1.0 + i / 10 for i in range(runs)], [], monkeypatch)
     started = time.perf_counter()
-    sync(session.workspace.root, capsys)
+    assert main(["--workspace", str(session.workspace.root), "mirror", "sync", "--timeout", "120", "--json"]) == 0
     took = time.perf_counter() - started
+    # MLflow prints a "View run ... at" line per run to a server: never into our output.
+    report = json.loads(capsys.readouterr().out)
+    assert report["report"]["sent"] == 2 * runs and report["status"]["state"] == "in_sync", report
     assert session.registry.mirror_status().state == "in_sync"
     with capsys.disabled():
         print(f"\npostgres start {team_server.postgres_start_s:.2f} s, mlflow server start "

@@ -35,6 +35,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # Against a server, MLflow writes "View run ... at <url>" to stdout when a run ends: that
+    # would land in `workbench mirror sync --json` and in the TUI's terminal.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 MIRRORED = "workbench.mirrored"
 RUN_STATUS = {"succeeded": "FINISHED", "gate_failed": "FAILED", "failed": "FAILED", "running": "RUNNING"}
