@@ -77,3 +77,17 @@ if [ "${WORKBENCH_SKIP_DOCKER:-}" != 1 ]; then
     log "no Docker engine: stages will run as local processes (--runner local)"
   fi
 fi
+
+# A team's shared MLflow server on Postgres (docs/models.md, "Team setup"): its tests
+# (tests/test_team_mlflow.py) start their own cluster and `mlflow server`, and need Debian's
+# postgresql and psycopg 3. Off by default: WORKBENCH_SETUP_POSTGRES=1 installs them.
+if [ "${WORKBENCH_SETUP_POSTGRES:-}" = 1 ]; then
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    log "installing PostgreSQL (postgresql)"
+    apt_install postgresql || log "could not install postgresql: the team MLflow tests will skip"
+  fi
+  if ! "$PYTHON" -c 'import psycopg' >/dev/null 2>&1; then
+    log "installing psycopg 3"
+    "$PYTHON" -m pip install -q "psycopg[binary]>=3" 2>&1 | grep -v -e '^WARNING: Running pip as' || true
+  fi
+fi

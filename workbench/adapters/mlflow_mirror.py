@@ -8,6 +8,14 @@ Each call is idempotent. A run carries the tag `workbench.run_id` and, once logg
 `workbench.mirrored = 1`; a half-logged run (the drain died) is deleted and logged again. A
 model version carries `workbench.version`; it is looked up by that tag before one is created.
 Aliases are MLflow 3 aliases (`set_registered_model_alias`), not the deprecated stages.
+
+On a team's shared server, a workspace writes under a namespace: its experiment and registered
+model are named `<namespace>.<project>` (MLflow refuses '/' and ':' in a model name), and each
+carries `workbench.namespace` and `workbench.workspace` (the workspace's id) as tags, like its
+runs and versions. An experiment or registered model tagged with another workspace's id is
+refused, never written into: two workspaces that chose the same namespace would otherwise
+overwrite each other's versions and aliases (each numbers its versions from 1). The
+workspace's own sqlite store has no namespace: names stay the project's.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # Against a server, MLflow writes "View run ... at <url>" to stdout when a run ends: that
+    # would land in `workbench mirror sync --json` and in the TUI's terminal.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 MIRRORED = "workbench.mirrored"
 RUN_STATUS = {"succeeded": "FINISHED", "gate_failed": "FAILED", "failed": "FAILED", "running": "RUNNING"}
@@ -40,7 +51,8 @@ MAX_PARAMS, MAX_TAGS, MAX_METRICS, MAX_VALUE = 100, 100, 1000, 6000
 class MlflowMirror:
     """The MirrorTarget for an MLflow tracking server (or a sqlite file)."""
 
-    def __init__(self, tracking_uri: str, artifact_root: Path | None = None):
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None, namespace: str | None = None,
+                 workspace_id: str | None = None):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         try:
@@ -52,7 +64,11 @@ class MlflowMirror:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         """Where runs' artifacts go for a database URI (a server chooses its own)."""
+        self.namespace = namespace
+        self.workspace_id = workspace_id
         self._experiments: dict[str, str] = {}
+        self._models: set[str] = set()
+        """Registered models known to exist (and to be this workspace's) in this drain."""
         with self._errors("connecting"):
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -73,7 +89,7 @@ class MlflowMirror:
                     return run.info.run_id
             for run in found:  # half-logged by a drain that stopped: start it over
                 self.client.delete_run(run.info.run_id)
-            tags = {_key(k): _value(v) for k, v in payload["tags"].items()}
+            tags = {_key(k): _value(v) for k, v in payload["tags"].items()} | self._owner_tags()
             run = self.client.create_run(experiment, start_time=payload["started_ms"], tags=tags,
                                          run_name=payload["run_name"])
             run_id = run.info.run_id
@@ -113,22 +129,42 @@ class MlflowMirror:
             raise
         return run if run.info.lifecycle_stage == "active" else None
 
+    def name(self, project: str) -> str:
+        """The experiment's and the registered model's name for a project."""
+        return f"{self.namespace}.{project}" if self.namespace else project
+
+    def _owner_tags(self) -> dict[str, str]:
+        if not self.namespace:
+            return {}
+        return {"workbench.namespace": self.namespace, "workbench.workspace": self.workspace_id or ""}
+
+    def _check_owner(self, kind: str, name: str, tags: dict[str, str]) -> None:
+        owner = tags.get("workbench.workspace")
+        if self.workspace_id and owner and owner != self.workspace_id:
+            raise MirrorError(f"MLflow at {self.tracking_uri}: the {kind} {name} belongs to another workspace "
+                              f"(id {owner}, not this one's {self.workspace_id}); set WORKBENCH_MLFLOW_NAMESPACE "
+                              f"to a name of this workspace's own (now {self.namespace!r})")
+
     def _experiment(self, project: str) -> str:
         if project in self._experiments:
             return self._experiments[project]
         from mlflow.exceptions import MlflowException
 
-        experiment = self.client.get_experiment_by_name(project)
+        name = self.name(project)
+        experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
-            location = (self.artifact_root / project).as_uri() if self.artifact_root else None
+            location = (self.artifact_root / name).as_uri() if self.artifact_root else None
             try:
-                experiment_id = self.client.create_experiment(project, artifact_location=location,
-                                                              tags={"workbench.project": project})
+                experiment_id = self.client.create_experiment(
+                    name, artifact_location=location, tags={"workbench.project": project} | self._owner_tags())
             except MlflowException as exc:  # another drain made it first
                 if _code(exc) != "RESOURCE_ALREADY_EXISTS":
                     raise
-                experiment_id = self.client.get_experiment_by_name(project).experiment_id
+                experiment = self.client.get_experiment_by_name(name)
+                self._check_owner("experiment", name, experiment.tags)
+                experiment_id = experiment.experiment_id
         else:
+            self._check_owner("experiment", name, experiment.tags)
             experiment_id = experiment.experiment_id
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment_id)
@@ -139,7 +175,7 @@ class MlflowMirror:
 
     def register_version(self, payload: dict[str, Any], run_id: str | None,
                          known_version: str | None) -> tuple[str, str]:
-        name, number = payload["project"], payload["version"]
+        name, number = self.name(payload["project"]), payload["version"]
         with self._errors(f"registering version {number} of {name}"):
             self._registered_model(name)
             existing = self._find_version(name, number, known_version)
@@ -149,7 +185,7 @@ class MlflowMirror:
                 run_id = self.log_run(payload["run"], None)
             tags = {"workbench.version": str(number), "workbench.run_id": str(payload["run_id"]),
                     "workbench.sha256": payload["sha256"], "workbench.artifact": payload["artifact_name"],
-                    "workbench.stage": payload["stage"]}
+                    "workbench.stage": payload["stage"]} | self._owner_tags()
             metric = payload.get("primary_metric")
             value = payload.get("primary_value")
             description = (f"workbench version {number} of {name}, from run {payload['run_id']}"
@@ -159,7 +195,7 @@ class MlflowMirror:
             return run_id, str(created.version)
 
     def set_alias(self, payload: dict[str, Any], known_version: str | None) -> str:
-        name, alias, number = payload["project"], payload["alias"], payload["version"]
+        name, alias, number = self.name(payload["project"]), payload["alias"], payload["version"]
         with self._errors(f"setting {alias} of {name} to version {number}"):
             existing = self._find_version(name, number, known_version)
             if existing is None:
@@ -173,29 +209,42 @@ class MlflowMirror:
     def _registered_model(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
 
+        if name in self._models:
+            return
         try:
-            self.client.get_registered_model(name)
+            model = self.client.get_registered_model(name)
         except MlflowException as exc:
             if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
                 raise
+            project = name[len(self.namespace) + 1:] if self.namespace else name
             try:
-                self.client.create_registered_model(name, tags={"workbench.project": name},
-                                                    description=f"Model versions of the workbench project {name}")
+                self.client.create_registered_model(name, tags={"workbench.project": project} | self._owner_tags(),
+                                                    description=f"Model versions of the workbench project {project}"
+                                                    + (f" in the namespace {self.namespace}" if self.namespace else ""))
             except MlflowException as again:
                 if _code(again) != "RESOURCE_ALREADY_EXISTS":
                     raise
+                self._check_owner("registered model", name, self.client.get_registered_model(name).tags)
+        else:
+            self._check_owner("registered model", name, model.tags)
+        self._models.add(name)
 
     def _find_version(self, name: str, number: int, known: str | None):
         from mlflow.exceptions import MlflowException
 
         if known:
             try:
-                return self.client.get_model_version(name, known)
+                version = self.client.get_model_version(name, known)
+                self._check_owner("registered model", name, version.tags)
+                return version
             except MlflowException as exc:
                 if _code(exc) != "RESOURCE_DOES_NOT_EXIST":
                     raise
         found = self.client.search_model_versions(f"name = '{name}' and tags.`workbench.version` = '{number}'")
-        return min(found, key=lambda v: int(v.version)) if found else None
+        version = min(found, key=lambda v: int(v.version)) if found else None
+        if version is not None:
+            self._check_owner("registered model", name, version.tags)
+        return version
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -207,6 +256,9 @@ class MlflowMirror:
         except MirrorError:
             raise
         except Exception as exc:
+            # What this drain took for known may be gone (deleted on the server): look again next time.
+            self._models.clear()
+            self._experiments.clear()
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             unreachable = any(marker in str(exc) for marker in UNREACHABLE_MARKERS)
             if unreachable:

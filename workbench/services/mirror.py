@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -60,6 +61,44 @@ def backoff_s(attempts: int) -> float:
 
 def is_database_uri(uri: str) -> bool:
     return uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}
+
+
+NAMESPACE_ENV = "WORKBENCH_MLFLOW_NAMESPACE"
+NAMESPACE_FILE = "mlflow-namespace"
+NAMESPACE_CHARS = re.compile(r"[^\w\-]")
+
+
+def mirror_namespace(state_dir: Path) -> str:
+    """The name a workspace writes under on a shared tracking server: $WORKBENCH_MLFLOW_NAMESPACE,
+    else the one it used before (kept in the state folder, so whoever drains later, the TUI or
+    a colleague's shell, writes under the same names), else the engineer's user name."""
+    explicit = os.environ.get(NAMESPACE_ENV, "").strip()
+    path = state_dir / NAMESPACE_FILE
+    if explicit:
+        name = _namespace(explicit)
+    else:
+        try:
+            return _namespace(path.read_text().strip())
+        except (FileNotFoundError, MirrorError):
+            from workbench.services.registry import current_user
+
+            name = _namespace(current_user())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(name + "\n")
+    return name
+
+
+def _namespace(text: str) -> str:
+    name = NAMESPACE_CHARS.sub("-", text.strip()).strip("-.")
+    if not name:
+        raise MirrorError(f"{NAMESPACE_ENV}={text!r}: the MLflow namespace needs letters or digits")
+    return name
+
+
+def is_shared_uri(uri: str) -> bool:
+    """A tracking server or a database server, which a team may share; a sqlite file or a local
+    folder is one machine's, and keeps the project's own names."""
+    return uri.split(":", 1)[0].split("+", 1)[0].lower() not in {"sqlite", "file", ""} and "://" in uri
 
 
 LINGER_ENV = "WORKBENCH_MLFLOW_LINGER_S"
@@ -111,7 +150,14 @@ class MirrorService:
 
             # A workspace that was moved or copied: its store's locations still name the old folder.
             relocate_local_store(self.state_dir / "mlflow.db", self.state_dir.parent)
-        return MlflowMirror(uri, root)
+            return MlflowMirror(uri, root)
+        if not is_shared_uri(uri):
+            return MlflowMirror(uri, root)
+        # A server or a database may be shared by a team: names carry the workspace's namespace.
+        from workbench.adapters.container_owner import workspace_id
+
+        return MlflowMirror(uri, root, namespace=mirror_namespace(self.state_dir),
+                            workspace_id=workspace_id(self.state_dir))
 
     # -- state ---------------------------------------------------------------------------
 
