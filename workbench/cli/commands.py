@@ -16,12 +16,13 @@ from workbench.services.session import WorkbenchSession
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED = 0, 1, 2
 
 
-def _session(workspace: Path, printer: Printer, runner: str = "auto", cold: bool = False) -> WorkbenchSession:
-    return WorkbenchSession(workspace, runner=runner, notice=printer.notice, cold=cold)
+def _session(workspace: Path, printer: Printer, runner: str = "auto", cold: bool = False,
+             scheduler: str | None = None) -> WorkbenchSession:
+    return WorkbenchSession(workspace, runner=runner, notice=printer.notice, cold=cold, scheduler=scheduler)
 
 
 def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = _session(workspace, printer, args.runner, args.cold)
+    session = _session(workspace, printer, args.runner, args.cold, getattr(args, "scheduler", None))
     project = session.project(args.project)  # a bad name or manifest fails before any work
     report = session.recover()
     if report.interrupted_runs:
@@ -236,6 +237,12 @@ def cmd_gc(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.gc_command import cmd_gc as gc
 
     return gc(args, printer, workspace)
+
+
+def cmd_cluster(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.cluster_command import cmd_cluster as cluster
+
+    return cluster(args, printer, workspace)
 
 
 def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:

@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("project", help="project name in the workspace, or a path to its folder")
     run.add_argument("--stage", action="append", dest="stages", metavar="NAME",
                      help="run only this stage and what it depends on (repeatable)")
-    run.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
+    run.add_argument("--runner", choices=["auto", "docker", "local", "cluster"], default="auto",
                      help="where stages run (default: Docker when reachable, else local processes)")
+    run.add_argument("--scheduler", default=None, metavar="ADDR",
+                     help="--runner cluster: the Dask scheduler (default: $WORKBENCH_SCHEDULER)")
     run.add_argument("--cold", action="store_true",
                      help="a fresh container per stage instead of the project's warm worker")
     run.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
@@ -109,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     from workbench.cli.gc_command import add_parser as add_gc
 
     add_gc(sub)
+
+    from workbench.cli.cluster_command import add_parser as add_cluster
+
+    add_cluster(sub)
 
     from workbench.cli.serve_command import add_parser as add_serve
 
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(["env", "--help"])
     if args.command == "mirror" and args.mirror_command is None:
         parser.parse_args(["mirror", "--help"])
+    if args.command == "cluster" and args.cluster_command is None:
+        parser.parse_args(["cluster", "--help"])
     handler = getattr(commands, f"cmd_{args.command}")
     # SIGTERM, SIGHUP and a closed pipe take Ctrl-C's path: the run in flight is cancelled and
     # recorded, its containers removed, and the exit code says which signal (cli/interrupts.py).

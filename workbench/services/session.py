@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
     from workbench.services.explanations import ExplanationService
     from workbench.services.registry import RegistryService
 
-RUNNER_CHOICES = ("auto", "docker", "local")
+RUNNER_CHOICES = ("auto", "docker", "local", "cluster")
 Notice = Callable[[str], None]
 
 
@@ -34,12 +34,14 @@ class RecoveryReport:
 
 class WorkbenchSession:
     def __init__(self, workspace_root: Path | str, runner: str = "auto", notice: Notice = lambda _m: None,
-                 cold: bool = False):
+                 cold: bool = False, scheduler: str | None = None):
         if runner not in RUNNER_CHOICES:
             raise ValueError(f"runner must be one of {RUNNER_CHOICES}")
         self.workspace = Workspace(workspace_root)
         self.runner_choice = runner
         self.cold = cold
+        self.scheduler = scheduler
+        """Cluster only: the Dask scheduler's address (else $WORKBENCH_SCHEDULER)."""
         """Docker only: a fresh container per stage instead of the project's warm worker."""
         self.notice = notice
         self._store: LineageStore | None = None
@@ -87,6 +89,10 @@ class WorkbenchSession:
 
         if self.runner_choice == "local":
             return LocalRunner()
+        if self.runner_choice == "cluster":
+            from workbench.adapters.cluster_runner import ClusterRunner
+
+            return ClusterRunner(self.scheduler)
         try:
             from workbench.adapters.docker_runner import DockerRunner
 

@@ -1,0 +1,188 @@
+"""The cluster runner against real processes: a `dask scheduler` and two `dask worker`s with
+separate cache folders, started here. Stages run on the workers with the local runner's code
+(Docker on the workers is the next step, docs/cluster.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.test_pipeline_local import MANIFEST, statuses, write_project
+from workbench.adapters.cluster_cache import file_sha
+from workbench.core.events import StageLog
+from workbench.core.model import RunStatus
+from workbench.core.ports import CancelToken
+from workbench.services.session import WorkbenchSession
+
+distributed = pytest.importorskip("distributed", reason="the cluster extra: pip install -e .[cluster]")
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_cluster(root: Path, workers: int = 2):
+    """A scheduler and `workers` workers (named w1, w2...), each with its own cache folder under
+    `root`; yields (address, {worker name: process}); the processes see this checkout first."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    dask = [str(Path(sys.executable).parent / "dask")]
+    procs = {"scheduler": subprocess.Popen(
+        dask + ["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "scheduler.log", "w"))}
+    for n in range(1, workers + 1):
+        procs[f"w{n}"] = subprocess.Popen(
+            dask + ["worker", address, "--nthreads", "2", "--resources", "cpus=2", "--no-dashboard", "--name", f"w{n}"],
+            env={**env, "WORKBENCH_WORKER_CACHE": str(root / f"w{n}")}, stdout=subprocess.DEVNULL,
+            stderr=open(root / f"w{n}.log", "w"))
+    try:
+        client = distributed.Client(address, timeout=30)
+        client.wait_for_workers(workers, timeout=60)
+        client.close()
+        yield address, procs
+    finally:
+        for proc in reversed(procs.values()):
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(scheduler address, [worker cache folders]) shared by the tests that kill nothing."""
+    root = tmp_path_factory.mktemp("cluster")
+    with start_cluster(root) as (address, _procs):
+        yield address, [root / "w1", root / "w2"]
+
+
+def test_a_run_on_the_cluster_matches_a_local_run_and_sends_no_object_twice(cluster, tmp_path):
+    address, caches = cluster
+    write_project(tmp_path / "local")
+    write_project(tmp_path / "remote")
+    local = WorkbenchSession(tmp_path / "local", runner="local").run("tiny")
+    session = WorkbenchSession(tmp_path / "remote", runner="cluster", scheduler=address)
+    lines: list[str] = []
+    remote = session.run("tiny", on_event=lambda e: lines.append(e.line) if isinstance(e, StageLog) else None)
+
+    assert remote.status is RunStatus.SUCCEEDED, remote.reason
+    assert remote.metrics == local.metrics == {"rows": 3.0, "score": 0.75}
+    model = {r: next(s for s in rec.stages if s.stage == "fit").artifacts[0].path
+             for r, rec in (("local", local), ("remote", remote))}
+    assert Path(model["remote"]).read_bytes() == Path(model["local"]).read_bytes()
+    runner = session.runner
+    assert set(runner.ran_on) == {(remote.id, "prep"), (remote.id, "fit")}
+    assert any(line.startswith("prep [workbench] ran on cluster worker tcp://") for line in lines)
+    stored = WorkbenchSession(tmp_path / "remote", runner="local").get_run(remote.id)
+    assert stored.runner == "cluster"
+    # The lineage keeps which worker and host ran each stage.
+    for stage in stored.stages:
+        worker, host = runner.ran_on[(remote.id, stage.stage)]
+        assert stage.log_tail[0] == f"[workbench] ran on cluster worker {worker} (host {host})"
+    # Each worker's cache holds what it was sent (the worker caches are separate folders).
+    assert any((cache / "objects").exists() for cache in caches)
+
+    sent_first = len(runner.sent)
+    assert sent_first >= 5  # workbench.toml, prep.py, fit.py, data.txt, params.toml at least
+    (tmp_path / "remote" / "tiny" / "params.toml").write_text("[fit]\nscale = 0.5\n")
+    second = session.run("tiny")
+    assert statuses(second) == {"prep": "reused", "fit": "succeeded"}
+    assert second.metrics["score"] == 0.25
+    runner.close()
+    twice = [pair for pair, n in Counter(runner.sent).items() if n > 1]
+    assert twice == [], f"objects sent to the same worker twice: {twice}"
+    # The edited params file travelled on the second run; the first sent the whole snapshot once.
+    new_params = file_sha(tmp_path / "remote" / "tiny" / "params.toml")
+    assert new_params in {sha for _worker, sha in runner.sent[sent_first:]}
+
+
+def test_cancel_reaches_the_remote_stage_and_its_lines_stream_live(cluster, tmp_path):
+    address, _caches = cluster
+    write_project(tmp_path, **{"prep.py": "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"})
+    cancel = CancelToken()
+    seen: dict[str, float] = {}
+    status: dict[str, subprocess.CompletedProcess] = {}
+    cli_env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def on_event(event):
+        # Cancel only once the stage's own line has come back from the worker: it is running there.
+        if isinstance(event, StageLog) and event.line == "sleeping" and "line" not in seen:
+            seen["line"] = time.monotonic()
+            threading.Thread(target=status_then_cancel).start()
+
+    def status_then_cancel():
+        # While the stage runs, `workbench cluster status` shows it on the worker that runs it.
+        status["out"] = subprocess.run(["workbench", "cluster", "status", "--scheduler", address, "--json"],
+                                       capture_output=True, text=True, env=cli_env, timeout=60)
+        seen["cancel"] = time.monotonic()
+        cancel.cancel("superseded by run 9")
+
+    session = WorkbenchSession(tmp_path, runner="cluster", scheduler=address)
+    record = session.run("tiny", cancel=cancel, on_event=on_event)
+    session.runner.close()
+    elapsed = time.monotonic() - seen["cancel"]
+    assert record.status is RunStatus.CANCELLED and record.reason == "superseded by run 9"
+    assert statuses(record)["prep"] == "cancelled"
+    # Well under the runner's grace period: the worker stopped the stage and reported back,
+    # rather than the client giving up on the task.
+    assert elapsed < 2.5
+    assert status["out"].returncode == 0, status["out"].stderr
+    workers = json.loads(status["out"].stdout)
+    assert sorted(w["name"] for w in workers) == ["w1", "w2"]
+    assert all(w["resources"] == {"cpus": 2.0} for w in workers)
+    assert sorted(run for w in workers for run in w["running"]) == [f"tiny/prep (run {record.id})"]
+
+
+def test_a_stage_no_worker_can_hold_fails_with_the_workers_resources(cluster, tmp_path):
+    address, _caches = cluster
+    write_project(tmp_path, **{"workbench.toml": MANIFEST.replace('outputs = ["clean.txt"]',
+                                                                  'outputs = ["clean.txt"]\ncpus = 8')})
+    session = WorkbenchSession(tmp_path, runner="cluster", scheduler=address)
+    record = session.run("tiny")
+    session.runner.close()
+    assert record.status is RunStatus.FAILED
+    assert "no worker of the cluster" in record.stages[0].reason and "cpus=8" in record.stages[0].reason
+
+
+def test_a_worker_killed_mid_stage_is_retried_on_the_other(tmp_path):
+    write_project(tmp_path / "ws", **{"prep.py": "import time, wb\nprint('working', flush=True)\ntime.sleep(3)\n"
+                                                 "open(wb.output_path('clean.txt'), 'w').write('X')\n"})
+    with start_cluster(tmp_path) as (address, procs):
+        session = WorkbenchSession(tmp_path / "ws", runner="cluster", scheduler=address)
+        killed: list[str] = []
+        names: dict[str, str] = {}
+
+        def kill_the_busy_worker():
+            from workbench.adapters.cluster_runner import cluster_status
+
+            workers = cluster_status(address)
+            names.update({w.address: w.name for w in workers})
+            busy = [w.name for w in workers if w.running]
+            killed.extend(busy)
+            procs[busy[0]].kill()
+
+        def on_event(event):
+            if isinstance(event, StageLog) and event.line == "working" and not killed:
+                kill_the_busy_worker()
+
+        record = session.run("tiny", on_event=on_event)
+        session.runner.close()
+    assert len(killed) == 1
+    assert record.status is RunStatus.SUCCEEDED, record.reason
+    worker, _host = session.runner.ran_on[(record.id, "prep")]
+    assert names[worker] != killed[0]  # the stage was run again, to the end, on the other worker
+    assert len({w for w, _sha in session.runner.sent}) == 2  # the snapshot went to both, once each
