@@ -9,10 +9,11 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 
 PYTHON=${PYTHON:-python3}
 # Install when missing, or when the installed package is another checkout's.
-installed=$(cd / && "$PYTHON" -c 'import workbench, duckdb, textual, lightgbm; print(workbench.__file__)' 2>/dev/null || true)
-if [ "$installed" != "$PWD/workbench/__init__.py" ] || ! command -v workbench >/dev/null; then
-  log "installing the workbench package and its dependencies"
-  "$PYTHON" -m pip install -q -e . 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
+# The cluster extra (Dask) comes too: `--runner cluster` and its tests need it, and it is small.
+installed=$(cd / && "$PYTHON" -c 'import workbench, duckdb, textual, lightgbm, distributed; print(workbench.__file__)' 2>/dev/null || true)
+if [ "$installed" != "$PWD/workbench/__init__.py" ] || ! command -v workbench >/dev/null || ! command -v dask >/dev/null; then
+  log "installing the workbench package and its dependencies (with the cluster extra)"
+  "$PYTHON" -m pip install -q -e '.[cluster]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
 fi
 
 APT_UPDATED=
@@ -88,6 +89,6 @@ if [ "${WORKBENCH_SETUP_POSTGRES:-}" = 1 ]; then
   fi
   if ! "$PYTHON" -c 'import psycopg' >/dev/null 2>&1; then
     log "installing psycopg 3"
-    "$PYTHON" -m pip install -q "psycopg[binary]>=3" 2>&1 | grep -v -e '^WARNING: Running pip as' || true
+    "$PYTHON" -m pip install -q -e ".[team]" 2>&1 | grep -v -e '^WARNING: Running pip as' || true
   fi
 fi
