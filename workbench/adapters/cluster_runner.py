@@ -61,6 +61,8 @@ class ClusterRunner:
         self._lock = threading.Lock()
         self.sent: list[tuple[str, str]] = []
         """(worker address, sha256) of every object this runner sent: what the tests count."""
+        self.sent_bytes = 0
+        """Bytes of snapshot and upstream objects sent to workers (benchmarks/bench_cluster.py)."""
         self.ran_on: dict[tuple[int, str], tuple[str, str]] = {}
         """(run id, stage) -> (worker address, host name) that ran it."""
 
@@ -119,9 +121,14 @@ class ClusterRunner:
                     kind, payload = "", None
                 if kind == "need":
                     lacking = payload["lacking"]
-                    objs.put({sha: sources[sha].read_bytes() for sha in lacking})
-                    self.sent.extend((payload["worker"], sha) for sha in lacking)
-                    on_log(DetailLine(f"sent {len(lacking)} of {len(sources)} objects to {payload['worker']}"))
+                    sending = {sha: sources[sha].read_bytes() for sha in lacking}
+                    objs.put(sending)
+                    size = sum(map(len, sending.values()))
+                    with self._lock:
+                        self.sent.extend((payload["worker"], sha) for sha in lacking)
+                        self.sent_bytes += size
+                    on_log(DetailLine(f"sent {len(lacking)} of {len(sources)} objects ({size:,} bytes) "
+                                      f"to {payload['worker']}"))
                 elif kind == "log":
                     on_log(payload)
                 elif kind == "outs":
