@@ -397,9 +397,18 @@ ALTER TABLE runs ADD COLUMN sweep_trial INTEGER;
 """
 
 
+# Where a stage ran when a cluster ran it: the worker's address, its host and the image id there
+# (each worker builds the environment in its own engine). Empty for stages run on this machine.
+V11_STAGE_PLACEMENT = """
+ALTER TABLE stage_runs ADD COLUMN worker VARCHAR DEFAULT '';
+ALTER TABLE stage_runs ADD COLUMN host VARCHAR DEFAULT '';
+ALTER TABLE stage_runs ADD COLUMN image_id VARCHAR DEFAULT '';
+"""
+
+
 MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
     V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS, V7_STAGE_PARAMS,
-    V8_EXPLANATIONS, V9_EVALUATIONS, V10_SWEEP_TRIALS]
+    V8_EXPLANATIONS, V9_EVALUATIONS, V10_SWEEP_TRIALS, V11_STAGE_PLACEMENT]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

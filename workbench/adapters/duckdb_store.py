@@ -42,7 +42,7 @@ RUN_COLUMNS = ("id", "project", "trigger", "status", "runner", "started_at", "fi
                "changed_paths", "superseded_by", "sweep", "sweep_trial")
 STAGE_COLUMNS = ("run_id", "stage", "status", "command", "cache_key", "output_dir", "output_digest",
                  "started_at", "finished_at", "duration_s", "exit_code", "reason", "log_tail",
-                 "reused_from_run")
+                 "reused_from_run", "worker", "host", "image_id")
 # started_at as microseconds since the epoch: building aware datetimes from numbers is twice as
 # fast as attaching a time zone to the naive datetimes DuckDB returns, which shows at 100k rows.
 SUMMARY_COLUMNS = ("id, project, trigger, status, runner, epoch_us(started_at), duration_s, n_reused, n_stages, "
@@ -451,7 +451,8 @@ def _child_rows(record: RunRecord, paths: WorkspacePaths) -> dict[str, list[tupl
         rows["stage_runs"].append((
             record.id, position, record.project, stage.stage, str(stage.status), stage.command, stage.cache_key,
             paths.stored(stage.output_dir), stage.output_digest, _to_db(stage.started_at), _to_db(stage.finished_at),
-            stage.duration_s, stage.exit_code, stage.reason, list(stage.log_tail), stage.reused_from_run))
+            stage.duration_s, stage.exit_code, stage.reason, list(stage.log_tail), stage.reused_from_run,
+            stage.worker, stage.host, stage.image_id))
         rows["input_files"] += [(*key, i.path, i.sha256, i.size) for i in stage.inputs]
         rows["params"] += [(*key, name, str(value)) for name, value in stage.params.items()]
         rows["metrics"] += [(*key, name, value) for name, value in stage.metrics.items()]

@@ -86,6 +86,9 @@ def cmd_show(args: argparse.Namespace, printer: Printer, workspace: Path) -> int
         table.add_column(col)
     for stage in record.stages:
         detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
+        if stage.worker:
+            detail = f"{detail} · " if detail else ""
+            detail += f"on {stage.worker} ({stage.host})"
         table.add_row(escape(stage.stage), glyph(stage.status), fmt_duration(stage.duration_s), escape(detail))
     con.print(table)
     for stage in record.stages:
@@ -113,6 +116,9 @@ def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     for stage in data.get("stages", []):
         reused = f" (reused from run {stage['reused_from_run']})" if stage.get("reused_from_run") else ""
         con.print(f"\n[bold]{escape(stage['stage'])}[/] {stage['status']}{reused}  key {stage['cache_key'][:16]}…")
+        if stage.get("worker"):
+            con.print(f"  ran  on cluster worker {escape(stage['worker'])} (host {escape(stage['host'])}), "
+                      f"image {escape(stage['image_id'][:19])}")
         for f in stage.get("inputs", []):
             con.print(f"  in   {escape(f['path'])}  {f['sha256'][:16]}…  {f['size']} B")
         for key, value in sorted((stage.get("params") or {}).items()):

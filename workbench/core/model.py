@@ -83,6 +83,12 @@ class StageResult:
     param_values: dict[str, str] = field(default_factory=dict)
     """The params keys the stage names (`params.toml:train.lr`) -> canonical JSON of the value
     it ran with: what its cache key took (workbench.core.params_keys)."""
+    worker: str = ""
+    """Where the stage ran, when not on this machine: the cluster worker's address."""
+    host: str = ""
+    """The host name of that worker."""
+    image_id: str = ""
+    """The image the stage ran in there (the worker's own build of the environment)."""
 
 
 @dataclass(frozen=True)

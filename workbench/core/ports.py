@@ -87,6 +87,10 @@ class StageOutcome:
     log_tail: list[str]
     started_at: datetime
     finished_at: datetime
+    worker: str = ""
+    """A remote runner's placement, kept in the stage's lineage (StageResult.worker/host/image_id)."""
+    host: str = ""
+    image_id: str = ""
 
 
 class StageRunner(Protocol):

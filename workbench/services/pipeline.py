@@ -326,6 +326,7 @@ class PipelineService:
             finished_at=outcome.finished_at, exit_code=outcome.exit_code, reason=reason,
             duration_s=(outcome.finished_at - outcome.started_at).total_seconds(),
             log_tail=[line for line in outcome.log_tail if not parse_progress(line)],
+            worker=outcome.worker, host=outcome.host, image_id=outcome.image_id,
         )
         self._collect_outputs(result, spec, output_dir)
         if spec.predictions and result.status is StageStatus.SUCCEEDED:
