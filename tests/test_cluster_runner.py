@@ -1,6 +1,6 @@
 """The cluster runner against real processes: a `dask scheduler` and two `dask worker`s with
-separate cache folders, started here. Stages run on the workers with the local runner's code
-(Docker on the workers is the next step, docs/cluster.md)."""
+separate cache folders, started here. Stages run in the workers' Docker engine (this machine's,
+shared by the workers here, with their own state folders and warm workers)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - scripts/setup.sh installs the extra
     skip_unless_ci("the cluster extra is not installed: pip install -e .[cluster]", module=True)
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
 def _free_port() -> int:
@@ -67,7 +67,7 @@ def start_cluster(root: Path, workers: int = 2):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, docker_base_image):
     """(scheduler address, [worker cache folders]) shared by the tests that kill nothing."""
     root = tmp_path_factory.mktemp("cluster")
     with start_cluster(root) as (address, _procs):
@@ -78,7 +78,7 @@ def test_a_run_on_the_cluster_matches_a_local_run_and_sends_no_object_twice(clus
     address, caches = cluster
     write_project(tmp_path / "local")
     write_project(tmp_path / "remote")
-    local = WorkbenchSession(tmp_path / "local", runner="local").run("tiny")
+    local = WorkbenchSession(tmp_path / "local", runner="docker").run("tiny")
     session = WorkbenchSession(tmp_path / "remote", runner="cluster", scheduler=address)
     lines: list[str] = []
     remote = session.run("tiny", on_event=lambda e: lines.append(e.line) if isinstance(e, StageLog) else None)
@@ -93,10 +93,16 @@ def test_a_run_on_the_cluster_matches_a_local_run_and_sends_no_object_twice(clus
     assert any(line.startswith("prep [workbench] ran on cluster worker tcp://") for line in lines)
     stored = WorkbenchSession(tmp_path / "remote", runner="local").get_run(remote.id)
     assert stored.runner == "cluster"
-    # The lineage keeps which worker and host ran each stage.
+    # The lineage keeps which worker and host ran each stage, and the image there: the stage ran
+    # in the worker's Docker engine, in the environment image it built (or found) there.
+    import docker
+
     for stage in stored.stages:
         worker, host = runner.ran_on[(remote.id, stage.stage)]
-        assert stage.log_tail[0] == f"[workbench] ran on cluster worker {worker} (host {host})"
+        assert (stage.worker, stage.host) == (worker, host)
+        assert stage.image_id == docker.from_env().images.get(stage.image_id).id
+    assert local.image_id == stored.stages[0].image_id  # one engine here: the workers found the same image
+    assert any(line.startswith("warm worker ready") for line in lines), lines  # the worker's own warm worker
     # Each worker's cache holds what it was sent (the worker caches are separate folders).
     assert any((cache / "objects").exists() for cache in caches)
 
@@ -162,7 +168,7 @@ def test_a_stage_no_worker_can_hold_fails_with_the_workers_resources(cluster, tm
     assert "no worker of the cluster" in record.stages[0].reason and "cpus=8" in record.stages[0].reason
 
 
-def test_a_worker_killed_mid_stage_is_retried_on_the_other(tmp_path):
+def test_a_worker_killed_mid_stage_is_retried_on_the_other(tmp_path, docker_base_image):
     write_project(tmp_path / "ws", **{"prep.py": "import time, wb\nprint('working', flush=True)\ntime.sleep(3)\n"
                                                  "open(wb.output_path('clean.txt'), 'w').write('X')\n"})
     with start_cluster(tmp_path) as (address, procs):

@@ -9,13 +9,20 @@ params and models of megabytes; a shared object storage is the path for gigabyte
 docs/cluster.md). Outputs come back the same way: the worker sends the manifest, the client
 asks for the hashes the workspace's object store lacks, and the task returns their bytes.
 
+On the worker the stage runs in that machine's Docker engine through the DockerRunner
+(cluster_task.py), so isolation is the same as on a laptop.
+
 This side runs on the workbench's thread for the stage: it relays the worker's log lines to
-`on_log` as they arrive, and turns the run's cancel token into the task's cancel event (the
-worker stops the stage) and then `future.cancel()`.
+`on_log` as they arrive, turns the run's cancel token into the task's cancel event (the worker
+stops the stage) and then `future.cancel()`, follows the attempts (a worker that dies mid-stage:
+Dask runs the task again elsewhere, at most `max_attempts` times in all), and turns a lost
+scheduler into one failed stage that says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import threading
@@ -26,7 +33,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.cluster_cache import ObjectCache, folder_manifest
-from workbench.adapters.local_runner import LocalRunner
 from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
@@ -39,6 +45,10 @@ WAIT_S = 0.1
 """How long the client blocks for a message from the task before it looks at the cancel token."""
 CANCEL_GRACE_S = 5.0
 """How long a cancelled stage may take to report back before its task is dropped."""
+MAX_ATTEMPTS = 3
+"""A stage whose worker died is run again on another one, up to this many attempts in all."""
+SCHEDULER_LOST_S = 5.0
+"""How long the scheduler may not answer before the stage is failed as lost."""
 
 
 class SchedulerUnavailable(WorkbenchError):
@@ -52,13 +62,22 @@ def _now() -> datetime:
 class ClusterRunner:
     name = "cluster"
 
-    def __init__(self, scheduler: str | None = None):
+    def __init__(self, scheduler: str | None = None, mode: str = "warm", max_attempts: int = MAX_ATTEMPTS):
         self.address = scheduler or os.environ.get(SCHEDULER_VARIABLE, "")
         if not self.address:
             raise SchedulerUnavailable(
                 f"--runner cluster needs the scheduler's address: --scheduler tcp://HOST:8786 or ${SCHEDULER_VARIABLE}")
+        self.mode = mode
+        """The workers' DockerRunner mode: "warm" (a warm worker per project) or "cold"."""
+        self.max_attempts = max_attempts
         self._client = None
         self._lock = threading.Lock()
+        self._environments: dict[str, EnvironmentSpec] = {}
+        """Project -> its manifest's environment, which each worker builds its image from."""
+        self._images: dict[str, tuple[str, str]] = {}
+        """Environment identity -> (worker, image id) of the first stage that reported one: a
+        worker whose build differs is said to differ."""
+        self._differs: set[tuple[str, str, str]] = set()
         self.sent: list[tuple[str, str]] = []
         """(worker address, sha256) of every object this runner sent: what the tests count."""
         self.sent_bytes = 0
@@ -80,12 +99,22 @@ class ClusterRunner:
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
                 project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
-        """The stages run with the workers' Python (the local runner's code on the worker), so
-        the identity is the client's Python and requirements, as for --runner local; workers
-        are expected to share the client's environment until stages run in Docker there."""
+        """Each worker builds the environment image in its own engine (or finds it built), so the
+        run's identity is what the image is built from: the base image named, the requirements'
+        bytes and the Dockerfile. Each stage's lineage keeps the image id its worker used."""
         self.client  # noqa: B018 -- an unreachable scheduler is one clear error before any stage
-        prepared = LocalRunner().prepare(project_dir, env, on_log, project, cancel)
-        return PreparedEnvironment(prepared.image_id, f"cluster {self.address}: {prepared.image_tag}")
+        from workbench.adapters.docker_images import DOCKERFILE, INSTALL_REQUIREMENTS, read_requirements
+
+        requirements = read_requirements(project_dir, env)
+        digest = hashlib.sha256()
+        for part in (env.base_image or "(the workers' default base image)", DOCKERFILE, INSTALL_REQUIREMENTS):
+            digest.update(part.encode() + b"\0")
+        digest.update(requirements or b"")
+        self._environments[project or Path(project_dir).resolve().name] = env
+        return PreparedEnvironment(f"cluster:{digest.hexdigest()[:16]}",
+                                   f"built on each worker of {self.address} from "
+                                   f"{env.base_image or 'its default base image'}"
+                                   f"{' + ' + env.requirements if requirements is not None else ''}")
 
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         from distributed import Event, Queue
@@ -95,6 +124,9 @@ class ClusterRunner:
         started = _now()
         if cancel.cancelled:
             return StageOutcome(StageStatus.CANCELLED, None, cancel.reason, [], started, _now())
+        env = self._environments.get(job.project)
+        if env is None:
+            raise WorkbenchError(f"the cluster runner was not prepared for {job.project}")
         client = self.client
         resources = self._resources(job)
         if isinstance(resources, str):
@@ -107,32 +139,39 @@ class ClusterRunner:
             sources.update(_sources(Path(path), upstream[name]))
         store = ObjectCache(_state_dir(job) / "objects")
         up = Queue(f"{key}-up", client=client)
-        objs, want = Queue(f"{key}-objs", client=client), Queue(f"{key}-want", client=client)
         cancel_event = Event(f"{key}-cancel", client=client)
-        future = client.submit(run_remote_stage, key, job, project, upstream, key=key, pure=False,
+        future = client.submit(run_remote_stage, key, job, env, self.mode, project, upstream, key=key, pure=False,
                                resources=resources)
         on_log(StatusLine(f"waiting for a cluster worker with {_describe(resources)}"))
+        attempts: list[tuple[str, str]] = []
+        """(attempt id, worker) in the order the workers took the stage."""
         cancelled_at: float | None = None
+        unanswered_since: float | None = None
         try:
             while True:
                 try:
                     kind, payload = up.get(timeout=WAIT_S)
+                    unanswered_since = None
                 except TimeoutError:
                     kind, payload = "", None
+                    if not self._scheduler_answers():
+                        unanswered_since = unanswered_since or time.monotonic()
+                        if time.monotonic() - unanswered_since > SCHEDULER_LOST_S:
+                            return self._lost(future, started)
                 if kind == "need":
-                    lacking = payload["lacking"]
-                    sending = {sha: sources[sha].read_bytes() for sha in lacking}
-                    objs.put(sending)
-                    size = sum(map(len, sending.values()))
-                    with self._lock:
-                        self.sent.extend((payload["worker"], sha) for sha in lacking)
-                        self.sent_bytes += size
-                    on_log(DetailLine(f"sent {len(lacking)} of {len(sources)} objects ({size:,} bytes) "
-                                      f"to {payload['worker']}"))
+                    if attempts:  # the worker of the attempt before died mid-stage
+                        on_log(StatusLine(f"cluster worker {attempts[-1][1]} was lost running {job.stage}; "
+                                          f"attempt {len(attempts) + 1} of {self.max_attempts} on {payload['worker']}"))
+                    attempts.append((payload["attempt"], payload["worker"]))
+                    if len(attempts) > self.max_attempts:
+                        future.cancel()
+                        return self._gave_up(attempts, started)
+                    self._send(key, payload, sources, client, on_log)
                 elif kind == "log":
                     on_log(payload)
                 elif kind == "outs":
-                    want.put(sorted(store.missing(set(payload.values()))))
+                    Queue(f"{key}-{payload['attempt']}-want", client=client).put(
+                        sorted(store.missing(set(payload["outputs"].values()))))
                 elif kind == "end" or (not kind and future.done()):  # done without "end": it raised
                     break
                 if cancel.cancelled and cancelled_at is None:
@@ -144,11 +183,49 @@ class ClusterRunner:
             result = future.result()
         except WorkbenchError:
             raise
-        except Exception as exc:  # the worker died, the scheduler went away, the task raised
+        except Exception as exc:  # the worker died too often, the scheduler went away, the task raised
             future.cancel()
+            if type(exc).__name__ == "KilledWorker":
+                return self._gave_up(attempts, started, exc)
+            if not self._scheduler_answers():
+                return self._lost(future, started, exc)
             return StageOutcome(StageStatus.FAILED, None, f"the cluster could not run the stage: {exc}", [],
                                 started, _now())
         return self._finish(job, result, store, on_log, cancel)
+
+    def _send(self, key: str, need: dict, sources: dict[str, Path], client, on_log: LogSink) -> None:
+        """Exactly the objects this attempt's worker lacks, on the attempt's own queue."""
+        from distributed import Queue
+
+        lacking = need["lacking"]
+        sending = {sha: sources[sha].read_bytes() for sha in lacking}
+        Queue(f"{key}-{need['attempt']}-objs", client=client).put(sending)
+        size = sum(map(len, sending.values()))
+        with self._lock:
+            self.sent.extend((need["worker"], sha) for sha in lacking)
+            self.sent_bytes += size
+        on_log(DetailLine(f"sent {len(lacking)} of {len(sources)} objects ({size:,} bytes) to {need['worker']}"))
+
+    def _scheduler_answers(self) -> bool:
+        client = self._client
+        return client is not None and client.status == "running"
+
+    def _lost(self, future, started: datetime, exc: Exception | None = None) -> StageOutcome:
+        with contextlib.suppress(Exception):
+            future.cancel()
+        why = f": {exc}" if exc else ""
+        reason = (f"the Dask scheduler at {self.address} was lost while the stage ran{why}; "
+                  f"the stage's result could not come back")
+        return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
+
+    def _gave_up(self, attempts: list[tuple[str, str]], started: datetime,
+                 exc: Exception | None = None) -> StageOutcome:
+        workers = [worker for _attempt, worker in attempts]
+        last = workers[-1] if workers else "?"
+        reason = (f"cluster worker {last} died running the stage, after {len(workers)} attempt(s) on "
+                  f"{', '.join(workers) or 'no worker that reported'}; gave up "
+                  f"({'Dask: ' + str(exc).splitlines()[0] if exc else f'at most {self.max_attempts} attempts'})")
+        return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
 
     def _finish(self, job: StageJob, result: dict, store: ObjectCache, on_log: LogSink,
                 cancel: CancelToken) -> StageOutcome:
@@ -159,16 +236,30 @@ class ClusterRunner:
         for rel, sha in result["outputs"].items():
             (output_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(store.path(sha), output_dir / rel)
-        self.ran_on[(job.run_id, job.stage)] = (result["worker"], result["host"])
-        ran_on = ran_on_line(result["worker"], result["host"])
-        on_log(DetailLine(f"{job.stage} {ran_on}"))
+        worker, host, image_id = result["worker"], result["host"], result["image_id"]
+        self.ran_on[(job.run_id, job.stage)] = (worker, host)
+        on_log(DetailLine(f"{job.stage} {ran_on_line(worker, host)}, image {image_id[:19]}"))
+        self._compare_image(job, worker, image_id, on_log)
         status = StageStatus(result["status"])
         # The worker knows only that it was cancelled; why (superseded by run N...) is ours.
         reason = cancel.reason if status is StageStatus.CANCELLED and cancel.cancelled else result["reason"]
-        # The tail is what the lineage keeps of a stage's output: until stage rows have worker and
-        # host columns (docs/cluster.md), the first line of the kept tail says where it ran.
-        return StageOutcome(status, result["exit_code"], reason, [ran_on, *result["log_tail"]], result["started_at"],
-                            result["finished_at"])
+        return StageOutcome(status, result["exit_code"], reason, result["log_tail"], result["started_at"],
+                            result["finished_at"], worker=worker, host=host, image_id=image_id)
+
+    def _compare_image(self, job: StageJob, worker: str, image_id: str, on_log: LogSink) -> None:
+        """Workers build the environment each in its own engine: one whose image is another than
+        the first worker's (another base image, another build) is said so, once per worker."""
+        if not image_id:
+            return
+        identity = job.environment.image_id
+        with self._lock:
+            first = self._images.setdefault(identity, (worker, image_id))
+            if first[1] == image_id or (identity, worker, image_id) in self._differs:
+                return
+            self._differs.add((identity, worker, image_id))
+        on_log(f"warning: cluster worker {worker}'s environment image {image_id[:19]} differs from "
+               f"{first[0]}'s {first[1][:19]} (built from another base image, or built separately): "
+               f"stages on the two may not give the same results")
 
     def _resources(self, job: StageJob) -> dict[str, float] | str:
         """The Dask resources the stage asks for, or why no worker of the cluster could run it."""

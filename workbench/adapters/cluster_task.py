@@ -1,18 +1,24 @@
 """What runs on a Dask worker for one stage (the other half of cluster_runner.py).
 
-The conversation with the client goes through named Dask queues (through the scheduler), one
-set per stage attempt, so the task needs nothing but the scheduler to reach the client:
-  <key>-up   : worker -> client, (kind, payload) messages in order, which the client waits on:
-               ("need", {"worker", "lacking"}) the hashes its cache lacks,
-               ("log", line) the stage's lines as it prints them,
-               ("outs", manifest) the outputs' manifest, ("end", None) the result is coming
-  <key>-objs : client -> worker, {sha: bytes} for exactly the lacking hashes
-  <key>-want : client -> worker, the output hashes the workspace lacks (sent in the result)
-and a Dask Event <key>-cancel that the client sets to stop the stage. One upward queue that the
-client blocks on (rather than one per kind, polled) is what keeps the round trips per stage few.
+The stage runs in the worker machine's own Docker engine through the same DockerRunner as on a
+laptop (its warm worker, or a fresh container in cold mode), so a stage's isolation is the same
+everywhere: no network unless the manifest says so, a read-only snapshot, not root, the
+manifest's limits. The worker builds the project's environment image in its engine when it lacks
+it (from the snapshot's requirements, like `workbench run` does) and reports the image id it
+used, which the lineage keeps.
 
-The stage itself runs through the local runner's code in a folder built from the worker's cache
-(the Docker runner is the next step: docs/cluster.md).
+The conversation with the client goes through named Dask queues (through the scheduler), so the
+task needs nothing but the scheduler to reach the client. Each attempt of a stage (Dask runs the
+task again on another worker when one dies mid-stage) has an attempt id, and the queues the
+client answers on are the attempt's own, so a dead attempt's unread answer never reaches the next:
+  <key>-up            : worker -> client, (kind, payload) messages in order:
+                        ("need", {attempt, worker, host, lacking}) the hashes its cache lacks,
+                        ("log", line) the stage's lines as it prints them,
+                        ("outs", {attempt, outputs}) the outputs' manifest, ("end", attempt)
+  <key>-<attempt>-objs : client -> worker, {sha: bytes} for exactly the lacking hashes
+  <key>-<attempt>-want : client -> worker, the output hashes the workspace lacks (sent in the result)
+and a Dask Event <key>-cancel that the client sets to stop the stage. One upward queue that the
+client blocks on (rather than one per kind, polled) keeps the round trips per stage few.
 """
 
 from __future__ import annotations
@@ -21,76 +27,145 @@ import os
 import shutil
 import socket
 import threading
+import uuid
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.cluster_cache import CACHE_VARIABLE, Manifest, ObjectCache, folder_manifest
-from workbench.core.ports import CancelToken, StageJob
+from workbench.core.errors import WorkbenchError
+from workbench.core.manifest import EnvironmentSpec
+from workbench.core.model import StageStatus
+from workbench.core.ports import CancelToken, StageJob, StageOutcome
 
 HANDSHAKE_TIMEOUT_S = 120
 CANCEL_POLL_S = 0.1
 
+_runners: dict[tuple[str, str], object] = {}
+"""One DockerRunner per (worker state folder, mode) in this worker process: its warm workers
+outlive a stage, as they do in a workbench session."""
+_runners_lock = threading.Lock()
 
-def worker_cache() -> ObjectCache:
+
+def worker_state() -> Path:
+    """The worker's own folder: its object cache, the stages' folders, its warm workers' control
+    folders. One per worker process (two workers sharing one would remove each other's containers
+    as orphans when they start)."""
     from distributed import get_worker
 
     root = os.environ.get(CACHE_VARIABLE) or os.path.join(get_worker().local_directory, "workbench-cache")
-    return ObjectCache(Path(root) / "objects")
+    return Path(root).resolve()
 
 
-def run_remote_stage(key: str, job: StageJob, project: Manifest, upstream: dict[str, Manifest]) -> dict:
-    """Fetch what the cache lacks, run the stage, return its outcome and the outputs asked for."""
+def worker_cache() -> ObjectCache:
+    return ObjectCache(worker_state() / "objects")
+
+
+def docker_runner(state: Path, mode: str):
+    """This worker's DockerRunner (created on its first stage: containers an earlier, killed
+    worker process left with this state folder are removed then)."""
+    from workbench.adapters.docker_runner import DockerRunner
+
+    with _runners_lock:
+        runner = _runners.get((str(state), mode))
+        if runner is None:
+            runner = DockerRunner(mode=mode, state_dir=state)
+            runner.cleanup_orphans(state)
+            _runners[(str(state), mode)] = runner
+        return runner
+
+
+def run_remote_stage(key: str, job: StageJob, env: EnvironmentSpec, mode: str, project: Manifest,
+                     upstream: dict[str, Manifest]) -> dict:
+    """Fetch what the cache lacks, run the stage in this machine's Docker engine, return its
+    outcome and the outputs the client asked for."""
     from distributed import Event, Queue, get_worker
-    from workbench.adapters.local_runner import LocalRunner
 
-    cache = worker_cache()
+    worker, host = get_worker().address, socket.gethostname()
+    attempt = uuid.uuid4().hex[:8]
+    state = worker_state()
+    cache = ObjectCache(state / "objects")
     wanted = set(project.values()).union(*(set(m.values()) for m in upstream.values()))
     lacking = sorted(cache.missing(wanted))
     up = Queue(f"{key}-up")
-    up.put(("need", {"worker": get_worker().address, "lacking": lacking}))
+    up.put(("need", {"attempt": attempt, "worker": worker, "host": host, "lacking": lacking}))
     if lacking:
-        for sha, data in Queue(f"{key}-objs").get(timeout=HANDSHAKE_TIMEOUT_S).items():
+        for sha, data in Queue(f"{key}-{attempt}-objs").get(timeout=HANDSHAKE_TIMEOUT_S).items():
             cache.put(sha, data)
 
-    work = cache.root.parent / "stages" / key
-    shutil.rmtree(work, ignore_errors=True)
-    cache.materialize(project, work / "project")
-    upstream_dirs = {}
-    for name, manifest in upstream.items():
-        cache.materialize(manifest, work / "upstream" / name)
-        upstream_dirs[name] = str(work / "upstream" / name)
-    output_dir = work / "out"
-    output_dir.mkdir(parents=True)
-    local = replace(job, project_dir=str(work / "project"), output_dir=str(output_dir), upstream_dirs=upstream_dirs)
-
+    # Folders where the Docker runner's warm workers accept them: <state>/snapshots and
+    # <state>/runs/<x>/<stage> (warm_worker.WorkerPool.can_serve), named per attempt.
+    folder = f"{job.project}-{job.run_id}-{job.stage}-{attempt}"
+    snapshot, runs = state / "snapshots" / folder, state / "runs" / folder
     cancel = CancelToken()
     finished = threading.Event()
-    threading.Thread(target=_follow_cancel, args=(Event(f"{key}-cancel"), cancel, finished), daemon=True).start()
     try:
-        outcome = LocalRunner().run_stage(local, lambda line: up.put(("log", line)), cancel)
+        cache.materialize(project, snapshot)
+        upstream_dirs = {}
+        for name, manifest in upstream.items():
+            cache.materialize(manifest, runs / "upstream" / name)
+            upstream_dirs[name] = str(runs / "upstream" / name)
+        output_dir = runs / job.stage
+        output_dir.mkdir(parents=True)
+
+        def on_log(line: str) -> None:
+            try:
+                up.put(("log", line))
+            except Exception:  # the scheduler is gone: nobody will take this stage's result
+                cancel.cancel("the Dask scheduler was lost")
+
+        threading.Thread(target=_follow_cancel, args=(Event(f"{key}-cancel"), cancel, finished),
+                         daemon=True).start()
+        outcome, image_id = _run_in_docker(job, env, mode, state, snapshot, output_dir, upstream_dirs, on_log,
+                                           cancel, worker, host)
+        finished.set()
+        outputs = {rel: cache.put_file(output_dir / rel) for rel in folder_manifest(output_dir)}
+        up.put(("outs", {"attempt": attempt, "outputs": outputs}))
+        send = set(Queue(f"{key}-{attempt}-want").get(timeout=HANDSHAKE_TIMEOUT_S))
     finally:
         finished.set()
-
-    outputs = {rel: cache.put_file(output_dir / rel) for rel in folder_manifest(output_dir)}
-    up.put(("outs", outputs))
-    send = set(Queue(f"{key}-want").get(timeout=HANDSHAKE_TIMEOUT_S))
-    shutil.rmtree(work, ignore_errors=True)
-    up.put(("end", None))
+        shutil.rmtree(snapshot, ignore_errors=True)
+        shutil.rmtree(runs, ignore_errors=True)
+    up.put(("end", attempt))
     return {
         "status": str(outcome.status), "exit_code": outcome.exit_code, "reason": outcome.reason,
         "log_tail": outcome.log_tail, "started_at": outcome.started_at, "finished_at": outcome.finished_at,
         "outputs": outputs, "objects": {sha: cache.read(sha) for sha in send},
-        "worker": get_worker().address, "host": socket.gethostname(), "received": lacking,
+        "worker": worker, "host": host, "image_id": image_id, "attempt": attempt, "received": lacking,
     }
 
 
+def _run_in_docker(job: StageJob, env: EnvironmentSpec, mode: str, state: Path, snapshot: Path, output_dir: Path,
+                   upstream_dirs: dict[str, str], on_log, cancel: CancelToken, worker: str,
+                   host: str) -> tuple[StageOutcome, str]:
+    """The stage's outcome and the image id it ran in; an engine or image this worker cannot
+    provide is a failed stage whose reason names the worker."""
+    started = datetime.now(timezone.utc)
+    try:
+        runner = docker_runner(state, mode)
+        prepared = runner.prepare(str(snapshot), env, on_log, project=job.project, cancel=cancel)
+    except WorkbenchError as exc:
+        reason = f"cluster worker {worker} (host {host}) cannot run the stage in Docker: {exc}"
+        return StageOutcome(StageStatus.FAILED, None, reason, [], started, datetime.now(timezone.utc)), ""
+    local = replace(job, project_dir=str(snapshot), output_dir=str(output_dir), upstream_dirs=upstream_dirs,
+                    environment=prepared)
+    return runner.run_stage(local, on_log, cancel), prepared.image_id
+
+
 def _follow_cancel(event, cancel: CancelToken, finished: threading.Event) -> None:
-    """The client's cancel reaches the stage's own token within CANCEL_POLL_S."""
+    """The client's cancel reaches the stage's own token within CANCEL_POLL_S; a scheduler that
+    is gone stops the stage too (its result could reach no one)."""
+    failures = 0
     while not finished.is_set():
         try:
             if event.wait(timeout=CANCEL_POLL_S):
                 cancel.cancel("cancelled from the client")
                 return
-        except Exception:  # the scheduler is gone: the stage's own timeout still applies
+            failures = 0
+        except Exception:
+            failures += 1
+            if failures >= 20:  # about two seconds of a scheduler that does not answer
+                cancel.cancel("the Dask scheduler was lost")
+                return
             if finished.wait(CANCEL_POLL_S):
                 return

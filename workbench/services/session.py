@@ -92,7 +92,7 @@ class WorkbenchSession:
         if self.runner_choice == "cluster":
             from workbench.adapters.cluster_runner import ClusterRunner
 
-            return ClusterRunner(self.scheduler)
+            return ClusterRunner(self.scheduler, mode="cold" if self.cold else "warm")
         try:
             from workbench.adapters.docker_runner import DockerRunner
 
