@@ -196,3 +196,30 @@ def test_a_worker_killed_mid_stage_is_retried_on_the_other(tmp_path, docker_base
     worker, _host = session.runner.ran_on[(record.id, "prep")]
     assert names[worker] != killed[0]  # the stage was run again, to the end, on the other worker
     assert len({w for w, _sha in session.runner.sent}) == 2  # the snapshot went to both, once each
+
+
+def test_the_scheduler_killed_mid_run_fails_the_run_saying_so(tmp_path, docker_base_image):
+    """Through the CLI, as a user sees it: one clear error, exit 1, the run recorded as failed."""
+    write_project(tmp_path / "ws", **{"prep.py": "import time\nprint('working', flush=True)\ntime.sleep(60)\n"})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with start_cluster(tmp_path, workers=1) as (address, procs):
+        run = subprocess.Popen(["workbench", "run", "tiny", "--runner", "cluster", "--scheduler", address],
+                               cwd=tmp_path / "ws", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        for line in run.stdout:
+            out.append(line)
+            if "working" in line:
+                break
+        killed = time.monotonic()
+        procs["scheduler"].kill()
+        out.append(run.stdout.read())
+        code = run.wait(timeout=60)
+        elapsed = time.monotonic() - killed
+    text = "".join(out)
+    assert code == 1, text
+    assert f"the Dask scheduler at {address} was lost" in text and "Traceback" not in text, text
+    assert elapsed < 20, f"the run took {elapsed:.0f} s to notice"
+    shown = subprocess.run(["workbench", "show", "1", "--json"], cwd=tmp_path / "ws", env=env, capture_output=True,
+                           text=True, timeout=60)
+    record = json.loads(shown.stdout)
+    assert record["status"] == "failed" and "was lost" in record["stages"][0]["reason"], shown.stdout

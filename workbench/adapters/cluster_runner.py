@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -152,8 +153,11 @@ class ClusterRunner:
                 try:
                     kind, payload = up.get(timeout=WAIT_S)
                     unanswered_since = None
-                except TimeoutError:
-                    kind, payload = "", None
+                except OSError as exc:  # Dask's comm errors (CommClosedError too) are OSErrors
+                    if isinstance(exc, TimeoutError):
+                        kind, payload = "", None
+                    else:
+                        return self._lost(future, started, exc)
                     if not self._scheduler_answers():
                         unanswered_since = unanswered_since or time.monotonic()
                         if time.monotonic() - unanswered_since > SCHEDULER_LOST_S:
@@ -213,7 +217,7 @@ class ClusterRunner:
     def _lost(self, future, started: datetime, exc: Exception | None = None) -> StageOutcome:
         with contextlib.suppress(Exception):
             future.cancel()
-        why = f": {exc}" if exc else ""
+        why = f" ({type(exc).__name__})" if exc else ""
         reason = (f"the Dask scheduler at {self.address} was lost while the stage ran{why}; "
                   f"the stage's result could not come back")
         return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
@@ -283,9 +287,23 @@ def connect(address: str):
         from distributed import Client
     except ImportError:
         raise SchedulerUnavailable("--runner cluster needs Dask: pip install 'workbench[cluster]'") from None
+    _reachable(address)
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError) as exc:
+        raise SchedulerUnavailable(f"the Dask scheduler at {address} is unreachable: {exc}") from None
+
+
+def _reachable(address: str) -> None:
+    """A refused or unknown address says so at once: Dask's client would retry it for its whole
+    timeout first."""
+    host_port = address.split("://", 1)[-1]
+    if address.split("://", 1)[0] not in ("tcp", host_port) or ":" not in host_port:
+        return  # tls://, inproc:// ...: Dask checks those itself
+    host, port = host_port.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
         raise SchedulerUnavailable(f"the Dask scheduler at {address} is unreachable: {exc}") from None
 
 
