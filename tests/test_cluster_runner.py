@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_cluster(root: Path, workers: int = 2):
+def start_cluster(root: Path, workers: int = 2, worker_env: dict[str, str] | None = None):
     """A scheduler and `workers` workers (named w1, w2...), each with its own cache folder under
     `root`; yields (address, {worker name: process}); the processes see this checkout first."""
     address = f"tcp://127.0.0.1:{_free_port()}"
@@ -52,7 +52,7 @@ def start_cluster(root: Path, workers: int = 2):
     for n in range(1, workers + 1):
         procs[f"w{n}"] = subprocess.Popen(
             dask + ["worker", address, "--nthreads", "2", "--resources", "cpus=2", "--no-dashboard", "--name", f"w{n}"],
-            env={**env, "WORKBENCH_WORKER_CACHE": str(root / f"w{n}")}, stdout=subprocess.DEVNULL,
+            env={**env, "WORKBENCH_WORKER_CACHE": str(root / f"w{n}"), **(worker_env or {})}, stdout=subprocess.DEVNULL,
             stderr=open(root / f"w{n}.log", "w"))
     try:
         client = distributed.Client(address, timeout=30)
@@ -223,3 +223,55 @@ def test_the_scheduler_killed_mid_run_fails_the_run_saying_so(tmp_path, docker_b
                            text=True, timeout=60)
     record = json.loads(shown.stdout)
     assert record["status"] == "failed" and "was lost" in record["stages"][0]["reason"], shown.stdout
+
+
+def _kill_busy_workers(address: str, procs: dict, times: int, killed: list[str]):
+    """An on_event that kills the worker running the stage each time the stage says 'working'."""
+    from workbench.adapters.cluster_runner import cluster_status
+
+    def on_event(event):
+        if isinstance(event, StageLog) and event.line == "working" and len(killed) < times:
+            busy = [w.name for w in cluster_status(address) if w.running]
+            killed.append(busy[0])
+            procs[busy[0]].kill()
+    return on_event
+
+
+def test_a_stage_whose_workers_keep_dying_fails_naming_them_after_its_attempts(tmp_path, docker_base_image):
+    write_project(tmp_path / "ws", **{"prep.py": "import time\nprint('working', flush=True)\ntime.sleep(60)\n"})
+    with start_cluster(tmp_path, workers=3) as (address, procs):
+        session = WorkbenchSession(tmp_path / "ws", runner="cluster", scheduler=address)
+        session.runner.max_attempts = 2
+        killed: list[str] = []
+        record = session.run("tiny", on_event=_kill_busy_workers(address, procs, 2, killed))
+        session.runner.close()
+    assert len(killed) == 2 and record.status is RunStatus.FAILED
+    reason = record.stages[0].reason
+    assert reason.startswith("cluster worker tcp://") and "died running the stage, after 3 attempt(s)" in reason, reason
+    assert "at most 2 attempts" in reason
+
+
+def test_a_stage_whose_last_worker_died_fails_once_none_is_left(tmp_path, docker_base_image):
+    write_project(tmp_path / "ws", **{"prep.py": "import time\nprint('working', flush=True)\ntime.sleep(60)\n"})
+    with start_cluster(tmp_path, workers=1) as (address, procs):
+        session = WorkbenchSession(tmp_path / "ws", runner="cluster", scheduler=address)
+        session.runner.workerless_s = 2
+        killed: list[str] = []
+        started = time.monotonic()
+        record = session.run("tiny", on_event=_kill_busy_workers(address, procs, 1, killed))
+        session.runner.close()
+    assert killed == ["w1"] and record.status is RunStatus.FAILED
+    assert "no worker of the cluster" in record.stages[0].reason and "is left (it ran on tcp://" in record.stages[0].reason
+    assert time.monotonic() - started < 30
+
+
+def test_a_worker_without_a_docker_engine_says_so(tmp_path, docker_base_image):
+    write_project(tmp_path / "ws")
+    with start_cluster(tmp_path, workers=1, worker_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}) as (
+            address, _procs):
+        session = WorkbenchSession(tmp_path / "ws", runner="cluster", scheduler=address)
+        record = session.run("tiny")
+        session.runner.close()
+    reason = record.stages[0].reason
+    assert record.status is RunStatus.FAILED
+    assert reason.startswith("cluster worker tcp://") and "cannot run the stage in Docker" in reason, reason

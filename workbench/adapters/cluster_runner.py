@@ -48,6 +48,8 @@ CANCEL_GRACE_S = 5.0
 """How long a cancelled stage may take to report back before its task is dropped."""
 MAX_ATTEMPTS = 3
 """A stage whose worker died is run again on another one, up to this many attempts in all."""
+WORKERLESS_S = 60.0
+"""How long a stage waits once no worker of the cluster could hold it (they all left) before it fails."""
 SCHEDULER_LOST_S = 5.0
 """How long the scheduler may not answer before the stage is failed as lost."""
 
@@ -71,6 +73,7 @@ class ClusterRunner:
         self.mode = mode
         """The workers' DockerRunner mode: "warm" (a warm worker per project) or "cold"."""
         self.max_attempts = max_attempts
+        self.workerless_s = WORKERLESS_S
         self._client = None
         self._lock = threading.Lock()
         self._environments: dict[str, EnvironmentSpec] = {}
@@ -148,6 +151,7 @@ class ClusterRunner:
         """(attempt id, worker) in the order the workers took the stage."""
         cancelled_at: float | None = None
         unanswered_since: float | None = None
+        workers_checked, workerless_since = time.monotonic(), None
         try:
             while True:
                 try:
@@ -178,6 +182,15 @@ class ClusterRunner:
                         sorted(store.missing(set(payload["outputs"].values()))))
                 elif kind == "end" or (not kind and future.done()):  # done without "end": it raised
                     break
+                if not kind and time.monotonic() - workers_checked > 1.0:
+                    workers_checked = time.monotonic()
+                    if isinstance(self._resources(job), str):  # every worker that could hold it left
+                        workerless_since = workerless_since or workers_checked
+                        if workers_checked - workerless_since > self.workerless_s:
+                            future.cancel()
+                            return self._workerless(attempts, resources, started)
+                    else:
+                        workerless_since = None
                 if cancel.cancelled and cancelled_at is None:
                     cancel_event.set()
                     cancelled_at = time.monotonic()
@@ -220,6 +233,13 @@ class ClusterRunner:
         why = f" ({type(exc).__name__})" if exc else ""
         reason = (f"the Dask scheduler at {self.address} was lost while the stage ran{why}; "
                   f"the stage's result could not come back")
+        return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
+
+    def _workerless(self, attempts: list[tuple[str, str]], resources: dict[str, float],
+                    started: datetime) -> StageOutcome:
+        lost = f" (it ran on {', '.join(w for _a, w in attempts)}, lost mid-stage)" if attempts else ""
+        reason = (f"no worker of the cluster at {self.address} with {_describe(resources)} is left{lost}; "
+                  f"waited {self.workerless_s:g} s for one to join")
         return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
 
     def _gave_up(self, attempts: list[tuple[str, str]], started: datetime,
