@@ -168,6 +168,17 @@ def test_a_stage_no_worker_can_hold_fails_with_the_workers_resources(cluster, tm
     assert "no worker of the cluster" in record.stages[0].reason and "cpus=8" in record.stages[0].reason
 
 
+def test_a_stage_that_needs_gpus_waits_for_a_worker_that_declares_them(cluster, tmp_path):
+    address, _caches = cluster
+    write_project(tmp_path, **{"workbench.toml": MANIFEST.replace('outputs = ["clean.txt"]',
+                                                                  'outputs = ["clean.txt"]\ngpus = 1')})
+    session = WorkbenchSession(tmp_path, runner="cluster", scheduler=address)
+    record = session.run("tiny")
+    session.runner.close()
+    assert record.status is RunStatus.FAILED
+    assert "has cpus=1, gpus=1 (workers declare: [{'cpus': 2.0}, {'cpus': 2.0}]" in record.stages[0].reason
+
+
 def test_a_worker_killed_mid_stage_is_retried_on_the_other(tmp_path, docker_base_image):
     write_project(tmp_path / "ws", **{"prep.py": "import time, wb\nprint('working', flush=True)\ntime.sleep(3)\n"
                                                  "open(wb.output_path('clean.txt'), 'w').write('X')\n"})

@@ -380,3 +380,11 @@ def test_unreachable_engine_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     with pytest.raises(EngineUnavailable, match="at unix:///nonexistent.sock: the socket does not exist"):
         DockerRunner()
+
+
+def test_a_stage_that_needs_gpus_asks_the_engine_for_them(stage):
+    """`gpus = N` is a device request for N GPUs; this machine has none, so the engine refuses
+    the container and the stage fails saying why, rather than running without its GPUs."""
+    outcome = stage.run("echo ran", gpus=1)
+    assert outcome.status is StageStatus.FAILED and "ran" not in stage.lines
+    assert "gpu" in outcome.reason.lower(), outcome.reason

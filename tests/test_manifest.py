@@ -319,3 +319,12 @@ def test_a_manifest_the_toml_reader_cannot_take_is_one_manifest_error(case, text
     with pytest.raises(ManifestError) as info:
         parse_manifest(MINIMAL + text, "proj/workbench.toml")
     assert str(info.value).startswith("proj/workbench.toml: ") and problem in info.value.problem
+
+
+def test_a_stage_may_ask_for_gpus_as_a_whole_number():
+    base = '[project]\nname = "g"\n[stages.train]\ncommand = "python train.py"\n'
+    assert parse_manifest(base).stages["train"].gpus == 0
+    assert parse_manifest(base + "gpus = 2\n").stages["train"].gpus == 2
+    for bad in ("gpus = -1", "gpus = 1.5", "gpus = 65", 'gpus = "one"'):
+        with pytest.raises(ManifestError, match=r"stages\.train\.gpus"):
+            parse_manifest(base + bad + "\n")

@@ -292,6 +292,8 @@ class ClusterRunner:
         resources = {"cpus": float(job.cpus)}
         if any("memory" in r for r in declared):
             resources["memory"] = float(job.memory_bytes)
+        if job.gpus:
+            resources["gpus"] = float(job.gpus)
         if not any(all(r.get(name, 0) >= need for name, need in resources.items()) for r in declared):
             return (f"no worker of the cluster at {self.address} has {_describe(resources)} "
                     f"(workers declare: {declared or 'none connected'}; start them with --resources \"cpus=N\")")

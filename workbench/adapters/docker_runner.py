@@ -100,7 +100,8 @@ class DockerRunner:
         cold_required, preload = self._warm_settings.get(job.environment.image_tag, (False, []))
         parents = Path(job.output_dir).parents  # <state>/runs/<run id>/<stage>
         state_dir = parents[2] if len(parents) > 2 else Path("/")
-        if self.mode == "cold" or cold_required or not self._workers.can_serve(job, state_dir):
+        # A warm worker has no GPUs: a stage that needs them gets a container with its devices.
+        if self.mode == "cold" or cold_required or job.gpus or not self._workers.can_serve(job, state_dir):
             return self._run_cold(job, on_log, cancel)
         key = WorkerKey(job.project, job.environment.image_id, job.environment.image_tag, str(state_dir),
                         job.memory_bytes, job.cpus, job.network)
@@ -204,6 +205,7 @@ class DockerRunner:
             mem_limit=job.memory_bytes,
             memswap_limit=job.memory_bytes,  # equal limits: no swap, so a hog is killed, not slowed
             nano_cpus=int(job.cpus * 1e9),
+            device_requests=[docker.types.DeviceRequest(count=job.gpus, capabilities=[["gpu"]])] if job.gpus else None,
             pids_limit=PIDS_LIMIT,
             user=user,
             read_only=True,

@@ -117,6 +117,9 @@ class StageSpec:
     cpus: float | None = None
     """CPU limit for this stage (0.01 to 1024); defaults to environment.cpus. Parallel stages
     share the run's CPU budget by it."""
+    gpus: int = 0
+    """GPUs the stage needs (0 to 64): Docker device requests for that many GPUs, and on a
+    cluster a `gpus` resource, so the stage waits for a worker that declares them."""
     predictions: str | None = None
     """A predictions file the stage writes into its output folder (`predictions.parquet`, or a
     .csv): one row per evaluated example with the label (named as data.target, or `label`), a
@@ -597,6 +600,9 @@ def _parse_environment(table: _Reader) -> EnvironmentSpec:
     return spec
 
 
+MAX_GPUS = 64
+
+
 def _jobs(table: _Reader) -> int | None:
     if table.get("jobs", int, default=None) is None:
         return None
@@ -649,6 +655,7 @@ def _parse_stages(root: _Reader, source: str) -> dict[str, StageSpec]:
             predictions=_predictions_file(table),
             memory=table.size("memory", None), params=_param_refs(table),
             cpus=table.number("cpus", None, MIN_CPUS, MAX_CPUS),
+            gpus=table.integer("gpus", 0, 0, MAX_GPUS),
         )
         table.reject_unknown()
     for stage in stages.values():

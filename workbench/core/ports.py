@@ -75,6 +75,8 @@ class StageJob:
     network: bool
     timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    """GPUs the stage needs (Docker device requests; a Dask resource on a cluster)."""
 
 
 @dataclass(frozen=True)

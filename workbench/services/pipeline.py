@@ -296,7 +296,7 @@ class PipelineService:
             upstream_dirs={dep: r.output_dir for dep, r in upstream.items()},
             environment=prepared,
             memory_bytes=parse_size(spec.memory or manifest.environment.memory),
-            cpus=spec.cpus or manifest.environment.cpus, network=manifest.environment.network,
+            cpus=spec.cpus or manifest.environment.cpus, gpus=spec.gpus, network=manifest.environment.network,
             timeout_s=spec.timeout_s or manifest.environment.timeout_s,
         )
         if budget is not None and not budget.acquire(
