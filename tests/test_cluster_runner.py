@@ -286,3 +286,46 @@ def test_a_worker_without_a_docker_engine_says_so(tmp_path, docker_base_image):
     reason = record.stages[0].reason
     assert record.status is RunStatus.FAILED
     assert reason.startswith("cluster worker tcp://") and "cannot run the stage in Docker" in reason, reason
+
+
+def test_a_worker_whose_environment_image_differs_says_so(tmp_path, docker_engine, docker_base_image):
+    """Two workers build the environment from different base images (as two machines with other
+    base images would): both stages run, each records its own image id, and the run says so."""
+    import io
+
+    variant = "wbtest/base-variant:1"
+    docker_engine.images.build(fileobj=io.BytesIO(f"FROM {docker_base_image}\nLABEL wbtest=variant\n".encode()),
+                               tag=variant, rm=True)
+    pair = MANIFEST.split("[gates]")[0].replace('depends_on = ["prep"]', "") + "[environment]\njobs = 2\ncpus = 2\n"
+    slow = "import time, wb\ntime.sleep(2)\nopen(wb.output_path('{out}'), 'w').write('x')\nwb.log_metrics({{'score': 1}})\n"
+    write_project(tmp_path / "ws", **{"workbench.toml": pair, "prep.py": slow.format(out="clean.txt"),
+                                      "fit.py": slow.format(out="model.json")})
+    lines: list[str] = []
+    try:
+        with start_cluster(tmp_path, workers=2) as (address, procs):
+            procs["w2"].terminate()
+            procs["w2"].wait(timeout=30)
+            env = {**os.environ, "PYTHONPATH": str(REPO), "WORKBENCH_WORKER_CACHE": str(tmp_path / "w2b"),
+                   "WORKBENCH_BASE_IMAGE": variant}
+            procs["w2"] = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dask"), "worker", address, "--nthreads", "2", "--resources",
+                 "cpus=2", "--no-dashboard", "--name", "w2b"], env=env, stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / "w2b.log", "w"))
+            client = distributed.Client(address, timeout=30)
+            client.wait_for_workers(2, timeout=60)
+            client.close()
+            session = WorkbenchSession(tmp_path / "ws", runner="cluster", scheduler=address)
+            record = session.run("tiny", on_event=lambda e: lines.append(e.line) if isinstance(e, StageLog) else None)
+            session.runner.close()
+    finally:
+        docker_engine.images.remove(variant, force=True)
+    assert record.status is RunStatus.SUCCEEDED, record.reason
+    images = {stage.stage: stage.image_id for stage in record.stages}
+    workers = {stage.stage: stage.worker for stage in record.stages}
+    assert len(set(workers.values())) == 2 and len(set(images.values())) == 2, (workers, images)
+    warnings = [line for line in lines if "environment image" in line and "differs from" in line]
+    assert len(warnings) == 1 and "may not give the same results" in warnings[0], lines
+    for image_id in images.values():  # the variant's environment image (the other is shared)
+        if any(tag.startswith("workbench-env/tiny:") for tag in docker_engine.images.get(image_id).tags) and \
+                docker_engine.images.get(image_id).labels.get("wbtest") == "variant":
+            docker_engine.images.remove(image_id, force=True)
