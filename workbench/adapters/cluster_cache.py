@@ -17,6 +17,10 @@ from pathlib import Path
 
 CACHE_VARIABLE = "WORKBENCH_WORKER_CACHE"
 """Where a worker keeps its objects; default: a folder in the Dask worker's local directory."""
+CACHE_LIMIT_VARIABLE = "WORKBENCH_WORKER_CACHE_MB"
+"""The most a worker's object cache may hold (MB, default 10240): past it, the objects used
+longest ago are removed after a stage."""
+DEFAULT_CACHE_LIMIT_MB = 10240
 
 Manifest = dict[str, str]
 """Relative path (forward slashes) -> sha256 of its bytes."""
@@ -78,11 +82,47 @@ class ObjectCache:
         return self.path(sha).read_bytes()
 
     def materialize(self, manifest: Manifest, dest: Path) -> None:
-        """Build a folder from cached objects: hard links where the file system allows."""
+        """Build a folder from cached objects: hard links where the file system allows. Each
+        object's mtime says when a stage last used it (what `trim` keeps)."""
         for rel, sha in manifest.items():
+            os.utime(self.path(sha))
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(self.path(sha), target)
             except OSError:
                 shutil.copyfile(self.path(sha), target)
+
+    def trim(self, limit_bytes: int) -> tuple[int, int]:
+        """Remove the objects used longest ago until the cache holds at most `limit_bytes`;
+        return (objects removed, bytes freed). A stage's folder holds hard links, so removing an
+        object a running stage uses leaves its file intact; the next stage that needs it gets it
+        sent again."""
+        entries = []
+        for path in self.root.glob("??/*"):
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # another stage's trim took it
+                continue
+            entries.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _mtime, size, _path in entries)
+        removed = freed = 0
+        for _mtime, size, path in sorted(entries):
+            if total - freed <= limit_bytes:
+                break
+            path.unlink(missing_ok=True)
+            removed, freed = removed + 1, freed + size
+        return removed, freed
+
+
+def cache_limit_bytes() -> int:
+    raw = os.environ.get(CACHE_LIMIT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_LIMIT_MB * 1024 * 1024
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0:
+        raise ValueError(f"${CACHE_LIMIT_VARIABLE} = {raw!r} on this worker: expected a size in MB, such as 10240")
+    return int(megabytes * 1024 * 1024)

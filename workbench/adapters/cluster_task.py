@@ -32,7 +32,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.adapters.cluster_cache import CACHE_VARIABLE, Manifest, ObjectCache, folder_manifest
+from workbench.adapters.cluster_cache import CACHE_VARIABLE, Manifest, ObjectCache, cache_limit_bytes, folder_manifest
 from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
@@ -82,6 +82,10 @@ def run_remote_stage(key: str, job: StageJob, env: EnvironmentSpec, mode: str, p
     from distributed import Event, Queue, get_worker
 
     worker, host = get_worker().address, socket.gethostname()
+    try:
+        cache_limit = cache_limit_bytes()
+    except ValueError as exc:  # before the stage runs, naming the worker
+        raise ValueError(f"cluster worker {worker} (host {host}): {exc}") from None
     attempt = uuid.uuid4().hex[:8]
     state = worker_state()
     cache = ObjectCache(state / "objects")
@@ -127,10 +131,12 @@ def run_remote_stage(key: str, job: StageJob, env: EnvironmentSpec, mode: str, p
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.rmtree(runs, ignore_errors=True)
     up.put(("end", attempt))
+    result_objects = {sha: cache.read(sha) for sha in send}
+    cache.trim(cache_limit)
     return {
         "status": str(outcome.status), "exit_code": outcome.exit_code, "reason": outcome.reason,
         "log_tail": outcome.log_tail, "started_at": outcome.started_at, "finished_at": outcome.finished_at,
-        "outputs": outputs, "objects": {sha: cache.read(sha) for sha in send},
+        "outputs": outputs, "objects": result_objects,
         "worker": worker, "host": host, "image_id": image_id, "attempt": attempt, "received": lacking,
     }
 
