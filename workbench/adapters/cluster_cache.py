@@ -26,13 +26,24 @@ Manifest = dict[str, str]
 """Relative path (forward slashes) -> sha256 of its bytes."""
 
 
-def folder_manifest(folder: Path) -> Manifest:
-    """Hash every regular file under `folder` (snapshots are small links to objects; hashing
-    here keeps the runner independent of how the folder was made)."""
+def folder_manifest(folder: Path, memo: dict[tuple[int, int, int, int], str] | None = None) -> Manifest:
+    """Hash every regular file under `folder` (never a link). `memo` maps a file's (device,
+    inode, size, mtime) to its hash: the client's snapshots and recorded outputs are hard links
+    to read-only objects, so a file seen on an earlier stage is not read again."""
     manifest: Manifest = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            manifest[path.relative_to(folder).as_posix()] = file_sha(path)
+        if path.is_symlink() or not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if memo is None:
+            manifest[rel] = file_sha(path)
+            continue
+        st = path.stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        sha = memo.get(key)
+        if sha is None:
+            sha = memo[key] = file_sha(path)
+        manifest[rel] = sha
     return manifest
 
 

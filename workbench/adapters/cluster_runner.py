@@ -82,6 +82,9 @@ class ClusterRunner:
         """Environment identity -> (worker, image id) of the first stage that reported one: a
         worker whose build differs is said to differ."""
         self._differs: set[tuple[str, str, str]] = set()
+        self._hashes: dict[tuple[int, int, int, int], str] = {}
+        """(device, inode, size, mtime) -> sha256 of the snapshot and output files already sent
+        or described: they are hard links to read-only objects, so they are hashed once."""
         self.sent: list[tuple[str, str]] = []
         """(worker address, sha256) of every object this runner sent: what the tests count."""
         self.sent_bytes = 0
@@ -136,8 +139,8 @@ class ClusterRunner:
         if isinstance(resources, str):
             return StageOutcome(StageStatus.FAILED, None, resources, [], started, _now())
         key = stage_key(job)
-        project = folder_manifest(Path(job.project_dir))
-        upstream = {name: folder_manifest(Path(path)) for name, path in job.upstream_dirs.items()}
+        project = folder_manifest(Path(job.project_dir), self._hashes)
+        upstream = {name: folder_manifest(Path(path), self._hashes) for name, path in job.upstream_dirs.items()}
         sources = _sources(Path(job.project_dir), project)
         for name, path in job.upstream_dirs.items():
             sources.update(_sources(Path(path), upstream[name]))

@@ -45,6 +45,10 @@ _runners: dict[tuple[str, str], object] = {}
 """One DockerRunner per (worker state folder, mode) in this worker process: its warm workers
 outlive a stage, as they do in a workbench session."""
 _runners_lock = threading.Lock()
+_prepared: dict[tuple, object] = {}
+"""(state, mode, run id, project, environment) -> the PreparedEnvironment: a worker prepares a
+run's environment once, as `workbench run` does on a laptop, not once per stage (the engine
+calls that find the image cost tens of milliseconds a stage)."""
 
 
 def worker_state() -> Path:
@@ -149,7 +153,14 @@ def _run_in_docker(job: StageJob, env: EnvironmentSpec, mode: str, state: Path, 
     started = datetime.now(timezone.utc)
     try:
         runner = docker_runner(state, mode)
-        prepared = runner.prepare(str(snapshot), env, on_log, project=job.project, cancel=cancel)
+        key = (str(state), mode, job.run_id, job.project, env, job.environment.image_id)
+        prepared = _prepared.get(key)
+        if prepared is None:
+            prepared = runner.prepare(str(snapshot), env, on_log, project=job.project, cancel=cancel)
+            with _runners_lock:
+                if len(_prepared) > 256:  # runs long gone
+                    _prepared.clear()
+                _prepared[key] = prepared
     except WorkbenchError as exc:
         reason = f"cluster worker {worker} (host {host}) cannot run the stage in Docker: {exc}"
         return StageOutcome(StageStatus.FAILED, None, reason, [], started, datetime.now(timezone.utc)), ""
