@@ -25,7 +25,7 @@ EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice, scheduler=args.scheduler)
     names = list(args.projects)
     if not names:
         for ref in session.projects():
