@@ -78,6 +78,19 @@ class ClusterRunner:
             self._client.close()
             self._client = None
 
+    def capacity(self) -> float:
+        """The cpus the cluster's workers declare in all: how much of a run may run at once
+        (services/pipeline.py sizes default jobs and the CPU budget by it, not the local CPUs)."""
+        from workbench.adapters.cluster_info import total_cpus
+
+        return total_cpus(self.client, self.address)
+
+    def summary(self):
+        """Workers, cpus and workbench stages running (cluster_info.ClusterSummary): the TUI's status line."""
+        from workbench.adapters.cluster_info import summarize
+
+        return summarize(self.client, self.address)
+
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
                 project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
         """The stages run with the workers' Python (the local runner's code on the worker), so
