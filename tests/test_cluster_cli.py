@@ -19,10 +19,12 @@ import pytest
 from tests.conftest import skip_unless_ci
 from tests.test_cluster_runner import _free_port
 from tests.test_pipeline_local import write_project
+from tests.test_tui import RecordingApp, asyncio_test, finished_run, opened, private_config, shown  # noqa: F401
 from workbench.cli.main import main
 from workbench.core.model import RunStatus
 from workbench.core.ports import CancelToken
 from workbench.services.session import WorkbenchSession
+from workbench.ui.config import load_config
 
 try:
     import distributed
@@ -81,7 +83,11 @@ def start_cluster(root: Path, workers: int = 2, cpus: int = 1):
         for proc in reversed(procs):
             proc.terminate()
         for proc in procs:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:  # a worker closing gracefully takes its time; nothing to keep
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +132,116 @@ def test_the_default_parallelism_is_the_clusters_cpus_not_this_machines(cluster,
     assert session.runner.capacity() == 2
     workers = {session.runner.ran_on[(record.id, s)][0] for s in ("left", "right")}
     assert len(workers) == 2  # cpus=1 each: the cluster's accounting put one stage on each
+
+
+def workbench(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {name: value for name, value in os.environ.items() if name != "WORKBENCH_SCHEDULER"}
+    full_env.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "workbench", *args], env=full_env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cluster_status_reads_workspace_toml_and_its_json_is_stable(cluster, tmp_path):
+    write_config(tmp_path, f'[cluster]\nscheduler = "{cluster}"\n\n[notify]\nchannel = "later"\n')
+    done = workbench("-w", str(tmp_path), "cluster", "status", "--json")
+
+    assert done.returncode == 0, done.stderr
+    workers = json.loads(done.stdout)
+    assert [w["name"] for w in sorted(workers, key=lambda w: w["name"])] == ["w1", "w2"]
+    assert [w["address"] for w in workers] == sorted(w["address"] for w in workers)
+    for worker in workers:
+        assert list(worker) == ["address", "name", "host", "threads", "memory_limit", "resources", "running"]
+        assert worker["resources"] == {"cpus": 1.0} and worker["threads"] == 1 and worker["running"] == []
+    # The table names the scheduler it asked.
+    table = workbench("-w", str(tmp_path), "cluster", "status")
+    assert table.returncode == 0 and cluster in table.stdout and "cpus=1" in table.stdout
+
+
+def test_the_flag_beats_the_variable_which_beats_workspace_toml(cluster, tmp_path):
+    write_config(tmp_path, f'[cluster]\nscheduler = "{DOWN}"\n')
+    by_variable = workbench("-w", str(tmp_path), "cluster", "status", "--json", env={"WORKBENCH_SCHEDULER": cluster})
+    assert by_variable.returncode == 0, by_variable.stderr
+    by_flag = workbench("-w", str(tmp_path), "cluster", "status", "--json", "--scheduler", cluster,
+                        env={"WORKBENCH_SCHEDULER": DOWN})
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert len(json.loads(by_variable.stdout)) == len(json.loads(by_flag.stdout)) == 2
+
+
+def test_an_unreachable_scheduler_is_one_clear_error_with_exit_code_1(tmp_path, monkeypatch, capsys):
+    from workbench.adapters import cluster_runner
+
+    monkeypatch.setattr(cluster_runner, "CONNECT_TIMEOUT_S", 1)  # the real one is 10 s
+    write_config(tmp_path, f'[cluster]\nscheduler = "{DOWN}"\n')
+    code = main(["-w", str(tmp_path), "cluster", "status", "--json"])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"the Dask scheduler at {DOWN} is unreachable" in err
+    assert f"from {tmp_path / 'workspace.toml'}" in err  # where the address came from
+
+
+def test_no_scheduler_anywhere_names_the_three_places(tmp_path):
+    write_project(tmp_path)
+    done = workbench("-w", str(tmp_path), "run", "tiny", "--runner", "cluster")
+    assert done.returncode == 3
+    assert "--scheduler" in done.stderr and "$WORKBENCH_SCHEDULER" in done.stderr
+    assert str(tmp_path / "workspace.toml") in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_workspace_toml_names_file_key_and_problem(tmp_path):
+    write_project(tmp_path)
+    write_config(tmp_path, '[cluster]\nscheduler = "tcp://sched:8786"\nrunnr = "cluster"\n')
+    done = workbench("-w", str(tmp_path), "run", "tiny")
+    assert done.returncode == 3
+    assert f"{tmp_path / 'workspace.toml'}: cluster.runnr: unknown key" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "P"], ["watch"], ["tui"], ["sweep", "P"], ["reproduce", "1"],
+                                     ["drift", "P"]])
+def test_every_command_that_runs_stages_takes_runner_cluster_and_scheduler(command):
+    from workbench.cli.main import build_parser
+
+    args = build_parser().parse_args([*command, "--runner", "cluster", "--scheduler", "tcp://s:8786"])
+    assert (args.runner, args.scheduler) == ("cluster", "tcp://s:8786")
+    left_out = build_parser().parse_args(command)
+    assert (left_out.runner, left_out.scheduler) == (None, None)  # None: the workspace's default
+
+
+@asyncio_test
+async def test_the_tui_status_line_shows_the_cluster_and_the_stages_it_runs(cluster, tmp_path):
+    write_pair(tmp_path, seconds=4)
+    write_config(tmp_path, f'[cluster]\nscheduler = "{cluster}"\nrunner = "cluster"\n')
+    app = RecordingApp(tmp_path, config=load_config(), watch_on_start=False)  # `workbench tui`: the workspace's runner
+    async with app.run_test(size=(120, 36)) as pilot:
+        main = await opened(pilot)
+        await shown(pilot, f"runner cluster {cluster} · 2 workers · 2 cpus · 0 stages running")
+        await pilot.press("r")  # both stages at once, one on each worker
+        await shown(pilot, "· 2 stages running", timeout=20)
+        run = await finished_run(pilot, main, 1)
+        assert run.status == "succeeded"
+        await shown(pilot, "· 0 stages running")
+    assert not [note for note in app.notes if note[0] == "error"], app.notes
+
+
+@asyncio_test
+async def test_an_unreachable_scheduler_shows_in_the_tui_status_line_not_as_a_crash(tmp_path, monkeypatch):
+    from workbench.adapters import cluster_runner
+
+    monkeypatch.setattr(cluster_runner, "CONNECT_TIMEOUT_S", 1)  # the real one is 10 s
+    write_pair(tmp_path)
+    session = WorkbenchSession(tmp_path, runner="cluster", scheduler=DOWN)  # `workbench tui --runner cluster --scheduler`
+    app = RecordingApp(tmp_path, "cluster", session=session, config=load_config(), watch_on_start=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        main = await opened(pilot)
+        await shown(pilot, f"runner cluster {DOWN} unreachable")
+        assert "unreachable" in main.cluster_problem
+        await pilot.press("r")  # a run meanwhile fails, recorded, with the reason
+        run = await finished_run(pilot, main, 1)
+        assert run.status == "failed"
+        assert f"the Dask scheduler at {DOWN} is unreachable" in app.session.get_run(run.id).reason
+        await shown(pilot, f"runner cluster {DOWN} unreachable")
+    # The status line says it; no notification pops up every few seconds.
+    assert not [note for note in app.notes if note[2] == "cluster"], app.notes
