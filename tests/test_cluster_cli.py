@@ -217,7 +217,7 @@ async def test_the_tui_status_line_shows_the_cluster_and_the_stages_it_runs(clus
     app = RecordingApp(tmp_path, config=load_config(), watch_on_start=False)  # `workbench tui`: the workspace's runner
     async with app.run_test(size=(120, 36)) as pilot:
         main = await opened(pilot)
-        await shown(pilot, f"runner cluster {cluster} · 2 workers · 2 cpus · 0 stages running")
+        await shown(pilot, f"runner cluster {cluster.removeprefix('tcp://')} · 2 workers · 2 cpus · 0 stages running")
         await pilot.press("r")  # both stages at once, one on each worker
         await shown(pilot, "· 2 stages running", timeout=20)
         run = await finished_run(pilot, main, 1)
@@ -236,12 +236,12 @@ async def test_an_unreachable_scheduler_shows_in_the_tui_status_line_not_as_a_cr
     app = RecordingApp(tmp_path, "cluster", session=session, config=load_config(), watch_on_start=False)
     async with app.run_test(size=(120, 36)) as pilot:
         main = await opened(pilot)
-        await shown(pilot, f"runner cluster {DOWN} unreachable")
+        await shown(pilot, "runner cluster 127.0.0.1:9 unreachable")
         assert "unreachable" in main.cluster_problem
         await pilot.press("r")  # a run meanwhile fails, recorded, with the reason
         run = await finished_run(pilot, main, 1)
         assert run.status == "failed"
         assert f"the Dask scheduler at {DOWN} is unreachable" in app.session.get_run(run.id).reason
-        await shown(pilot, f"runner cluster {DOWN} unreachable")
+        await shown(pilot, "runner cluster 127.0.0.1:9 unreachable")
     # The status line says it; no notification pops up every few seconds.
     assert not [note for note in app.notes if note[2] == "cluster"], app.notes

@@ -28,7 +28,7 @@ class ClusterSummary:
 
 
 def total_cpus(client, address: str) -> float:
-    return sum(_cpus(info) for info in _workers(client, address).values())
+    return sum((_cpus(info) for info in _workers(client, address).values()), 0.0)
 
 
 def summarize(client, address: str) -> ClusterSummary:
@@ -38,14 +38,19 @@ def summarize(client, address: str) -> ClusterSummary:
     except Exception as exc:  # noqa: BLE001 -- distributed raises comm errors of many kinds
         raise _lost(address, exc) from None
     running = sum(1 for keys in processing.values() for key in keys if str(key).startswith(STAGE_KEY_PREFIX))
-    return ClusterSummary(address, len(workers), sum(_cpus(info) for info in workers.values()), running)
+    return ClusterSummary(address, len(workers), sum((_cpus(info) for info in workers.values()), 0.0), running)
 
 
 def _workers(client, address: str) -> dict:
     try:
-        return client.scheduler_info(n_workers=-1)["workers"]
+        info = client.scheduler_info(n_workers=-1)
     except Exception as exc:  # noqa: BLE001 -- distributed raises comm errors of many kinds
         raise _lost(address, exc) from None
+    # A client whose scheduler went away gives up reconnecting after its timeout, closes, and
+    # answers with an empty info from then on.
+    if client.status not in ("running", "connecting") or "workers" not in info:
+        raise _lost(address, f"the connection was lost (client {client.status})")
+    return info["workers"]
 
 
 def _cpus(info: dict) -> float:

@@ -83,13 +83,25 @@ class ClusterRunner:
         (services/pipeline.py sizes default jobs and the CPU budget by it, not the local CPUs)."""
         from workbench.adapters.cluster_info import total_cpus
 
-        return total_cpus(self.client, self.address)
+        return self._asking(total_cpus)
 
     def summary(self):
         """Workers, cpus and workbench stages running (cluster_info.ClusterSummary): the TUI's status line."""
         from workbench.adapters.cluster_info import summarize
 
-        return summarize(self.client, self.address)
+        return self._asking(summarize)
+
+    def _asking(self, read):
+        client = self.client
+        try:
+            return read(client, self.address)
+        except SchedulerUnavailable:
+            # A client that lost its scheduler closes itself for good: the next call connects
+            # anew, so a scheduler that comes back is found again.
+            with self._lock:
+                if self._client is client and client.status in ("closed", "closing"):
+                    self._client = None
+            raise
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
                 project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:

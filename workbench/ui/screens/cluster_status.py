@@ -35,9 +35,10 @@ def read_cluster(session) -> tuple[str, object, str | None]:
 
 
 def cluster_facts(address: str, summary, problem: str | None) -> Text:
-    """What follows `runner cluster` in the status line: ` tcp://10.0.0.5:8786 · 2 workers ·
-    4 cpus · 1 stage running`, or ` tcp://10.0.0.5:8786 unreachable`."""
-    text = Text(f" {address}")
+    """What follows `runner cluster` in the status line: ` 10.0.0.5:8786 · 2 workers · 4 cpus ·
+    1 stage running`, or ` 10.0.0.5:8786 unreachable`. tcp:// is Dask's default scheme, left out
+    for room (the line is one row); another scheme (tls://) is shown."""
+    text = Text(f" {address.removeprefix('tcp://')}")
     if problem is not None:
         text.append(" unreachable" if "unreachable" in problem else " ✗", "bold red")
         return text
