@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from tests.test_pipeline_local import write_project
 from tests.test_tui import RecordingApp, asyncio_test, finished_run, opened, private_config, shown  # noqa: F401
 from workbench.cli.main import main
 from workbench.core.model import RunStatus
-from workbench.core.ports import CancelToken
 from workbench.services.session import WorkbenchSession
 from workbench.ui.config import load_config
 
@@ -197,6 +196,22 @@ def test_a_bad_workspace_toml_names_file_key_and_problem(tmp_path):
     done = workbench("-w", str(tmp_path), "run", "tiny")
     assert done.returncode == 3
     assert f"{tmp_path / 'workspace.toml'}: cluster.runnr: unknown key" in done.stderr
+
+
+def test_watch_runs_on_the_workspaces_cluster(cluster, tmp_path):
+    """`workbench watch` with no --runner: workspace.toml makes the cluster its runner."""
+    write_pair(tmp_path)
+    write_config(tmp_path, f'[cluster]\nscheduler = "{cluster}"\nrunner = "cluster"\n')
+    env = {name: value for name, value in os.environ.items() if name != "WORKBENCH_SCHEDULER"}
+    watch = subprocess.Popen([sys.executable, "-m", "workbench", "-w", str(tmp_path), "watch", "pair"],
+                             env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        first = watch.stdout.readline()
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.communicate(timeout=30)
+    assert f"runner cluster {cluster}" in first, first
 
 
 @pytest.mark.parametrize("command", [["run", "P"], ["watch"], ["tui"], ["sweep", "P"], ["reproduce", "1"],

@@ -85,8 +85,10 @@ def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_
             shown = ", ".join(here) or "nothing here yet"
             if elsewhere:
                 shown += f" (waiting to take over {', '.join(elsewhere)})"
+            where = getattr(session.runner, "address", "")  # the cluster's scheduler
             printer.out.print(f"[bold]watching[/] {escape(shown)} · runner "
-                              f"{session.runner.name} · a change reruns what it affects · Ctrl-C to stop")
+                              f"{session.runner.name}{escape(' ' + where if where else '')} · a change reruns what it "
+                              "affects · Ctrl-C to stop")
         while not threading.Event().wait(3600):
             pass
     except KeyboardInterrupt:
