@@ -329,3 +329,14 @@ def test_a_worker_whose_environment_image_differs_says_so(tmp_path, docker_engin
         if any(tag.startswith("workbench-env/tiny:") for tag in docker_engine.images.get(image_id).tags) and \
                 docker_engine.images.get(image_id).labels.get("wbtest") == "variant":
             docker_engine.images.remove(image_id, force=True)
+
+
+def test_a_worker_on_another_workbench_version_says_so(cluster):
+    from workbench.adapters.cluster_task import PROTOCOL, run_remote_stage
+
+    address, _caches = cluster
+    with distributed.Client(address, timeout=30) as client:
+        future = client.submit(run_remote_stage, {"protocol": PROTOCOL - 1}, pure=False)
+        with pytest.raises(RuntimeError, match=rf"speaks stage protocol {PROTOCOL}, the client {PROTOCOL - 1}: "
+                                               "install the same workbench version"):
+            future.result(timeout=60)

@@ -452,7 +452,7 @@ def test_cli_without_a_command_opens_the_tui(monkeypatch, workspace):
     monkeypatch.setattr("workbench.cli.commands.cmd_tui",
                         lambda args, printer, ws: opened_on.append((args.command, ws, args.runner)) or 0)
     assert cli.main(["-w", str(workspace)]) == 0
-    assert opened_on == [("tui", workspace, "auto")]
+    assert opened_on == [("tui", workspace, None)]  # None: the workspace's runner (workspace.toml), else auto
 
 
 

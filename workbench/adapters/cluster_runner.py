@@ -95,6 +95,8 @@ class ClusterRunner:
     @property
     def client(self):
         with self._lock:
+            if self._client is not None and self._client.status in ("closed", "closing"):
+                self._client = None  # it lost its scheduler for good: connect anew (it may be back)
             if self._client is None:
                 self._client = connect(self.address)
             return self._client
@@ -103,6 +105,31 @@ class ClusterRunner:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def capacity(self) -> float:
+        """The cpus the cluster's workers declare in all: how much of a run may run at once
+        (services/pipeline.py sizes default jobs and the CPU budget by it, not the local CPUs)."""
+        from workbench.adapters.cluster_info import total_cpus
+
+        return self._asking(total_cpus)
+
+    def summary(self):
+        """Workers, cpus and workbench stages running (cluster_info.ClusterSummary): the TUI's status line."""
+        from workbench.adapters.cluster_info import summarize
+
+        return self._asking(summarize)
+
+    def _asking(self, read):
+        client = self.client
+        try:
+            return read(client, self.address)
+        except SchedulerUnavailable:
+            # A client that lost its scheduler closes itself for good: the next call connects
+            # anew, so a scheduler that comes back is found again.
+            with self._lock:
+                if self._client is client and client.status in ("closed", "closing"):
+                    self._client = None
+            raise
 
     def prepare(self, project_dir: str, env: EnvironmentSpec, on_log: LogSink,
                 project: str | None = None, cancel: CancelToken | None = None) -> PreparedEnvironment:
@@ -126,7 +153,7 @@ class ClusterRunner:
     def run_stage(self, job: StageJob, on_log: LogSink, cancel: CancelToken) -> StageOutcome:
         from distributed import Event, Queue
 
-        from workbench.adapters.cluster_task import run_remote_stage
+        from workbench.adapters.cluster_task import PROTOCOL, run_remote_stage
 
         started = _now()
         if cancel.cancelled:
@@ -147,8 +174,9 @@ class ClusterRunner:
         store = ObjectCache(_state_dir(job) / "objects")
         up = Queue(f"{key}-up", client=client)
         cancel_event = Event(f"{key}-cancel", client=client)
-        future = client.submit(run_remote_stage, key, job, env, self.mode, project, upstream, key=key, pure=False,
-                               resources=resources)
+        request = {"protocol": PROTOCOL, "key": key, "job": job, "env": env, "mode": self.mode, "project": project,
+                   "upstream": upstream}
+        future = client.submit(run_remote_stage, request, key=key, pure=False, resources=resources)
         on_log(StatusLine(f"waiting for a cluster worker with {_describe(resources)}"))
         attempts: list[tuple[str, str]] = []
         """(attempt id, worker) in the order the workers took the stage."""

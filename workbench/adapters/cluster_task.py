@@ -38,6 +38,9 @@ from workbench.core.manifest import EnvironmentSpec
 from workbench.core.model import StageStatus
 from workbench.core.ports import CancelToken, StageJob, StageOutcome
 
+PROTOCOL = 2
+"""The version of the conversation below. The task runs the worker's own installed workbench,
+so a worker on another version says so rather than fail on a changed signature."""
 HANDSHAKE_TIMEOUT_S = 120
 CANCEL_POLL_S = 0.1
 
@@ -79,13 +82,25 @@ def docker_runner(state: Path, mode: str):
         return runner
 
 
-def run_remote_stage(key: str, job: StageJob, env: EnvironmentSpec, mode: str, project: Manifest,
-                     upstream: dict[str, Manifest]) -> dict:
+def run_remote_stage(request: dict) -> dict:
     """Fetch what the cache lacks, run the stage in this machine's Docker engine, return its
-    outcome and the outputs the client asked for."""
-    from distributed import Event, Queue, get_worker
+    outcome and the outputs the client asked for. `request`: protocol, key, job, env, mode,
+    project and upstream manifests (one dict, so versions can be told apart)."""
+    from distributed import get_worker
 
     worker, host = get_worker().address, socket.gethostname()
+    if request.get("protocol") != PROTOCOL:
+        raise RuntimeError(f"cluster worker {worker} (host {host}) runs a workbench that speaks stage protocol "
+                           f"{PROTOCOL}, the client {request.get('protocol')}: install the same workbench "
+                           f"version on the workers as on the client")
+    return _run(request["key"], request["job"], request["env"], request["mode"], request["project"],
+                request["upstream"], worker, host)
+
+
+def _run(key: str, job: StageJob, env: EnvironmentSpec, mode: str, project: Manifest, upstream: dict[str, Manifest],
+         worker: str, host: str) -> dict:
+    from distributed import Event, Queue
+
     try:
         cache_limit = cache_limit_bytes()
     except ValueError as exc:  # before the stage runs, naming the worker

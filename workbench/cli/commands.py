@@ -16,13 +16,13 @@ from workbench.services.session import WorkbenchSession
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED = 0, 1, 2
 
 
-def _session(workspace: Path, printer: Printer, runner: str = "auto", cold: bool = False,
+def _session(workspace: Path, printer: Printer, runner: str | None = None, cold: bool = False,
              scheduler: str | None = None) -> WorkbenchSession:
     return WorkbenchSession(workspace, runner=runner, notice=printer.notice, cold=cold, scheduler=scheduler)
 
 
 def cmd_run(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = _session(workspace, printer, args.runner, args.cold, getattr(args, "scheduler", None))
+    session = _session(workspace, printer, args.runner, args.cold, args.scheduler)
     project = session.project(args.project)  # a bad name or manifest fails before any work
     report = session.recover()
     if report.interrupted_runs:
@@ -131,7 +131,7 @@ def cmd_lineage(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
 
 
 def cmd_reproduce(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = _session(workspace, printer, args.runner, cold=True)
+    session = _session(workspace, printer, args.runner, cold=True, scheduler=args.scheduler)
     printer.show_logs = not args.quiet
     with guard.cancels_run() as cancel:
         record, result = session.reproduce(args.run_id, on_event=printer.event, cancel=cancel)

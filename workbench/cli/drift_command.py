@@ -41,7 +41,7 @@ def bar(score: float, width: int = 10) -> str:
 def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.services.drift import DriftService
 
-    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice, scheduler=args.scheduler)
     ref = session.project(args.project)
     service = DriftService(session)
     if args.batch is None:

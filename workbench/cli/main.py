@@ -17,6 +17,7 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.cli.interrupts import Interrupted, guard, silence_output
+from workbench.cli.runner_options import add_runner_options
 from workbench.core.errors import WorkbenchError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -67,10 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("project", help="project name in the workspace, or a path to its folder")
     run.add_argument("--stage", action="append", dest="stages", metavar="NAME",
                      help="run only this stage and what it depends on (repeatable)")
-    run.add_argument("--runner", choices=["auto", "docker", "local", "cluster"], default="auto",
-                     help="where stages run (default: Docker when reachable, else local processes)")
-    run.add_argument("--scheduler", default=None, metavar="ADDR",
-                     help="--runner cluster: the Dask scheduler (default: $WORKBENCH_SCHEDULER)")
+    add_runner_options(run)
     run.add_argument("--cold", action="store_true",
                      help="a fresh container per stage instead of the project's warm worker")
     run.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
@@ -126,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
-    reproduce.add_argument("--runner", choices=["auto", "docker", "local"], default="auto")
+    add_runner_options(reproduce)
     reproduce.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     reproduce.add_argument("--verbose", "-v", action="store_true",
                      help="also print routine lines (the environment image is up to date)")
@@ -143,8 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="rerun what each file change affects, until Ctrl-C")
     watch.add_argument("projects", nargs="*", metavar="PROJECT",
                        help="projects to watch (default: every project with watch.enabled)")
-    watch.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
-                       help="where stages run (default: Docker when reachable, else local processes)")
+    add_runner_options(watch)
     watch.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     watch.add_argument("--verbose", "-v", action="store_true",
                      help="also print routine lines (the environment image is up to date)")
@@ -195,8 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a batch file (a path, or a name in the project's [data] incoming folder): check it now "
                             "if not checked yet, and retrain if the manifest's policy says so")
     drift.add_argument("--no-retrain", action="store_true", help="check only, even if the policy would retrain")
-    drift.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
-                       help="where scoring and the retrain run (default: Docker when reachable, else local processes)")
+    add_runner_options(drift, "scoring and the retrain")
     drift.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     drift.add_argument("--verbose", "-v", action="store_true",
                      help="also print routine lines (the environment image is up to date)")
@@ -207,8 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", help="the terminal workbench (the default with no command)")
     tui.add_argument("tui_workspace", nargs="?", metavar="WORKSPACE", help="workspace folder (default: --workspace)")
-    tui.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
-                     help="where stages run (default: Docker when reachable, else local processes)")
+    add_runner_options(tui)
     tui.add_argument("--no-watch", action="store_true",
                      help="do not start watching projects on opening (w toggles watching per project)")
 

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from workbench.cli.interrupts import guard
 from workbench.cli.render import Printer
+from workbench.cli.runner_options import add_runner_options
 from workbench.core import formatting
 from workbench.core.errors import UsageError
 from workbench.core.events import RunFinished, StageFinished, StageLog, StageProgress, StageStarted
@@ -48,8 +49,7 @@ def add_parser(sub) -> None:
                        help="carry on a stopped sweep (its settings are kept; --trials changes how many in all)")
     sweep.add_argument("--register-all", action="store_true",
                        help="register every successful trial's model, not only the best one's")
-    sweep.add_argument("--runner", choices=["auto", "docker", "local"], default="auto",
-                       help="where stages run (default: Docker when reachable, else local processes)")
+    add_runner_options(sweep)
     sweep.add_argument("--quiet", "-q", action="store_true", help="do not print stage logs")
     sweep.add_argument("--json", action="store_true", help="print the sweep (trials, best) as JSON at the end")
 
@@ -64,9 +64,9 @@ def cmd_sweep(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
     if args.status_project:
         raise UsageError(f"sweep: one project at a time (given: {args.project}, {args.status_project})")
     runner = args.runner
-    if args.resume is not None and runner == "auto":  # the runner it started on (its stages' cache keys)
+    if args.resume is not None and runner is None:  # the runner it started on (its stages' cache keys)
         runner = SweepService(WorkbenchSession(workspace, notice=printer.notice)).runner_of(args.resume) or runner
-    session = WorkbenchSession(workspace, runner=runner, notice=printer.notice)
+    session = WorkbenchSession(workspace, runner=runner, notice=printer.notice, scheduler=args.scheduler)
     service = SweepService(session)
     printer.show_logs = not args.quiet
     if args.resume is None:

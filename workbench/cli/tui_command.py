@@ -17,7 +17,7 @@ def cmd_tui(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
         printer.error("the workbench TUI needs a terminal; for scripts use the commands (`workbench --help`)")
         return EXIT_BAD_INPUT
     root = Path(args.tui_workspace) if args.tui_workspace else workspace
-    session = WorkbenchSession(root, runner=args.runner)  # a bad folder fails here, before the screen
+    session = WorkbenchSession(root, runner=args.runner, scheduler=args.scheduler)  # a bad folder fails here
 
     from workbench.ui.app import WorkbenchApp
 

@@ -25,7 +25,7 @@ EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
 
 
 def cmd_watch(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
-    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice)
+    session = WorkbenchSession(workspace, runner=args.runner, notice=printer.notice, scheduler=args.scheduler)
     names = list(args.projects)
     if not names:
         for ref in session.projects():
@@ -85,8 +85,10 @@ def _watch_until_interrupted(session: WorkbenchSession, printer: Printer, print_
             shown = ", ".join(here) or "nothing here yet"
             if elsewhere:
                 shown += f" (waiting to take over {', '.join(elsewhere)})"
+            where = getattr(session.runner, "address", "")  # the cluster's scheduler
             printer.out.print(f"[bold]watching[/] {escape(shown)} · runner "
-                              f"{session.runner.name} · a change reruns what it affects · Ctrl-C to stop")
+                              f"{session.runner.name}{escape(' ' + where if where else '')} · a change reruns what it "
+                              "affects · Ctrl-C to stop")
         while not threading.Event().wait(3600):
             pass
     except KeyboardInterrupt:

@@ -167,9 +167,14 @@ class PipelineService:
         # The keys each stage names, read from the snapshot once for the run: a stage's values
         # are those of the files the run started from, like its inputs.
         params = resolve_params(manifest, snapshot.path, snapshot.files.keys(), selected)
-        schedule = stage_schedule(manifest, selected, jobs, fail_fast)
+        # On a cluster the runner says how many cpus its workers hold: the default jobs and the
+        # shared budget come from that, not from this machine's cores (runner_capacity).
+        capacity = runner_capacity(self.runner)
+        schedule = stage_schedule(manifest, selected, jobs, fail_fast, capacity)
         # Jobs the user set are taken as said; left to the default, runs share the process's CPUs.
         budget = None if (jobs or manifest.environment.jobs) else self.budget
+        if budget is not None and capacity is not None:
+            budget.resize(capacity)
         # The stages' own token: fail-fast stops the running ones through it without marking
         # the caller's token (a watch or a sweep may hold it for more than this run).
         stages_cancel = _LinkedCancel(cancel)
@@ -395,15 +400,25 @@ class PipelineService:
 
 
 def stage_schedule(manifest: Manifest, selected: list[str], jobs: int | None = None,
-                   fail_fast: bool = False) -> StageSchedule:
+                   fail_fast: bool = False, capacity: float | None = None) -> StageSchedule:
     """The run's schedule. Jobs the user set (`--jobs`, `environment.jobs`) are taken as said:
     a container's `cpus` is a limit, not a reservation, so more stages than CPUs only share them.
-    Left to the default, the budget is the machine's CPUs, counted by each stage's `cpus`."""
+    Left to the default, the budget is `capacity` (the cluster's cpus) or else the machine's
+    CPUs, counted by each stage's `cpus`."""
     cpus = {name: manifest.stages[name].cpus or manifest.environment.cpus for name in selected}
     chosen = jobs or manifest.environment.jobs
-    budget = None if chosen else float(os.cpu_count() or 1)
+    total = capacity if capacity is not None else float(os.cpu_count() or 1)
+    budget = None if chosen else total
     deps = {name: manifest.stages[name].depends_on for name in selected}
-    return StageSchedule(selected, deps, chosen or default_jobs(list(cpus.values())), cpus, budget, fail_fast)
+    return StageSchedule(selected, deps, chosen or default_jobs(list(cpus.values()), int(total)), cpus, budget,
+                         fail_fast)
+
+
+def runner_capacity(runner: StageRunner) -> float | None:
+    """The cpus a runner that spreads stages over machines has in all (the cluster runner's
+    `capacity()`: what its workers declare); None for a runner on this machine."""
+    capacity = getattr(runner, "capacity", None)
+    return float(capacity()) if capacity is not None else None
 
 
 def _serialized(on_event: EventSink) -> EventSink:

@@ -142,7 +142,8 @@ class ServingMonitor:
         self.cursor_path = state / "serving" / self.project / "monitor.json"
         self.batch_dir = state / "serving" / self.project / "batches"
         self._background_session = background_session or (
-            lambda: WorkbenchSession(session.workspace.root, runner=session.runner_choice, cold=session.cold))
+            lambda: WorkbenchSession(session.workspace.root, runner=session.runner_choice, cold=session.cold,
+                                     scheduler=session.scheduler_flag))
         self.cursor: Cursor | None = None
         self._read: dict[str, int] = {}
         """Segment name -> lines read into `_pending` (or into a batch) so far."""

@@ -6,6 +6,7 @@ Heavy or optional adapters (Docker) are imported only when first needed, to keep
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -15,6 +16,8 @@ from workbench.core.events import ModelRegistered, RunStarted
 from workbench.core.model import RunRecord, RunSummary, Trigger
 from workbench.core.reproduce import Reproduction
 from workbench.core.ports import CancelToken, LineageStore, StageRunner
+from workbench.core.workspace_config import (SCHEDULER_VARIABLE, SchedulerChoice, no_scheduler_problem,
+                                             resolve_scheduler)
 from workbench.services.stage_budget import StageBudget
 from workbench.services.workspace import ProjectRef, Workspace
 
@@ -33,16 +36,18 @@ class RecoveryReport:
 
 
 class WorkbenchSession:
-    def __init__(self, workspace_root: Path | str, runner: str = "auto", notice: Notice = lambda _m: None,
+    def __init__(self, workspace_root: Path | str, runner: str | None = None, notice: Notice = lambda _m: None,
                  cold: bool = False, scheduler: str | None = None):
-        if runner not in RUNNER_CHOICES:
+        """`runner`: None for the workspace's default (workspace.toml's `[cluster] runner`, else
+        auto); `scheduler`: the --scheduler given, if any (see the `scheduler` property)."""
+        if runner is not None and runner not in RUNNER_CHOICES:
             raise ValueError(f"runner must be one of {RUNNER_CHOICES}")
         self.workspace = Workspace(workspace_root)
-        self.runner_choice = runner
+        self._runner_given = runner
         self.cold = cold
-        self.scheduler = scheduler
-        """Cluster only: the Dask scheduler's address (else $WORKBENCH_SCHEDULER)."""
         """Docker only: a fresh container per stage instead of the project's warm worker."""
+        self.scheduler_flag = scheduler
+        """The --scheduler given (None: the variable's or the workspace's; see `scheduler`)."""
         self.notice = notice
         self._store: LineageStore | None = None
         self._runner: StageRunner | None = None
@@ -79,6 +84,23 @@ class WorkbenchSession:
             self.notice(f"the model registry could not be checked: {exc}")
 
     @property
+    def runner_choice(self) -> str:
+        """The runner asked for: the one given, else the workspace's default, else auto."""
+        return self._runner_given or self.workspace.config.cluster.runner or "auto"
+
+    @property
+    def scheduler(self) -> str | None:
+        """The Dask scheduler's address: --scheduler, else $WORKBENCH_SCHEDULER, else
+        workspace.toml's `[cluster] scheduler` (core/workspace_config.resolve_scheduler)."""
+        choice = self.scheduler_choice
+        return choice.address if choice else None
+
+    @property
+    def scheduler_choice(self) -> SchedulerChoice | None:
+        """The scheduler's address and where it was given; None when nothing names one."""
+        return resolve_scheduler(self.scheduler_flag, os.environ.get(SCHEDULER_VARIABLE), self.workspace.config)
+
+    @property
     def runner(self) -> StageRunner:
         if self._runner is None:
             self._runner = self._make_runner()
@@ -87,18 +109,22 @@ class WorkbenchSession:
     def _make_runner(self) -> StageRunner:
         from workbench.adapters.local_runner import LocalRunner
 
-        if self.runner_choice == "local":
+        choice = self.runner_choice
+        if choice == "local":
             return LocalRunner()
-        if self.runner_choice == "cluster":
+        if choice == "cluster":
             from workbench.adapters.cluster_runner import ClusterRunner
 
-            return ClusterRunner(self.scheduler, mode="cold" if self.cold else "warm")
+            address = self.scheduler
+            if address is None:
+                raise WorkbenchError(no_scheduler_problem(self.workspace.config.path))
+            return ClusterRunner(address, mode="cold" if self.cold else "warm")
         try:
             from workbench.adapters.docker_runner import DockerRunner
 
             return DockerRunner(mode="cold" if self.cold else "warm", state_dir=self.workspace.state_dir)
         except EngineUnavailable as exc:
-            if self.runner_choice == "docker":
+            if choice == "docker":
                 raise
             self.notice(f"{exc}. Running stages as local processes (--runner local): no container isolation.")
             return LocalRunner()

@@ -8,6 +8,11 @@ when it ends; a stage wider than the whole budget runs when nothing else does, r
 
 Runs whose jobs the user set (`--jobs`, `environment.jobs`) do not take from it: a number given
 is taken as said (services/pipeline.py). Other workbench processes have budgets of their own.
+
+On a Dask cluster (`--runner cluster`) the total is the cpus the cluster's workers declare, not
+this machine's: the pipeline resizes the budget as each run starts. The cluster's own resource
+accounting keeps each worker within what it declared; this budget keeps one workbench from
+queueing more stages at the scheduler than the whole cluster can hold at once.
 """
 
 from __future__ import annotations
@@ -53,6 +58,13 @@ class StageBudget:
                 self._changed.wait(0.05)  # a cancel must be seen, so not an endless wait
             self._used += cpus
             return True
+
+    def resize(self, cpus: float) -> None:
+        """The CPUs there are now: on a cluster, what its workers declare, read as each run
+        starts (workers come and go); stages waiting for room look again."""
+        with self._changed:
+            self.total = float(cpus)
+            self._changed.notify_all()
 
     def release(self, cpus: float) -> None:
         with self._changed:

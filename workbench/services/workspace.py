@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.adapters.project_sources import read_python_sources
+from workbench.adapters.workspace_config_file import read_workspace_config
 from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
 from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from workbench.core.scaffold import NothingToRun, manifest_text, survey
+from workbench.core.workspace_config import WorkspaceConfig
 from workbench.services.data_columns import check_data_columns
 
 STATE_DIR = ".workbench"
@@ -104,6 +106,12 @@ class Workspace:
     @property
     def lineage_path(self) -> Path:
         return self.state_dir / "lineage.duckdb"
+
+    @property
+    def config(self) -> WorkspaceConfig:
+        """The workspace's own settings (`workspace.toml` at its root; the defaults without it),
+        read each time: a few lines, and an edit counts from the next command or run."""
+        return read_workspace_config(self.root)
 
     def projects(self) -> list[ProjectRef]:
         """Every project in the workspace, including ones whose manifest is invalid and ones

@@ -1,7 +1,7 @@
 """The Textual workbench. Thin: it wires the services, the themes, the config and the keys;
 the main screen does the rest (workbench/ui/screens/main.py).
 
-    workbench [tui] [WORKSPACE] [--runner auto|docker|local]
+    workbench [tui] [WORKSPACE] [--runner auto|docker|local|cluster] [--scheduler ADDR]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class WorkbenchApp(App):
     TITLE = "workbench"
     BINDINGS = bindings("app")
 
-    def __init__(self, workspace: Path | str, runner: str = "auto", *, config: UiConfig | None = None,
+    def __init__(self, workspace: Path | str, runner: str | None = None, *, config: UiConfig | None = None,
                  theme_folders: list[Path] | None = None, watch_on_start: bool | None = None,
                  session: WorkbenchSession | None = None) -> None:
         super().__init__()

@@ -34,6 +34,7 @@ from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
+from workbench.ui.screens.cluster_status import CLUSTER_EVERY_S, ClusterStatus
 from workbench.ui.screens.detail_keys import DetailKeys
 from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.screens.model_actions import ModelActions
@@ -52,7 +53,7 @@ FILTER_DELAY_S = 0.15
 MIRROR_EVERY_S = 10.0
 
 
-class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
+class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterStatus, Screen):
     BINDINGS = bindings("screen") + [Binding("escape", "escape", "Back", show=False)]
 
     def __init__(self, session, watch, bridge, watch_on_start: bool = True) -> None:
@@ -112,6 +113,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         self._services_timer: Timer | None = self.set_timer(1.0, self._start_services)
         self.set_interval(1.0, self._tick)
         self.set_interval(MIRROR_EVERY_S, self._read_mirror)
+        self.set_interval(CLUSTER_EVERY_S, self._read_cluster)
 
     def _start_services(self) -> None:
         if self._services_timer is None:
@@ -202,6 +204,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
                         "them stopped", severity="warning")
         self._status()
         self._read_mirror()
+        self._read_cluster()
 
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
@@ -429,10 +432,13 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         the workspace path gives way first (from its left) when the terminal is narrow."""
         rows = self.projects.rows.values()
         watched = sum(1 for row in rows if row.watching)
-        facts = f"  runner {self.runner_name}  watching {watched} of {len(rows)}" if rows else \
-            f"  runner {self.runner_name}"
+        facts = Text(f"  runner {self.runner_name}")
+        if self.cluster_text is not None:
+            facts.append_text(self.cluster_text)
+        if rows:
+            facts.append(f"  watching {watched} of {len(rows)}")
         if self.mirror:  # the Models tab has the whole error
-            facts += f"  {self.mirror if len(self.mirror) <= 32 else self.mirror[:31] + '…'}"
+            facts.append(f"  {self.mirror if len(self.mirror) <= 32 else self.mirror[:31] + '…'}")
         hint = "? keys · ctrl+p commands "
         width = self.query_one("#status", Static).size.width or self.app.size.width
         path = str(self.session.workspace.root)
@@ -445,7 +451,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         text = Text(no_wrap=True, overflow="crop")
         text.append(" workbench ", "bold")
         text.append(f" {path}")
-        text.append(facts)
+        text.append_text(facts)
         gap = width - len(text) - len(hint)
         if gap > 0:
             text.append(" " * gap)
