@@ -73,7 +73,7 @@ def test_bad_manifest_is_one_clear_line_without_traceback(tmp_path):
     assert done.returncode == 3
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"error: {manifest}: stages.fit.imputs: unknown key (expected one of: command, cpus, depends_on, inputs, "
+        f"error: {manifest}: stages.fit.imputs: unknown key (expected one of: command, cpus, depends_on, gpus, inputs, "
         "memory, outputs, params, predictions, timeout_s)"]
 
 
