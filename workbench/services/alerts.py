@@ -95,6 +95,7 @@ class Alerts:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._deliver_here = False
         self.problems: list[str] = []
         """Emits that could not be queued (a broken config, a store that could not be written)."""
 
@@ -170,7 +171,8 @@ class Alerts:
         return self._outbox
 
     def _request_delivery(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._deliver_here:
+            self.start_delivery_thread()
             self._wake.set()
         else:
             self.start_background_sync()
@@ -269,6 +271,13 @@ class Alerts:
 
     # -- who delivers -------------------------------------------------------------------------
 
+    def deliver_here(self) -> None:
+        """This process delivers (a long-lived one: the TUI): a thread starts now if alerts are
+        waiting, else with the first emit."""
+        self._deliver_here = True
+        if self.outbox.has_pending():
+            self.start_delivery_thread()
+
     def start_delivery_thread(self) -> None:
         """Deliver from this process until `stop_delivery_thread` (the TUI, for its lifetime)."""
         if self._thread is not None and self._thread.is_alive():
@@ -278,6 +287,7 @@ class Alerts:
         self._thread.start()
 
     def stop_delivery_thread(self, timeout: float = 5.0) -> None:
+        self._deliver_here = False
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

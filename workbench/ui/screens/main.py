@@ -32,6 +32,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.ports import CancelToken
 from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
+from workbench.ui.screens.alert_status import ALERTS_EVERY_S, AlertStatus
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
 from workbench.ui.screens.detail_keys import DetailKeys
@@ -52,7 +53,7 @@ FILTER_DELAY_S = 0.15
 MIRROR_EVERY_S = 10.0
 
 
-class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
+class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, AlertStatus, Screen):
     BINDINGS = bindings("screen") + [Binding("escape", "escape", "Back", show=False)]
 
     def __init__(self, session, watch, bridge, watch_on_start: bool = True) -> None:
@@ -112,6 +113,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
         self._services_timer: Timer | None = self.set_timer(1.0, self._start_services)
         self.set_interval(1.0, self._tick)
         self.set_interval(MIRROR_EVERY_S, self._read_mirror)
+        self.set_interval(ALERTS_EVERY_S, self._read_alerts)
 
     def _start_services(self) -> None:
         if self._services_timer is None:
@@ -202,6 +204,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
                         "them stopped", severity="warning")
         self._status()
         self._read_mirror()
+        self._read_alerts()
 
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
@@ -433,6 +436,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, Screen):
             f"  runner {self.runner_name}"
         if self.mirror:  # the Models tab has the whole error
             facts += f"  {self.mirror if len(self.mirror) <= 32 else self.mirror[:31] + '…'}"
+        facts += self.alerts_fact()
         hint = "? keys · ctrl+p commands "
         width = self.query_one("#status", Static).size.width or self.app.size.width
         path = str(self.session.workspace.root)
