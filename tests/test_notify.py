@@ -1,0 +1,295 @@
+"""Alerts (issue 17 item 3): events of real runs, promotions and served endpoints go to a real
+local HTTP receiver, from a durable outbox in the lineage store, once each, in order, after the
+receiver was down for a while; a dead receiver costs a run nothing; `[notify]` errors name the
+file and the key; `workbench notify test | status` from the command line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.notify_receiver import Receiver, free_port
+from tests.test_cli import wb
+from tests.test_pipeline_local import MANIFEST, write_project
+from tests.test_serving_stats import metrics_text, series
+from workbench.core.errors import ManifestError
+from workbench.core.model import RunStatus
+from workbench.core.notify_config import ServingThresholds, parse_workspace_notify
+from workbench.services.serving_alarms import ServingAlarm
+from workbench.services.serving_stats import ScrapeWindow, parse_metrics
+from workbench.services.session import WorkbenchSession
+
+FAILING_GATE = {"params.toml": "[fit]\nscale = 0.2\n"}  # score 0.1, the gate wants >= 0.5
+FAILING_STAGE = "import sys\nprint('boom')\nsys.exit(3)\n"
+
+
+def notify_toml(*hooks: str, retry: float = 0.2, extra: str = "") -> str:
+    return (f"[cluster]\nscheduler = 'tcp://nowhere:8786'\n\n[notify]\nretry_after_s = {retry}\nmax_retry_s = 0.5\n"
+            + "".join(f"\n[[notify.webhooks]]\n{hook}\n" for hook in hooks) + extra)
+
+
+def workspace_with(root: Path, *hooks: str, **files: str) -> Path:
+    write_project(root, **files)
+    (root / "workspace.toml").write_text(notify_toml(*hooks))
+    return root
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_receiver_that_was_down_gets_each_event_once_in_order_after_a_restart(tmp_path):
+    receiver = Receiver()  # not started: the receiver is down
+    root = workspace_with(tmp_path, f'url = "{receiver.url}"')
+    first = WorkbenchSession(root, runner="local")
+    passed = first.run("tiny")  # registers version 1: no alert
+    assert passed.status is RunStatus.SUCCEEDED
+    first.registry.promote("tiny", 1, "staging", reason="looks good")  # promoted
+    (root / "tiny" / "params.toml").write_text("[fit]\nscale = 0.2\n")
+    gate = first.run("tiny")  # gate_failed
+    (root / "tiny" / "fit.py").write_text(FAILING_STAGE)
+    failed = first.run("tiny")  # run_failed
+    assert (gate.status, failed.status) == (RunStatus.GATE_FAILED, RunStatus.FAILED)
+    for n in range(3):
+        first.alerts.emit("batch_drifted", "tiny", f"batch {n} drifted", {"n": n})
+    assert first.alerts.problems == []
+
+    # A new process (the restart): it finds the events in the outbox and keeps trying.
+    later = WorkbenchSession(root, runner="local")
+    later.alerts.start_delivery_thread()
+    try:
+        wait_until(lambda: later.alerts.status().failing, what="a failed delivery")
+        time.sleep(1.0)  # several retries fail while the receiver is down
+        down = later.alerts.status()
+        assert down.pending == 6 and "connection refused" in down.last_error
+        receiver.start()
+        bodies = receiver.wait_for(6)
+        time.sleep(1.5)  # long enough for a duplicate to arrive, if one were sent
+    finally:
+        later.alerts.stop_delivery_thread()
+        receiver.stop()
+    bodies = receiver.bodies()
+    assert [b["kind"] for b in bodies] == ["promoted", "gate_failed", "run_failed"] + ["batch_drifted"] * 3
+    assert [b["details"].get("n") for b in bodies[3:]] == [0, 1, 2]
+    assert bodies[0]["summary"] == "tiny version 1 promoted to staging"
+    assert bodies[1]["details"]["run_id"] == gate.id and "score >= 0.5 (got 0.1)" in bodies[1]["summary"]
+    assert bodies[2]["details"]["failed_stages"] == ["fit"] and "exit 3" in bodies[2]["summary"]
+    ids = [headers["x-workbench-event-id"] for headers, _body in receiver.received]
+    assert ids == [b["id"] for b in bodies] and len(set(ids)) == 6
+    assert later.alerts.status().pending == 0
+
+
+def test_a_dead_receiver_does_not_slow_a_run(tmp_path):
+    """A receiver that accepts connections and never answers: sending to it would take the
+    sender's whole timeout (10 s). The run emits into the outbox and finishes as fast as a run
+    with no receiver at all."""
+    plain = tmp_path / "plain"
+    write_project(plain, **FAILING_GATE)
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)  # never accepted, never answered
+    dead = workspace_with(tmp_path / "dead", f'url = "http://127.0.0.1:{hanging.getsockname()[1]}/hook"',
+                          **FAILING_GATE)
+    try:
+        timings = {}
+        for name, root in (("plain", plain), ("dead", dead)):
+            session = WorkbenchSession(root, runner="local")
+            session.alerts.deliver_here()  # as the TUI does: delivery in a thread of this process
+            session.run("tiny")  # warm-up: imports, the store's first open
+            (root / "tiny" / "params.toml").write_text("[fit]\nscale = 0.3\n")
+            started = time.monotonic()
+            record = session.run("tiny")
+            timings[name] = time.monotonic() - started
+            assert record.status is RunStatus.GATE_FAILED
+            if name == "dead":
+                assert session.alerts.status().pending == 2  # both gate failures wait in the outbox
+            session.alerts.stop_delivery_thread(timeout=0.1)
+    finally:
+        hanging.close()
+    assert timings["dead"] < timings["plain"] + 2.0, timings
+
+
+def test_slack_format_and_event_filters(tmp_path):
+    slack, scripts = Receiver().start(), Receiver().start()
+    try:
+        root = workspace_with(tmp_path, f'url = "{slack.url}"\nformat = "slack"\nevents = ["gate_failed"]',
+                              f'url = "{scripts.url}"\nevents = ["promoted"]\nheaders = {{ Authorization = '
+                              '"Bearer ${ALERT_TOKEN}" }', **FAILING_GATE)
+        session = WorkbenchSession(root, runner="local")
+        session.alerts.deliver_here()
+        record = session.run("tiny")
+        message = slack.wait_for(1)[0]
+        assert set(message) == {"text", "blocks"}
+        assert message["text"] == f"tiny · run {record.id} of tiny failed its gates: score >= 0.5 (got 0.1)"
+        assert message["blocks"][0]["type"] == "section" and "*tiny · gate failed*" in message["blocks"][0]["text"]["text"]
+        assert "*run_id*: 1" in message["blocks"][1]["text"]["text"]
+        assert message["blocks"][-1]["type"] == "context"
+        session.alerts.stop_delivery_thread()
+        assert scripts.bodies() == []  # it asked for promotions only
+    finally:
+        slack.stop()
+        scripts.stop()
+
+
+def test_a_header_naming_an_unset_variable_waits_and_says_so(tmp_path, monkeypatch):
+    receiver = Receiver().start()
+    try:
+        monkeypatch.delenv("ALERT_TOKEN", raising=False)
+        root = workspace_with(tmp_path, f'url = "{receiver.url}"\nheaders = {{ Authorization = "Bearer ${{ALERT_TOKEN}}" }}')
+        session = WorkbenchSession(root, runner="local")
+        assert session.alerts.emit("test", "tiny", "hello")
+        assert session.alerts.drain() == (0, 1)
+        assert "names ${ALERT_TOKEN}, which is not set" in session.alerts.status().last_error
+        monkeypatch.setenv("ALERT_TOKEN", "s3cret")
+        assert session.alerts.drain(force=True) == (1, 0)
+        headers, body = receiver.received[0]
+        assert headers["authorization"] == "Bearer s3cret" and body["summary"] == "hello"
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("toml, key, problem", [
+    ('[notify]\n[[notify.webhooks]]\nurl = "ftp://x"\n', "notify.webhooks[0].url", "http:// or https:// URL"),
+    ('[notify]\n[[notify.webhooks]]\nurl = "http://x"\nevents = ["run_fail"]\n', "notify.webhooks[0].events",
+     "unknown event 'run_fail'"),
+    ('[notify]\n[[notify.webhooks]]\nurl = "http://x"\nformat = "teams"\n', "notify.webhooks[0].format",
+     "must be 'json' or 'slack'"),
+    ('[notify]\n[[notify.webhooks]]\nurl = "http://x"\nheader = {}\n', "notify.webhooks[0].header", "unknown key"),
+    ('[notify]\n[[notify.webhooks]]\nurl = "http://x"\nheaders = { "X-Workbench-Event-Id" = "1" }\n',
+     "notify.webhooks[0].headers", "set by the workbench itself"),
+    ('[notify]\n[[notify.webhooks]]\nevents = []\n', "notify.webhooks[0].url", "is required"),
+    ('[notify]\nretry_after_s = -1\n', "notify.retry_after_s", "must be above 0"),
+    ('[notify.serving]\nwindow_s = 30\n', "notify.serving", "sets no threshold"),
+    ('[notify.serving]\nmax_error_rate = 5\n', "notify.serving.max_error_rate", "at most 1"),
+    ('[notify]\nwebhook = []\n', "notify.webhook", "unknown key"),
+])
+def test_bad_config_names_the_file_the_key_and_the_problem(toml, key, problem):
+    with pytest.raises(ManifestError) as caught:
+        parse_workspace_notify("[cluster]\nanything = 'goes'\n" + toml, "/ws/workspace.toml")
+    assert caught.value.path == "/ws/workspace.toml" and caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_other_sections_of_workspace_toml_are_not_ours_to_judge():
+    spec = parse_workspace_notify("[cluster]\nscheduler = 'tcp://x:8786'\n[ui]\nwhatever = 1\n")
+    assert spec.webhooks == () and spec.serving is None
+
+
+def test_a_broken_notify_section_fails_the_cli_with_file_and_key(tmp_path):
+    write_project(tmp_path, **{"workbench.toml": MANIFEST + '\n[notify]\n[[notify.webhooks]]\nurl = "http://x"\n'
+                                                           'format = "teams"\n'})
+    done = wb(tmp_path, "notify", "test", "--project", "tiny")
+    assert done.returncode == 3
+    assert "tiny/workbench.toml: notify.webhooks[0].format: must be 'json' or 'slack'" in done.stderr.replace("\n", "")
+    (tmp_path / "tiny" / "workbench.toml").write_text(MANIFEST)
+    (tmp_path / "workspace.toml").write_text("[notify]\nretry = 1\n")
+    done = wb(tmp_path, "notify", "status")
+    assert done.returncode == 0  # status reads the outbox, not the config
+    done = wb(tmp_path, "notify", "test")
+    assert done.returncode == 3 and "workspace.toml: notify.retry: unknown key" in done.stderr.replace("\n", "")
+
+
+def test_notify_test_through_the_cli(tmp_path):
+    live, project_only = Receiver().start(), Receiver().start()
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    try:
+        write_project(tmp_path, **{"workbench.toml": MANIFEST + f'\n[[notify.webhooks]]\nurl = "{project_only.url}"\n'})
+        (tmp_path / "workspace.toml").write_text(notify_toml(f'url = "{live.url}"'))
+        done = wb(tmp_path, "notify", "test")
+        assert done.returncode == 0, done.stderr
+        assert f"✓ {live.url}  HTTP 200" in done.stdout and project_only.url not in done.stdout
+        assert [b["kind"] for b in live.bodies()] == ["test"] and project_only.bodies() == []
+
+        done = wb(tmp_path, "notify", "test", "--project", "tiny", "--json")
+        assert done.returncode == 0, done.stderr
+        assert [(r["receiver"], r["ok"]) for r in json.loads(done.stdout)] == [(live.url, True), (project_only.url, True)]
+        assert project_only.bodies()[0]["project"] == "tiny"
+
+        (tmp_path / "workspace.toml").write_text(notify_toml(f'url = "{live.url}"', f'url = "{dead}"'))
+        done = wb(tmp_path, "notify", "test")
+        assert done.returncode == 1
+        assert f"✗ {dead}" in done.stdout and "cannot connect (connection refused)" in done.stdout
+        assert f"✓ {live.url}" in done.stdout
+        assert wb(tmp_path, "notify", "status", "--json").returncode == 0  # a test is not queued
+        assert json.loads(wb(tmp_path, "notify", "status", "--json").stdout)["undelivered"] == []
+    finally:
+        live.stop()
+        project_only.stop()
+
+
+def test_notify_status_lists_what_waits_and_sync_sends_it(tmp_path):
+    receiver = Receiver()
+    root = workspace_with(tmp_path, f'url = "{receiver.url}"', **FAILING_GATE)
+    done = wb(root, "run", "tiny", "--runner", "local", "-q")  # WORKBENCH_NOTIFY_SYNC=off: nobody delivers
+    assert done.returncode == 2
+    session = WorkbenchSession(root)
+    assert session.alerts.drain() == (0, 1)
+    status = wb(root, "notify", "status")
+    assert status.returncode == 0
+    text = " ".join(status.stdout.split())
+    assert "1 alert delivery(ies) waiting" in text and "gate_failed" in text and "connection refused" in text
+    receiver.start()
+    try:
+        synced = wb(root, "notify", "sync")
+        assert synced.returncode == 0 and "delivered 1" in synced.stdout
+        assert [b["kind"] for b in receiver.bodies()] == ["gate_failed"]
+        assert "every alert delivered" in wb(root, "notify", "status").stdout
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.slow
+def test_a_cli_run_leaves_delivery_to_a_detached_process(tmp_path):
+    receiver = Receiver().start()
+    try:
+        root = workspace_with(tmp_path, f'url = "{receiver.url}"', **FAILING_GATE)
+        done = wb(root, "run", "tiny", "--runner", "local", "-q", env={"WORKBENCH_NOTIFY_SYNC": "background"})
+        assert done.returncode == 2
+        body = receiver.wait_for(1, timeout=30)[0]
+        assert body["kind"] == "gate_failed" and body["project"] == "tiny"
+        wait_until(lambda: WorkbenchSession(root).alerts.status().pending == 0, what="the outbox to empty")
+    finally:
+        receiver.stop()
+
+
+def test_served_endpoint_thresholds_alert_once_when_crossed_and_once_when_back(tmp_path):
+    """The rule on real /metrics text (as wb_serve writes it), through a real receiver."""
+    receiver = Receiver().start()
+    try:
+        root = workspace_with(tmp_path, f'url = "{receiver.url}"')
+        session = WorkbenchSession(root, runner="local")
+        alarm = ServingAlarm(session, "tiny", ServingThresholds(max_error_rate=0.05, max_p99_ms=8, window_s=60,
+                                                                min_requests=20))
+        window = ScrapeWindow("http://127.0.0.1:1", window_s=65)
+
+        def scraped(at: float, ok: int, server_errors: int = 0, slow: int = 0):
+            """Counters since the server started: `ok` answered 200, `server_errors` 500, `slow` of
+            them in (5, 10] ms, the rest within 5 ms."""
+            total = ok + server_errors
+            window.add(parse_metrics(metrics_text(1, {("1", "champion"): series(ok, server=server_errors,
+                                                                                 fast=total - slow)}), at=at))
+            return alarm.judge("production", window.stats(60))
+
+        assert scraped(0, 100) == 0
+        assert scraped(10, 200) == 0  # 100 more, all fast and fine
+        assert scraped(20, 300, server_errors=20) == 1  # 20 errors of 220 in the window: 9.1%
+        assert scraped(30, 400, server_errors=20) == 0  # still over (6.25%): said once
+        assert scraped(50, 2000, server_errors=20) == 1  # 20 of 1,920: back under
+        assert scraped(60, 2100, server_errors=20, slow=300) == 1  # 300 of 2,020 in (5, 10] ms: p99 about 9.9 ms, over 8
+        session.alerts.drain()
+        kinds = [(b["kind"], b["details"]["measure"]) for b in receiver.bodies()]
+        assert kinds == [("serving_error_rate", "error_rate"), ("serving_recovered", "error_rate"),
+                         ("serving_latency", "p99_ms")]
+        assert receiver.bodies()[0]["summary"].startswith("tiny production: error rate 9.1% is above 5.0%")
+    finally:
+        receiver.stop()
