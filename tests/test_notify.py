@@ -293,3 +293,20 @@ def test_served_endpoint_thresholds_alert_once_when_crossed_and_once_when_back(t
         assert receiver.bodies()[0]["summary"].startswith("tiny production: error rate 9.1% is above 5.0%")
     finally:
         receiver.stop()
+
+
+def test_a_project_adds_its_receivers_to_the_workspace_s_and_keeps_its_retry_timing(tmp_path):
+    shared = "http://127.0.0.1:1/shared"
+    write_project(tmp_path, **{"workbench.toml": MANIFEST + f'\n[[notify.webhooks]]\nurl = "{shared}"\nformat = "slack"\n'
+                                                           '[[notify.webhooks]]\nurl = "http://127.0.0.1:1/own"\n'
+                                                           '[notify.serving]\nmax_p99_ms = 250\n'})
+    (tmp_path / "workspace.toml").write_text(notify_toml(f'url = "{shared}"', 'url = "http://127.0.0.1:1/ops"',
+                                                         extra="\n[notify.serving]\nmax_error_rate = 0.1\n"))
+    alerts = WorkbenchSession(tmp_path).alerts
+    project, workspace = alerts.receivers("tiny"), alerts.receivers("")
+    assert [(h.url, h.format) for h in project.webhooks] == [
+        ("http://127.0.0.1:1/ops", "json"), (shared, "slack"), ("http://127.0.0.1:1/own", "json")]
+    assert [h.url for h in workspace.webhooks] == [shared, "http://127.0.0.1:1/ops"]
+    assert (project.retry_after_s, project.max_retry_s) == (0.2, 0.5)  # the workspace's: the project sets none
+    assert (project.serving.max_p99_ms, project.serving.max_error_rate) == (250, None)
+    assert workspace.serving.max_error_rate == 0.1

@@ -98,11 +98,15 @@ class NotifySpec:
     webhooks: tuple[Webhook, ...] = ()
     serving: ServingThresholds | None = None
     """None: not set here (a project then takes the workspace's)."""
-    retry_after_s: float = 5.0
-    """The first retry of a failed delivery waits this long; each further one twice as long."""
-    max_retry_s: float = 600.0
-    """The longest wait between two tries of one delivery."""
+    retry_after_s: float | None = None
+    """The first retry of a failed delivery waits this long; each further one twice as long
+    (None: not set here; RETRY_AFTER_S unless the workspace sets it)."""
+    max_retry_s: float | None = None
+    """The longest wait between two tries of one delivery (None: not set here)."""
     source: str = ""
+
+
+RETRY_AFTER_S, MAX_RETRY_S = 5.0, 600.0
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,8 @@ class Receivers:
     """What one project's alerts go to: the workspace's receivers and the project's own."""
     webhooks: tuple[Webhook, ...] = ()
     serving: ServingThresholds = field(default_factory=ServingThresholds)
-    retry_after_s: float = 5.0
-    max_retry_s: float = 600.0
+    retry_after_s: float = RETRY_AFTER_S
+    max_retry_s: float = MAX_RETRY_S
 
     def for_kind(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(w for w in self.webhooks if w.wants(kind))
@@ -130,18 +134,20 @@ def combine(workspace: NotifySpec | None, project: NotifySpec | None) -> Receive
             hooks.pop(hook.url, None)
             hooks[hook.url] = hook
     serving = next((s.serving for s in reversed(specs) if s.serving is not None), ServingThresholds())
-    timing = project if project is not None and project.source else (workspace or NotifySpec())
-    return Receivers(tuple(hooks.values()), serving, timing.retry_after_s, timing.max_retry_s)
+    first = next((s.retry_after_s for s in reversed(specs) if s.retry_after_s is not None), RETRY_AFTER_S)
+    most = next((s.max_retry_s for s in reversed(specs) if s.max_retry_s is not None), MAX_RETRY_S)
+    return Receivers(tuple(hooks.values()), serving, first, max(first, most))
 
 
 def parse_notify_table(table: TableReader) -> NotifySpec:
     """`[notify]` of a manifest or of workspace.toml (a TableReader names the file in errors)."""
     if not table.table:
         return NotifySpec(source="")
-    retry_after_s = table.number("retry_after_s", 5.0, 0.0, 3600.0, low_open=True, unit=" seconds")
-    max_retry_s = table.number("max_retry_s", 600.0, 0.0, 86_400.0, low_open=True, unit=" seconds")
-    if max_retry_s < retry_after_s:
-        raise table.fail("max_retry_s", f"must be at least retry_after_s ({retry_after_s:g}), got {max_retry_s:g}")
+    retry_after_s = table.number("retry_after_s", None, 0.0, 3600.0, low_open=True, unit=" seconds")
+    max_retry_s = table.number("max_retry_s", None, 0.0, 86_400.0, low_open=True, unit=" seconds")
+    if max_retry_s is not None and max_retry_s < (retry_after_s or RETRY_AFTER_S):
+        raise table.fail("max_retry_s", f"must be at least retry_after_s ({retry_after_s or RETRY_AFTER_S:g}), "
+                                        f"got {max_retry_s:g}")
     raw = table.get("webhooks", list, default=[])
     hooks = []
     seen: set[str] = set()
