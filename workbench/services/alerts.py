@@ -95,6 +95,8 @@ class Alerts:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        """Emits come from several threads (runs, the serving keeper): one delivery thread."""
         self._deliver_here = False
         self.problems: list[str] = []
         """Emits that could not be queued (a broken config, a store that could not be written)."""
@@ -161,6 +163,15 @@ class Alerts:
             return False
         self._request_delivery()
         return True
+
+    def resume(self) -> None:
+        """Have someone deliver what earlier processes left waiting (a detached drainer gives up
+        after BACKGROUND_BUDGET_S): called after each run. One small read; never raises."""
+        try:
+            if self.outbox.has_pending():
+                self._request_delivery()
+        except Exception as exc:  # the run is recorded; its alerts wait for the next look
+            log.warning("alert delivery: %s", exc)
 
     @property
     def outbox(self):
@@ -280,11 +291,12 @@ class Alerts:
 
     def start_delivery_thread(self) -> None:
         """Deliver from this process until `stop_delivery_thread` (the TUI, for its lifetime)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._deliver_loop, daemon=True, name="alert-delivery")
-        self._thread.start()
+        with self._thread_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._deliver_loop, daemon=True, name="alert-delivery")
+            self._thread.start()
 
     def stop_delivery_thread(self, timeout: float = 5.0) -> None:
         self._deliver_here = False

@@ -151,8 +151,11 @@ class WorkbenchSession:
             registration = self._after_run(record, ref, register)
         from workbench.core.alert_events import run_alerts
 
-        for kind, summary, details in run_alerts(record):
+        alerts = run_alerts(record)
+        for kind, summary, details in alerts:
             self.alerts.emit(kind, record.project, summary, details)
+        if not alerts:
+            self.alerts.resume()  # what earlier processes left undelivered (a receiver was down)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so
             # `last_registration` belongs to whichever finished last.
