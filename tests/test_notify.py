@@ -310,3 +310,12 @@ def test_a_project_adds_its_receivers_to_the_workspace_s_and_keeps_its_retry_tim
     assert (project.retry_after_s, project.max_retry_s) == (0.2, 0.5)  # the workspace's: the project sets none
     assert (project.serving.max_p99_ms, project.serving.max_error_rate) == (250, None)
     assert workspace.serving.max_error_rate == 0.1
+
+
+def test_an_alert_a_broken_config_keeps_from_queueing_is_said_and_the_run_stands(tmp_path):
+    write_project(tmp_path, **FAILING_GATE)
+    (tmp_path / "workspace.toml").write_text('[notify]\n[[notify.webhooks]]\nurl = "http://x"\nformat = "teams"\n')
+    done = wb(tmp_path, "run", "tiny", "--runner", "local", "-q")
+    assert done.returncode == 2  # the gate's exit code, not the config's
+    assert "alert gate_failed of tiny not queued" in done.stderr.replace("\n", " ")
+    assert "notify.webhooks[0].format: must be 'json' or 'slack'" in done.stderr.replace("\n", "")

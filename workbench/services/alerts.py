@@ -84,10 +84,13 @@ class AlertsStatus:
 
 
 class Alerts:
-    def __init__(self, workspace: Workspace, lineage: Callable[[], Any], sender=None):
+    def __init__(self, workspace: Workspace, lineage: Callable[[], Any], sender=None,
+                 notice: Callable[[str], None] = lambda _m: None):
         """`lineage()` gives the lineage store (opened when first needed); `sender` replaces the
-        HTTP sender (adapters/webhook_sender.WebhookSender)."""
+        HTTP sender (adapters/webhook_sender.WebhookSender); `notice` hears of an alert that
+        could not be queued (the CLI's stderr, a TUI notification)."""
         self.workspace = workspace
+        self.notice = notice
         self._lineage = lineage
         self._outbox = None
         self._sender = sender
@@ -158,8 +161,9 @@ class Alerts:
         except Exception as exc:  # a bug here must not become the caller's failure either
             problem = f"alert {kind} of {project or 'the workspace'} not queued: {exc}"
             log.warning(problem)
-            if problem not in self.problems:
+            if problem not in self.problems:  # said once: a broken config would say it on every run
                 self.problems.append(problem)
+                self.notice(problem)
             return False
         self._request_delivery()
         return True

@@ -179,7 +179,7 @@ class WorkbenchSession:
         if self._alerts is None:
             from workbench.services.alerts import Alerts
 
-            self._alerts = Alerts(self.workspace, lambda: self.store)
+            self._alerts = Alerts(self.workspace, lambda: self.store, notice=lambda m: self.notice(m))
         return self._alerts
 
     def _tags_sweep_trial(self, on_event, sweep: str, trial: int):
