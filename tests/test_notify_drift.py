@@ -8,7 +8,6 @@ import pytest
 
 from tests.notify_receiver import Receiver
 from tests.test_drift import MANIFEST, batch, in_production, sales, write_project
-from tests.test_notify import notify_toml
 from workbench.services.drift import DriftService
 from workbench.services.session import WorkbenchSession
 
