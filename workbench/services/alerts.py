@@ -165,7 +165,10 @@ class Alerts:
                 self.problems.append(problem)
                 self.notice(problem)
             return False
-        self._request_delivery()
+        try:
+            self._request_delivery()
+        except Exception as exc:  # queued all the same: the next run or command looks again
+            log.warning("alert delivery: %s", exc)
         return True
 
     def resume(self) -> None:
