@@ -130,7 +130,8 @@ def test_slack_format_and_event_filters(tmp_path):
         record = session.run("tiny")
         message = slack.wait_for(1)[0]
         assert set(message) == {"text", "blocks"}
-        assert message["text"] == f"tiny · run {record.id} of tiny failed its gates: score >= 0.5 (got 0.1)"
+        # Slack reads &, < and > as markup: escaped, they show as written.
+        assert message["text"] == f"tiny · run {record.id} of tiny failed its gates: score &gt;= 0.5 (got 0.1)"
         assert message["blocks"][0]["type"] == "section" and "*tiny · gate failed*" in message["blocks"][0]["text"]["text"]
         assert "*run_id*: 1" in message["blocks"][1]["text"]["text"]
         assert message["blocks"][-1]["type"] == "context"

@@ -60,7 +60,7 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(
         f"workbench · {event.workspace} · {event.created_at:%Y-%m-%d %H:%M:%S %Z} · event {event.event_id}")}]})
-    return {"text": f"{where}{event.summary}", "blocks": blocks}
+    return {"text": _escape(f"{where}{event.summary}"), "blocks": blocks}
 
 
 def payload_bytes(event: AlertEvent, form: str) -> bytes:
