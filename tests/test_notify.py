@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,10 @@ from tests.notify_receiver import Receiver, free_port
 from tests.test_cli import wb
 from tests.test_pipeline_local import MANIFEST, write_project
 from tests.test_serving_stats import metrics_text, series
+from workbench.core.alert_events import run_alerts
 from workbench.core.errors import ManifestError
-from workbench.core.model import RunStatus
+from workbench.core.gates import GateResult
+from workbench.core.model import RunRecord, RunStatus, StageResult, StageStatus, Trigger
 from workbench.core.notify_config import ServingThresholds, parse_workspace_notify
 from workbench.services.serving_alarms import ServingAlarm
 from workbench.services.serving_stats import ScrapeWindow, parse_metrics
@@ -320,3 +323,30 @@ def test_an_alert_a_broken_config_keeps_from_queueing_is_said_and_the_run_stands
     assert done.returncode == 2  # the gate's exit code, not the config's
     assert "alert gate_failed of tiny not queued" in done.stderr.replace("\n", " ")
     assert "notify.webhooks[0].format: must be 'json' or 'slack'" in done.stderr.replace("\n", "")
+
+
+def test_which_runs_are_alerts():
+    """Table-style, on records as the pipeline returns them."""
+
+    def record(status, trigger=Trigger.MANUAL, gate_passed=True, stage_status=StageStatus.SUCCEEDED):
+        return RunRecord(id=7, project="p", trigger=trigger, status=status, runner="local",
+                         started_at=datetime.now(timezone.utc), stages=[
+                             StageResult("fit", stage_status, "python fit.py", "k", "/o", exit_code=2,
+                                         reason="exited 2")],
+                         gates=[GateResult("auc", ">=", 0.8, 0.7 if not gate_passed else 0.9, gate_passed, "")])
+
+    cases = [
+        (record(RunStatus.SUCCEEDED), []),
+        (record(RunStatus.GATE_FAILED, gate_passed=False), ["gate_failed"]),
+        (record(RunStatus.FAILED, stage_status=StageStatus.FAILED), ["run_failed"]),
+        (record(RunStatus.CANCELLED), []),
+        (record(RunStatus.SUPERSEDED), []),
+        (record(RunStatus.GATE_FAILED, Trigger.SWEEP, gate_passed=False), []),
+        (record(RunStatus.FAILED, Trigger.SWEEP, stage_status=StageStatus.FAILED), ["run_failed"]),
+        (record(RunStatus.SUCCEEDED, Trigger.DRIFT), ["retrain_finished"]),
+        (record(RunStatus.FAILED, Trigger.DRIFT, stage_status=StageStatus.FAILED), ["run_failed", "retrain_finished"]),
+    ]
+    for rec, kinds in cases:
+        assert [kind for kind, _summary, _details in run_alerts(rec)] == kinds, (rec.status, rec.trigger)
+    (_kind, summary, details), = run_alerts(record(RunStatus.FAILED, stage_status=StageStatus.FAILED))
+    assert summary == "run 7 of p failed: stage fit failed (exit 2): exited 2" and details["failed_stages"] == ["fit"]

@@ -16,8 +16,9 @@ Alert = tuple[str, str, dict[str, Any]]
 
 
 def run_alerts(record: RunRecord) -> list[Alert]:
-    """run_failed or gate_failed for a run that ended so; retrain_finished for a drift run,
-    whatever its end. A cancelled or superseded run is someone's decision, not an alert."""
+    """run_failed or gate_failed for a run that ended so (a sweep trial's failed gate is not
+    one); retrain_finished for a drift run, whatever its end. A cancelled or superseded run is
+    someone's decision, not an alert."""
     alerts: list[Alert] = []
     details = {"run_id": record.id, "status": str(record.status), "trigger": str(record.trigger),
                "duration_s": round(record.duration_s, 3) if record.duration_s is not None else None}
@@ -27,6 +28,8 @@ def run_alerts(record: RunRecord) -> list[Alert]:
                + (f": {failed[0].reason}" if failed[0].reason else "")) if failed else (record.reason or "failed")
         alerts.append(("run_failed", f"run {record.id} of {record.project} failed: {why}",
                        details | {"failed_stages": [s.stage for s in failed], "reason": record.reason}))
+    elif record.trigger is Trigger.SWEEP:
+        pass  # a sweep's trials failing gates is the search at work: its result is the best trial
     elif record.status is RunStatus.GATE_FAILED or (record.status is RunStatus.SUCCEEDED and not record.gates_passed):
         broken = [g for g in record.gates if g.passed is False]
         rules = "; ".join(f"{g.rule} (got {_num(g.value)})" for g in broken)
