@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from workbench.core.errors import ManifestError
 from workbench.core.gates import GateResult
 from workbench.core.model import RunRecord, RunStatus, StageResult, StageStatus, Trigger
 from workbench.core.notify_config import ServingThresholds, parse_workspace_notify
-from workbench.services.serving_alarms import ServingAlarm
+from workbench.services.serving import ServerStatus
+from workbench.services.serving_alarms import CHECK_S, ServingAlarm
 from workbench.services.serving_stats import ScrapeWindow, parse_metrics
 from workbench.services.session import WorkbenchSession
 
@@ -350,3 +353,49 @@ def test_which_runs_are_alerts():
         assert [kind for kind, _summary, _details in run_alerts(rec)] == kinds, (rec.status, rec.trigger)
     (_kind, summary, details), = run_alerts(record(RunStatus.FAILED, stage_status=StageStatus.FAILED))
     assert summary == "run 7 of p failed: stage fit failed (exit 2): exited 2" and details["failed_stages"] == ["fit"]
+
+
+def test_the_serving_alarm_scrapes_metrics_over_http_and_alerts_on_latency(tmp_path):
+    """ServingAlarm.tick as the serving keeper calls it: the server's /metrics answered by a real
+    HTTP server (wb_serve's text format), a check every CHECK_S, one alert for the crossing."""
+    counters = {"ok": 0, "slow": 0}
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = metrics_text(3, {("3", "champion"): series(counters["ok"], fast=counters["ok"] - counters["slow"]),
+                                    ("4", "shadow"): series(counters["ok"] // 2, fast=0)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = Receiver().start()
+    try:
+        write_project(tmp_path, **{"workbench.toml": MANIFEST + f'\n[[notify.webhooks]]\nurl = "{receiver.url}"\n'
+                                                               '[notify.serving]\nmax_p99_ms = 8\nmin_requests = 50\n'})
+        session = WorkbenchSession(tmp_path)
+        alarm = ServingAlarm.for_project(session, "tiny")
+        assert alarm is not None and alarm.thresholds.max_p99_ms == 8
+        served = [ServerStatus("tiny", "production", 3, f"http://0.0.0.0:{server.server_address[1]}", None, "c", "", True)]
+        clock = 1000.0
+        for ok, slow in ((0, 0), (100, 0), (200, 0), (300, 90), (400, 90), (400, 90)):
+            counters.update(ok=ok, slow=slow)
+            alarm.tick(lambda: served, now=clock)
+            alarm.tick(lambda: served, now=clock + 1)  # not due yet: no scrape
+            clock += CHECK_S
+        session.alerts.drain()
+        bodies = receiver.bodies()
+        # The shadow answered every request slowly from the start: its answers reach no client.
+        assert [b["kind"] for b in bodies] == ["serving_latency"], bodies
+        assert bodies[0]["details"]["requests"] == 300  # when the champion's own answers got slow
+        assert bodies[0]["details"]["served_version"] == 3 and bodies[0]["details"]["limit"] == 8
+        assert bodies[0]["summary"].startswith("tiny production: p99 latency")
+    finally:
+        server.shutdown()
+        server.server_close()
+        receiver.stop()
