@@ -255,7 +255,6 @@ def test_notify_status_lists_what_waits_and_sync_sends_it(tmp_path):
         receiver.stop()
 
 
-@pytest.mark.slow
 def test_a_cli_run_leaves_delivery_to_a_detached_process(tmp_path):
     receiver = Receiver().start()
     try:
