@@ -64,11 +64,11 @@ class RegistryService:
         self.deploy = DeployPointers(workspace.state_dir / "deploy")
         self.mirror = MirrorService(self.store, workspace.state_dir, mlflow_uri, mirror_target)
         self.card_files = None
+        """(project, version) -> {file name: text}: the model card a promotion writes into the
+        release beside metadata.json (set by WorkbenchSession; None writes none)."""
         self.alerts = None
         """workbench.services.alerts.Alerts: an applied promotion or rollback is an alert (set by
         WorkbenchSession; None sends none)."""
-        """(project, version) -> {file name: text}: the model card a promotion writes into the
-        release beside metadata.json (set by WorkbenchSession; None writes none)."""
 
     # -- registering -----------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.ports import CancelToken
 from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
-from workbench.ui.screens.alert_status import ALERTS_EVERY_S, AlertStatus
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
+from workbench.ui.screens.alert_status import ALERTS_EVERY_S, AlertStatus
 from workbench.ui.screens.detail_keys import DetailKeys
 from workbench.ui.screens.drift import DriftScreen
 from workbench.ui.screens.model_actions import ModelActions
