@@ -6,7 +6,11 @@ services: workbench.services.alerts)."""
 
 from __future__ import annotations
 
+import logging
+
 from workbench.core.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
 
 ALERTS_EVERY_S = 5.0
 LISTED = 3
@@ -14,12 +18,18 @@ LISTED = 3
 
 
 def read_alerts(session):
-    """(AlertsStatus, the oldest few undelivered) or None when nothing was ever queued here."""
+    """(AlertsStatus, the oldest few undelivered); None when nothing was ever queued here; False
+    when the store could not be read (busy, broken: the panes that need it say so, and this
+    count, read every 5 s, stays as it was rather than notify each time)."""
     alerts = session.alerts
-    status = alerts.status()
-    if not status.pending and not status.delivered:
-        return None
-    return status, alerts.undelivered(LISTED) if status.pending else []
+    try:
+        status = alerts.status()
+        if not status.pending and not status.delivered:
+            return None
+        return status, alerts.undelivered(LISTED) if status.pending else []
+    except WorkbenchError as exc:
+        log.warning("reading the alert outbox: %s", exc)
+        return False
 
 
 class AlertStatus:
@@ -33,6 +43,8 @@ class AlertStatus:
         self._in_thread("alerts", None, read_alerts, self.session)
 
     def _done_alerts(self, result, _key) -> None:
+        if result is False:
+            return
         if result is None:
             pending = 0
         else:
