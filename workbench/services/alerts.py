@@ -284,7 +284,7 @@ class Alerts:
                 status = self.sender.send(hook, event)
                 results.append(SendResult(hook.url, True, f"HTTP {status}"))
             except WorkbenchError as exc:
-                results.append(SendResult(hook.url, False, str(exc)))
+                results.append(SendResult(hook.url, False, str(exc).removeprefix(f"{hook.url}: ")))
         return results
 
     # -- who delivers -------------------------------------------------------------------------
