@@ -398,3 +398,27 @@ def test_the_serving_alarm_scrapes_metrics_over_http_and_alerts_on_latency(tmp_p
         server.shutdown()
         server.server_close()
         receiver.stop()
+
+
+def test_a_webhook_s_secret_path_is_never_stored_or_shown(tmp_path):
+    secret = "http://127.0.0.1:{port}/services/T000/B000/XXXXsecretXXXX"
+    receiver = Receiver()
+    url = secret.format(port=receiver.port)
+    root = workspace_with(tmp_path, f'url = "{url}"', **FAILING_GATE)
+    session = WorkbenchSession(root, runner="local")
+    session.run("tiny")
+    assert session.alerts.drain() == (0, 1)
+    status = wb(root, "notify", "status")
+    test = wb(root, "notify", "test")
+    shown = session.alerts.undelivered()[0].receiver_shown
+    assert shown.startswith(f"http://127.0.0.1:{receiver.port}/services/… (#") and "XXXX" not in shown
+    for text in (status.stdout, test.stdout, session.alerts.status().last_error):
+        assert "secret" not in text and f"127.0.0.1:{receiver.port}/services/…" in " ".join(text.split()), text
+    for stored in (root / ".workbench").glob("lineage.duckdb*"):  # the file and its write-ahead log
+        assert b"XXXXsecretXXXX" not in stored.read_bytes(), stored
+    receiver.start()
+    try:
+        assert session.alerts.drain(force=True) == (1, 0)  # the full URL, from the config, when sending
+        assert [b["kind"] for b in receiver.bodies()] == ["gate_failed"]
+    finally:
+        receiver.stop()

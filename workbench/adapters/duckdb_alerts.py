@@ -28,14 +28,17 @@ class Delivery:
     details: dict[str, Any]
     created_at: datetime
     receiver: str
+    """The receiver's key (a hash of its URL: core.notify_config.receiver_key)."""
+    receiver_shown: str
+    """Its URL without the secret part, for screens."""
     attempts: int
     last_error: str | None
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
 
 
-COLUMNS = ("a.id, a.event_id, a.project, a.kind, a.summary, a.details, a.created_at, d.receiver, d.attempts, "
-           "d.last_error, d.last_attempt_at, d.next_attempt_at")
+COLUMNS = ("a.id, a.event_id, a.project, a.kind, a.summary, a.details, a.created_at, d.receiver, d.receiver_shown, "
+           "d.attempts, d.last_error, d.last_attempt_at, d.next_attempt_at")
 
 
 class DuckDBAlertOutbox:
@@ -43,15 +46,16 @@ class DuckDBAlertOutbox:
         self.lineage = lineage
 
     def add(self, event_id: str, project: str, kind: str, summary: str, details: dict[str, Any],
-            receivers: list[str]) -> int:
-        """The event and its deliveries, in one transaction; returns the alert's id."""
+            receivers: list[tuple[str, str]]) -> int:
+        """The event and its deliveries (receiver key, shown URL), in one transaction; returns
+        the alert's id."""
         with self.lineage.transaction(write=True) as con:
             alert_id = con.execute(
                 "INSERT INTO alerts (event_id, project, kind, summary, details, created_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "RETURNING id", [event_id, project, kind, summary, json.dumps(details, default=str), _now()]
             ).fetchone()[0]
-            con.executemany("INSERT INTO alert_deliveries (alert_id, receiver) VALUES (?, ?)",
-                            [[alert_id, r] for r in receivers])
+            con.executemany("INSERT INTO alert_deliveries (alert_id, receiver, receiver_shown) VALUES (?, ?, ?)",
+                            [[alert_id, key, shown] for key, shown in receivers])
         return alert_id
 
     def pending(self, limit: int = 1000) -> list[Delivery]:
@@ -92,7 +96,7 @@ class DuckDBAlertOutbox:
         with self.lineage.transaction() as con:
             pending, failing = con.execute("SELECT count(*), count(last_error) FROM alert_deliveries "
                                            "WHERE delivered_at IS NULL").fetchone()
-            error = con.execute("SELECT last_error, receiver, last_attempt_at FROM alert_deliveries "
+            error = con.execute("SELECT last_error, receiver_shown, last_attempt_at FROM alert_deliveries "
                                 "WHERE delivered_at IS NULL AND last_error IS NOT NULL "
                                 "ORDER BY last_attempt_at DESC LIMIT 1").fetchone()
             sent = con.execute("SELECT count(*), max(delivered_at) FROM alert_deliveries "
@@ -105,7 +109,7 @@ class DuckDBAlertOutbox:
 
 def _delivery(row: tuple) -> Delivery:
     return Delivery(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), _aware(row[6]), row[7], row[8],
-                    row[9], _aware(row[10]), _aware(row[11]))
+                    row[9], row[10], _aware(row[11]), _aware(row[12]))
 
 
 def _now() -> datetime:

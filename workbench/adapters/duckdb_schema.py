@@ -398,8 +398,9 @@ ALTER TABLE runs ADD COLUMN sweep_trial INTEGER;
 
 
 # Alerts waiting for their receivers (workbench/adapters/duckdb_alerts.py): an event once, and one
-# delivery row per receiver (its URL) it goes to, drained in event order per receiver. event_id
-# is the idempotency key a receiver gets (X-Workbench-Event-Id), the same on every retry.
+# delivery row per receiver it goes to, drained in event order per receiver. A receiver is a hash
+# of its URL (which may hold a token) and shown as the URL without its secret part. event_id is
+# the idempotency key a receiver gets (X-Workbench-Event-Id), the same on every retry.
 V11_ALERTS = """
 CREATE SEQUENCE alert_ids START 1;
 CREATE TABLE alerts (
@@ -414,6 +415,7 @@ CREATE TABLE alerts (
 CREATE TABLE alert_deliveries (
     alert_id BIGINT NOT NULL,
     receiver VARCHAR NOT NULL,
+    receiver_shown VARCHAR NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error VARCHAR,
     last_attempt_at TIMESTAMP,

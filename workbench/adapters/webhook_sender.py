@@ -37,19 +37,19 @@ class WebhookSender:
             try:
                 headers[name] = expand_header(value, dict(os.environ))
             except KeyError as exc:
-                raise DeliveryFailed(f"header {name} of {hook.url} ({hook.source}) names ${{{exc.args[0]}}}, "
+                raise DeliveryFailed(f"header {name} of {hook.shown} ({hook.source}) names ${{{exc.args[0]}}}, "
                                      "which is not set in this process's environment") from None
         try:
             response = self._http().post(hook.url, content=payload_bytes(event, hook.format), headers=headers)
         except httpx.TimeoutException:
-            raise DeliveryFailed(f"{hook.url}: no answer within {self.timeout_s:g} s") from None
+            raise DeliveryFailed(f"{hook.shown}: no answer within {self.timeout_s:g} s") from None
         except httpx.ConnectError as exc:
-            raise DeliveryFailed(f"{hook.url}: cannot connect ({_reason(exc)})") from None
+            raise DeliveryFailed(f"{hook.shown}: cannot connect ({_reason(exc, hook)})") from None
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{hook.url}: {type(exc).__name__}: {_reason(exc)}") from None
+            raise DeliveryFailed(f"{hook.shown}: {type(exc).__name__}: {_reason(exc, hook)}") from None
         if not 200 <= response.status_code < 300:
             body = " ".join(response.text.split())[:200]
-            raise DeliveryFailed(f"{hook.url}: HTTP {response.status_code}" + (f": {body}" if body else ""))
+            raise DeliveryFailed(f"{hook.shown}: HTTP {response.status_code}" + (f": {body}" if body else ""))
         return response.status_code
 
     def _http(self) -> httpx.Client:
@@ -64,8 +64,8 @@ class WebhookSender:
             self._client = None
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
+def _reason(exc: Exception, hook: Webhook) -> str:
+    text = (str(exc).strip() or type(exc).__name__).replace(hook.url, hook.shown)
     for marker in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
                    "No route to host", "certificate verify failed"):
         if marker in text:

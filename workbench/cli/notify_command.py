@@ -89,7 +89,7 @@ def _status(args: argparse.Namespace, printer: Printer, alerts) -> int:
     if not waiting:
         return EXIT_OK
     rows = [[str(d.alert_id), d.created_at.astimezone().strftime("%m-%d %H:%M:%S"), escape(d.project or "-"),
-             d.kind, escape(d.receiver), str(d.attempts),
+             d.kind, escape(d.receiver_shown), str(d.attempts),
              escape(d.last_error or "not tried yet")
              + (f" (next try {d.next_attempt_at.astimezone():%H:%M:%S})" if d.next_attempt_at else "")]
             for d in waiting]

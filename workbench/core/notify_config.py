@@ -27,6 +27,7 @@ but `workspace.toml` may hold other sections (`[cluster]`, ...), which this modu
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -76,6 +77,16 @@ class Webhook:
     def wants(self, kind: str) -> bool:
         return kind == "test" or not self.events or kind in self.events
 
+    @property
+    def key(self) -> str:
+        """What the outbox calls this receiver: a hash of its URL, which often holds a secret
+        (a Slack webhook's path is its token), so the URL itself is never stored."""
+        return receiver_key(self.url)
+
+    @property
+    def shown(self) -> str:
+        return shown_url(self.url)
+
 
 @dataclass(frozen=True)
 class ServingThresholds:
@@ -120,8 +131,8 @@ class Receivers:
     def for_kind(self, kind: str) -> tuple[Webhook, ...]:
         return tuple(w for w in self.webhooks if w.wants(kind))
 
-    def by_url(self, url: str) -> Webhook | None:
-        return next((w for w in self.webhooks if w.url == url), None)
+    def by_key(self, key: str) -> Webhook | None:
+        return next((w for w in self.webhooks if w.key == key), None)
 
 
 def combine(workspace: NotifySpec | None, project: NotifySpec | None) -> Receivers:
@@ -156,7 +167,7 @@ def parse_notify_table(table: TableReader) -> NotifySpec:
             raise table.fail("webhooks", f"must be tables ([[notify.webhooks]] with url = ...), got {item!r}")
         hook = _webhook(TableReader(table.source, item, f"{table.key('webhooks')}[{index}]"))
         if hook.url in seen:
-            raise table.fail("webhooks", f"{hook.url} is listed twice; one entry per URL (merge their events)")
+            raise table.fail("webhooks", f"{hook.shown} is listed twice; one entry per URL (merge their events)")
         seen.add(hook.url)
         hooks.append(hook)
     serving = _serving(table.table_of("serving")) if "serving" in table.table else None
@@ -226,3 +237,24 @@ def expand_header(value: str, environ: dict[str, str]) -> str:
             raise KeyError(name)
         return environ[name]
     return ENV_REF.sub(one, value)
+
+
+def receiver_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def shown_url(url: str) -> str:
+    """A URL as screens and messages show it: scheme, host, port and the first path segment;
+    what follows (a Slack or Teams webhook's token), a query and a user:password are left out,
+    with a short hash so two receivers on one host stay apart. `http://127.0.0.1:8080/hook`
+    shows as it is."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    where = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) <= 1 and not parts.query and not parts.username and not parts.password:
+        return where + (f"/{segments[0]}" if segments else "")
+    first = f"/{segments[0]}" if segments else ""
+    return f"{where}{first}/… (#{receiver_key(url)[:6]})"

@@ -58,6 +58,7 @@ MAX_SUMMARY = 500
 @dataclass(frozen=True)
 class SendResult:
     receiver: str
+    """Its URL as shown (core.notify_config.shown_url: without a token in its path)."""
     ok: bool
     detail: str
     """The HTTP status, or what went wrong."""
@@ -157,7 +158,7 @@ class Alerts:
             hooks = self.receivers(project).for_kind(kind)
             if not hooks:
                 return False
-            self.outbox.add(uuid.uuid4().hex, project, kind, _line(summary), details or {}, [h.url for h in hooks])
+            self.outbox.add(uuid.uuid4().hex, project, kind, _line(summary), details or {}, [(h.key, h.shown) for h in hooks])
         except Exception as exc:  # a bug here must not become the caller's failure either
             problem = f"alert {kind} of {project or 'the workspace'} not queued: {exc}"
             log.warning(problem)
@@ -249,10 +250,10 @@ class Alerts:
             try:
                 if isinstance(config, WorkbenchError):
                     raise config
-                hook = config.by_url(item.receiver)
+                hook = config.by_key(item.receiver)
                 if hook is None:
                     self.outbox.delivered(item.alert_id, item.receiver,
-                                          f"not sent: {item.receiver} is no longer in [notify] of "
+                                          f"not sent: {item.receiver_shown} is no longer in [notify] of "
                                           f"{item.project or 'the workspace'}")
                     continue
                 self._send(hook, item)
@@ -282,9 +283,9 @@ class Alerts:
         for hook in receivers.webhooks:
             try:
                 status = self.sender.send(hook, event)
-                results.append(SendResult(hook.url, True, f"HTTP {status}"))
+                results.append(SendResult(hook.shown, True, f"HTTP {status}"))
             except WorkbenchError as exc:
-                results.append(SendResult(hook.url, False, str(exc).removeprefix(f"{hook.url}: ")))
+                results.append(SendResult(hook.shown, False, str(exc).removeprefix(f"{hook.shown}: ")))
         return results
 
     # -- who delivers -------------------------------------------------------------------------

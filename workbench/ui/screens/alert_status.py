@@ -51,7 +51,7 @@ class AlertStatus:
             status, waiting = result
             pending = status.pending
             if pending > self._alerts_noted and status.failing:
-                listed = "\n".join(f"{d.kind} · {d.project or 'workspace'} → {d.receiver}" for d in waiting)
+                listed = "\n".join(f"{d.kind} · {d.project or 'workspace'} → {d.receiver_shown}" for d in waiting)
                 more = f"\n… and {pending - len(waiting)} more" if pending > len(waiting) else ""
                 self.notify(f"{listed}{more}\nlast error: {status.last_error}\n`workbench notify status` lists them",
                             title=f"{pending} alert(s) undelivered", severity="warning", timeout=10)
