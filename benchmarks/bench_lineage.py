@@ -108,7 +108,7 @@ def generate_history(db_path: str | Path, n_runs: int, projects: tuple[str, ...]
                    md5(r.project || s.stage || (r.id // 7)), '/ws/.workbench/runs/' || r.id || '/' || s.stage,
                    md5('out' || r.id || s.stage), r.started_at + INTERVAL 10 SECOND * s.position,
                    r.started_at + INTERVAL 10 SECOND * (s.position + 1), 10.0, 0, '',
-                   ['loading data', 'fitting', 'done'], CASE WHEN s.position < r.id % 3 THEN r.id - 1 END
+                   ['loading data', 'fitting', 'done'], CASE WHEN s.position < r.id % 3 THEN r.id - 1 END, '', '', ''
             FROM new_runs r CROSS JOIN {_values(STAGES)} s(position, stage, command)""")
         con.execute(f"""
             INSERT INTO input_files

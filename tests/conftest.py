@@ -10,6 +10,8 @@ def _no_outside_mlflow(monkeypatch):
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "WORKBENCH_MLFLOW_URI", "WORKBENCH_USER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORKBENCH_MLFLOW_SYNC", "off")
+    # Nor a detached alert drainer (tests/test_notify.py starts one where it means to).
+    monkeypatch.setenv("WORKBENCH_NOTIFY_SYNC", "off")
 
 
 def skip_unless_ci(reason: str, module: bool = False) -> None:

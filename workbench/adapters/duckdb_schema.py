@@ -406,9 +406,38 @@ ALTER TABLE stage_runs ADD COLUMN image_id VARCHAR DEFAULT '';
 """
 
 
+# Alerts waiting for their receivers (workbench/adapters/duckdb_alerts.py): an event once, and one
+# delivery row per receiver it goes to, drained in event order per receiver. A receiver is a hash
+# of its URL (which may hold a token) and shown as the URL without its secret part. event_id is
+# the idempotency key a receiver gets (X-Workbench-Event-Id), the same on every retry.
+V12_ALERTS = """
+CREATE SEQUENCE alert_ids START 1;
+CREATE TABLE alerts (
+    id BIGINT PRIMARY KEY DEFAULT nextval('alert_ids'),
+    event_id VARCHAR NOT NULL,
+    project VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    summary VARCHAR NOT NULL,
+    details VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE alert_deliveries (
+    alert_id BIGINT NOT NULL,
+    receiver VARCHAR NOT NULL,
+    receiver_shown VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error VARCHAR,
+    last_attempt_at TIMESTAMP,
+    next_attempt_at TIMESTAMP,
+    delivered_at TIMESTAMP,
+    PRIMARY KEY (alert_id, receiver)
+);
+"""
+
+
 MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection, str], None]] = [
     V1, V2_REGISTRY, V3_DRIFT, V4_VERSION_SEALS, v5_workspace_relative, V6_PROFILE_PROBLEMS, V7_STAGE_PARAMS,
-    V8_EXPLANATIONS, V9_EVALUATIONS, V10_SWEEP_TRIALS, V11_STAGE_PLACEMENT]
+    V8_EXPLANATIONS, V9_EVALUATIONS, V10_SWEEP_TRIALS, V11_STAGE_PLACEMENT, V12_ALERTS]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -251,6 +251,12 @@ def cmd_cluster(args: argparse.Namespace, printer: Printer, workspace: Path) -> 
     return cluster(args, printer, workspace)
 
 
+def cmd_notify(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.notify_command import cmd_notify as notify
+
+    return notify(args, printer, workspace)
+
+
 def cmd_serve(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.serve_command import cmd_serve as serve
 

@@ -19,6 +19,7 @@ from workbench.core.errors import ManifestError
 from workbench.core.gates import Gate, parse_gate
 from workbench.core.manifest_reader import TableReader as _Reader
 from workbench.core.manifest_reader import parse_size, path_problem
+from workbench.core.notify_config import NotifySpec, parse_notify_table
 from workbench.core.params_keys import PARAMS_SUFFIXES, ParamRef, parse_param_ref
 from workbench.core.stage_command import command_scripts
 from workbench.core.sweep_spec import SweepSpec, parse_sweep_table
@@ -325,6 +326,9 @@ class Manifest:
     whatever it points at (`/etc/shadow`, another project's data) into the run."""
     sweep: SweepSpec = field(default_factory=SweepSpec)
     """`[sweep]`: what `workbench sweep PROJECT` searches by default (workbench.core.sweep_spec)."""
+    notify: NotifySpec = field(default_factory=NotifySpec)
+    """`[notify]`: webhooks for this project's alerts and thresholds for its served endpoints
+    (workbench.core.notify_config; docs/alerts.md)."""
     params_file: str | None = None
     """`[project] params`: the params file a stage's bare keys (`params = ["train"]`) read; unset:
     the one of params.toml, params.yaml, params.yml, params.json at the project's top."""
@@ -390,6 +394,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     gc_table.reject_unknown()
     serving = _parse_serving(root.table_of("serving"))
     sweep = parse_sweep_table(root.table_of("sweep"))
+    notify = parse_notify_table(root.table_of("notify"))
     root.reject_unknown()
 
     return Manifest(
@@ -397,7 +402,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
         data=data, environment=env, stages=stages, gates=gates, watch=watch, promotion=promotion,
         evaluation=evaluation, gc=gc,
         drift=drift, external_links=external_links, params_file=params_file, source=source, serving=serving,
-        sweep=sweep,
+        sweep=sweep, notify=notify,
     )
 
 

@@ -205,6 +205,10 @@ class DriftService:
             except WorkbenchError as exc:
                 decision = RetrainDecision(False, f"{decision.reason}, but its training data could not be made: {exc}")
                 self.store.retrain_refused(batch_id, decision.reason)
+        from workbench.core.alert_events import batch_alerts
+
+        for kind, summary, details in batch_alerts(manifest.name, batch_id, rel, report, decision.reason):
+            self.session.alerts.emit(kind, manifest.name, summary, details)
         return BatchOutcome(self.store.batch(manifest.name, batch_id=batch_id), decision, True, overrides)
 
     def reference(self, project: str | ProjectRef) -> Reference:

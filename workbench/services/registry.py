@@ -66,6 +66,9 @@ class RegistryService:
         self.card_files = None
         """(project, version) -> {file name: text}: the model card a promotion writes into the
         release beside metadata.json (set by WorkbenchSession; None writes none)."""
+        self.alerts = None
+        """workbench.services.alerts.Alerts: an applied promotion or rollback is an alert (set by
+        WorkbenchSession; None sends none)."""
 
     # -- registering -----------------------------------------------------------------------
 
@@ -273,7 +276,17 @@ class RegistryService:
             fault_point("before_switch")
             self._switch(applied.decision, mv, release, user, reason)
             fault_point("after_switch")
+        self._alert(applied.decision, user, reason)
         return applied.decision
+
+    def _alert(self, decision: Decision, user: str | None, reason: str) -> None:
+        from workbench.core.alert_events import promotion_alert
+
+        alert = promotion_alert(decision) if self.alerts is not None else None
+        if alert is not None:
+            kind, summary, details = alert
+            self.alerts.emit(kind, decision.project, summary, details | {"by": user or current_user(),
+                                                                         "reason": reason})
 
     def _switch(self, decision: Decision, mv: ModelVersion | None, release, user: str | None, reason: str) -> None:
         if not decision.applied or release is None or mv is None:

@@ -22,6 +22,7 @@ from workbench.services.stage_budget import StageBudget
 from workbench.services.workspace import ProjectRef, Workspace
 
 if TYPE_CHECKING:  # imported when first used: it brings in DuckDB
+    from workbench.services.alerts import Alerts
     from workbench.services.explanations import ExplanationService
     from workbench.services.registry import RegistryService
 
@@ -56,6 +57,7 @@ class WorkbenchSession:
         """The CPUs this session's runs share (watch and the TUI run several projects at once)."""
         self._registry = None
         self._explainer = None
+        self._alerts = None
         self.last_registration = None
         """(ModelVersion or None, created now) for the last run this session made."""
 
@@ -165,17 +167,46 @@ class WorkbenchSession:
             on_event = self._tags_sweep_trial(on_event, *sweep)
         ref = self.project(project)
         pipeline = PipelineService(self.workspace, self.store, self.runner, budget=self.stage_budget)
+        if trigger is Trigger.DRIFT:
+            on_event = self._says_retrain_started(on_event, ref.name)
         with self._in_use():
             record = pipeline.run(ref, stages, trigger, changed_paths, cancel, on_event, overrides=overrides,
                                   jobs=jobs, fail_fast=fail_fast)
             if sweep is not None:  # for the MLflow payload: the trial's tags go with it
                 record.sweep, record.sweep_trial = sweep
             registration = self._after_run(record, ref, register)
+        from workbench.core.alert_events import run_alerts
+
+        alerts = run_alerts(record)
+        for kind, summary, details in alerts:
+            self.alerts.emit(kind, record.project, summary, details)
+        if not alerts:
+            self.alerts.resume()  # what earlier processes left undelivered (a receiver was down)
         if registration is not None and registration[0] is not None and registration[1]:
             # Said as an event too: watch runs of several projects share this session, so
             # `last_registration` belongs to whichever finished last.
             on_event(ModelRegistered(record.project, record.id, registration[0].version, str(record.trigger)))
         return record
+
+    def _says_retrain_started(self, on_event, project: str):
+        """A drift run is a retrain: its start is an alert (its end is one in run_alerts)."""
+
+        def said(event) -> None:
+            if isinstance(event, RunStarted):
+                self.alerts.emit("retrain_started", project, f"retrain run {event.run_id} of {project} started",
+                                 {"run_id": event.run_id})
+            on_event(event)
+
+        return said
+
+    @property
+    def alerts(self) -> Alerts:
+        """Alerts to the webhooks of `[notify]` (workbench.services.alerts): `emit` never raises."""
+        if self._alerts is None:
+            from workbench.services.alerts import Alerts
+
+            self._alerts = Alerts(self.workspace, lambda: self.store, notice=lambda m: self.notice(m))
+        return self._alerts
 
     def _tags_sweep_trial(self, on_event, sweep: str, trial: int):
         """Tag the run with its sweep as soon as it has an id: a trial stopped midway is still
@@ -209,6 +240,7 @@ class WorkbenchSession:
                 from workbench.services.serving import serving_documents
 
                 self._registry = RegistryService(self.workspace, store)
+                self._registry.alerts = self.alerts  # promotions and rollbacks are alerts
                 # A promotion writes the version's model card, and the columns it was trained on
                 # (what its server checks requests against), into its deploy release.
                 self._registry.card_files = lambda project, version: (card_files(self, project, version)

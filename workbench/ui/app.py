@@ -156,6 +156,7 @@ class WorkbenchApp(App):
         self.main_screen.cancel_cold_runs()
         self.watch.close()
         self._stop_serving()
+        self.session.alerts.stop_delivery_thread()
 
     def _stop_serving(self) -> None:
         if self.served_here:

@@ -107,6 +107,11 @@ def start_services(session, watch, watch_on_start: bool) -> tuple[str, list[int]
                     watch.watch(ref.name)
                 except WorkbenchError as exc:
                     problems.append(f"{ref.name}: cannot watch: {exc}")
+    from workbench.ui.screens.alert_status import start_delivery
+
+    problem = start_delivery(session)  # alerts of this process (and waiting ones) go out from here
+    if problem:
+        problems.append(problem)
     return runner, report.interrupted_runs, problems
 
 

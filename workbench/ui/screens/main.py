@@ -34,6 +34,7 @@ from workbench.ui.actions import bindings
 from workbench.ui.live import LiveRun
 from workbench.ui.messages import Notice, WorkDone, WorkFailed
 from workbench.ui.screens import loaders
+from workbench.ui.screens.alert_status import ALERTS_EVERY_S, AlertStatus
 from workbench.ui.screens.cluster_status import CLUSTER_EVERY_S, ClusterStatus
 from workbench.ui.screens.detail_keys import DetailKeys
 from workbench.ui.screens.drift import DriftScreen
@@ -53,7 +54,7 @@ FILTER_DELAY_S = 0.15
 MIRROR_EVERY_S = 10.0
 
 
-class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterStatus, Screen):
+class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterStatus, AlertStatus, Screen):
     BINDINGS = bindings("screen") + [Binding("escape", "escape", "Back", show=False)]
 
     def __init__(self, session, watch, bridge, watch_on_start: bool = True) -> None:
@@ -114,6 +115,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterSta
         self.set_interval(1.0, self._tick)
         self.set_interval(MIRROR_EVERY_S, self._read_mirror)
         self.set_interval(CLUSTER_EVERY_S, self._read_cluster)
+        self.set_interval(ALERTS_EVERY_S, self._read_alerts)
 
     def _start_services(self) -> None:
         if self._services_timer is None:
@@ -205,6 +207,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterSta
         self._status()
         self._read_mirror()
         self._read_cluster()
+        self._read_alerts()
 
     def _done_run(self, payload, run_id) -> None:
         if run_id != self._wanted_run():
@@ -439,6 +442,7 @@ class MainScreen(RunActions, ModelActions, DetailKeys, ServiceEvents, ClusterSta
             facts.append(f"  watching {watched} of {len(rows)}")
         if self.mirror:  # the Models tab has the whole error
             facts.append(f"  {self.mirror if len(self.mirror) <= 32 else self.mirror[:31] + '…'}")
+        facts.append(self.alerts_fact(), "bold red" if self.alerts_pending else "")
         hint = "? keys · ctrl+p commands "
         width = self.query_one("#status", Static).size.width or self.app.size.width
         path = str(self.session.workspace.root)
