@@ -209,6 +209,12 @@ from workbench.cli.registry_commands import (  # noqa: E402,F401  (dispatched by
 )
 
 
+def cmd_contract(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.contract_command import cmd_contract as contract  # DuckDB only when asked
+
+    return contract(args, printer, workspace)
+
+
 def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
     from workbench.cli.drift_command import cmd_drift as drift  # scipy and DuckDB only when asked
 

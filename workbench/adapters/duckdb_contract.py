@@ -1,0 +1,367 @@
+"""Check a data file against its contract, and gather the statistics inference needs, in DuckDB.
+
+One read of the file: it is loaded into a private in-memory table (`data`), whose `rowid` is
+the row's position in the file, so every check and every example query scans memory, not the
+file again. Then one aggregate query counts the rows that break each column check and custom
+rule (`count(*) FILTER (WHERE ...)`), and only the checks something broke get a second query
+for their first few rows. Uniqueness is a grouping of its own, per unique column.
+
+CSV: the contract's types are DuckDB's column types for the read (`types=`), and
+`store_rejects` keeps a row that does not fit (a value of the wrong type, too many or too few
+fields, bytes that are not UTF-8) out of the table and in `reject_errors` with its line; those
+rows are the check's `type` and `malformed` breaches, named by line, never a crash. Columns the
+contract does not type are read as text, so a guess of DuckDB's sniffer never rejects a row
+the contract did not ask about. A row's CSV line is its position plus the header plus the
+rejected lines before it (a quoted field spanning lines would shift that count; such files
+are rare in tabular ML data).
+
+Parquet: the file's own types are compared with the contract's (a mismatch is one `type`
+breach for the column), and the row number is the Parquet row (the first is 1).
+
+Custom rules run after the data is loaded with DuckDB's external access switched off for the
+connection, so a rule's SQL can read the table and nothing else: no file, no network.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from workbench.adapters.data_profile import rejected_rows
+from workbench.core.contract import (
+    EXAMPLES, MAX_CATEGORIES, Breach, ColumnContract, ColumnStats, Contract, ContractReport, Example,
+)
+from workbench.core.errors import WorkbenchError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN",
+             "date": "DATE", "timestamp": "TIMESTAMP"}
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+             "UBIGINT", "UHUGEINT"}
+_FLOATS = {"FLOAT", "DOUBLE"}
+VALUE_WIDTH = 40
+"""An example's value is cut to this many characters."""
+
+
+class ContractCheckError(WorkbenchError):
+    """The data file cannot be read at all (missing, not a table)."""
+
+
+def contract_type(duckdb_type: str) -> str | None:
+    """The contract type a DuckDB column type belongs to; None for one a contract cannot name."""
+    t = duckdb_type.upper()
+    if t in _INTEGERS:
+        return "integer"
+    if t in _FLOATS or t.startswith("DECIMAL"):
+        return "float"
+    if t == "VARCHAR":
+        return "string"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "timestamp"
+    return None
+
+
+def _is_parquet(path: str) -> bool:
+    return path.lower().endswith(PARQUET_SUFFIXES)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    # Private and in memory: a large file never holds the lineage store's lock.
+    return duckdb.connect(":memory:")
+
+
+def _fail(path: str, shown: str, exc: Exception) -> ContractCheckError:
+    message = str(exc).replace(path, shown).splitlines()[0]
+    kind = "Parquet" if _is_parquet(path) else "CSV"
+    return ContractCheckError(f"{shown}: cannot read it as a {kind} table: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+def table_stats(path: str, shown: str | None = None) -> tuple[int, list[ColumnStats]]:
+    """The file's row count and what inference needs of each column. CSV types are sniffed from
+    the whole file (not a sample), so the types inferred fit every row."""
+    shown = shown or path
+    con = _connect()
+    try:
+        try:
+            if _is_parquet(path):
+                con.execute("CREATE TABLE data AS SELECT * FROM read_parquet(?)", [path])
+            else:
+                # Every row sniffed; no BOOLEAN guess: `Yes`/`No` text stays text, with its categories.
+                con.execute("CREATE TABLE data AS SELECT * FROM read_csv(?, sample_size = -1, store_rejects = true, "
+                            "auto_type_candidates = ['BIGINT', 'DOUBLE', 'DATE', 'TIMESTAMP', 'VARCHAR'])", [path])
+        except duckdb.Error as exc:
+            raise _fail(path, shown, exc) from None
+        if not _is_parquet(path):
+            rejected = rejected_rows(con)
+            if rejected:
+                line, why = rejected[0]
+                raise ContractCheckError(f"{shown}: {len(rejected)} rows cannot be read (line {line}: {why}); "
+                                         "fix them before inferring a contract, which every row must pass")
+        schema = con.execute("DESCRIBE data").fetchall()
+        parts = []
+        for name, dtype, *_ in schema:
+            c = _q(name)
+            simple = contract_type(dtype) is not None
+            parts += [f"count({c})", f"count(DISTINCT {c})" if simple else "0",
+                      f"min({c})" if simple else "NULL", f"max({c})" if simple else "NULL"]
+        row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM data").fetchone()
+        rows = row[0]
+        stats = []
+        for i, (name, dtype, *_) in enumerate(schema):
+            present, distinct, low, high = row[1 + 4 * i: 5 + 4 * i]
+            kind = contract_type(dtype)
+            values = None
+            if kind in ("string", "integer") and distinct <= MAX_CATEGORIES:
+                values = tuple(v for (v,) in con.execute(
+                    f"SELECT DISTINCT {_q(name)} FROM data WHERE {_q(name)} IS NOT NULL").fetchall())
+            if kind in ("date", "timestamp"):
+                low, high = (v.isoformat() if v is not None else None for v in (low, high))
+            elif kind not in ("integer", "float"):
+                low = high = None
+            elif low is not None:
+                low, high = (int(v) if kind == "integer" else float(v) for v in (low, high))
+            stats.append(ColumnStats(name=name, type=kind, rows=rows, nulls=rows - present, distinct=distinct,
+                                     min=low, max=high, values=values))
+        return rows, stats
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking
+
+def check_file(path: str, contract: Contract, shown: str | None = None, row_bounds: bool = True) -> ContractReport:
+    """The file checked against the contract. `shown`: the file's name for the user (DuckDB may
+    read a snapshot's copy); `row_bounds=False` leaves out min_rows/max_rows (a drift batch is a
+    slice of the data, not the data)."""
+    shown = shown or path
+    parquet = _is_parquet(path)
+    con = _connect()
+    try:
+        rejected, file_columns = _load(con, path, shown, contract, parquet)
+        con.execute("SET enable_external_access = false")  # rules read the table, nothing else
+        return _Checker(con, contract, shown, parquet, rejected, file_columns, row_bounds).run()
+    finally:
+        con.close()
+
+
+def _load(con, path: str, shown: str, contract: Contract, parquet: bool) -> tuple[list[tuple[int, str]], dict]:
+    try:
+        if parquet:
+            con.execute("CREATE TABLE data AS SELECT * FROM read_parquet(?)", [path])
+            return [], _schema(con)
+        # store_rejects here too: a malformed line early in the file otherwise makes the sniffer
+        # fall back to one column named after the whole header.
+        header = con.execute("DESCRIBE SELECT * FROM read_csv(?, store_rejects = true)", [path]).fetchall()
+        types = {}
+        for name, *_ in header:
+            spec = contract.column(name)
+            if spec is None or spec.type is not None:
+                types[name] = CSV_TYPES[spec.type] if spec else "VARCHAR"
+        # Written out as a struct literal: a parameter dict is not always taken as one.
+        struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
+        con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv(?, store_rejects = true, types = {struct})", [path])
+    except duckdb.Error as exc:
+        raise _fail(path, shown, exc) from None
+    rejects = con.execute("SELECT line, column_name, error_type::VARCHAR, error_message FROM reject_errors "
+                          "ORDER BY line").fetchall()
+    return rejects, _schema(con)
+
+
+def _schema(con) -> dict[str, str]:
+    return {name: dtype for name, dtype, *_ in con.execute("DESCRIBE data").fetchall()}
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _shown_value(value) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= VALUE_WIDTH else text[:VALUE_WIDTH - 3] + "..."
+
+
+class _Checker:
+    def __init__(self, con, contract: Contract, shown: str, parquet: bool, rejects: list[tuple],
+                 file_columns: dict[str, str], row_bounds: bool):
+        self.con, self.contract, self.shown, self.parquet = con, contract, shown, parquet
+        self.rejects, self.file_columns, self.row_bounds = rejects, file_columns, row_bounds
+        self.rejected_lines = sorted({int(r[0]) for r in rejects})
+        self.breaches: list[Breach] = []
+
+    def run(self) -> ContractReport:
+        loaded = self.con.execute("SELECT count(*) FROM data").fetchone()[0]
+        rows = loaded + len(self.rejected_lines)
+        self._rejects()
+        self._table(rows)
+        checks = self._column_checks() + self._rule_checks()
+        if checks:
+            counts = self.con.execute(
+                "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, _, cond, _ in checks)
+                + " FROM data").fetchone()
+            for (rule, column, severity, cond, detail), count in zip(checks, counts):
+                if count:
+                    self.breaches.append(Breach(rule, column, severity, int(count), detail,
+                                                self._examples(cond, self._shown_columns(column, cond))))
+        self._unique()
+        return ContractReport(data=self.shown, contract=self.contract.source, rows=rows,
+                              line_kind="row" if self.parquet else "line",
+                              breaches=tuple(self.breaches),
+                              skipped=() if self.row_bounds else ("row counts (a batch is a slice of the data)",))
+
+    def _line(self, rowid: int) -> int:
+        """The row's CSV line (header = line 1) or Parquet row number (first = 1)."""
+        if self.parquet:
+            return rowid + 1
+        line = rowid + 2
+        for rejected in self.rejected_lines:  # sorted: each rejected line before it shifts it down
+            if rejected <= line:
+                line += 1
+            else:
+                break
+        return line
+
+    def _rejects(self) -> None:
+        """Rows the CSV read left out: a value of the wrong type (per column), else a malformed row."""
+        by_column: dict[str, list[tuple[int, str]]] = {}
+        malformed: dict[int, str] = {}
+        reasons = dict(rejected_rows(self.con)) if self.rejects else {}
+        for line, column, kind, message in self.rejects:
+            if kind == "CAST" and column:
+                value = re.search(r'Could not convert string "(.*?)"', message or "")
+                by_column.setdefault(column, []).append((int(line), value[1] if value else "?"))
+            else:
+                malformed.setdefault(int(line), reasons.get(int(line), kind.lower()))
+        for column, bad in by_column.items():
+            spec = self.contract.column(column)
+            severity = spec.severity if spec else "error"
+            kind = spec.type if spec and spec.type else "value of its type"
+            lines = sorted(set(bad))
+            self.breaches.append(Breach("type", column, severity, len(lines), f"not a valid {kind}",
+                                        tuple(Example(line, _shown_value(v)) for line, v in sorted(bad)[:EXAMPLES])))
+        malformed = {line: why for line, why in malformed.items() if line not in
+                     {ln for bad in by_column.values() for ln, _ in bad}}
+        if malformed:
+            shown = sorted(malformed.items())[:EXAMPLES]
+            self.breaches.append(Breach("malformed", None, "error", len(malformed), "cannot be read as a row",
+                                        tuple(Example(line, why) for line, why in shown)))
+
+    def _table(self, rows: int) -> None:
+        c = self.contract
+        for spec in c.columns:
+            if spec.name not in self.file_columns:
+                self.breaches.append(Breach("column", spec.name, spec.severity, 1, f"column {spec.name!r} is missing"))
+        if c.extra_columns != "allow":
+            for name in self.file_columns:
+                if c.column(name) is None:
+                    self.breaches.append(Breach("extra_column", name, c.extra_columns, 1,
+                                                f"column {name!r} is not in the contract"))
+        if self.row_bounds and c.min_rows is not None and rows < c.min_rows:
+            self.breaches.append(Breach("min_rows", None, "error", 1, f"{rows:,} rows, fewer than min_rows {c.min_rows:,}"))
+        if self.row_bounds and c.max_rows is not None and rows > c.max_rows:
+            self.breaches.append(Breach("max_rows", None, "error", 1, f"{rows:,} rows, more than max_rows {c.max_rows:,}"))
+
+    def _usable(self, spec: ColumnContract) -> str | None:
+        """The column's quoted name when its value checks can run: present, and of its type."""
+        dtype = self.file_columns.get(spec.name)
+        if dtype is None:
+            return None
+        found = contract_type(dtype)
+        if spec.type and found != spec.type and not (spec.type == "float" and found == "integer"):
+            self.breaches.append(Breach("type", spec.name, spec.severity, 1,
+                                        f"column {spec.name!r} is {dtype}, the contract says {spec.type}"))
+            return None
+        return _q(spec.name)
+
+    def _column_checks(self) -> list[tuple[str, str | None, str, str, str]]:
+        """(rule, column, severity, SQL condition a breaking row meets, detail) per column check."""
+        checks = []
+        for spec in self.contract.columns:
+            col = self._usable(spec)
+            if col is None:
+                continue
+            sev = spec.severity
+            cast = f"::{CSV_TYPES[spec.type]}" if spec.type in ("date", "timestamp") else ""
+            if not spec.nullable:
+                checks.append(("nullable", spec.name, sev, f"{col} IS NULL", "missing (nullable = false)"))
+            if spec.min is not None:
+                checks.append(("min", spec.name, sev, f"{col} < {_literal(spec.min)}{cast}", f"below min {spec.min}"))
+            if spec.max is not None:
+                checks.append(("max", spec.name, sev, f"{col} > {_literal(spec.max)}{cast}", f"above max {spec.max}"))
+            if spec.categories is not None:
+                numeric = contract_type(self.file_columns[spec.name]) == "integer"
+                if numeric and all(isinstance(v, int) for v in spec.categories):
+                    cond = f"{col} NOT IN ({', '.join(str(v) for v in spec.categories)})"
+                else:
+                    cond = f"{col}::VARCHAR NOT IN ({', '.join(_literal(str(v)) for v in spec.categories)})"
+                shown = ", ".join(str(v) for v in spec.categories[:8]) + (", ..." if len(spec.categories) > 8 else "")
+                checks.append(("categories", spec.name, sev, cond, f"not in categories [{shown}]"))
+        return checks
+
+    def _rule_checks(self) -> list[tuple[str, str | None, str, str, str]]:
+        checks = []
+        for rule in self.contract.rules:
+            cond = f"NOT coalesce(({rule.sql})::BOOLEAN, true)"
+            try:  # bound alone first: one broken rule names itself and leaves the others running
+                self.con.execute(f"SELECT count(*) FILTER (WHERE {cond}) FROM data LIMIT 0").fetchall()
+            except duckdb.Error as exc:
+                problem = str(exc).splitlines()[0]
+                self.breaches.append(Breach(rule.name, None, "error", 0,
+                                            f"rule {rule.name!r} ({rule.sql}) cannot be checked: {problem}"))
+                continue
+            checks.append((rule.name, None, rule.severity, cond, f"break rule {rule.name!r} ({rule.sql})"))
+        return checks
+
+    def _shown_columns(self, column: str | None, cond: str) -> list[str]:
+        if column is not None:
+            return [column]
+        # a custom rule: the columns its SQL names, so an example shows the values that broke it
+        named = [c for c in self.file_columns if re.search(rf'(?<![\w"]){re.escape(c)}(?![\w"])', cond)
+                 or _q(c) in cond]
+        return named[:4]
+
+    def _examples(self, cond: str, columns: list[str]) -> tuple[Example, ...]:
+        shown = ", ".join(_q(c) for c in columns) or "NULL"
+        rows = self.con.execute(f"SELECT rowid, {shown} FROM data WHERE {cond} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
+        out = []
+        for rowid, *values in rows:
+            if len(columns) == 1:
+                text = _shown_value(values[0])
+            else:
+                text = ", ".join(f"{c}={_shown_value(v)}" for c, v in zip(columns, values))
+            out.append(Example(self._line(rowid), text))
+        return tuple(out)
+
+    def _unique(self) -> None:
+        for spec in self.contract.columns:
+            if not spec.unique or spec.name not in self.file_columns:
+                continue
+            col = _q(spec.name)
+            repeats = (f"SELECT rowid, {col} FROM data WHERE {col} IS NOT NULL "
+                       f"QUALIFY row_number() OVER (PARTITION BY {col} ORDER BY rowid) > 1")
+            count = self.con.execute(f"SELECT count(*) FROM ({repeats})").fetchone()[0]
+            if count:
+                rows = self.con.execute(f"{repeats} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
+                self.breaches.append(Breach("unique", spec.name, spec.severity, int(count),
+                                            "repeat a value of an earlier row (unique = true)",
+                                            tuple(Example(self._line(r), _shown_value(v)) for r, v in rows)))
+
+
+def read_text(path: Path) -> str:
+    """A contract file's text (the caller names the file in any error)."""
+    return path.read_text(encoding="utf-8")
