@@ -324,7 +324,7 @@ class _Checker:
                 self.breaches.append(Breach(rule.name, None, "error", 0,
                                             f"rule {rule.name!r} ({rule.sql}) cannot be checked: {problem}"))
                 continue
-            checks.append((rule.name, None, rule.severity, cond, f"break rule {rule.name!r} ({rule.sql})"))
+            checks.append((rule.name, None, rule.severity, cond, f"breaking rule {rule.name!r} ({rule.sql})"))
         return checks
 
     def _shown_columns(self, column: str | None, cond: str) -> list[str]:
@@ -358,7 +358,7 @@ class _Checker:
             if count:
                 rows = self.con.execute(f"{repeats} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
                 self.breaches.append(Breach("unique", spec.name, spec.severity, int(count),
-                                            "repeat a value of an earlier row (unique = true)",
+                                            "holding a value an earlier row holds (unique = true)",
                                             tuple(Example(self._line(r), _shown_value(v)) for r, v in rows)))
 
 
