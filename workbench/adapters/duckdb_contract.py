@@ -10,8 +10,9 @@ CSV: the contract's types are DuckDB's column types for the read (`types=`), and
 `store_rejects` keeps a row that does not fit (a value of the wrong type, too many or too few
 fields, bytes that are not UTF-8) out of the table and in `reject_errors` with its line; those
 rows are the check's `type` and `malformed` breaches, named by line, never a crash. Columns the
-contract does not type are read as text, so a guess of DuckDB's sniffer never rejects a row
-the contract did not ask about. A row's CSV line is its position plus the header plus the
+contract does not type keep the sniffer's guess (so a rule compares their numbers as numbers);
+should a row break only that guess, the file is read again with that column as text, so a
+guess never rejects a row the contract did not ask about. A row's CSV line is its position plus the header plus the
 rejected lines before it (a quoted field spanning lines would shift that count; such files
 are rare in tabular ML data).
 
@@ -166,19 +167,28 @@ def _load(con, path: str, shown: str, contract: Contract, parquet: bool) -> tupl
         # store_rejects here too: a malformed line early in the file otherwise makes the sniffer
         # fall back to one column named after the whole header.
         header = con.execute("DESCRIBE SELECT * FROM read_csv(?, store_rejects = true)", [path]).fetchall()
-        types = {}
-        for name, *_ in header:
-            spec = contract.column(name)
-            if spec is None or spec.type is not None:
-                types[name] = CSV_TYPES[spec.type] if spec else "VARCHAR"
-        # Written out as a struct literal: a parameter dict is not always taken as one.
-        struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
-        con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv(?, store_rejects = true, types = {struct})", [path])
+        types = {name: CSV_TYPES[spec.type] for name, *_ in header
+                 if (spec := contract.column(name)) is not None and spec.type is not None}
+        rejects = _read_csv(con, path, types)
+        # A column the contract does not type keeps DuckDB's guess, so a rule compares its numbers
+        # as numbers; a row that breaks only that guess is read again with the column as text.
+        guessed = {column for _, column, kind, _ in rejects if kind == "CAST" and column and column not in types}
+        if guessed:
+            con.execute("DROP TABLE data; DELETE FROM reject_errors; DELETE FROM reject_scans")
+            rejects = _read_csv(con, path, {**types, **{c: "VARCHAR" for c in guessed}})
     except duckdb.Error as exc:
         raise _fail(path, shown, exc) from None
-    rejects = con.execute("SELECT line, column_name, error_type::VARCHAR, error_message FROM reject_errors "
-                          "ORDER BY line").fetchall()
     return rejects, _schema(con)
+
+
+def _read_csv(con, path: str, types: dict[str, str]) -> list[tuple]:
+    """Read the CSV into `data`; the rows left out, [(line, column, error type, message)]."""
+    # Written out as a struct literal: a parameter dict is not always taken as one.
+    struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
+    option = f", types = {struct}" if types else ""
+    con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv(?, store_rejects = true{option})", [path])
+    return con.execute("SELECT line, column_name, error_type::VARCHAR, error_message FROM reject_errors "
+                       "ORDER BY line").fetchall()
 
 
 def _schema(con) -> dict[str, str]:
