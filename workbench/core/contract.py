@@ -484,8 +484,9 @@ def findings(reports: list[ContractReport]) -> list[dict]:
     out = []
     for report in reports:
         for b in report.breaches:
+            column = f"{b.column}: " if b.column and b.rule not in TABLE_RULES else ""
             out.append({"level": b.severity, "check": b.rule, "column": b.column,
-                        "message": f"{report.data}: {report.message(b)}", "count": b.count})
+                        "message": f"{report.data}: {column}{report.message(b)}", "count": b.count})
         if not report.breaches:
             out.append({"level": "info", "check": "contract", "column": None,
                         "message": f"{report.data}: {report.rows:,} rows pass {report.contract}"})
