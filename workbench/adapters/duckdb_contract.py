@@ -227,7 +227,8 @@ class _Checker:
             for (rule, column, severity, cond, detail), count in zip(checks, counts):
                 if count:
                     self.breaches.append(Breach(rule, column, severity, int(count), detail,
-                                                self._examples(cond, self._shown_columns(column, cond))))
+                                                self._examples(cond, self._shown_columns(column, cond),
+                                                               named=column is None)))
         self._unique()
         return ContractReport(data=self.shown, contract=self.contract.source, rows=rows,
                               line_kind="row" if self.parquet else "line",
@@ -345,12 +346,14 @@ class _Checker:
                  or _q(c) in cond]
         return named[:4]
 
-    def _examples(self, cond: str, columns: list[str]) -> tuple[Example, ...]:
+    def _examples(self, cond: str, columns: list[str], named: bool = False) -> tuple[Example, ...]:
+        """The first rows meeting `cond`, by line, with the values of `columns` (`name=value`
+        when `named`: a custom rule's columns)."""
         shown = ", ".join(_q(c) for c in columns) or "NULL"
         rows = self.con.execute(f"SELECT rowid, {shown} FROM data WHERE {cond} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
         out = []
         for rowid, *values in rows:
-            if len(columns) == 1:
+            if len(columns) == 1 and not named:
                 text = _shown_value(values[0])
             else:
                 text = ", ".join(f"{c}={_shown_value(v)}" for c, v in zip(columns, values))

@@ -41,6 +41,8 @@ from workbench.core.errors import ManifestError
 from workbench.core.manifest_reader import TableReader
 
 CONTRACT_SUFFIX = ".contract.toml"
+CONTRACT_STAGE = "contract"
+"""The built-in stage that checks a run's data against its contracts (services/contract_stage.py)."""
 TYPES = ("integer", "float", "string", "boolean", "date", "timestamp")
 """Column types a contract names; each matches a family of DuckDB/Parquet types."""
 SEVERITIES = ("error", "warning")

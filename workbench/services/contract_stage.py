@@ -21,14 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.adapters.output_files import read_outputs
-from workbench.core.contract import ContractReport, findings
+from workbench.core.contract import CONTRACT_STAGE, ContractReport, findings
 from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import Manifest
 from workbench.core.model import Artifact, InputFile, StageResult, StageStatus
 from workbench.core.planning import CacheKeyParts
 from workbench.services.contracts import check_data, project_contracts
 
-CONTRACT_STAGE = "contract"
 CHECKER_VERSION = "contract-check/1"
 """Part of the stage's cache key and its recorded command: a change to what the check does
 reruns it on unchanged data."""

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.core.contract import (
-    DEFAULT_MARGIN, Contract, ContractError, ContractReport, contract_path_for, infer_contract, parse_contract,
+    DEFAULT_MARGIN, TABLE_RULES, Contract, ContractError, ContractReport, contract_path_for, infer_contract, parse_contract,
     render_contract,
 )
 from workbench.core.errors import WorkbenchError
@@ -76,15 +76,36 @@ def load_contract(project_dir: Path, contract: str) -> Contract:
 
 
 def check_data(project_dir: Path, item: ProjectContract, row_bounds: bool = True,
-               data_file: Path | None = None) -> ContractReport:
+               data_file: Path | None = None, shown: str | None = None) -> ContractReport:
     """One data file checked against its contract (DuckDB). `data_file`: read this file in the
-    data's place (a drift batch); reported under the data's own name unless given."""
+    data's place (a drift batch), named `shown` in the report."""
     from workbench.adapters.duckdb_contract import check_file  # DuckDB only when asked
 
     contract = load_contract(project_dir, item.contract)
     target = data_file or project_dir / item.data
-    shown = item.data if data_file is None else str(data_file)
-    return check_file(str(target), contract, shown=shown, row_bounds=row_bounds)
+    return check_file(str(target), contract, shown=shown or (item.data if data_file is None else str(data_file)),
+                      row_bounds=row_bounds)
+
+
+def batch_findings(project_dir: Path, data: str, batch: Path, shown: str, target: str | None) -> list[tuple[str, str, str | None]]:
+    """A drift batch held to the contract of the data file it is compared with: [(severity or
+    `invalid`, message, column)]; [] when that file has no contract. Its row count is not
+    checked (a batch is a slice of the data), nor a missing label column (most batches are
+    unlabelled)."""
+    item = ProjectContract(data, contract_path_for(data))
+    if not (project_dir / item.contract).is_file():
+        return []
+    try:
+        report = check_data(project_dir, item, row_bounds=False, data_file=batch, shown=shown)
+    except WorkbenchError as exc:
+        return [("invalid", f"{item.contract} cannot be checked: {exc}", None)]
+    found = []
+    for b in report.breaches:
+        if b.rule == "column" and b.column == target:
+            continue
+        column = f"{b.column}: " if b.column and b.rule not in TABLE_RULES else ""
+        found.append((b.severity, f"{item.contract}: {column}{report.message(b)}", b.column))
+    return found
 
 
 def check_project(project_dir: Path, manifest: Manifest, files: list[str] | None = None) -> list[ContractReport]:
