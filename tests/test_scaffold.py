@@ -123,11 +123,13 @@ def test_init_writes_a_manifest_that_runs_and_never_overwrites_one(tmp_path: Pat
     done = wb(tmp_path, "init", "churn", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stages"] == ["train", "evaluate"]
+    assert json.loads(done.stdout)["contracts"] == ["data/rows.csv.contract.toml"]  # a first data contract
     run = wb(tmp_path, "run", "churn", "--runner", "local", "--json")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
-    assert record["status"] == "succeeded" and [s["stage"] for s in record["stages"]] == ["train", "evaluate"]
-    assert record["stages"][0]["metrics"] == {"rows": 3.0}
+    assert record["status"] == "succeeded"
+    assert [s["stage"] for s in record["stages"]] == ["contract", "train", "evaluate"]
+    assert record["stages"][1]["metrics"] == {"rows": 3.0}
 
     written = (project / "workbench.toml").read_text()
     again = wb(tmp_path, "init", "churn")

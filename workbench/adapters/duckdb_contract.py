@@ -1,10 +1,13 @@
 """Check a data file against its contract, and gather the statistics inference needs, in DuckDB.
 
-One read of the file: it is loaded into a private in-memory table (`data`), whose `rowid` is
-the row's position in the file, so every check and every example query scans memory, not the
-file again. Then one aggregate query counts the rows that break each column check and custom
-rule (`count(*) FILTER (WHERE ...)`), and only the checks something broke get a second query
-for their first few rows. Uniqueness is a grouping of its own, per unique column.
+A CSV file is read once, into a private in-memory table (`data`) whose `rowid` is the row's
+position in the file, so every later query scans memory, not the text again (a view would read
+the text once per query, and DuckDB records rejected rows of such partial reads unreliably); a
+Parquet file is read where it lies (a view with its `file_row_number`), since each query decodes
+only the columns it names. Then one aggregate query counts the rows that break each column check and
+custom rule (`count_if(...)`, ten times faster in DuckDB than `count(*) FILTER (WHERE ...)` over
+a hundred checks), and only the checks something broke get a second query for their first few
+rows. Uniqueness is a distinct count per unique column (examples by a window, when broken).
 
 CSV: the contract's types are DuckDB's column types for the read (`types=`), and
 `store_rejects` keeps a row that does not fit (a value of the wrong type, too many or too few
@@ -25,18 +28,21 @@ connection, so a rule's SQL can read the table and nothing else: no file, no net
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import duckdb
 
-from workbench.adapters.data_profile import rejected_rows
+from workbench.adapters.data_profile import reject_reasons, rejected_rows
 from workbench.core.contract import (
     EXAMPLES, MAX_CATEGORIES, Breach, ColumnContract, ColumnStats, Contract, ContractReport, Example,
 )
 from workbench.core.errors import WorkbenchError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_ROW = "file_row_number"
+"""A Parquet row's position (0-based), from read_parquet(file_row_number = true)."""
 CSV_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN",
              "date": "DATE", "timestamp": "TIMESTAMP"}
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -149,50 +155,17 @@ def check_file(path: str, contract: Contract, shown: str | None = None, row_boun
     read a snapshot's copy); `row_bounds=False` leaves out min_rows/max_rows (a drift batch is a
     slice of the data, not the data)."""
     shown = shown or path
-    parquet = _is_parquet(path)
     con = _connect()
     try:
-        rejected, file_columns = _load(con, path, shown, contract, parquet)
-        con.execute("SET enable_external_access = false")  # rules read the table, nothing else
-        return _Checker(con, contract, shown, parquet, rejected, file_columns, row_bounds).run()
+        # This file and nothing else, from the start: a rule's SQL cannot read or write another.
+        con.execute("SET allowed_paths = ?", [[os.path.abspath(path)]])
+        con.execute("SET enable_external_access = false")
+        try:
+            return _Checker(con, path, contract, shown, row_bounds).run()
+        except duckdb.Error as exc:
+            raise _fail(path, shown, exc) from None
     finally:
         con.close()
-
-
-def _load(con, path: str, shown: str, contract: Contract, parquet: bool) -> tuple[list[tuple[int, str]], dict]:
-    try:
-        if parquet:
-            con.execute("CREATE TABLE data AS SELECT * FROM read_parquet(?)", [path])
-            return [], _schema(con)
-        # store_rejects here too: a malformed line early in the file otherwise makes the sniffer
-        # fall back to one column named after the whole header.
-        header = con.execute("DESCRIBE SELECT * FROM read_csv(?, store_rejects = true)", [path]).fetchall()
-        types = {name: CSV_TYPES[spec.type] for name, *_ in header
-                 if (spec := contract.column(name)) is not None and spec.type is not None}
-        rejects = _read_csv(con, path, types)
-        # A column the contract does not type keeps DuckDB's guess, so a rule compares its numbers
-        # as numbers; a row that breaks only that guess is read again with the column as text.
-        guessed = {column for _, column, kind, _ in rejects if kind == "CAST" and column and column not in types}
-        if guessed:
-            con.execute("DROP TABLE data; DELETE FROM reject_errors; DELETE FROM reject_scans")
-            rejects = _read_csv(con, path, {**types, **{c: "VARCHAR" for c in guessed}})
-    except duckdb.Error as exc:
-        raise _fail(path, shown, exc) from None
-    return rejects, _schema(con)
-
-
-def _read_csv(con, path: str, types: dict[str, str]) -> list[tuple]:
-    """Read the CSV into `data`; the rows left out, [(line, column, error type, message)]."""
-    # Written out as a struct literal: a parameter dict is not always taken as one.
-    struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
-    option = f", types = {struct}" if types else ""
-    con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv(?, store_rejects = true{option})", [path])
-    return con.execute("SELECT line, column_name, error_type::VARCHAR, error_message FROM reject_errors "
-                       "ORDER BY line").fetchall()
-
-
-def _schema(con) -> dict[str, str]:
-    return {name: dtype for name, dtype, *_ in con.execute("DESCRIBE data").fetchall()}
 
 
 def _literal(value) -> str:
@@ -207,33 +180,89 @@ def _shown_value(value) -> str:
 
 
 class _Checker:
-    def __init__(self, con, contract: Contract, shown: str, parquet: bool, rejects: list[tuple],
-                 file_columns: dict[str, str], row_bounds: bool):
-        self.con, self.contract, self.shown, self.parquet = con, contract, shown, parquet
-        self.rejects, self.file_columns, self.row_bounds = rejects, file_columns, row_bounds
-        self.rejected_lines = sorted({int(r[0]) for r in rejects})
+    def __init__(self, con, path: str, contract: Contract, shown: str, row_bounds: bool):
+        self.con, self.path, self.contract, self.shown, self.row_bounds = con, path, contract, shown, row_bounds
+        self.parquet = _is_parquet(path)
+        self.row = PARQUET_ROW if self.parquet else "rowid"
+        """The column holding a row's position: the Parquet file's row number, the CSV table's rowid."""
+        self.file_columns: dict[str, str] = {}
+        self.rejects: list[tuple] = []
+        self.rejected_lines: list[int] = []
         self.breaches: list[Breach] = []
 
     def run(self) -> ContractReport:
-        loaded = self.con.execute("SELECT count(*) FROM data").fetchone()[0]
-        rows = loaded + len(self.rejected_lines)
-        self._rejects()
+        types = self._csv_types() if not self.parquet else {}
+        for attempt in (1, 2):
+            self._define(types)
+            self.breaches = []
+            checks = self._column_checks() + self._rule_checks()
+            uniques = [s for s in self.contract.columns if s.unique and s.name in self.file_columns]
+            # One pass over the file: the row count, every check's count, every unique column's repeats.
+            parts = ["count(*)", *(f"count_if({cond})" for _, _, _, cond, _ in checks),
+                     *(f"count({_q(s.name)}) - count(DISTINCT {_q(s.name)})" for s in uniques)]
+            counts = self.con.execute(f"SELECT {', '.join(parts)} FROM data").fetchone()
+            self.rejects = self._read_rejects()
+            # A column the contract does not type keeps DuckDB's guess, so a rule compares its
+            # numbers as numbers; a row that breaks only that guess is read again with it as text.
+            guessed = {c for _, c, kind, _ in self.rejects if kind == "CAST" and c and c not in types}
+            if not guessed or attempt == 2:
+                break
+            types = {**types, **{c: "VARCHAR" for c in guessed}}
+            self.con.execute(f"DROP {'VIEW' if self.parquet else 'TABLE'} data")
+        self.rejected_lines = sorted({int(r[0]) for r in self.rejects})
+        rows = counts[0] + len(self.rejected_lines)
+        self._rejects_as_breaches()
         self._table(rows)
-        checks = self._column_checks() + self._rule_checks()
-        if checks:
-            counts = self.con.execute(
-                "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, _, cond, _ in checks)
-                + " FROM data").fetchone()
-            for (rule, column, severity, cond, detail), count in zip(checks, counts):
-                if count:
-                    self.breaches.append(Breach(rule, column, severity, int(count), detail,
-                                                self._examples(cond, self._shown_columns(column, cond),
-                                                               named=column is None)))
-        self._unique()
+        for (rule, column, severity, cond, detail), count in zip(checks, counts[1:]):
+            if count:
+                self.breaches.append(Breach(rule, column, severity, int(count), detail,
+                                            self._examples(cond, self._shown_columns(column, cond),
+                                                           named=column is None)))
+        for spec, count in zip(uniques, counts[1 + len(checks):]):
+            if count:
+                self.breaches.append(Breach("unique", spec.name, spec.severity, int(count),
+                                            "holding a value an earlier row holds (unique = true)",
+                                            self._repeats(spec.name)))
         return ContractReport(data=self.shown, contract=self.contract.source, rows=rows,
                               line_kind="row" if self.parquet else "line",
                               breaches=tuple(self.breaches),
                               skipped=() if self.row_bounds else ("row counts (a batch is a slice of the data)",))
+
+    def _csv_types(self) -> dict[str, str]:
+        """The contract's types of the CSV's columns, as DuckDB types for the read."""
+        # store_rejects here too: a malformed line early in the file otherwise makes the sniffer
+        # fall back to one column named after the whole header.
+        header = self.con.execute(f"DESCRIBE SELECT * FROM read_csv({_literal(self.path)}, store_rejects = true)"
+                                  ).fetchall()
+        return {name: CSV_TYPES[spec.type] for name, *_ in header
+                if (spec := self.contract.column(name)) is not None and spec.type is not None}
+
+    def _define(self, types: dict[str, str]) -> None:
+        """`data`: a view of the file (a view cannot take prepared parameters: literals)."""
+        if self.parquet:
+            self.con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_literal(self.path)}, "
+                             "file_row_number = true)")
+        else:
+            # A struct literal: a parameter dict is not always taken as one.
+            struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
+            option = f", types = {struct}" if types else ""
+            # A table, read once, not a view: a query that names some columns reads only those,
+            # and then DuckDB records some rejected rows and not others (measured with 2.0.1).
+            self.con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv({_literal(self.path)}, "
+                             f"store_rejects = true{option})")
+        schema = self.con.execute("DESCRIBE data").fetchall()
+        self.file_columns = {name: dtype for name, dtype, *_ in schema if not (self.parquet and name == PARQUET_ROW)}
+
+    def _read_rejects(self) -> list[tuple]:
+        """The rows the last read of the CSV left out: [(line, column, error type, message)]."""
+        if self.parquet:
+            return []
+        try:
+            return self.con.execute(
+                "SELECT line, column_name, error_type::VARCHAR, error_message FROM reject_errors "
+                "WHERE scan_id = (SELECT max(scan_id) FROM reject_scans) ORDER BY line").fetchall()
+        except duckdb.CatalogException:  # made by the first read that rejects a row
+            return []
 
     def _line(self, rowid: int) -> int:
         """The row's CSV line (header = line 1) or Parquet row number (first = 1)."""
@@ -247,11 +276,11 @@ class _Checker:
                 break
         return line
 
-    def _rejects(self) -> None:
+    def _rejects_as_breaches(self) -> None:
         """Rows the CSV read left out: a value of the wrong type (per column), else a malformed row."""
         by_column: dict[str, list[tuple[int, str]]] = {}
         malformed: dict[int, str] = {}
-        reasons = dict(rejected_rows(self.con)) if self.rejects else {}
+        reasons = dict(reject_reasons([(line, kind, column, message) for line, column, kind, message in self.rejects]))
         for line, column, kind, message in self.rejects:
             if kind == "CAST" and column:
                 value = re.search(r'Could not convert string "(.*?)"', message or "")
@@ -329,7 +358,7 @@ class _Checker:
         for rule in self.contract.rules:
             cond = f"NOT coalesce(({rule.sql})::BOOLEAN, true)"
             try:  # bound alone first: one broken rule names itself and leaves the others running
-                self.con.execute(f"SELECT count(*) FILTER (WHERE {cond}) FROM data LIMIT 0").fetchall()
+                self.con.execute(f"SELECT count_if({cond}) FROM data LIMIT 0").fetchall()
             except duckdb.Error as exc:
                 problem = str(exc).splitlines()[0]
                 self.breaches.append(Breach(rule.name, None, "error", 0,
@@ -350,7 +379,8 @@ class _Checker:
         """The first rows meeting `cond`, by line, with the values of `columns` (`name=value`
         when `named`: a custom rule's columns)."""
         shown = ", ".join(_q(c) for c in columns) or "NULL"
-        rows = self.con.execute(f"SELECT rowid, {shown} FROM data WHERE {cond} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
+        rows = self.con.execute(f"SELECT {self.row}, {shown} FROM data WHERE {cond} "
+                                f"ORDER BY {self.row} LIMIT {EXAMPLES}").fetchall()
         out = []
         for rowid, *values in rows:
             if len(columns) == 1 and not named:
@@ -360,19 +390,14 @@ class _Checker:
             out.append(Example(self._line(rowid), text))
         return tuple(out)
 
-    def _unique(self) -> None:
-        for spec in self.contract.columns:
-            if not spec.unique or spec.name not in self.file_columns:
-                continue
-            col = _q(spec.name)
-            repeats = (f"SELECT rowid, {col} FROM data WHERE {col} IS NOT NULL "
-                       f"QUALIFY row_number() OVER (PARTITION BY {col} ORDER BY rowid) > 1")
-            count = self.con.execute(f"SELECT count(*) FROM ({repeats})").fetchone()[0]
-            if count:
-                rows = self.con.execute(f"{repeats} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
-                self.breaches.append(Breach("unique", spec.name, spec.severity, int(count),
-                                            "holding a value an earlier row holds (unique = true)",
-                                            tuple(Example(self._line(r), _shown_value(v)) for r, v in rows)))
+    def _repeats(self, column: str) -> tuple[Example, ...]:
+        """The first rows whose value of `column` an earlier row holds."""
+        col = _q(column)
+        rows = self.con.execute(
+            f"SELECT {self.row}, {col} FROM data WHERE {col} IS NOT NULL "
+            f"QUALIFY row_number() OVER (PARTITION BY {col} ORDER BY {self.row}) > 1 "
+            f"ORDER BY {self.row} LIMIT {EXAMPLES}").fetchall()
+        return tuple(Example(self._line(r), _shown_value(v)) for r, v in rows)
 
 
 def read_text(path: Path) -> str:
