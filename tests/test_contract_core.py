@@ -127,8 +127,14 @@ def test_inference_margins_a_person_can_tighten():
     assert parse_contract(render_contract(c), c.source) == c
 
 
+def test_a_table_of_a_few_rows_gives_types_and_nullability_alone():
+    c = infer_contract("t", 3, [stats("x", "integer", rows=3, distinct=3, low=1, high=3),
+                                stats("s", "string", rows=3, nulls=1, distinct=1, values=("a",))])
+    assert c.columns == (ColumnContract("x", "integer", nullable=False), ColumnContract("s", "string", nullable=True))
+
+
 def test_a_margin_of_zero_keeps_the_range_seen():
-    c = infer_contract("t", 10, [stats("x", "float", rows=10, distinct=10, low=1.5, high=2.5)], margin=0.0)
+    c = infer_contract("t", 30, [stats("x", "float", rows=30, distinct=30, low=1.5, high=2.5)], margin=0.0)
     assert (c.columns[0].min, c.columns[0].max) == (1.5, 2.5)
     with pytest.raises(ValueError, match="margin"):
         infer_contract("t", 10, [], margin=-1)

@@ -55,6 +55,9 @@ DEFAULT_MARGIN = 0.1
 """Inference widens each numeric range by this share of its observed span on each side."""
 ROW_MARGIN = 0.5
 """Inference asks for at least this share of the rows it saw (min_rows)."""
+MIN_ROWS_FOR_BOUNDS = 20
+"""A table of fewer rows says too little about its values: inference writes only the types and
+nullability of its columns (no range, categories or uniqueness a second sample would break)."""
 _RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -306,10 +309,13 @@ def infer_contract(source: str, rows: int, stats: list[ColumnStats], margin: flo
     ranges widened by `margin` of the observed span (a column never below zero stays at zero),
     categories only for text columns with few values (and integer flags of two values), `nullable = false` only when no value is
     missing, `unique` only for integer or text columns whose values are all distinct, and at
-    least ROW_MARGIN of the rows seen."""
+    least ROW_MARGIN of the rows seen. From fewer than MIN_ROWS_FOR_BOUNDS rows: types and
+    nullability alone."""
     if not 0 <= margin <= 10:
         raise ValueError(f"the margin must be between 0 and 10 (a share of each range), got {margin}")
     columns = [_infer_column(s, margin) for s in stats]
+    if rows < MIN_ROWS_FOR_BOUNDS:
+        columns = [ColumnContract(name=c.name, type=c.type, nullable=c.nullable) for c in columns]
     min_rows = math.floor(rows * ROW_MARGIN) if rows else None
     return Contract(source=source, columns=tuple(columns), min_rows=min_rows)
 
