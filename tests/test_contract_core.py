@@ -143,3 +143,15 @@ def test_a_margin_of_zero_keeps_the_range_seen():
 def test_contract_lookup_by_column():
     c = Contract("c", columns=(ColumnContract("a"),))
     assert c.column("a") is not None and c.column("b") is None
+
+
+def test_a_contract_edit_is_a_change_that_runs_every_stage_in_watch_mode():
+    from workbench.core.changes import affected_stages, stage_inputs_matcher
+    from workbench.core.manifest import parse_manifest
+
+    manifest = parse_manifest('[project]\nname = "p"\n[data]\npaths = ["data/*.csv"]\n'
+                              '[stages.a]\ncommand = "python a.py"\ninputs = ["a.py"]\n'
+                              '[stages.b]\ncommand = "python b.py"\ninputs = ["b.py"]\n')
+    assert stage_inputs_matcher(manifest)("data/churn.csv.contract.toml")
+    assert affected_stages(manifest, ["data/churn.csv.contract.toml"]) == {"a", "b"}
+    assert affected_stages(manifest, ["notes/x.contract.toml"]) == set()

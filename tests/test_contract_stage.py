@@ -145,3 +145,24 @@ def test_init_writes_a_first_contract_for_the_projects_data(tmp_path, capsys):
     session = WorkbenchSession(tmp_path, runner="local")
     record = session.run("fresh")
     assert record.stages[0].stage == "contract" and record.stages[0].status is StageStatus.SUCCEEDED
+
+
+from tests.test_tui import asyncio_test, make_app, opened, private_config, static_text, wait_for  # noqa: E402,F401
+
+
+@asyncio_test
+async def test_tui_validation_tab_shows_the_broken_contract_by_line(workspace):
+    data = workspace / "shop" / "data" / "orders.csv"
+    (workspace / "shop" / "data" / "orders.csv.contract.toml").write_text(
+        '[columns.country]\ntype = "string"\ncategories = ["DE", "FR"]\n')
+    data.write_text(ORDERS + "41,12.5,XX\n")
+    record = WorkbenchSession(workspace, runner="local").run("shop")
+    assert str(record.status) == "failed" and record.stages[0].stage == "contract"
+    app = make_app(workspace)
+    async with app.run_test(size=(200, 45)) as pilot:
+        main = await opened(pilot, runs=1)
+        await wait_for(pilot, lambda: main.detail.record is not None and main.detail.record.id == record.id,
+                       what="the run's detail")
+        validation = static_text(main.detail.query_one("#validation-view"), width=400)
+        assert "✗ failed" in validation and "contract/report.json" in validation
+        assert "country: 1 row not in categories [DE, FR] (line 42: XX)" in validation, validation
