@@ -207,3 +207,11 @@ def test_inference_refuses_a_file_with_malformed_rows(tmp_path):
 def test_rendered_inference_is_stable(tables):
     once = inferred(tables["churn.parquet"])
     assert parse_contract(render_contract(once), once.source) == once
+
+
+def test_a_range_on_an_untyped_text_column_is_a_breach_not_a_stopped_check(tables):
+    contract = parse_contract("[columns.contract]\nmin = 1\n[columns.tenure]\nmax = 10\n"
+                              "[table]\nextra_columns = 'allow'", "c.toml")
+    report = check_file(str(tables["churn.csv"]), contract)
+    assert [(b.rule, b.column) for b in report.breaches] == [("type", "contract"), ("max", "tenure")]
+    assert "min and max need numbers" in report.breaches[0].detail

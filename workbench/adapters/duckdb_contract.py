@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from dataclasses import replace
 
 import duckdb
 
@@ -344,6 +344,13 @@ class _Checker:
             cast = f"::{CSV_TYPES[spec.type]}" if spec.type in ("date", "timestamp") else ""
             if not spec.nullable:
                 checks.append(("nullable", spec.name, sev, f"{col} IS NULL", "missing (nullable = false)"))
+            found = contract_type(self.file_columns[spec.name])
+            ranged = found in ("integer", "float") if not cast else found == spec.type
+            if (spec.min is not None or spec.max is not None) and not ranged:
+                # an untyped column that holds text: comparing it with a number would stop the check
+                self.breaches.append(Breach("type", spec.name, sev, 1, f"column {spec.name!r} is "
+                                            f"{self.file_columns[spec.name]}: min and max need numbers"))
+                spec = replace(spec, min=None, max=None)
             if spec.min is not None:
                 checks.append(("min", spec.name, sev, f"{col} < {_literal(spec.min)}{cast}", f"below min {spec.min}"))
             if spec.max is not None:
@@ -403,8 +410,3 @@ class _Checker:
             f"QUALIFY row_number() OVER (PARTITION BY {col} ORDER BY {self.row}) > 1 "
             f"ORDER BY {self.row} LIMIT {EXAMPLES}").fetchall()
         return tuple(Example(self._line(r), _shown_value(v)) for r, v in rows)
-
-
-def read_text(path: Path) -> str:
-    """A contract file's text (the caller names the file in any error)."""
-    return path.read_text(encoding="utf-8")
