@@ -215,3 +215,19 @@ def test_a_range_on_an_untyped_text_column_is_a_breach_not_a_stopped_check(table
     report = check_file(str(tables["churn.csv"]), contract)
     assert [(b.rule, b.column) for b in report.breaches] == [("type", "contract"), ("max", "tenure")]
     assert "min and max need numbers" in report.breaches[0].detail
+
+
+def test_malformed_rows_past_the_sniffers_sample_are_found_by_line(tables, tmp_path):
+    """A clean CSV is read once, straight from the text; a row DuckDB stops at, past the
+    20,480 rows its sniffer samples, makes it read the file again for the lines."""
+    contract = inferred(tables["flights.csv"])
+    text = tables["flights.csv"].read_text().splitlines()
+    text[29_000 - 1] += ",extra"
+    parts = text[25_000 - 1].split(",")
+    parts[1] = "twenty-thirteen"  # year, an integer column
+    text[25_000 - 1] = ",".join(parts)
+    (tmp_path / "flights.csv").write_text("\n".join(text) + "\n")
+    report = check_file(str(tmp_path / "flights.csv"), contract)
+    assert lines(breach(report, "malformed")) == [29_000]
+    assert (breach(report, "type", "year").count, lines(breach(report, "type", "year"))) == (1, [25_000])
+    assert report.rows == 30_000 and report.errors == 2

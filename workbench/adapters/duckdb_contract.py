@@ -197,15 +197,13 @@ class _Checker:
 
     def run(self) -> ContractReport:
         types = self._csv_types() if not self.parquet else {}
+        if not self.parquet:
+            clean = self._clean_in_one_read(types)
+            if clean is not None:
+                return clean
         for attempt in (1, 2):
             self._define(types)
-            self.breaches = []
-            checks = self._column_checks() + self._rule_checks()
-            uniques = [s for s in self.contract.columns if s.unique and s.name in self.file_columns]
-            # One pass over the file: the row count, every check's count, every unique column's repeats.
-            parts = ["count(*)", *(f"count_if({cond})" for _, _, _, cond, _ in checks),
-                     *(f"count({_q(s.name)}) - count(DISTINCT {_q(s.name)})" for s in uniques)]
-            counts = self.con.execute(f"SELECT {', '.join(parts)} FROM data").fetchone()
+            checks, uniques, counts = self._count()
             self.rejects = self._read_rejects()
             # A column the contract does not type keeps DuckDB's guess, so a rule compares its
             # numbers as numbers; a row that breaks only that guess is read again with it as text.
@@ -228,6 +226,34 @@ class _Checker:
                 self.breaches.append(Breach("unique", spec.name, spec.severity, int(count),
                                             "holding a value an earlier row holds (unique = true)",
                                             self._repeats(spec.name)))
+        return self._report(rows)
+
+    def _count(self) -> tuple[list, list[ColumnContract], tuple]:
+        """One pass over `data`: the row count, every check's count, every unique column's repeats."""
+        self.breaches = []
+        checks = self._column_checks() + self._rule_checks()
+        uniques = [s for s in self.contract.columns if s.unique and s.name in self.file_columns]
+        parts = ["count(*)", *(f"count_if({cond})" for _, _, _, cond, _ in checks),
+                 *(f"count({_q(s.name)}) - count(DISTINCT {_q(s.name)})" for s in uniques)]
+        return checks, uniques, self.con.execute(f"SELECT {', '.join(parts)} FROM data").fetchone()
+
+    def _clean_in_one_read(self, types: dict[str, str]) -> ContractReport | None:
+        """A CSV that every check passes, read once straight from the text (no table, no rejects
+        table: DuckDB stops at the first row that does not fit); None when a row did not fit or a
+        check broke: then the file is read again into a table, for the lines."""
+        try:
+            self._define(types, materialize=False)
+            _, _, counts = self._count()
+        except duckdb.Error:
+            self.con.execute("DROP VIEW IF EXISTS data")
+            return None
+        if any(counts[1:]):
+            self.con.execute("DROP VIEW data")
+            return None
+        self._table(counts[0])
+        return self._report(counts[0])
+
+    def _report(self, rows: int) -> ContractReport:
         return ContractReport(data=self.shown, contract=self.contract.source, rows=rows,
                               line_kind="row" if self.parquet else "line",
                               breaches=tuple(self.breaches),
@@ -242,8 +268,9 @@ class _Checker:
         return {name: CSV_TYPES[spec.type] for name, *_ in header
                 if (spec := self.contract.column(name)) is not None and spec.type is not None}
 
-    def _define(self, types: dict[str, str]) -> None:
-        """`data`: a view of the file (a view cannot take prepared parameters: literals)."""
+    def _define(self, types: dict[str, str], materialize: bool = True) -> None:
+        """`data`: the Parquet file's view; the CSV's table, or a view of its text when not
+        `materialize` (a view cannot take prepared parameters: literals)."""
         if self.parquet:
             self.con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_literal(self.path)}, "
                              "file_row_number = true)")
@@ -251,10 +278,13 @@ class _Checker:
             # A struct literal: a parameter dict is not always taken as one.
             struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
             option = f", types = {struct}" if types else ""
-            # A table, read once, not a view: a query that names some columns reads only those,
-            # and then DuckDB records some rejected rows and not others (measured with 2.0.1).
-            self.con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv({_literal(self.path)}, "
-                             f"store_rejects = true{option})")
+            if not materialize:
+                self.con.execute(f"CREATE VIEW data AS SELECT * FROM read_csv({_literal(self.path)}{option})")
+            else:
+                # A table (DuckDB 2.0.1 fills its reject tables for CREATE TABLE AS, not for a
+                # query that only counts), whose rowid gives each row its line.
+                self.con.execute(f"CREATE TABLE data AS SELECT * FROM read_csv({_literal(self.path)}, "
+                                 f"store_rejects = true{option})")
         schema = self.con.execute("DESCRIBE data").fetchall()
         self.file_columns = {name: dtype for name, dtype, *_ in schema if not (self.parquet and name == PARQUET_ROW)}
 
