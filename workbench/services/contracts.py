@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.core.contract import (
-    DEFAULT_MARGIN, TABLE_RULES, Contract, ContractError, ContractReport, contract_path_for, infer_contract, parse_contract,
+    DEFAULT_MARGIN, MIN_ROWS_FOR_BOUNDS, TABLE_RULES, Contract, ContractError, ContractReport, contract_path_for, infer_contract, parse_contract,
     render_contract,
 )
 from workbench.core.errors import WorkbenchError
@@ -132,6 +132,9 @@ def infer_text(path: Path, shown: str | None = None, margin: float = DEFAULT_MAR
               f"never below zero stays at zero); categories only for text columns of at most a few values;\n"
               f"nullable = false where no value was missing; unique = true where every value was distinct;\n"
               f"min_rows is half the rows seen. Reference: docs/contracts.md.")
+    if rows < MIN_ROWS_FOR_BOUNDS:
+        header += (f"\nFrom fewer than {MIN_ROWS_FOR_BOUNDS} rows: types and nullability only (bounds drawn "
+                   "from so few rows would break on the next sample).")
     text = render_contract(contract, header)
     parse_contract(text, contract.source)  # never write a contract that does not load
     return text
