@@ -198,9 +198,14 @@ class _Checker:
     def run(self) -> ContractReport:
         types = self._csv_types() if not self.parquet else {}
         if not self.parquet:
-            clean = self._clean_in_one_read(types)
-            if clean is not None:
-                return clean
+            first = self._one_read(types)
+            if first is not None:
+                checks, uniques, counts = first
+                if not any(counts[1:]):  # the usual run: the file passes, read once
+                    self._table(counts[0])
+                    return self._report(counts[0])
+                if self._narrow_table(types, checks, uniques, counts):
+                    return self._finish(checks, uniques, counts)
         for attempt in (1, 2):
             self._define(types)
             checks, uniques, counts = self._count()
@@ -213,8 +218,12 @@ class _Checker:
             types = {**types, **{c: "VARCHAR" for c in guessed}}
             self.con.execute(f"DROP {'VIEW' if self.parquet else 'TABLE'} data")
         self.rejected_lines = sorted({int(r[0]) for r in self.rejects})
-        rows = counts[0] + len(self.rejected_lines)
         self._rejects_as_breaches()
+        return self._finish(checks, uniques, counts)
+
+    def _finish(self, checks: list, uniques: list[ColumnContract], counts: tuple) -> ContractReport:
+        """The report from the counts: table checks, then each broken check with its first rows."""
+        rows = counts[0] + len(self.rejected_lines)
         self._table(rows)
         for (rule, column, severity, cond, detail), count in zip(checks, counts[1:]):
             if count:
@@ -237,21 +246,39 @@ class _Checker:
                  *(f"count({_q(s.name)}) - count(DISTINCT {_q(s.name)})" for s in uniques)]
         return checks, uniques, self.con.execute(f"SELECT {', '.join(parts)} FROM data").fetchone()
 
-    def _clean_in_one_read(self, types: dict[str, str]) -> ContractReport | None:
-        """A CSV that every check passes, read once straight from the text (no table, no rejects
-        table: DuckDB stops at the first row that does not fit); None when a row did not fit or a
-        check broke: then the file is read again into a table, for the lines."""
+    def _one_read(self, types: dict[str, str]) -> tuple | None:
+        """A CSV's counts, read once straight from the text (no table, no reject tables: DuckDB
+        stops at the first row that does not fit); None when it stopped."""
         try:
             self._define(types, materialize=False)
-            _, _, counts = self._count()
+            return self._count()
         except duckdb.Error:
             self.con.execute("DROP VIEW IF EXISTS data")
             return None
-        if any(counts[1:]):
+
+    def _narrow_table(self, types: dict[str, str], checks: list, uniques: list[ColumnContract],
+                      counts: tuple) -> bool:
+        """Every row of the CSV fit (the first read did not stop) but checks broke: their first
+        rows need their lines, so the columns those checks read are read again into a table
+        (its rowid + 2 is the line). False when that cannot be (a rule's columns not found)."""
+        needed = {column for (_, column, _, _, _), n in zip(checks, counts[1:]) if n and column}
+        needed |= {s.name for s, n in zip(uniques, counts[1 + len(checks):]) if n}
+        for (_, column, _, cond, _), n in zip(checks, counts[1:]):
+            if n and column is None:
+                needed |= set(self._shown_columns(None, cond, limit=None))
+        broken = [cond for (_, _, _, cond, _), n in zip(checks, counts[1:]) if n]
+        try:
             self.con.execute("DROP VIEW data")
-            return None
-        self._table(counts[0])
-        return self._report(counts[0])
+            picked = ", ".join(_q(c) for c in self.file_columns if c in needed) or "1 AS no_column"
+            struct = "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items()) + "}"
+            option = f", types = {struct}" if types else ""
+            self.con.execute(f"CREATE TABLE data AS SELECT {picked} FROM read_csv({_literal(self.path)}{option})")
+            for cond in broken:  # a rule naming a column the table lacks: read it all instead
+                self.con.execute(f"SELECT count(*) FROM data WHERE {cond} LIMIT 0").fetchall()
+        except duckdb.Error:
+            self.con.execute("DROP TABLE IF EXISTS data")
+            return False
+        return True
 
     def _report(self, rows: int) -> ContractReport:
         return ContractReport(data=self.shown, contract=self.contract.source, rows=rows,
@@ -409,13 +436,13 @@ class _Checker:
             checks.append((rule.name, None, rule.severity, cond, f"breaking rule {rule.name!r} ({rule.sql})"))
         return checks
 
-    def _shown_columns(self, column: str | None, cond: str) -> list[str]:
+    def _shown_columns(self, column: str | None, cond: str, limit: int | None = 4) -> list[str]:
         if column is not None:
             return [column]
         # a custom rule: the columns its SQL names, so an example shows the values that broke it
         named = [c for c in self.file_columns if re.search(rf'(?<![\w"]){re.escape(c)}(?![\w"])', cond)
                  or _q(c) in cond]
-        return named[:4]
+        return named[:limit]
 
     def _examples(self, cond: str, columns: list[str], named: bool = False) -> tuple[Example, ...]:
         """The first rows meeting `cond`, by line, with the values of `columns` (`name=value`
