@@ -166,3 +166,12 @@ async def test_tui_validation_tab_shows_the_broken_contract_by_line(workspace):
         validation = static_text(main.detail.query_one("#validation-view"), width=400)
         assert "✗ failed" in validation and "contract/report.json" in validation
         assert "country: 1 row not in categories [DE, FR] (line 42: XX)" in validation, validation
+
+
+def test_a_project_stage_named_contract_is_refused_while_contracts_exist(workspace, capsys):
+    manifest = workspace / "shop" / "workbench.toml"
+    manifest.write_text(manifest.read_text().replace("[stages.fit]", "[stages.contract]"))
+    (workspace / "shop" / "data" / "orders.csv.contract.toml").write_text("[table]\nmin_rows = 1\n")
+    code, shown = run(workspace, capsys)
+    assert code == 1 and [s["stage"] for s in shown["stages"]] == ["contract"]
+    assert "rename it in workbench.toml" in shown["stages"][0]["reason"]
