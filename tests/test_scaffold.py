@@ -123,11 +123,13 @@ def test_init_writes_a_manifest_that_runs_and_never_overwrites_one(tmp_path: Pat
     done = wb(tmp_path, "init", "churn", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stages"] == ["train", "evaluate"]
+    assert json.loads(done.stdout)["contracts"] == ["data/rows.csv.contract.toml"]  # a first data contract
     run = wb(tmp_path, "run", "churn", "--runner", "local", "--json")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
-    assert record["status"] == "succeeded" and [s["stage"] for s in record["stages"]] == ["train", "evaluate"]
-    assert record["stages"][0]["metrics"] == {"rows": 3.0}
+    assert record["status"] == "succeeded"
+    assert [s["stage"] for s in record["stages"]] == ["contract", "train", "evaluate"]
+    assert record["stages"][1]["metrics"] == {"rows": 3.0}
 
     written = (project / "workbench.toml").read_text()
     again = wb(tmp_path, "init", "churn")
@@ -173,13 +175,14 @@ def test_init_makes_no_stage_of_a_helper_module_and_gives_each_stage_its_own_inp
     run = wb(tmp_path, "run", "credit", "--runner", "local", "--json")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
-    assert [s["stage"] for s in record["stages"]] == ["train", "evaluate"]
-    assert record["stages"][0]["metrics"] == {"mean_ratio": pytest.approx(2 * (0.1 + 0.45 + 2 / 30) / 3)}
-    assert record["stages"][1]["metrics"] == {"holdout_rows": 1.0}
+    assert [s["stage"] for s in record["stages"]] == ["contract", "train", "evaluate"]  # init's first contracts
+    assert record["stages"][1]["metrics"] == {"mean_ratio": pytest.approx(2 * (0.1 + 0.45 + 2 / 30) / 3)}
+    assert record["stages"][2]["metrics"] == {"holdout_rows": 1.0}
     # an edit of the holdout reruns evaluate alone: train does not read it
     (project / "data" / "holdout.csv").write_text("income,debt,default\n15,3,0\n16,4,1\n")
     again = json.loads(wb(tmp_path, "run", "credit", "--runner", "local", "--json").stdout)
-    assert {s["stage"]: s["status"] for s in again["stages"]} == {"train": "reused", "evaluate": "succeeded"}
+    assert {s["stage"]: s["status"] for s in again["stages"]} == {"contract": "succeeded", "train": "reused",
+                                                                  "evaluate": "succeeded"}
 
 
 def test_scripts_in_a_stages_folder_become_stages_whatever_their_names_and_follow_what_they_read():

@@ -78,6 +78,14 @@ def rejected_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
     rows = con.execute(
         "SELECT line, error_type::VARCHAR, coalesce(column_name, ''), coalesce(error_message, '') "
         "FROM reject_errors ORDER BY line, error_type, column_name").fetchall()
+    return reject_reasons(rows)
+
+
+def reject_reasons(rows: list[tuple]) -> list[tuple[int, str]]:
+    """[(line, error type, column, message)] rows of `reject_errors` as [(line, what was wrong,
+    in a user's words)], in file order."""
+    rows = sorted(((int(line), kind, column or "", message or "") for line, kind, column, message in rows),
+                  key=lambda r: (r[0], r[1], r[2]))
     reasons: dict[int, list[str]] = {}
     for line, kind, column, message in _one_short_row_entry_per_line(rows):
         said = reasons.setdefault(int(line), [])

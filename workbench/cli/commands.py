@@ -173,15 +173,24 @@ def cmd_projects(args: argparse.Namespace, printer: Printer, workspace: Path) ->
 
 
 def cmd_init(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.services.contracts import write_first_contracts
+
     ref, text = _session(workspace, printer).init_project(args.folder, force=args.force)
+    # A first data contract beside each data file (docs/contracts.md); one it cannot infer is said.
+    contracts, problems = write_first_contracts(ref.path, ref.manifest, force=args.force)
+    for problem in problems:
+        printer.notice(f"no data contract written: {problem}")
     if args.json:
         printer.json({"name": ref.name, "path": str(ref.path), "manifest": str(ref.manifest_path),
-                      "stages": ref.manifest.stage_order()})
+                      "stages": ref.manifest.stage_order(), "contracts": contracts})
         return EXIT_OK
     con = printer.out
     con.print(f"[green]✓[/] wrote {escape(str(ref.manifest_path))}: project {escape(ref.name)}, "
               f"stages {' → '.join(ref.manifest.stage_order())}")
     con.print(escape(text.rstrip("\n")), highlight=False)
+    for contract in contracts:
+        con.print(f"[green]✓[/] wrote {escape(contract)}: a first data contract, checked before the stages; "
+                  "tighten it (docs/contracts.md)")
     con.print(f"next: [bold]workbench -w {escape(str(workspace))} run {escape(ref.name)}[/] "
               "(each stage can log metrics with `import wb; wb.log_metrics({...})`)")
     return EXIT_OK
@@ -213,6 +222,12 @@ def cmd_env(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
 from workbench.cli.registry_commands import (  # noqa: E402,F401  (dispatched by name from main)
     cmd_history, cmd_mirror, cmd_models, cmd_promote, cmd_rollback,
 )
+
+
+def cmd_contract(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:
+    from workbench.cli.contract_command import cmd_contract as contract  # DuckDB only when asked
+
+    return contract(args, printer, workspace)
 
 
 def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> int:

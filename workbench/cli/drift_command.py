@@ -17,7 +17,9 @@ from rich.table import Table
 from workbench.cli.commands import run_exit_code
 from workbench.cli.progress_line import ProgressLine
 from workbench.cli.render import GLYPHS, Printer
-from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport
+from workbench.core.drift_report import (
+    BREAKS_CONTRACT, DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, CheckedBatch, DriftReport,
+)
 from workbench.core.drift_retrain import RetrainDecision
 from workbench.core.drift_verdict import percent
 from workbench.core.errors import WorkbenchError
@@ -64,13 +66,13 @@ def cmd_drift(args: argparse.Namespace, printer: Printer, workspace: Path) -> in
         record = service.retrain(ref.name, outcome, on_event=printer.event)
     elif not args.json:
         _show(printer, outcome.batch, outcome.fresh)
-        if outcome.fresh and outcome.batch.verdict != NOT_CHECKED:  # else the verdict said why
+        if outcome.fresh and outcome.batch.verdict not in (NOT_CHECKED, BREAKS_CONTRACT):  # else the verdict said why
             printer.out.print(f"[dim]no retrain: {escape(outcome.decision.reason)}[/]")
     batch = service.store.batch(ref.name, batch_id=outcome.batch.id) or outcome.batch
     report = batch.report
-    unusable = batch.verdict == NOT_CHECKED
+    unusable = batch.verdict in (NOT_CHECKED, BREAKS_CONTRACT)
     if unusable:
-        printer.error(f"{batch.path}: not checked: {report.rule if report else 'the batch cannot be used'}")
+        printer.error(f"{batch.path}: {batch.verdict}: {report.rule if report else 'the batch cannot be used'}")
     if args.json:
         decision, run = outcome.decision, record
         if not outcome.fresh:  # checked before: what was decided then and the run it caused, as the text says
@@ -135,6 +137,8 @@ def _drift_cell(b: CheckedBatch) -> str:
     verdict = b.verdict
     if verdict == NOT_CHECKED:
         return "[red]⊘ not checked[/]"
+    if verdict == BREAKS_CONTRACT:
+        return "[red]⊘ breaks the contract[/]"
     mark = {DRIFTED: "[red]✗[/]", WARNING: "[yellow]![/]"}.get(verdict, "[green]✓[/]")
     cell = f"{mark} {b.drifted_columns}/{b.compared_columns} {b.share or 0:.0%}"
     return cell + (" [yellow]warning[/]" if verdict == WARNING else "")
@@ -236,6 +240,7 @@ def importance_cell(share: float | None) -> str:
 
 
 VERDICT_MARKS = {DRIFTED: "[red]✗ drifted[/]", WARNING: "[yellow]! warning[/]", NOT_CHECKED: "[red]⊘ not checked[/]",
+                 BREAKS_CONTRACT: "[red]⊘ breaks the contract[/]",
                  NO_DRIFT: "[green]✓ no drift[/]"}
 
 

@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_notify(sub)
 
+    from workbench.cli.contract_command import add_parser as add_contract
+
+    add_contract(sub)
+
     reproduce = sub.add_parser("reproduce", help="rerun a run's exact snapshot cold, nothing reused, and compare")
     reproduce.add_argument("run_id", type=int)
     add_runner_options(reproduce)
@@ -240,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(["cluster", "--help"])
     if args.command == "notify" and args.notify_command is None:
         parser.parse_args(["notify", "--help"])
+    if args.command == "contract" and args.contract_command is None:
+        parser.parse_args(["contract", "--help"])
     handler = getattr(commands, f"cmd_{args.command}")
     # SIGTERM, SIGHUP and a closed pipe take Ctrl-C's path: the run in flight is cancelled and
     # recorded, its containers removed, and the exit code says which signal (cli/interrupts.py).

@@ -181,7 +181,7 @@ class Printer:
             case WatchError():
                 con.print(f"[bold red]error:[/] {escape(event.project)}: {escape(event.message)}")
             case BatchChecked():
-                if event.verdict == "not checked":
+                if event.verdict in ("not checked", "breaks the contract"):
                     con.print(f"[red]⊘[/] {escape(event.project)}: {escape(event.batch)} "
                               f"{escape(event.summary or 'not checked')}")
                 elif event.verdict == "warning":

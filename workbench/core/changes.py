@@ -22,6 +22,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Iterable, Mapping
 
+from workbench.core.contract import CONTRACT_SUFFIX
 from workbench.core.manifest import MANIFEST_NAME, Manifest
 from workbench.core.model import Trigger
 from workbench.core.planning import downstream_of, glob_regex
@@ -172,15 +173,23 @@ def stage_inputs_matcher(manifest: Manifest, params_files: tuple[str, ...] = ())
     """Matches every path some stage reads (or that changes every stage: manifest, requirements);
     `params_files`: the files stages read keys of (workbench.core.params_keys)."""
     patterns = [MANIFEST_NAME, *params_files] + [p for spec in manifest.stages.values() for p in spec.inputs]
+    patterns += contract_patterns(manifest)
     if manifest.environment.requirements:
         patterns.append(manifest.environment.requirements)
     return glob_set(tuple(patterns))
 
 
+def contract_patterns(manifest: Manifest) -> list[str]:
+    """The data contracts beside the data files (`<data file>.contract.toml`, docs/contracts.md)."""
+    return [p.removeprefix("./") + CONTRACT_SUFFIX for p in manifest.data.paths]
+
+
 def changes_everything(manifest: Manifest, path: str) -> bool:
-    """The manifest itself, or the requirements the environment image is built from."""
+    """The manifest itself, the requirements the environment image is built from, or a data
+    contract (checked before every stage: a run of all of them, reused where unchanged)."""
     return path == MANIFEST_NAME or (bool(manifest.environment.requirements)
-                                     and path == manifest.environment.requirements.removeprefix("./"))
+                                     and path == manifest.environment.requirements.removeprefix("./")) \
+        or (path.endswith(CONTRACT_SUFFIX) and glob_set(tuple(contract_patterns(manifest)))(path))
 
 
 def affected_stages(manifest: Manifest, changed_paths: Iterable[str], keys_changed: Iterable[str] = ()) -> set[str]:

@@ -20,7 +20,8 @@ class Finding:
 
     kind: str
     """empty_batch, unreadable, malformed_rows, missing_column, new_column, type_change,
-    all_null, new_category, not_compared, no_reference, reference_rows."""
+    all_null, new_category, not_compared, no_reference, reference_rows, contract (a broken
+    data contract: blocking for an error, not for a warning)."""
     message: str
     column: str | None = None
     blocking: bool = False
@@ -87,6 +88,9 @@ DRIFTED, WARNING, NO_DRIFT, NOT_CHECKED = "drifted", "warning", "no drift", "not
 """A batch's verdict: enough columns drifted; one column shifted a lot on its own; neither;
 or the batch cannot be used as it is (unreadable, empty, missing or retyped columns), so
 nothing it says counts, clean least of all."""
+BREAKS_CONTRACT = "breaks the contract"
+"""The batch breaks the data contract of the file it is compared with (an error-level check of
+`<data file>.contract.toml`, docs/contracts.md): invalid data, neither drifted nor clean."""
 _COUNT_RULE = re.compile(r"^(share >= \d+%|>= \d+ columns?)$")
 """The share rule's words (workbench.core.drift_verdict.drift_rule)."""
 
@@ -145,7 +149,7 @@ class DriftReport:
 
     @property
     def usable(self) -> bool:
-        return self.status != NOT_CHECKED
+        return self.status not in (NOT_CHECKED, BREAKS_CONTRACT)
 
     @property
     def major_shifts(self) -> list[str]:
@@ -179,7 +183,7 @@ class DriftReport:
         by_count = bool(_COUNT_RULE.search(self.rule))
         if not self.verdict:  # recorded before verdicts
             line = f"{status}: {counted}; drifted at {self.drift_share:.0%}"
-        elif status == NOT_CHECKED:
+        elif status in (NOT_CHECKED, BREAKS_CONTRACT):
             line = f"{status}: {self.rule}"
         elif status == DRIFTED:
             line = f"{status}: {counted}, rule: {self.rule}" if by_count else f"{status}: {self.rule}"

@@ -61,7 +61,9 @@ import re
 from dataclasses import replace
 from typing import Mapping, Sequence
 
-from workbench.core.drift_report import DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding
+from workbench.core.drift_report import (
+    BREAKS_CONTRACT, DRIFTED, NO_DRIFT, NOT_CHECKED, WARNING, ColumnDrift, DriftReport, Finding,
+)
 from workbench.core.manifest import DriftSpec
 
 SHARE, WEIGHTED = "share", "weighted"
@@ -115,6 +117,10 @@ def judge(counted: Sequence[ColumnDrift], findings: Sequence[Finding], spec: Dri
     Otherwise `spec.verdict` decides: the weighted rules (the columns' `importance`, when they
     carry it) or the share rule alone (see the module's docstring)."""
     blocking = [f for f in findings if f.blocking]
+    broken = [f for f in blocking if f.kind == "contract"]
+    if broken:  # invalid by the project's own definition of valid data: neither drifted nor clean
+        return BREAKS_CONTRACT, "; ".join(f.message for f in broken[:SHOWN]) + (
+            f" and {len(broken) - SHOWN} more" if len(broken) > SHOWN else "")
     if blocking:
         return NOT_CHECKED, "unusable batch: " + _unusable(blocking)
     if spec.verdict == WEIGHTED and any(c.importance is not None for c in counted):

@@ -56,6 +56,7 @@ from workbench.core.model import RunRecord, StageStatus, Trigger
 from workbench.core.planning import matches_any
 from workbench.core.ports import CancelToken, StageJob
 from workbench.core.registry import ModelVersion
+from workbench.services.contracts import batch_findings
 from workbench.services.drift_columns import Progress, build_profile, check_table, no_progress
 from workbench.services.drift_importance import model_importance
 from workbench.services.session import WorkbenchSession
@@ -334,6 +335,10 @@ class DriftService:
             # Compared on the rows that read; but appended to the training data as it is, such a
             # batch would carry its broken rows along: it blocks a retrain.
             extra.append(Finding("malformed_rows", f"{rel}: {rejected_summary(list(rejected))}", blocking=True))
+        for severity, message, column in batch_findings(ref.path, reference.path, file, rel, manifest.data.target):
+            # An error-level breach makes the batch's verdict "breaks the contract"; a warning is said.
+            kind = "contract_invalid" if severity == "invalid" else "contract"
+            extra.append(Finding(kind, message, column, blocking=severity != "warning"))
         if profile.rejected:
             left_out = rejected_summary(list(profile.rejected))
             extra.append(Finding("reference_rows", f"the reference {reference.path}: {left_out}, left out of the "

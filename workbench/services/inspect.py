@@ -84,16 +84,33 @@ class ValidationReport:
 
 def validation_report(record: RunRecord) -> ValidationReport | None:
     """The run's validation report: the artifact a stage logged with kind `validation_report`
-    (or `report`); None when no stage wrote one."""
-    for stage in record.stages:
-        for artifact in stage.artifacts:
-            if artifact.kind in REPORT_KINDS:
-                try:
-                    # Outputs are regular files; a symlink in the report's place is not followed.
-                    content = read_protocol_json(artifact.path)
-                except (OSError, ValueError, NotRegularFile) as exc:
-                    return ValidationReport(stage.stage, artifact.name, None, f"cannot read {artifact.path}: {exc}")
-                if not isinstance(content, dict):
-                    return ValidationReport(stage.stage, artifact.name, None, "the report is not a JSON object")
-                return ValidationReport(stage.stage, artifact.name, content)
+    (or `report`); None when no stage wrote one. The built-in contract stage's report comes
+    first, and the project's own validate stage's findings follow it in one report."""
+    reports = [r for r in (_stage_report(s) for s in record.stages) if r is not None]
+    if len(reports) > 1 and all(r.content is not None for r in reports[:2]):
+        first, second = reports[:2]
+        content = {k: v for k, v in second.content.items() if k not in ("ok", "findings")}
+        content["ok"] = bool(first.content.get("ok", True)) and bool(second.content.get("ok", True))
+        content["findings"] = [*_findings(first.content), *_findings(second.content)]
+        return ValidationReport(f"{first.stage} + {second.stage}", f"{first.artifact}, {second.artifact}", content)
+    return reports[0] if reports else None
+
+
+def _findings(content: dict) -> list:
+    findings = content.get("findings")
+    return findings if isinstance(findings, list) else []
+
+
+def _stage_report(stage) -> ValidationReport | None:
+    """The first artifact of a report kind the stage logged, read."""
+    for artifact in stage.artifacts:
+        if artifact.kind in REPORT_KINDS:
+            try:
+                # Outputs are regular files; a symlink in the report's place is not followed.
+                content = read_protocol_json(artifact.path)
+            except (OSError, ValueError, NotRegularFile) as exc:
+                return ValidationReport(stage.stage, artifact.name, None, f"cannot read {artifact.path}: {exc}")
+            if not isinstance(content, dict):
+                return ValidationReport(stage.stage, artifact.name, None, "the report is not a JSON object")
+            return ValidationReport(stage.stage, artifact.name, content)
     return None

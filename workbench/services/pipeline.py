@@ -35,6 +35,7 @@ from workbench.core.planning import CacheKeyParts, matches_any, select_stages, s
 from workbench.core.ports import CancelToken, LineageStore, PreparedEnvironment, StageJob, StageRunner, StatusLine
 from workbench.core.stage_command import missing_script_problem, not_found_problem
 from workbench.core.stage_schedule import StageSchedule, default_jobs
+from workbench.services.contract_stage import CHECKER_VERSION, CONTRACT_STAGE, blocked_result, run_contract_stage
 from workbench.services.evaluation import evaluate_stage, evaluation_settings
 from workbench.services.stage_budget import StageBudget
 from workbench.services.stage_params import resolve_params
@@ -167,10 +168,13 @@ class PipelineService:
         # The keys each stage names, read from the snapshot once for the run: a stage's values
         # are those of the files the run started from, like its inputs.
         params = resolve_params(manifest, snapshot.path, snapshot.files.keys(), selected)
+        contract = self._contract_stage(record, manifest, snapshot, on_event, reuse)
+        blocked_by_contract = contract is not None and contract.status not in DONE
         # On a cluster the runner says how many cpus its workers hold: the default jobs and the
         # shared budget come from that, not from this machine's cores (runner_capacity).
         capacity = runner_capacity(self.runner)
-        schedule = stage_schedule(manifest, selected, jobs, fail_fast, capacity)
+        # The data breaks its contract: no project stage runs (each is recorded as not run).
+        schedule = stage_schedule(manifest, [] if blocked_by_contract else selected, jobs, fail_fast, capacity)
         # Jobs the user set are taken as said; left to the default, runs share the process's CPUs.
         budget = None if (jobs or manifest.environment.jobs) else self.budget
         if budget is not None and capacity is not None:
@@ -201,6 +205,12 @@ class PipelineService:
             threads[name] = threading.Thread(target=work, name=f"stage-{name}", daemon=True)
             threads[name].start()
 
+        if contract is not None:
+            settle(CONTRACT_STAGE, contract)
+            if blocked_by_contract:
+                for name in selected:
+                    if name != CONTRACT_STAGE:  # a project stage of that name: the failed check says so
+                        settle(name, blocked_result(name, manifest.stages[name].command, contract))
         try:
             while not schedule.done:
                 for name in schedule.start():
@@ -225,6 +235,7 @@ class PipelineService:
         finally:
             stages_cancel.close()
             position = {name: i for i, name in enumerate(selected)}
+            position[CONTRACT_STAGE] = -1  # the built-in data check comes first
             record.stages.sort(key=lambda r: position.get(r.stage, len(position)))  # manifest order, always
 
         statuses = [r.status for r in record.stages]
@@ -339,6 +350,19 @@ class PipelineService:
                            lambda line: on_event(StageLog(record.id, spec.name, line)))
         return result
 
+    def _contract_stage(self, record: RunRecord, manifest: Manifest, snapshot: Snapshot, on_event: EventSink,
+                        reuse: bool) -> StageResult | None:
+        """The built-in data contract check (services/contract_stage.py); None without contracts."""
+        def reusable(key: str) -> StageResult | None:
+            prior = self.store.find_reusable_stage(manifest.name, CONTRACT_STAGE, key) if reuse else None
+            if prior is not None and not self._still_as_recorded(record, _builtin_spec(), prior, on_event):
+                return None
+            return prior
+
+        output_dir = self.workspace.state_dir / "runs" / str(record.id) / CONTRACT_STAGE
+        return run_contract_stage(manifest, snapshot.path, snapshot.files, output_dir, reusable,
+                                  lambda: on_event(StageStarted(record.id, CONTRACT_STAGE)))
+
     @staticmethod
     def _still_as_recorded(record: RunRecord, spec: StageSpec, prior: StageResult, on_event: EventSink) -> bool:
         """Are a reusable stage's outputs still the bytes its run recorded? Outputs are small,
@@ -397,6 +421,10 @@ class PipelineService:
                 known = self.store.profile_dataset(str(snapshot.path / path), entry.sha256)
             profiles.append(replace(known, path=path))
         return profiles
+
+
+def _builtin_spec() -> StageSpec:
+    return StageSpec(name=CONTRACT_STAGE, command=CHECKER_VERSION)
 
 
 def stage_schedule(manifest: Manifest, selected: list[str], jobs: int | None = None,

@@ -27,6 +27,7 @@ from workbench.adapters.duckdb_promotion_facts import AliasFacts
 from workbench.adapters.duckdb_registry import UNCHECKED, DuckDBRegistryStore, UncheckedType
 from workbench.adapters.duckdb_store import DuckDBLineageStore
 from workbench.adapters.locks import LockBusy
+from workbench.core.contract import CONTRACT_STAGE
 from workbench.core.audit import AuditTampered, IntegrityReport
 from workbench.core.errors import WorkbenchError
 from workbench.core.manifest import Manifest
@@ -90,7 +91,8 @@ class RegistryService:
         model, stage = _model_artifact(record, manifest.promotion.model_artifact_kind)
         payload = run_payload(record, manifest.primary_metric, model, stage.stage if stage else None)
         draft = None
-        complete = {s.stage for s in record.stages} == set(manifest.stages)
+        # the built-in contract stage is not one of the manifest's (it ran, or the run failed)
+        complete = {s.stage for s in record.stages if s.stage != CONTRACT_STAGE} == set(manifest.stages)
         if (register and model is not None and record.status is RunStatus.SUCCEEDED and complete
                 and record.trigger is not Trigger.REPRODUCE):
             metrics = record.metrics

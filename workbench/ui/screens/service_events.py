@@ -134,7 +134,7 @@ class ServiceEvents:
             self._drift_progress(event.project, "")
             # The summary is the verdict and why (which columns, how far, how important).
             what = f"{event.batch}: {event.summary or ('drifted' if event.drifted else 'no drift')}"
-            severity = {"not checked": "error", "warning": "warning"}.get(
+            severity = {"not checked": "error", "breaks the contract": "error", "warning": "warning"}.get(
                 event.verdict, "warning" if event.drifted else "information")
             self.notify(f"{what}; {'retraining' if event.retrain else 'no retrain'}: {event.reason}",
                         title=event.project, severity=severity, timeout=8)

@@ -34,7 +34,7 @@ from workbench.ui import format as fmt
 from workbench.ui.widgets.row_table import fill_table
 from workbench.ui.widgets.run_views import Palette
 
-from workbench.core.drift_report import DRIFTED, NOT_CHECKED, WARNING  # dataclasses only: cheap
+from workbench.core.drift_report import BREAKS_CONTRACT, DRIFTED, NOT_CHECKED, WARNING  # dataclasses only: cheap
 from workbench.core.drift_verdict import percent  # pure words: cheap
 
 if TYPE_CHECKING:  # the drift module brings in scipy (a second of start-up): not at import
@@ -62,7 +62,8 @@ def score_bar(score: float, width: int = 10) -> str:
 
 
 def verdict_tone(verdict: str, palette: Palette) -> str:
-    return {DRIFTED: palette.bad, WARNING: palette.warn, NOT_CHECKED: palette.bad}.get(verdict, palette.good)
+    return {DRIFTED: palette.bad, WARNING: palette.warn, NOT_CHECKED: palette.bad,
+            BREAKS_CONTRACT: palette.bad}.get(verdict, palette.good)
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,8 @@ class DriftPane(Vertical):
         verdict = b.verdict
         if verdict == "checking":
             drift = Text("being checked", palette.muted)
-        elif verdict == NOT_CHECKED:
-            drift = Text("⊘ not checked", palette.bad)  # never a bar: none of its numbers count
+        elif verdict in (NOT_CHECKED, BREAKS_CONTRACT):
+            drift = Text(f"⊘ {verdict}", palette.bad)  # never a bar: none of its numbers count
         else:
             tone = verdict_tone(verdict, palette)
             # The verdict's mark, not only its colour: with weights, a drifted batch and a clean
@@ -242,7 +243,8 @@ class DriftPane(Vertical):
         elif b.retrain:
             retrain = Text("queued", palette.warn)
         else:
-            reason = "none: not checked" if verdict == NOT_CHECKED else b.retrain_reason.split(", but ", 1)[-1]
+            reason = f"none: {verdict}" if verdict in (NOT_CHECKED, BREAKS_CONTRACT) \
+                else b.retrain_reason.split(", but ", 1)[-1]
             retrain = Text(reason if len(reason) <= REASON_WIDTH else reason[:REASON_WIDTH - 1] + "…", palette.muted)
         return (str(b.id), b.name, b.landed_at.astimezone().strftime("%m-%d %H:%M"),
                 "—" if b.rows is None else f"{b.rows:,}", drift, decay, retrain)
