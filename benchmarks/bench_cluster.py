@@ -254,6 +254,7 @@ def steady_rate(marks: list[float]) -> float:
 
 def sweep_on(root: Path, workers: int, trials: int) -> tuple[float, float, Counter]:
     """(trials/min over the whole sweep, over trials 2..N, trials' train stages per worker)."""
+    from workbench.adapters.cluster_runner import cluster_status
     from workbench.services.session import WorkbenchSession
     from workbench.services.sweep import SweepService
     from workbench.services.sweep_plan import SweepRequest
@@ -270,8 +271,10 @@ def sweep_on(root: Path, workers: int, trials: int) -> tuple[float, float, Count
             report = service.start(plan, on_trial_start=lambda _n, _v: marks.append(time.perf_counter()), jobs=2)
             wall = time.perf_counter() - start
             marks.append(start + wall)
+            names = {w.address: w.name for w in cluster_status(address)}
             ran_on = getattr(session.runner, "ran_on", {})
-            where = Counter(ran_on[(t.run_id, "train")][0] for t in report.trials if (t.run_id, "train") in ran_on)
+            where = Counter(names.get(ran_on[(t.run_id, "train")][0], "?") for t in report.trials
+                            if (t.run_id, "train") in ran_on)
         finally:
             close_runner(session)
     failed = [(t.number, t.state, t.reason) for t in report.trials if t.state != "complete"]
