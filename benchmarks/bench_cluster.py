@@ -59,6 +59,12 @@ CHAIN = 5
 
 os.environ.setdefault("WORKBENCH_MLFLOW_SYNC", "off")  # no background MLflow import competing for the cores
 
+from workbench.core.ports import CancelToken  # noqa: E402
+
+INTERRUPTED = CancelToken()
+"""Every run and sweep here gets it: Ctrl-C (or a `kill`) cancels the stages in flight, on the
+sweep's threads too, before the cluster is stopped."""
+
 
 # -- the cluster ------------------------------------------------------------------------------
 
@@ -69,6 +75,7 @@ def free_port() -> int:
 
 
 def _interrupt(_signum, _frame):
+    INTERRUPTED.cancel("the benchmark was interrupted")
     raise KeyboardInterrupt  # a `kill` of the benchmark stops the cluster as Ctrl-C does
 
 
@@ -169,7 +176,7 @@ def overhead(root: Path, repeats: int) -> None:
                 session = WorkbenchSession(root / runner, runner=runner, scheduler=address)
                 sessions[runner] = session
                 try:
-                    first = session.run("chain")  # image build, warm worker start, snapshot sent
+                    first = session.run("chain", cancel=INTERRUPTED)  # image build, warm worker start, snapshot sent
                 except WorkbenchError as exc:
                     print(f"  {runner}: not measured ({exc})")
                     del sessions[runner]
@@ -182,7 +189,7 @@ def overhead(root: Path, repeats: int) -> None:
                 for runner in order:
                     write_chain(root / runner, round_)
                     start = time.perf_counter()
-                    record = sessions[runner].run("chain")
+                    record = sessions[runner].run("chain", cancel=INTERRUPTED)
                     times[runner].append(time.perf_counter() - start)
                     states = stage_states(record)
                     if set(states.values()) != {"succeeded"} or len(states) != CHAIN:
@@ -230,7 +237,7 @@ def sent_bytes(root: Path) -> None:
                 if label == "run 2":
                     edit_learning_rate(project / "params.toml")
                 objects, sent = len(runner.sent), runner.sent_bytes
-                record = session.run("telco-churn")
+                record = session.run("telco-churn", cancel=INTERRUPTED)
                 figures.append((len(runner.sent) - objects, runner.sent_bytes - sent))
                 print(f"  {label}: {record.status} {stage_states(record)}; sent {figures[-1][0]} objects, "
                       f"{figures[-1][1]:,} bytes")
@@ -268,7 +275,8 @@ def sweep_on(root: Path, workers: int, trials: int) -> tuple[float, float, Count
                                              name="bench", jobs=2))
             marks: list[float] = []
             start = time.perf_counter()
-            report = service.start(plan, on_trial_start=lambda _n, _v: marks.append(time.perf_counter()), jobs=2)
+            report = service.start(plan, cancel=INTERRUPTED, jobs=2,
+                                   on_trial_start=lambda _n, _v: marks.append(time.perf_counter()))
             wall = time.perf_counter() - start
             marks.append(start + wall)
             names = {w.address: w.name for w in cluster_status(address)}
@@ -312,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         parser().error("--trials must be at least 3 (the steady state is trials 2..N, two at once)")
     if args.repeats < 1:
         parser().error("--repeats must be at least 1")
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="bench-cluster-", dir=args.dir))
     print(f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     try:
@@ -322,8 +331,10 @@ def main(argv: list[str] | None = None) -> None:
             sent_bytes(root / "bytes")
         if "sweep" in args.section:
             sweep(root / "sweep", args.trials)
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted; the cluster is stopped, its logs and the workspaces are kept in {root}")
     except BaseException:
-        print(f"stopped; the workspaces and the scheduler's and workers' logs are kept in {root}", file=sys.stderr)
+        print(f"the cluster is stopped; its logs and the workspaces are kept in {root}", file=sys.stderr)
         raise
     shutil.rmtree(root, ignore_errors=True)
 
