@@ -114,6 +114,28 @@ def dask_cluster(root: Path, workers: int) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        remove_workers_containers(root)
+
+
+def remove_workers_containers(root: Path) -> None:
+    """Once stages run in the workers' Docker engines, a worker that did not stop its warm
+    workers (killed, or stopped mid-stage) leaves containers labelled with a workspace id kept
+    in its cache folder: remove those whose owner is dead (the workbench's own orphan cleanup,
+    which never touches another workbench's containers)."""
+    states = {path.parent for path in root.glob("w*/**/workspace-id")}
+    if not states:
+        return  # stages ran with the workers' Python: no containers
+    from workbench.adapters.docker_runner import DockerRunner
+    from workbench.core.errors import WorkbenchError
+
+    try:
+        runner = DockerRunner(state_dir=next(iter(states)))
+        removed = sum(runner.cleanup_orphans(state) for state in states)
+    except WorkbenchError as exc:
+        print(f"  the workers' leftover containers were not looked for: {exc}", file=sys.stderr)
+        return
+    if removed:
+        print(f"  removed {removed} container(s) the stopped workers left", file=sys.stderr)
 
 
 def close_runner(session) -> None:
