@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 EXAMPLE = REPO / "projects" / "telco-churn"
 SWEEP_SPECS = ("train.learning_rate=0.01..0.3:log", "train.num_leaves=15,31,63")
 SECTIONS = ("overhead", "bytes", "sweep")
+SWEEP_PROJECTS = ("telco-churn", "sleepy")
 CHAIN = 5
 """Stages in the overhead project, each depending on the one before."""
 
@@ -206,6 +207,7 @@ def overhead(root: Path, repeats: int) -> None:
                 if str(first.status) != "succeeded":
                     raise SystemExit(f"{runner}: the first run {first.status}: {first.reason}")
             times: dict[str, list[float]] = {runner: [] for runner in sessions}
+            inside: dict[str, list[float]] = {runner: [] for runner in sessions}
             for round_ in range(1, repeats + 1):
                 order = list(sessions)[round_ % len(sessions):] + list(sessions)[:round_ % len(sessions)]
                 for runner in order:
@@ -213,6 +215,7 @@ def overhead(root: Path, repeats: int) -> None:
                     start = time.perf_counter()
                     record = sessions[runner].run("chain", cancel=INTERRUPTED)
                     times[runner].append(time.perf_counter() - start)
+                    inside[runner].append(sum(stage.duration_s for stage in record.stages))
                     states = stage_states(record)
                     if set(states.values()) != {"succeeded"} or len(states) != CHAIN:
                         raise SystemExit(f"{runner} round {round_}: {states} ({record.reason})")
@@ -223,12 +226,18 @@ def overhead(root: Path, repeats: int) -> None:
     labels = {"local": "local runner", "docker": "docker warm", "cluster": "cluster (1 worker)"}
     for runner, value in ms.items():
         spread = [s / CHAIN * 1000 for s in times[runner]]
-        print(f"  {labels[runner]:<20}{value:7.0f} ms per stage   (min {min(spread):.0f}, max {max(spread):.0f})")
+        in_stage = per_stage_ms(inside[runner])
+        print(f"  {labels[runner]:<20}{value:7.0f} ms per stage   (min {min(spread):.0f}, max {max(spread):.0f}; "
+              f"in the stage {in_stage:.0f}, around it {value - in_stage:.0f})")
     if "cluster" in ms:
         for base in ("docker", "local"):
             if base in ms:
                 print(f"  cluster - {labels[base]:<16}{ms['cluster'] - ms[base]:+7.0f} ms per stage   "
                       f"ratio {ms['cluster'] / ms[base]:.2f}x" + ("   (target < 150 ms)" if base == "docker" else ""))
+        around = {runner: ms[runner] - per_stage_ms(inside[runner]) for runner in ms}
+        print("  around the stage, cluster - " + ", ".join(
+            f"{labels[base]}: {around['cluster'] - around[base]:+.0f} ms" for base in ("docker", "local") if base in ms)
+            + "   (the cluster's own cost: submit, handshakes, log relay, outputs back)")
 
 
 # -- bytes ------------------------------------------------------------------------------------
@@ -281,25 +290,83 @@ def steady_rate(marks: list[float]) -> float:
     return 60 / (sum(gaps[1:]) / len(gaps[1:]))
 
 
-def sweep_on(root: Path, workers: int, trials: int) -> tuple[float, float, Counter]:
-    """(trials/min over the whole sweep, over trials 2..N, trials' train stages per worker)."""
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far, from /proc/stat (this benchmark's
+    processes and everyone else's)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores busy on average between two cpu_ticks() readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return busy / total * (os.cpu_count() or 1) if total else 0.0
+
+
+SLEEPY_MANIFEST = """
+[project]
+name = "sleepy"
+primary_metric = "score"
+
+[environment]
+memory = "256m"
+cpus = 1.0
+
+[stages.train]
+command = "python train.py"
+inputs = ["train.py"]
+params = ["train"]
+outputs = ["model.txt"]
+"""
+
+SLEEPY_TRAIN = """
+import math, time, wb
+params = wb.load_params("params.toml", "train")
+time.sleep({seconds!r})  # the stage waits rather than computes: trials at once need no more cores
+open(wb.output_path("model.txt"), "w").write(repr(params))
+wb.log_artifact("model.txt", "model")
+wb.log_metrics({{"score": -abs(math.log(params["learning_rate"] / 0.05)) - params["num_leaves"] / 1000}})
+"""
+
+
+def write_sleepy(workspace: Path, seconds: float) -> None:
+    """A one-stage project with the example's swept params whose stage sleeps `seconds`: what
+    the cluster's capacity does for a sweep when the trials are not bound by this machine's
+    cores."""
+    project = workspace / "sleepy"
+    project.mkdir(parents=True)
+    (project / "workbench.toml").write_text(SLEEPY_MANIFEST)
+    (project / "train.py").write_text(SLEEPY_TRAIN.format(seconds=seconds))
+    (project / "params.toml").write_text("[train]\nlearning_rate = 0.03\nnum_leaves = 15\n")
+
+
+def sweep_on(root: Path, project: str, workers: int, trials: int, seconds: float
+             ) -> tuple[float, float, Counter, float, float]:
+    """(trials/min over the whole sweep, over trials 2..N, trials' train stages per worker,
+    cores busy on the machine meanwhile, CPU seconds of this process per trial)."""
     from workbench.adapters.cluster_runner import cluster_status
     from workbench.services.session import WorkbenchSession
     from workbench.services.sweep import SweepService
     from workbench.services.sweep_plan import SweepRequest
 
-    shutil.copytree(EXAMPLE, root / "ws" / "telco-churn")
+    if project == "telco-churn":
+        shutil.copytree(EXAMPLE, root / "ws" / "telco-churn")
+    else:
+        write_sleepy(root / "ws", seconds)
     with dask_cluster(root / "cluster", workers) as address:
         session = WorkbenchSession(root / "ws", runner="cluster", scheduler=address)
         try:
             service = SweepService(session)
-            plan = service.plan(SweepRequest("telco-churn", SWEEP_SPECS, trials=trials, sampler="random", seed=1,
+            plan = service.plan(SweepRequest(project, SWEEP_SPECS, trials=trials, sampler="random", seed=1,
                                              name="bench", jobs=2))
             marks: list[float] = []
+            ticks, cpu = cpu_ticks(), time.process_time()
             start = time.perf_counter()
             report = service.start(plan, cancel=INTERRUPTED, jobs=2,
                                    on_trial_start=lambda _n, _v: marks.append(time.perf_counter()))
             wall = time.perf_counter() - start
+            cores, client_cpu = busy_cores(ticks, cpu_ticks()), (time.process_time() - cpu) / trials
             marks.append(start + wall)
             names = {w.address: w.name for w in cluster_status(address)}
             ran_on = getattr(session.runner, "ran_on", {})
@@ -310,19 +377,25 @@ def sweep_on(root: Path, workers: int, trials: int) -> tuple[float, float, Count
     failed = [(t.number, t.state, t.reason) for t in report.trials if t.state != "complete"]
     if failed:
         print(f"  {workers} worker(s): trials not complete: {failed}")
-    return trials / wall * 60, steady_rate(marks), where
+    return trials / wall * 60, steady_rate(marks), where, cores, client_cpu
 
 
-def sweep(root: Path, trials: int) -> None:
-    print(f"== sweep: {trials} trials of telco-churn, jobs=2, workers with --nthreads 1 --resources cpus=1")
-    rates = {}
-    for workers in (1, 2):
-        whole, steady, where = sweep_on(root / f"sweep{workers}", workers, trials)
-        rates[workers] = steady
-        places = ", ".join(f"{w}: {n}" for w, n in sorted(where.items()))
-        print(f"  {workers} worker(s): {whole:5.1f} trials/min whole sweep, {steady:5.1f} trials/min trials 2..N"
-              f"   (train stages per worker: {places})")
-    print(f"  2 workers / 1 worker (trials 2..N): {rates[2]:.1f} / {rates[1]:.1f} = {rates[2] / rates[1]:.2f}x")
+def sweep(root: Path, projects: list[str], trials: int, seconds: float) -> None:
+    for project in projects:
+        what = "telco-churn (validate, then train and evaluate per trial)" if project == "telco-churn" else \
+            f"sleepy (one stage per trial that sleeps {seconds:g} s)"
+        print(f"== sweep: {trials} trials of {what}; jobs=2, workers --nthreads 1 --resources cpus=1")
+        rates = {}
+        for workers in (1, 2):
+            whole, steady, where, cores, client_cpu = sweep_on(root / f"{project}-{workers}", project, workers,
+                                                               trials, seconds)
+            rates[workers] = steady
+            places = ", ".join(f"{w}: {n}" for w, n in sorted(where.items()))
+            print(f"  {workers} worker(s): {whole:5.1f} trials/min whole sweep, {steady:5.1f} trials/min trials 2..N"
+                  f"   (train stages per worker: {places})")
+            print(f"              machine busy {cores:.2f} of {os.cpu_count()} cores meanwhile (everyone's "
+                  f"processes); the workbench client {client_cpu:.2f} CPU s per trial")
+        print(f"  2 workers / 1 worker (trials 2..N): {rates[2]:.1f} / {rates[1]:.1f} = {rates[2] / rates[1]:.2f}x")
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -332,6 +405,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--section", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--repeats", type=int, default=7, help="overhead: timed runs per runner")
     parser.add_argument("--trials", type=int, default=8, help="sweep: trials per sweep")
+    parser.add_argument("--sweep-projects", nargs="+", choices=SWEEP_PROJECTS, default=list(SWEEP_PROJECTS),
+                        help="sweep: the example, and/or a project whose one stage sleeps")
+    parser.add_argument("--sleep", type=float, default=3.0, help="sweep: seconds the sleepy project's stage sleeps")
     parser.add_argument("--dir", default=None, help="where the temp workspaces and worker caches go")
     return parser
 
@@ -352,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         if "bytes" in args.section:
             sent_bytes(root / "bytes")
         if "sweep" in args.section:
-            sweep(root / "sweep", args.trials)
+            sweep(root / "sweep", args.sweep_projects, args.trials, args.sleep)
     except KeyboardInterrupt:
         sys.exit(f"interrupted; the cluster is stopped, its logs and the workspaces are kept in {root}")
     except BaseException:

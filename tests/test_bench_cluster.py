@@ -9,7 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_cluster import CHAIN, chain_manifest, parser, per_stage_ms, steady_rate  # noqa: E402
+from bench_cluster import (CHAIN, SLEEPY_MANIFEST, chain_manifest, parser, per_stage_ms,  # noqa: E402
+                           steady_rate, write_sleepy)
 
 from workbench.core.manifest import parse_manifest  # noqa: E402
 
@@ -17,6 +18,7 @@ from workbench.core.manifest import parse_manifest  # noqa: E402
 def test_the_sections_default_to_all_and_an_unknown_one_is_refused():
     args = parser().parse_args([])
     assert args.section == ["overhead", "bytes", "sweep"] and args.repeats == 7 and args.trials == 8
+    assert args.sweep_projects == ["telco-churn", "sleepy"]
     assert parser().parse_args(["--section", "bytes", "--trials", "4"]).section == ["bytes"]
     with pytest.raises(SystemExit):
         parser().parse_args(["--section", "latency"])
@@ -27,6 +29,17 @@ def test_the_timed_project_is_a_chain_every_stage_of_which_a_params_edit_reruns(
     assert list(stages) == [f"s{n}" for n in range(1, CHAIN + 1)]
     assert [stages[f"s{n}"].depends_on for n in range(1, CHAIN + 1)] == [()] + [(f"s{n}",) for n in range(1, CHAIN)]
     assert all([ref.key for ref in stage.params] == ["common"] for stage in stages.values())
+
+
+def test_the_sleepy_project_has_the_swept_params_and_its_stage_reads_them(tmp_path):
+    import tomllib
+
+    write_sleepy(tmp_path, 0.5)
+    stage = parse_manifest(SLEEPY_MANIFEST).stages["train"]
+    assert [ref.key for ref in stage.params] == ["train"]
+    params = tomllib.loads((tmp_path / "sleepy" / "params.toml").read_text())["train"]
+    assert set(params) == {"learning_rate", "num_leaves"}
+    assert "time.sleep(0.5)" in (tmp_path / "sleepy" / "train.py").read_text()
 
 
 def test_per_stage_is_the_median_run_over_its_stages_and_the_steady_rate_skips_the_first_trial():
