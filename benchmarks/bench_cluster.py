@@ -3,7 +3,7 @@ processes started here (this checkout first on their import path, each worker wi
 cache folder in $WORKBENCH_WORKER_CACHE, all stopped at the end, also on Ctrl-C):
 
     python benchmarks/bench_cluster.py [--section overhead bytes sweep] [--repeats 7] [--trials 8]
-                                       [--dir /tmp]
+                                       [--sweep-projects telco-churn sleepy] [--sleep 3] [--dir /tmp]
 
 Workers are started as `dask worker ADDR --nthreads 1 --resources "cpus=1"`: one stage (of
 `cpus = 1`) at a time each. Sections (all three by default):
@@ -16,8 +16,12 @@ overhead  Per-stage overhead of `--runner cluster` (one worker) against the loca
           snapshot sent); then --repeats rounds, each editing the params section all five stages
           read (there is no `--force`: an edit is how a rerun of every stage is forced) and timing
           one `session.run` per runner, the runners in turn so a busy moment hits all. Printed:
-          the median wall time of a run divided by its 5 stages, per runner, and the differences
-          (target: cluster minus docker warm under 150 ms).
+          the median wall time of a run divided by its 5 stages, per runner, split into the time
+          in the stage (its process, as the lineage records it) and around it; and the
+          differences (target: cluster minus docker warm under 150 ms). While the worker runs
+          stages with its Python (a new process per stage, as `--runner local`), cluster minus
+          local is the cluster's own cost and cluster minus docker also holds local's slower
+          stage start; once stages run in the worker's warm worker, cluster minus docker is it.
 bytes     Bytes sent to the worker for a second run after a params edit: projects/telco-churn on
           a one-worker cluster, run, `train.learning_rate` edited, run again. Printed: objects and
           bytes sent (ClusterRunner's `sent` and `sent_bytes`: snapshot and upstream objects the
@@ -25,9 +29,12 @@ bytes     Bytes sent to the worker for a second run after a params edit: project
 sweep     A sweep's trials per minute on 1 and on 2 workers: the sweep of bench_sweep.py
           (random sampler, seed 1, --trials trials over train.learning_rate and
           train.num_leaves) through SweepService with jobs=2 (two trials at once), on a fresh
-          cluster and workspace copy for each worker count. Printed: trials/min over the whole
-          sweep and over trials 2..N (the first runs validate alone), which worker ran each
-          trial's train, and the ratio 2 workers / 1 worker.
+          cluster and workspace for each worker count; on the example (its stages compute: on
+          this machine's cores two workers compete with each other and the client) and on
+          `sleepy`, one stage that sleeps --sleep seconds (what the cluster's capacity gives when
+          the cores are elsewhere, as on real worker machines). Printed: trials/min over the
+          whole sweep and over trials 2..N (the first runs alone), which worker ran each trial's
+          train, the machine's busy cores meanwhile, and the ratio 2 workers / 1 worker.
 
 Figures need `dask` (pip install -e .[cluster]) and, for the docker baseline, a Docker engine.
 """
