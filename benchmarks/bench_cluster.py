@@ -2,7 +2,7 @@
 processes started here (this checkout first on their import path, each worker with its own
 cache folder in $WORKBENCH_WORKER_CACHE, all stopped at the end, also on Ctrl-C):
 
-    python benchmarks/bench_cluster.py [--section overhead bytes sweep] [--repeats 7] [--trials 8]
+    python benchmarks/bench_cluster.py [--section overhead bytes sweep] [--repeats 7] [--trials 9]
                                        [--sweep-projects telco-churn sleepy] [--sleep 3] [--dir /tmp]
 
 Workers are started as `dask worker ADDR --nthreads 1 --resources "cpus=1"`: one stage (of
@@ -33,7 +33,8 @@ sweep     A sweep's trials per minute on 1 and on 2 workers: the sweep of bench_
           this machine's cores two workers compete with each other and the client) and on
           `sleepy`, one stage that sleeps --sleep seconds (what the cluster's capacity gives when
           the cores are elsewhere, as on real worker machines). Printed: trials/min over the
-          whole sweep and over trials 2..N (the first runs alone), which worker ran each trial's
+          whole sweep and over trials 2..N (the first runs alone; with an odd --trials the rest
+          run in pairs, so none runs alone at the end), which worker ran each trial's
           train, the machine's busy cores meanwhile, and the ratio 2 workers / 1 worker.
 
 Figures need `dask` (pip install -e .[cluster]) and, for the docker baseline, a Docker engine.
@@ -411,7 +412,8 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--repeats", type=int, default=7, help="overhead: timed runs per runner")
-    parser.add_argument("--trials", type=int, default=8, help="sweep: trials per sweep")
+    parser.add_argument("--trials", type=int, default=9,
+                        help="sweep: trials per sweep (odd: trials 2..N then run in pairs, none alone at the end)")
     parser.add_argument("--sweep-projects", nargs="+", choices=SWEEP_PROJECTS, default=list(SWEEP_PROJECTS),
                         help="sweep: the example, and/or a project whose one stage sleeps")
     parser.add_argument("--sleep", type=float, default=3.0, help="sweep: seconds the sleepy project's stage sleeps")

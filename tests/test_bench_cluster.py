@@ -17,7 +17,7 @@ from workbench.core.manifest import parse_manifest  # noqa: E402
 
 def test_the_sections_default_to_all_and_an_unknown_one_is_refused():
     args = parser().parse_args([])
-    assert args.section == ["overhead", "bytes", "sweep"] and args.repeats == 7 and args.trials == 8
+    assert args.section == ["overhead", "bytes", "sweep"] and args.repeats == 7 and args.trials == 9
     assert args.sweep_projects == ["telco-churn", "sleepy"]
     assert parser().parse_args(["--section", "bytes", "--trials", "4"]).section == ["bytes"]
     with pytest.raises(SystemExit):
