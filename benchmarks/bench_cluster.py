@@ -3,7 +3,8 @@ processes started here (this checkout first on their import path, each worker wi
 cache folder in $WORKBENCH_WORKER_CACHE, all stopped at the end, also on Ctrl-C):
 
     python benchmarks/bench_cluster.py [--section overhead bytes sweep] [--repeats 7] [--trials 9]
-                                       [--sweep-projects telco-churn sleepy] [--sleep 3] [--dir /tmp]
+                                       [--sweep-projects telco-churn sleepy] [--sleep 3] [--sweep-rounds 2]
+                                       [--dir /tmp]
 
 Workers are started as `dask worker ADDR --nthreads 1 --resources "cpus=1"`: one stage (of
 `cpus = 1`) at a time each. Sections (all three by default):
@@ -35,7 +36,8 @@ sweep     A sweep's trials per minute on 1 and on 2 workers: the sweep of bench_
           the cores are elsewhere, as on real worker machines). Printed: trials/min over the
           whole sweep and over trials 2..N (the first runs alone; with an odd --trials the rest
           run in pairs, so none runs alone at the end), which worker ran each trial's
-          train, the machine's busy cores meanwhile, and the ratio 2 workers / 1 worker.
+          train, the machine's busy cores meanwhile, and the ratio of the medians over
+          --sweep-rounds rounds (1 then 2 workers, alternated) of 2 workers / 1 worker.
 
 Figures need `dask` (pip install -e .[cluster]) and, for the docker baseline, a Docker engine.
 """
@@ -388,22 +390,25 @@ def sweep_on(root: Path, project: str, workers: int, trials: int, seconds: float
     return trials / wall * 60, steady_rate(marks), where, cores, client_cpu
 
 
-def sweep(root: Path, projects: list[str], trials: int, seconds: float) -> None:
+def sweep(root: Path, projects: list[str], trials: int, seconds: float, rounds: int) -> None:
     for project in projects:
         what = "telco-churn (validate, then train and evaluate per trial)" if project == "telco-churn" else \
             f"sleepy (one stage per trial that sleeps {seconds:g} s)"
-        print(f"== sweep: {trials} trials of {what}; jobs=2, workers --nthreads 1 --resources cpus=1")
-        rates = {}
-        for workers in (1, 2):
-            whole, steady, where, cores, client_cpu = sweep_on(root / f"{project}-{workers}", project, workers,
-                                                               trials, seconds)
-            rates[workers] = steady
-            places = ", ".join(f"{w}: {n}" for w, n in sorted(where.items()))
-            print(f"  {workers} worker(s): {whole:5.1f} trials/min whole sweep, {steady:5.1f} trials/min trials 2..N"
-                  f"   (train stages per worker: {places})")
-            print(f"              machine busy {cores:.2f} of {os.cpu_count()} cores meanwhile (everyone's "
-                  f"processes); the workbench client {client_cpu:.2f} CPU s per trial")
-        print(f"  2 workers / 1 worker (trials 2..N): {rates[2]:.1f} / {rates[1]:.1f} = {rates[2] / rates[1]:.2f}x")
+        print(f"== sweep: {trials} trials of {what}; jobs=2, workers --nthreads 1 --resources cpus=1; "
+              f"{rounds} round(s) of 1 then 2 workers")
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        for round_ in range(1, rounds + 1):  # alternated, so a busy moment of the machine hits both
+            for workers in (1, 2):
+                whole, steady, where, cores, client_cpu = sweep_on(root / f"{project}-{round_}-{workers}", project,
+                                                                   workers, trials, seconds)
+                rates[workers].append(steady)
+                places = ", ".join(f"{w}: {n}" for w, n in sorted(where.items()))
+                print(f"  {workers} worker(s): {whole:5.1f} trials/min whole sweep, {steady:5.1f} trials/min "
+                      f"trials 2..N   (train stages per worker: {places}; machine busy {cores:.2f} of "
+                      f"{os.cpu_count()} cores, everyone's processes; the client {client_cpu:.2f} CPU s per trial)")
+        one, two = statistics.median(rates[1]), statistics.median(rates[2])
+        print(f"  2 workers / 1 worker (trials 2..N, median of {rounds}): {two:.1f} / {one:.1f} trials/min = "
+              f"{two / one:.2f}x")
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -417,6 +422,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep-projects", nargs="+", choices=SWEEP_PROJECTS, default=list(SWEEP_PROJECTS),
                         help="sweep: the example, and/or a project whose one stage sleeps")
     parser.add_argument("--sleep", type=float, default=3.0, help="sweep: seconds the sleepy project's stage sleeps")
+    parser.add_argument("--sweep-rounds", type=int, default=2, help="sweep: sweeps on 1 and on 2 workers, alternated")
     parser.add_argument("--dir", default=None, help="where the temp workspaces and worker caches go")
     return parser
 
@@ -425,8 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.trials < 3:
         parser().error("--trials must be at least 3 (the steady state is trials 2..N, two at once)")
-    if args.repeats < 1:
-        parser().error("--repeats must be at least 1")
+    if args.repeats < 1 or args.sweep_rounds < 1:
+        parser().error("--repeats and --sweep-rounds must be at least 1")
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="bench-cluster-", dir=args.dir))
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         if "bytes" in args.section:
             sent_bytes(root / "bytes")
         if "sweep" in args.section:
-            sweep(root / "sweep", args.sweep_projects, args.trials, args.sleep)
+            sweep(root / "sweep", args.sweep_projects, args.trials, args.sleep, args.sweep_rounds)
     except KeyboardInterrupt:
         sys.exit(f"interrupted; the cluster is stopped, its logs and the workspaces are kept in {root}")
     except BaseException:
