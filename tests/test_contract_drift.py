@@ -42,6 +42,25 @@ def test_a_batch_that_breaks_the_contract_is_reported_as_such_by_line(ws):
     assert "⊘ breaks the contract" in listed.stdout and "no drift" not in listed.stdout
 
 
+def test_a_batch_that_breaks_the_contract_is_alerted_as_such_not_as_drift(ws):
+    from tests.notify_receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        (ws / "workspace.toml").write_text(f'[[notify.webhooks]]\nurl = "{receiver.url}"\n')
+        rows = sales(200, seed=4)
+        rows[9]["plan"] = "platinum"  # line 11
+        batch(ws, "odd.csv", rows)
+        assert workbench(ws, "drift", "shop", "odd.csv", "--runner", "local").returncode == 3
+        assert workbench(ws, "notify", "sync").returncode == 0
+        kinds = [body["kind"] for body in receiver.bodies()]
+    finally:
+        receiver.stop()
+    assert kinds == ["contract_broken"], kinds
+    assert "batch data/incoming/odd.csv breaks the contract" in receiver.bodies()[0]["summary"]
+    assert "(line 11: platinum)" in receiver.bodies()[0]["summary"]
+
+
 def test_a_batch_that_keeps_the_contract_is_judged_on_drift(ws):
     rows = sales(120, seed=5)  # fewer rows than min_rows: a batch is a slice, not the data
     for row in rows:

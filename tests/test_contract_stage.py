@@ -175,3 +175,25 @@ def test_a_project_stage_named_contract_is_refused_while_contracts_exist(workspa
     code, shown = run(workspace, capsys)
     assert code == 1 and [s["stage"] for s in shown["stages"]] == ["contract"]
     assert "rename it in workbench.toml" in shown["stages"][0]["reason"]
+
+
+def test_a_broken_contract_reaches_a_webhook_as_contract_broken(workspace, capsys):
+    """Through `workbench run` and `notify sync`, to a real HTTP receiver: the run's data breaks
+    its contract, and the alert says which column and line."""
+    from tests.notify_receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        (workspace / "workspace.toml").write_text(f'[[notify.webhooks]]\nurl = "{receiver.url}"\n'
+                                                  'events = ["contract_broken"]\n')
+        data = workspace / "shop" / "data" / "orders.csv"
+        assert cli(workspace, capsys, "contract", "infer", str(data), "--write")[0] == 0
+        data.write_text(ORDERS + "41,12.5,XX\n")  # line 42: a country the contract does not allow
+        code, shown = run(workspace, capsys)
+        assert code == 1 and shown["status"] == "failed"
+        assert cli(workspace, capsys, "notify", "sync")[0] == 0
+        (body,) = receiver.bodies()
+    finally:
+        receiver.stop()
+    assert body["kind"] == "contract_broken" and body["project"] == "shop"
+    assert "the data broke its contract in run" in body["summary"] and "line 42: XX" in body["summary"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.core.contract import CONTRACT_STAGE
+from workbench.core.drift_report import BREAKS_CONTRACT
 from workbench.core.model import RunRecord, RunStatus, StageStatus, Trigger
 
 Alert = tuple[str, str, dict[str, Any]]
@@ -22,6 +24,12 @@ def run_alerts(record: RunRecord) -> list[Alert]:
     alerts: list[Alert] = []
     details = {"run_id": record.id, "status": str(record.status), "trigger": str(record.trigger),
                "duration_s": round(record.duration_s, 3) if record.duration_s is not None else None}
+    contract = next((s for s in record.stages if s.stage == CONTRACT_STAGE), None)
+    if contract is not None and contract.status is StageStatus.FAILED:
+        # The data broke its contract: said as such (the run_failed below says the run stopped).
+        alerts.append(("contract_broken", f"{record.project}: the data broke its contract in run {record.id}: "
+                                          f"{contract.reason or 'see the contract stage'}",
+                       details | {"reason": contract.reason, "metrics": dict(contract.metrics)}))
     if record.status is RunStatus.FAILED:
         failed = [s for s in record.stages if s.status is StageStatus.FAILED]
         why = (f"stage {failed[0].stage} failed" + (f" (exit {failed[0].exit_code})" if failed[0].exit_code else "")
@@ -58,6 +66,10 @@ def batch_alerts(project: str, batch_id: int, path: str, report, retrain: str) -
     """batch_drifted and batch_decayed for a checked batch's core.drift_report.DriftReport."""
     alerts: list[Alert] = []
     details = {"batch_id": batch_id, "batch": path, "rows": report.rows, "retrain": retrain}
+    if report.status == BREAKS_CONTRACT:  # neither drifted nor clean: the data is not valid
+        alerts.append(("contract_broken", f"{project}: batch {path} breaks the contract: {report.rule}",
+                       details | {"rule": report.rule}))
+        return alerts
     if report.drifted:
         columns = report.drifted_columns
         shown = ", ".join(columns[:5]) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
