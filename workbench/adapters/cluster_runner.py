@@ -237,8 +237,12 @@ class ClusterRunner:
                 return self._gave_up(attempts, started, exc)
             if not self._scheduler_answers():
                 return self._lost(future, started, exc)
-            return StageOutcome(StageStatus.FAILED, None, f"the cluster could not run the stage: {exc}", [],
-                                started, _now())
+            reason = f"the cluster could not run the stage: {exc}"
+            if isinstance(exc, TypeError) and "run_remote_stage()" in str(exc):
+                # A worker from before the request had a protocol field: its arguments differ.
+                reason = (f"a cluster worker runs another workbench version (its stage task takes other "
+                          f"arguments: {exc}); install the same workbench version on the workers as here")
+            return StageOutcome(StageStatus.FAILED, None, reason, [], started, _now())
         return self._finish(job, result, store, on_log, cancel)
 
     def _send(self, key: str, need: dict, sources: dict[str, Path], client, on_log: LogSink) -> None:

@@ -65,7 +65,7 @@ COLUMNS = (
     Column("reused", "REUSE", 5, 3, right=True),
     Column("metric", "METRIC", 8, 1, right=True),
     Column("gates", "GATES", 5, 1),
-    Column("runner", "RUNNER", 6, 5),
+    Column("runner", "RUNNER", 7, 5),  # "cluster"
 )
 TRIGGER_SHORT = {"reproduce": "repro"}
 
