@@ -102,6 +102,10 @@ def test_a_run_on_the_cluster_matches_a_local_run_and_sends_no_object_twice(clus
         assert (stage.worker, stage.host) == (worker, host)
         assert stage.image_id == docker.from_env().images.get(stage.image_id).id
     assert local.image_id == stored.stages[0].image_id  # one engine here: the workers found the same image
+    shown = subprocess.run(["workbench", "show", str(remote.id)], cwd=tmp_path / "remote", capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}, timeout=60)
+    worker, host = runner.ran_on[(remote.id, "fit")]
+    assert f"on {worker} ({host})" in shown.stdout, shown.stdout
     assert any(line.startswith("warm worker ready") for line in lines), lines  # the worker's own warm worker
     # Each worker's cache holds what it was sent (the worker caches are separate folders).
     assert any((cache / "objects").exists() for cache in caches)

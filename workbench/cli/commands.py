@@ -85,11 +85,7 @@ def cmd_show(args: argparse.Namespace, printer: Printer, workspace: Path) -> int
     for col in ("stage", "status", "duration", "detail"):
         table.add_column(col)
     for stage in record.stages:
-        detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
-        if stage.worker:
-            detail = f"{detail} · " if detail else ""
-            detail += f"on {stage.worker} ({stage.host})"
-        table.add_row(escape(stage.stage), glyph(stage.status), fmt_duration(stage.duration_s), escape(detail))
+        table.add_row(escape(stage.stage), glyph(stage.status), fmt_duration(stage.duration_s), escape(stage.detail))
     con.print(table)
     for stage in record.stages:
         if str(stage.status) == "failed" and stage.log_tail:

@@ -90,6 +90,16 @@ class StageResult:
     image_id: str = ""
     """The image the stage ran in there (the worker's own build of the environment)."""
 
+    @property
+    def detail(self) -> str:
+        """One line for a stage table: why it failed or was skipped, where it was reused from,
+        and the cluster worker that ran it."""
+        text = self.reason or (f"reused from run {self.reused_from_run}" if self.reused_from_run else "")
+        if self.worker:
+            text = f"{text} · " if text else ""
+            text += f"on {self.worker} ({self.host})"
+        return text
+
 
 @dataclass(frozen=True)
 class ColumnProfile:

@@ -84,8 +84,7 @@ class LiveRun:
             result = event.result
             state = self.stages.setdefault(result.stage, StageState(result.stage))
             state.status, state.duration_s = str(result.status), result.duration_s
-            state.detail = result.reason or (f"reused from run {result.reused_from_run}"
-                                             if result.reused_from_run else "")
+            state.detail = result.detail
             if self.progress and self.progress[0] == result.stage:
                 self.progress = None
             if all(s.status not in ("pending", "running") for s in self.stages.values()):

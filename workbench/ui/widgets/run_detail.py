@@ -257,7 +257,7 @@ class RunDetail(Vertical):
         palette = Palette.of(self.app)
         rows = []
         for stage in record.stages:
-            detail = stage.reason or (f"reused from run {stage.reused_from_run}" if stage.reused_from_run else "")
+            detail = stage.detail
             rows.append((stage.stage, (stage.stage, Text(fmt.status_text(stage.status),
                                                          palette.tone(fmt.tone(stage.status))),
                                        fmt.duration(stage.duration_s) if str(stage.status) != "reused" else "—",
