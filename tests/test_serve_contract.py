@@ -177,3 +177,24 @@ def test_a_swap_brings_the_other_versions_contract_and_a_release_without_one_che
 def test_a_bad_policy_is_refused():
     with pytest.raises(ValueError, match="report, reject"):
         wb_serve.build_app(None, "production", contract_policy="warn")
+
+
+def test_serve_status_shows_the_breaches_per_version_from_the_servers_metrics(tmp_path):
+    from workbench.cli.serve_command import _contract_lines
+    from workbench.services.serving_stats import parse_metrics, totals
+
+    holder, client, _ = client_for(tmp_path, "report")
+    with client:
+        client.post("/predict", json=[ROW | {"tenure": 99}, ROW | {"tenure": 70, "contract": "weekly"}])
+        release(tmp_path, "production", 2, contract_json())
+        assert holder.refresh()
+        client.post("/predict", json=[ROW | {"tenure": None}])
+        client.post("/predict", json=[ROW])
+        stats = totals("http://127.0.0.1:1", parse_metrics(client.get("/metrics").text))
+    by_version = {row.version: row.contract_breaches for row in stats.rows}
+    assert by_version == {"1": (("tenure", "max", 2), ("contract", "categories", 1)),
+                          "2": (("tenure", "nullable", 1),)}
+    assert stats.rows[0].as_json()["contract_breaches"][0] == {"column": "tenure", "rule": "max", "count": 2}
+    assert _contract_lines(stats.rows) == [
+        "  [yellow]version 1 (champion): contract breaches: tenure max 2, contract categories 1[/]",
+        "  [yellow]version 2 (champion): contract breaches: tenure nullable 1[/]"]
