@@ -35,10 +35,11 @@ def served_contract(contract: Contract, target: str | None) -> dict:
         rules: dict = {"nullable": column.nullable, "severity": column.severity}
         if column.type is not None:
             rules["type"] = column.type
-        if column.min is not None:
-            rules["min"] = column.min
-        if column.max is not None:
-            rules["max"] = column.max
+        for key, bound in (("min", column.min), ("max", column.max)):
+            if bound is not None:
+                # an integer column's bounds as integers, so a refusal says "at most 80", not 80.0
+                whole = column.type == "integer" and isinstance(bound, float) and bound.is_integer()
+                rules[key] = int(bound) if whole else bound
         if column.categories is not None:
             rules["categories"] = list(column.categories)
         columns[column.name] = rules

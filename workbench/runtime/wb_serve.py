@@ -28,7 +28,11 @@ challenger with no model, or serving the champion's own version, stands aside.
 Requests are checked against the schema of the training data (`--schema`, a JSON file the host
 writes: column names and kinds, the target left out): unknown or missing columns, values of the
 wrong type, bad JSON and oversized bodies get a 4xx naming the problem, and any other error of
-the project's predict function a 422 naming it, never a 500.
+the project's predict function a 422 naming it, never a 500. Each request is also held to the
+per-row rules of the answering version's data contract (its release's contract.json: type,
+nullable, min, max, categories per column), swapped with the model: `--contract report` answers
+a breaking request and says so (body "contract", header X-Contract, /metrics, the traffic log),
+`--contract reject` refuses it with a 422 naming row, column, rule and value.
 
 With `--traffic DIR` every request's outcome is also appended to a traffic log in DIR, and
 POST /feedback takes true labels by request id into the same folder (wb_traffic.py: the

@@ -4,6 +4,8 @@ alias's deploy pointer, so a promotion or rollback swaps what it answers with (r
 Starting: the alias must point at a release; the serving image is the project's environment
 image plus FastAPI and uvicorn (serving_image.py); the training data's columns are written to a
 schema file the server checks requests against; the server is up once /health answers 200.
+A promotion writes into each release the columns (schema.json) and the per-row rules of the data
+contract (contract.json) its version was trained under, both from the version's run.
 """
 
 from __future__ import annotations
