@@ -127,7 +127,6 @@ def check_records(records: list[dict], schema: Schema | None) -> None:
                 raise RequestProblem(422, f"record {index}: column {name!r} must be true or false, got {value!r}")
 
 
-
 # -- the data contract -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
