@@ -83,7 +83,7 @@ def client_for(root: Path, policy: str, contract: str | None = None):
     return holder, TestClient(app, raise_server_exceptions=False), logged
 
 
-BROKEN = [  # (a value that breaks it, the column, the rule)
+BROKEN = [  # (the change that breaks it, the column, the rule, the value reported)
     ({"tenure": 2.5}, "tenure", "type", 2.5),
     ({"tenure": None}, "tenure", "nullable", None),
     ({"tenure": -1}, "tenure", "min", -1),
