@@ -198,3 +198,19 @@ def test_serve_status_shows_the_breaches_per_version_from_the_servers_metrics(tm
     assert _contract_lines(stats.rows) == [
         "  [yellow]version 1 (champion): contract breaches: tenure max 2, contract categories 1[/]",
         "  [yellow]version 2 (champion): contract breaches: tenure nullable 1[/]"]
+
+
+def test_a_canary_answer_is_held_to_the_challengers_contract(tmp_path):
+    release(tmp_path, "production", 1, contract_json())
+    release(tmp_path, "staging", 2, contract_json(CONTRACT.replace("max = 60", "max = 120")))
+    holders = [wb_serve.ModelHolder(str(tmp_path / "deploy" / "p" / alias), None, None, None)
+               for alias in ("production", "staging")]
+    assert all(holder.refresh() for holder in holders)
+    router = wb_serve.CanaryRouter(holders[0], holders[1], 1.0, False)  # every key to the challenger
+    app = wb_serve.build_app(holders[0], "production", router=router, contract_policy="reject")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/predict", json=[ROW | {"tenure": 99}])
+        assert response.status_code == 200 and response.headers["X-Model-Role"] == "challenger", response.text
+        response = client.post("/predict", json=[ROW | {"tenure": 121}])
+        assert response.status_code == 422 and "at most 120" in response.json()["error"], response.text
+        assert 'column="tenure",rule="max",version="2",role="challenger"} 1' in client.get("/metrics").text
