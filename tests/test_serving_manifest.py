@@ -30,3 +30,15 @@ def test_a_bad_serving_predict_names_the_key(value, words):
 def test_an_unknown_serving_key_is_an_error():
     with pytest.raises(ManifestError, match="serving.canery"):
         parse_manifest(BASE + '[serving]\ncanery = 0.1\n')
+
+
+def test_serving_contract_policy_is_read_and_defaults_to_report():
+    assert parse_manifest(BASE).serving.contract == "report"
+    assert parse_manifest(BASE + '[serving]\ncontract = "reject"\n').serving.contract == "reject"
+
+
+@pytest.mark.parametrize("value, words", [('"warn"', "must be one of report, reject"), ("true", "must be")])
+def test_a_bad_serving_contract_policy_names_the_key(value, words):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(BASE + f"[serving]\ncontract = {value}\n")
+    assert "serving.contract" in str(info.value) and words in str(info.value), str(info.value)

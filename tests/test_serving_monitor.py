@@ -295,3 +295,22 @@ def test_a_retrained_version_put_in_staging_by_auto_staging_is_said_to_be_behind
     assert session.registry.version(("shop"), staged).run_id == record.id
     assert f"traffic retrain run {record.id}: succeeded -> version {staged}, in staging by [promotion] " \
            "auto_staging: production's canary and shadow follow it" in said, said
+
+
+def test_rows_that_broke_the_data_contract_are_left_out_of_traffic_batches_and_counted(shop):
+    ws, session, folder = shop
+    said = []
+    requests = requests_of(sales(400, seed=6))
+    for index, broken in ((0, [2, 5]), (1, list(range(10)))):  # the server's contract_rows (wb_traffic.py)
+        requests[index]["contract_rows"] = broken
+        for row in broken:
+            requests[index]["inputs"][row]["amount"] = 99_999.0
+    write_segment(folder, REQUESTS, requests, opened_ms=1000)
+    monitor = ServingMonitor(session, "shop", said.append)
+    assert monitor.tick(NOW) is None and monitor.pending_rows == 388  # not batch_rows (400) yet
+    batch = monitor.tick(NOW + 5 * 60)  # batch_minutes later
+    assert (batch.rows, batch.requests, batch.left_out) == (388, 40, 12)
+    rows, _ = table(batch.path)
+    assert len(rows) == 388 and all(float(r[0]) != 99_999.0 for r in rows)
+    monitor.wait(60)
+    assert "12 served row(s) left out: they broke the data contract" in said[0], said

@@ -79,6 +79,8 @@ class ServerSpec:
     """The host folder of the traffic log (made by prepare_traffic_dir), None: no log."""
     segment_rows: int = 5_000
     segment_s: float = 60.0
+    contract: str = "report"
+    """`[serving] contract`: a request breaking the data contract is answered and reported, or refused."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def start_server(client: docker.DockerClient, spec: ServerSpec, state_dir: Path)
               Mount(f"{SCHEMA}/schema.json", str(spec.schema_dir / "schema.json"), type="bind", read_only=True)]
     command = ["python", f"{LIB}/wb_serve.py", "--deploy", DEPLOY, "--alias", spec.alias,
                "--port", str(CONTAINER_PORT), "--poll-s", str(spec.poll_s),
-               "--schema", f"{SCHEMA}/schema.json"]
+               "--schema", f"{SCHEMA}/schema.json", "--contract", spec.contract]
     if spec.predict and spec.project_dir is not None:
         mounts.append(Mount(PROJECT, str(spec.project_dir), type="bind", read_only=True))
         command += ["--project", PROJECT, "--predict", spec.predict]

@@ -70,6 +70,9 @@ class Request:
     inputs: list
     outputs: list | None
     error: str = ""
+    contract_rows: tuple[int, ...] = ()
+    """The rows of `inputs` that broke the answering version's data contract (the line's
+    `contract_rows`; runtime/wb_traffic.py)."""
 
 
 def traffic_dir(state_dir: Path, project: str, alias: str | None = None) -> Path:
@@ -146,8 +149,13 @@ def as_request(line: dict | None) -> Request | None:
         return None
     if outputs is not None and (not isinstance(outputs, list) or len(outputs) != len(inputs)):
         outputs = None
+    broken = line.get("contract_rows")
+    # untrusted like the rest: only row numbers of this request's inputs count
+    contract_rows = tuple(sorted({r for r in broken if _integer(r) and 0 <= r < len(inputs)})) \
+        if isinstance(broken, list) else ()
     return Request(request_id, str(line.get("alias", "")), str(line.get("role", "champion")), line.get("version"),
-                   int(status), float(seconds), float(at), inputs, outputs, str(line.get("error") or ""))
+                   int(status), float(seconds), float(at), inputs, outputs, str(line.get("error") or ""),
+                   contract_rows)
 
 
 def read_requests(segment: Segment, start: int = 0) -> Iterator[tuple[int, Request | None]]:

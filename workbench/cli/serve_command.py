@@ -155,7 +155,19 @@ def _status(service, printer: Printer, as_json: bool) -> int:
             printer.out.print("  no requests yet")
         else:
             printer.out.print(Padding(_stats_table(served.rows), (0, 0, 0, 2), expand=False))
+            for line in _contract_lines(served.rows):
+                printer.out.print(line)
     return EXIT_OK
+
+
+def _contract_lines(rows) -> list[str]:
+    """One line per version and role whose requests broke its data contract (values by column and rule)."""
+    lines = []
+    for row in rows:
+        if row.contract_breaches:
+            said = ", ".join(f"{escape(column)} {rule} {count:,}" for column, rule, count in row.contract_breaches)
+            lines.append(f"  [yellow]version {row.version} ({row.role}): contract breaches: {said}[/]")
+    return lines
 
 
 def _live_quality(service, project: str, alias: str) -> dict:

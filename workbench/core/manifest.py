@@ -151,6 +151,10 @@ class EvaluationSpec:
     numbers (1, true), or the one of yes/true/1/positive among two strings."""
 
 
+SERVING_CONTRACT_POLICIES = ("report", "reject")
+"""`[serving] contract`: a request that breaks the contract is answered and reported, or refused."""
+
+
 @dataclass(frozen=True)
 class ServingSpec:
     """How `workbench serve` predicts with a released model (`[serving]`); see docs/serving.md."""
@@ -180,6 +184,10 @@ class ServingSpec:
     log_max_mb: int = 256
     """The project's traffic log (requests and feedback, every alias) is kept under this many MiB
     (1 to 1,000,000): the oldest closed segments past it are deleted."""
+    contract: str = "report"
+    """What the server does with a request that breaks the data contract of the version answering
+    it (its release's contract.json): `report` answers it and says so (response, header,
+    /metrics, traffic log), `reject` refuses it with a 422 naming row, column, rule and value."""
 
 
 @dataclass(frozen=True)
@@ -421,10 +429,15 @@ def _parse_serving(table: _Reader) -> ServingSpec:
     batch_rows = table.integer("batch_rows", 10_000, 1, 10_000_000)
     batch_minutes = table.number("batch_minutes", 60.0, 0.1, 10_080.0)
     log_max_mb = table.integer("log_max_mb", 256, 1, 1_000_000)
+    contract = table.get("contract", str, default=ServingSpec.contract)
+    if contract not in SERVING_CONTRACT_POLICIES:
+        raise table.fail("contract", f"must be one of {', '.join(SERVING_CONTRACT_POLICIES)} (what the server does "
+                                     f"with a request that breaks the data contract), got {contract!r}")
     table.reject_unknown()
     return ServingSpec(predict=spec, canary=canary, shadow=shadow, log_requests=log_requests,
                        segment_rows=segment_rows, segment_seconds=segment_seconds,
-                       batch_rows=batch_rows, batch_minutes=batch_minutes, log_max_mb=log_max_mb)
+                       batch_rows=batch_rows, batch_minutes=batch_minutes, log_max_mb=log_max_mb,
+                       contract=contract)
 
 
 def _external_links(project: _Reader) -> tuple[str, ...]:

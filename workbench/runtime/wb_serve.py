@@ -28,7 +28,11 @@ challenger with no model, or serving the champion's own version, stands aside.
 Requests are checked against the schema of the training data (`--schema`, a JSON file the host
 writes: column names and kinds, the target left out): unknown or missing columns, values of the
 wrong type, bad JSON and oversized bodies get a 4xx naming the problem, and any other error of
-the project's predict function a 422 naming it, never a 500.
+the project's predict function a 422 naming it, never a 500. Each request is also held to the
+per-row rules of the answering version's data contract (its release's contract.json: type,
+nullable, min, max, categories per column), swapped with the model: `--contract report` answers
+a breaking request and says so (body "contract", header X-Contract, /metrics, the traffic log),
+`--contract reject` refuses it with a 422 naming row, column, rule and value.
 
 With `--traffic DIR` every request's outcome is also appended to a traffic log in DIR, and
 POST /feedback takes true labels by request id into the same folder (wb_traffic.py: the
@@ -52,13 +56,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date as date_type, datetime, timezone
 from typing import Any, Callable
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_ROWS = 100_000
 NUMBER, STRING, BOOLEAN = "number", "string", "boolean"
 RELEASE_SCHEMA = "schema.json"
+RELEASE_CONTRACT = "contract.json"
+CONTRACT_POLICIES = ("report", "reject")
+LISTED_BREACHES = 100
+"""A response or traffic log line lists this many contract breaches at most (all are counted)."""
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -117,6 +125,131 @@ def check_records(records: list[dict], schema: Schema | None) -> None:
                 raise RequestProblem(422, f"record {index}: column {name!r} must be a string, got {value!r}")
             if kind == BOOLEAN and not isinstance(value, bool):
                 raise RequestProblem(422, f"record {index}: column {name!r} must be true or false, got {value!r}")
+
+
+# -- the data contract -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColumnRules:
+    name: str
+    type: str | None
+    nullable: bool
+    low: Any
+    high: Any
+    categories: frozenset | None
+    severity: str
+
+
+def _parse_time(kind: str, value: Any) -> Any:
+    """A date/timestamp column's value (ISO text) as a comparable object; ValueError if it is not one."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return date_type.fromisoformat(value) if kind == "date" else datetime.fromisoformat(value)
+
+
+def _fits_type(kind: str | None, value: Any) -> bool:
+    if kind is None:
+        return True
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or \
+            (isinstance(value, float) and value.is_integer())
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    try:
+        _parse_time(kind, value)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServedContract:
+    """The per-row rules of the data contract this version was trained under (the release's
+    contract.json, written at promotion by workbench.core.served_contract): type, nullable,
+    min, max and categories per column. Batch-level rules (unique, row counts, SQL rules) are not
+    in it: one request cannot break them."""
+
+    source: str
+    columns: tuple[ColumnRules, ...]
+
+    @staticmethod
+    def load(path: str) -> "ServedContract":
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        columns = []
+        for name, rules in data["columns"].items():
+            kind = rules.get("type")
+            low, high = rules.get("min"), rules.get("max")
+            if kind in ("date", "timestamp"):
+                low = None if low is None else _parse_time(kind, low)
+                high = None if high is None else _parse_time(kind, high)
+            categories = rules.get("categories")
+            columns.append(ColumnRules(name, kind, bool(rules.get("nullable", True)), low, high,
+                                       frozenset(categories) if categories is not None else None,
+                                       rules.get("severity", "error")))
+        return ServedContract(str(data.get("source", RELEASE_CONTRACT)), tuple(columns))
+
+    def check(self, records: list[dict]) -> list[dict]:
+        """Every breach of the request's records: {"row", "column", "rule", "value", "severity"},
+        at most one per value (a value of the wrong type is not also judged by its range). Only
+        the columns a record holds are judged (a missing one is the schema check's business)."""
+        breaches = []
+        for row, record in enumerate(records):
+            for rules in self.columns:
+                if rules.name not in record:
+                    continue
+                value = record[rules.name]
+                rule = self._broken(rules, value)
+                if rule is not None:
+                    if isinstance(value, float) and not math.isfinite(value):
+                        value = None if value != value else str(value)  # strict JSON holds no NaN or inf
+                    breaches.append({"row": row, "column": rules.name, "rule": rule, "value": value,
+                                     "severity": rules.severity})
+        return breaches
+
+    @staticmethod
+    def _broken(rules: ColumnRules, value: Any) -> str | None:
+        if value is None or (isinstance(value, float) and value != value):
+            return None if rules.nullable else "nullable"
+        if not _fits_type(rules.type, value):
+            return "type"
+        if rules.categories is not None:
+            try:
+                if value not in rules.categories:
+                    return "categories"
+            except TypeError:  # a list or an object: not a value of any category
+                return "categories"
+        if rules.low is None and rules.high is None:
+            return None
+        if rules.type in ("date", "timestamp"):
+            value = _parse_time(rules.type, value)
+        elif isinstance(value, (str, bool)):
+            return None  # an untyped column's text has no range
+        try:
+            if rules.low is not None and value < rules.low:
+                return "min"
+            if rules.high is not None and value > rules.high:
+                return "max"
+        except TypeError:  # a naive and an aware timestamp: nothing to compare
+            return None
+        return None
+
+    def message(self, breach: dict) -> str:
+        """A refusal naming row, column, rule and value, like the schema check's 422s."""
+        rules = next((c for c in self.columns if c.name == breach["column"]), None)
+        rule = breach["rule"]
+        asks = {"nullable": "a value (not missing)",
+                "type": f"a value of type {rules.type}" if rules else "",
+                "min": f"at least {rules.low}" if rules else "",
+                "max": f"at most {rules.high}" if rules else "",
+                "categories": "one of " + ", ".join(sorted(map(repr, rules.categories)))
+                if rules and rules.categories else ""}.get(rule, "")
+        return (f"record {breach['row']}: column {breach['column']!r} breaks the data contract ({self.source}), "
+                f"rule {rule}: must be {asks}, got {breach['value']!r}")
 
 
 def records_from_csv(text: str, schema: Schema | None) -> list[dict]:
@@ -179,6 +312,8 @@ class Loaded:
     since: str
     schema: Schema | None
     """The training data's columns, requiring this version's features (a swap may change them)."""
+    contract: ServedContract | None = None
+    """The per-row rules of the data contract this version was trained under; None: no contract."""
 
 
 def _now() -> str:
@@ -243,8 +378,12 @@ def load_release(folder: str, project_dir: str | None, predict_spec: str | None,
     # from before that was recorded falls back to the data file's columns at `serve` time.
     schema = Schema.load(os.path.join(folder, RELEASE_SCHEMA)) \
         if os.path.isfile(os.path.join(folder, RELEASE_SCHEMA)) else schema
+    # Its data contract too, so a swap or rollback brings the other version's rules with it; a
+    # release without one (no contract when it was trained, or promoted before contracts) checks none.
+    contract_path = os.path.join(folder, RELEASE_CONTRACT)
+    contract = ServedContract.load(contract_path) if os.path.isfile(contract_path) else None
     loaded = Loaded(meta.get("version"), os.path.basename(folder), predict, features, _now(),
-                    schema.with_required(features) if schema is not None else None)
+                    schema.with_required(features) if schema is not None else None, contract)
     warm = _warm_up_frame(schema, features)
     if warm is not None:
         loaded.predict(warm)
@@ -338,6 +477,8 @@ class Served:
     records: list = field(default_factory=list)
     predictions: list | None = None
     error: str = ""
+    breaches: list = field(default_factory=list)
+    """The records' breaches of the answering version's data contract (ServedContract.check)."""
 
 
 class Router:
@@ -436,6 +577,8 @@ class Metrics:
         self.buckets: dict[tuple[str, str], list[int]] = {}
         self.sums: dict[tuple[str, str], float] = {}
         self.rows: dict[tuple[str, str], int] = {}
+        self.breaches: dict[tuple[str, str, str, str], int] = {}
+        """(column, rule, version, role) -> values that broke the answering version's contract."""
 
     def observe(self, served: Served) -> None:
         label = ("none" if served.version is None else str(served.version), served.role)
@@ -450,6 +593,9 @@ class Metrics:
             self.sums[label] = self.sums.get(label, 0.0) + served.seconds
             if served.status == 200:
                 self.rows[label] = self.rows.get(label, 0) + len(served.records)
+            for breach in served.breaches:
+                key = (breach["column"], breach["rule"]) + label
+                self.breaches[key] = self.breaches.get(key, 0) + 1
 
     def render(self, alias: str, holder: "ModelHolder") -> str:
         loaded = holder.current
@@ -472,6 +618,13 @@ class Metrics:
                       "# TYPE wb_rows_predicted_total counter"]
             for (version, role), count in sorted(self.rows.items()):
                 lines.append(f'wb_rows_predicted_total{{alias="{alias}",version="{version}",role="{role}"}} {count}')
+            if self.breaches:
+                lines += ["# HELP wb_contract_breaches_total Request values that broke the answering version's "
+                          "data contract, by column, rule, model version and role.",
+                          "# TYPE wb_contract_breaches_total counter"]
+            for (column, rule, version, role), count in sorted(self.breaches.items()):
+                lines.append(f'wb_contract_breaches_total{{alias="{alias}",column="{_label(column)}",rule="{rule}",'
+                             f'version="{version}",role="{role}"}} {count}')
         lines += ["# HELP wb_model_version The model version the alias serves now (-1: none loaded).",
                   "# TYPE wb_model_version gauge",
                   f'wb_model_version{{alias="{alias}"}} '
@@ -480,6 +633,11 @@ class Metrics:
                   "# TYPE wb_model_swaps_total counter",
                   f'wb_model_swaps_total{{alias="{alias}"}} {holder.swaps}']
         return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped (column names are the user's)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -542,8 +700,13 @@ def request_id_of(request) -> str:
 
 def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
               max_rows: int = DEFAULT_MAX_ROWS, router: Router | None = None,
-              traffic: Any = None):
-    """`traffic`: a wb_traffic.Journal (the traffic log and /feedback), or None."""
+              traffic: Any = None, contract_policy: str = "report"):
+    """`traffic`: a wb_traffic.Journal (the traffic log and /feedback), or None.
+    `contract_policy`: what a request that breaks the answering version's data contract gets:
+    `report` (answered; the body's "contract" and the X-Contract header say so) or `reject` (a 422
+    naming row, column, rule and value; a breach of a warning-level column is only reported)."""
+    if contract_policy not in CONTRACT_POLICIES:
+        raise ValueError(f"the contract policy must be one of {', '.join(CONTRACT_POLICIES)}, got {contract_policy!r}")
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.background import BackgroundTask
@@ -559,10 +722,15 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         listeners.append(traffic)
 
     def answer(status: int, body: dict, request_id: str, version: Any = None, role: str = CHAMPION,
-               background: Any = None) -> JSONResponse:
+               background: Any = None, breaches: list | None = None) -> JSONResponse:
         headers = {"X-Request-Id": request_id, "X-Model-Role": role}
         if version is not None:
             headers["X-Model-Version"] = str(version)
+        if breaches:
+            headers["X-Contract"] = "broken"
+            body = body | {"contract": breaches[:LISTED_BREACHES]}
+            if len(breaches) > LISTED_BREACHES:
+                body["contract_breaches"] = len(breaches)
         return JSONResponse(body | {"request_id": request_id}, status_code=status, headers=headers,
                             background=background)
 
@@ -599,25 +767,33 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         key = request.headers.get("x-request-key") or request_id
         loaded, role = router.choose(key)  # one version for the whole request: its model and its schema
         records: list = []
+        breaches: list = []
         try:
             records = await read_records(request, loaded.schema if loaded is not None else holder.schema,
                                          max_body, max_rows)
             if loaded is None:
                 raise RequestProblem(503, f"no model loaded yet: {holder.last_error or 'starting'}")
+            if loaded.contract is not None:
+                breaches = loaded.contract.check(records)
+                refused = next((b for b in breaches if b["severity"] == "error"), None) \
+                    if contract_policy == "reject" else None
+                if refused is not None:
+                    raise RequestProblem(422, loaded.contract.message(refused))
             predictions = score(loaded, records)
             served = Served(request_id, key, alias, role, loaded.version, 200, time.perf_counter() - started,
-                            at, records, predictions)
+                            at, records, predictions, breaches=breaches)
         except RequestProblem as problem:
             served = Served(request_id, key, alias, role, loaded.version if loaded else None, problem.status,
-                            time.perf_counter() - started, at, records, None, problem.message)
+                            time.perf_counter() - started, at, records, None, problem.message, breaches)
         for listener in listeners:
             listener(served)
         if served.status != 200:
-            return answer(served.status, {"error": served.error}, request_id, served.version, role)
+            return answer(served.status, {"error": served.error}, request_id, served.version, role,
+                          breaches=served.breaches)
         shadow = router.shadow(key, role)
         background = BackgroundTask(shadow_score, shadow, served) if shadow is not None else None
         return answer(200, {"predictions": served.predictions, "version": served.version}, request_id,
-                      served.version, role, background)
+                      served.version, role, background, served.breaches)
 
     async def shadow_score(shadow: Loaded, answered: Served) -> None:
         """Score an answered request with the shadow model, after the answer is sent (a
@@ -625,13 +801,16 @@ def build_app(holder: ModelHolder, alias: str, max_body: int = DEFAULT_MAX_BODY,
         On the event loop like every prediction, so listeners are called from one thread only.
         Nothing here can reach the caller, so a failure is only recorded."""
         started = time.perf_counter()
+        breaches: list = []
         try:
             check_records(answered.records, shadow.schema)
+            # held to its own contract, reported only: the caller has its answer already
+            breaches = shadow.contract.check(answered.records) if shadow.contract is not None else []
             predictions, status, error = score(shadow, answered.records), 200, ""
         except RequestProblem as problem:
             predictions, status, error = None, problem.status, problem.message
         served = Served(answered.request_id, answered.key, alias, SHADOW, shadow.version, status,
-                        time.perf_counter() - started, answered.at, answered.records, predictions, error)
+                        time.perf_counter() - started, answered.at, answered.records, predictions, error, breaches)
         for listener in listeners:
             try:
                 listener(served)
@@ -687,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment-rows", type=int, default=5_000, help="lines per traffic log segment at most")
     parser.add_argument("--segment-s", type=float, default=60.0,
                         help="seconds a traffic log segment stays open at most")
+    parser.add_argument("--contract", choices=CONTRACT_POLICIES, default="report",
+                        help="a request that breaks the data contract: answered and reported, or refused (422)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.canary <= 1.0:
         parser.error(f"--canary must be between 0 and 1, got {args.canary}")
@@ -711,7 +892,8 @@ def main(argv: list[str] | None = None) -> int:
         import wb_traffic  # a sibling on /wb/lib (PYTHONPATH)
 
         journal = wb_traffic.Journal(args.traffic, args.segment_rows, args.segment_s)
-    app = build_app(holder, args.alias, args.max_body, router=router, traffic=journal)
+    app = build_app(holder, args.alias, args.max_body, router=router, traffic=journal,
+                    contract_policy=args.contract)
     # uvicorn handles SIGTERM (`docker stop`): it finishes the requests in flight, puts back the
     # handler it found and raises the signal again; this handler makes that an exit through
     # `finally`, which closes the traffic log's open segments (the default would just die).

@@ -18,7 +18,11 @@ complete line). One line of a requests segment is one request, whatever its stat
 
     {"request_id": str, "key": str, "alias": str, "role": "champion"|"challenger"|"shadow",
      "version": int|str|null, "status": int, "seconds": float, "at": float (unix seconds, arrival),
-     "inputs": [record, ...], "outputs": [prediction, ...] | null, "error": str | null}
+     "inputs": [record, ...], "outputs": [prediction, ...] | null, "error": str | null,
+     "contract_rows": [row, ...], "contract": [{"row", "column", "rule", "value", "severity"}, ...]}
+
+(the last two only when the inputs broke the answering version's data contract: the rows that
+broke it, all of them, and the first 100 breaches)
 
 (`inputs` is empty when the body could not be read as records; non-finite numbers are written
 as null, so every line is strict JSON.) One line of a feedback segment is one accepted label set:
@@ -93,10 +97,17 @@ def _dumps(data: dict) -> str:
 
 def request_line(served: Any) -> str:
     """One requests-segment line of a wb_serve.Served record."""
-    return _dumps({"request_id": served.request_id, "key": served.key, "alias": served.alias,
-                   "role": served.role, "version": served.version, "status": served.status,
-                   "seconds": round(served.seconds, 6), "at": served.at, "inputs": list(served.records),
-                   "outputs": served.predictions, "error": served.error or None})
+    line = {"request_id": served.request_id, "key": served.key, "alias": served.alias,
+            "role": served.role, "version": served.version, "status": served.status,
+            "seconds": round(served.seconds, 6), "at": served.at, "inputs": list(served.records),
+            "outputs": served.predictions, "error": served.error or None}
+    breaches = getattr(served, "breaches", None)
+    if breaches:
+        # the rows that broke the data contract, all of them (the serving monitor leaves them out
+        # of traffic batches), and the first breaches themselves
+        line["contract_rows"] = sorted({b["row"] for b in breaches})
+        line["contract"] = breaches[:100]
+    return _dumps(line)
 
 
 def feedback_line(request_id: str, labels: list, at: float) -> str:

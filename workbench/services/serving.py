@@ -4,6 +4,8 @@ alias's deploy pointer, so a promotion or rollback swaps what it answers with (r
 Starting: the alias must point at a release; the serving image is the project's environment
 image plus FastAPI and uvicorn (serving_image.py); the training data's columns are written to a
 schema file the server checks requests against; the server is up once /health answers 200.
+A promotion writes into each release the columns (schema.json) and the per-row rules of the data
+contract (contract.json) its version was trained under, both from the version's run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.served_contract import SERVED_CONTRACT_DOCUMENT
 from workbench.core.ports import LogSink
 from workbench.services.session import WorkbenchSession
 
@@ -93,15 +96,65 @@ def version_schema(session: WorkbenchSession, project: str, version: int) -> dic
     return training_schema(file, ref.manifest.data.target, kind=Path(data).suffix)
 
 
-def serving_documents(session: WorkbenchSession, project: str, version: int) -> dict[str, str]:
-    """A promotion's release documents for serving: the version's schema. A schema that cannot
-    be read is left out (the server then checks requests against the data file's columns at
-    `workbench serve` time) rather than stop the promotion."""
+def version_contract(session: WorkbenchSession, project: str, version: int) -> dict | None:
+    """The per-row rules of the contract of the data file `version` was trained on, as that
+    contract stood in its run's snapshot (not as it is now), in contract.json's shape
+    (workbench.core.served_contract); None when that run had no contract beside the file."""
+    from workbench.core.contract import CONTRACT_STAGE, contract_path_for, parse_contract
+    from workbench.core.served_contract import served_contract
+    from workbench.services.drift import DriftService
+
+    ref = session.project(project)
+    if ref.manifest is None:
+        raise WorkbenchError(str(ref.error))
+    data = DriftService(session)._data_file(ref)
+    contract = contract_path_for(data)
+    mv = session.registry.version(ref.name, version)
+    file = _run_file(session, mv.run_id, mv.snapshot_id, contract, CONTRACT_STAGE)
+    if file is None:
+        return None
     try:
-        schema = version_schema(session, project, version)
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"cannot read {contract} as run {mv.run_id} recorded it: {exc}") from None
+    return served_contract(parse_contract(text, contract), ref.manifest.data.target)
+
+
+def _run_file(session: WorkbenchSession, run_id: int, snapshot_id: str, path: str, stage: str) -> Path | None:
+    """A project file as run `run_id` saw it: in its snapshot folder, else (a snapshot removed by
+    `workbench gc`) the object the stage `stage` recorded as its input; None: the run had no such file."""
+    state = session.workspace.state_dir
+    snapshot = state / "snapshots" / snapshot_id if snapshot_id else None
+    if snapshot is not None and snapshot.is_dir():
+        file = snapshot / path
+        return file if file.is_file() else None
+    record = session.get_run(run_id)
+    sha = next((i.sha256 for s in record.stages if s.stage == stage for i in s.inputs if i.path == path), None)
+    if sha is None:
+        return None
+    file = state / "objects" / sha[:2] / sha[2:]
+    if not file.is_file():
+        raise WorkbenchError(f"run {run_id}'s {path} (sha256 {sha[:12]}) is no longer in the object store")
+    return file
+
+
+def serving_documents(session: WorkbenchSession, project: str, version: int) -> dict[str, str]:
+    """A promotion's release documents for serving: the version's schema and the per-row rules
+    of its data contract. A schema that cannot be read is left out (the server then checks
+    requests against the data file's columns at `workbench serve` time) rather than stop the
+    promotion; so is a contract (the server then checks none)."""
+    documents = {}
+    try:
+        documents[SCHEMA_DOCUMENT] = json.dumps(version_schema(session, project, version), indent=2) + "\n"
     except WorkbenchError:
-        return {}
-    return {SCHEMA_DOCUMENT: json.dumps(schema, indent=2) + "\n"}
+        pass
+    try:
+        contract = version_contract(session, project, version)
+    except WorkbenchError:  # ContractError included: the run's contract stage would have failed on it
+        contract = None
+    if contract is not None:
+        documents[SERVED_CONTRACT_DOCUMENT] = json.dumps(contract, indent=2) + "\n"
+    return documents
 
 
 def _free_port(host: str) -> int:
@@ -194,7 +247,8 @@ class ServingService:
                                   traffic_dir=prepare_traffic_dir(traffic_folder(self.state_dir, manifest.name, alias))
                                   if manifest.serving.log_requests else None,
                                   segment_rows=manifest.serving.segment_rows,
-                                  segment_s=manifest.serving.segment_seconds)
+                                  segment_s=manifest.serving.segment_seconds,
+                                  contract=manifest.serving.contract)
                 started.append(start_server(self.client, spec, self.state_dir).name)
             return [self._await_healthy(manifest.name, name) for name in started]
         except BaseException:

@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -107,6 +107,10 @@ class Pending:
     segment: str
     line: int
     request: Request
+    """The request, without its rows that broke the data contract."""
+    left_out: int = 0
+    """Its rows that broke the data contract of the version that answered them: not traffic to
+    judge drift by (they are counted in the batch's message instead)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class TrafficBatch:
     unmatched: int = 0
     """Labels skipped: the log holds no answer of the champion's with their request id (a
     challenger answered it, the bound deleted it, or the id is wrong)."""
+    left_out: int = 0
+    """Served rows kept out of this traffic batch: they broke the data contract."""
 
     @property
     def name(self) -> str:
@@ -246,7 +252,7 @@ class ServingMonitor:
                 if request is not None and request.status == 200 and request.role == "champion" and request.inputs:
                     self._index[request.request_id] = (segment.name, count)
                     if count >= batched:  # lines before the cursor are in a traffic batch already
-                        self._pending.append(Pending(segment.name, count, request))
+                        self._pending.append(_without_broken_rows(segment.name, count, request))
                 count += 1
             self._read[segment.name] = self._lines[segment.name] = count
         # Segments deleted (by the bound): forget them, and their rows not batched yet.
@@ -290,7 +296,8 @@ class ServingMonitor:
         self._prune_batches()
         self._pending = rest
         versions = tuple(sorted({r.version for r in requests}, key=str))
-        return TrafficBatch(cursor.batches, path, rows, len(requests), versions, False)
+        return TrafficBatch(cursor.batches, path, rows, len(requests), versions, False,
+                            left_out=sum(p.left_out for p in taken))
 
     def _batch_path(self, kind: str, requests: list[Request]) -> Path:
         first, last = int(min(r.at for r in requests) * 1000), int(max(r.at for r in requests) * 1000)
@@ -411,6 +418,9 @@ class ServingMonitor:
 
         skipped = (f"; {batch.unmatched} label(s) skipped: not of an answer of the champion's in the log "
                    "(a challenger's, or deleted)") if batch.unmatched else ""
+        if batch.left_out:
+            skipped += (f"; {batch.left_out:,} served row(s) left out: they broke the data contract "
+                        "(workbench serve status counts them)")
         head = f"{batch.name} ({batch.rows:,} rows, {_versions(batch.versions)}{skipped})"
         retraining = self.busy_retraining  # one retrain at a time: a batch checked meanwhile records it as not done
         try:
@@ -470,6 +480,18 @@ class ServingMonitor:
             self.on_message(message)
         except Exception:  # a closed console must not kill the thread that reports into it
             log.exception("reporting %r", message)
+
+
+def _without_broken_rows(segment: str, line: int, request: Request) -> Pending:
+    """The pending traffic of one request: its rows that kept the data contract. A request all
+    of whose rows broke it stays pending with no rows, so the next batch still counts them."""
+    if not request.contract_rows:
+        return Pending(segment, line, request)
+    broken = set(request.contract_rows)
+    kept = [i for i in range(len(request.inputs)) if i not in broken]
+    trimmed = replace(request, inputs=[request.inputs[i] for i in kept],
+                      outputs=[request.outputs[i] for i in kept] if request.outputs is not None else None)
+    return Pending(segment, line, trimmed, len(broken))
 
 
 def _labels_every_row(labels: list | None, request: Request) -> bool:

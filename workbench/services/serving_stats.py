@@ -56,6 +56,9 @@ class Scrape:
     """(version, role) -> cumulative latency histogram: (upper bound in seconds, count), sorted, +Inf last."""
     served_version: int | None
     swaps: int
+    breaches: dict[tuple[str, str, str, str], float] = field(default_factory=dict)
+    """(version, role, column, rule) -> request values that broke the answering version's data
+    contract since the server started (wb_contract_breaches_total)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class RoleStats:
     p99: float | None
     """Seconds, bucket estimates (module docstring); None with no requests."""
     quality: Quality | None = None
+    contract_breaches: tuple[tuple[str, str, int], ...] = ()
+    """(column, rule, values) that broke this version's data contract since the server started,
+    most first; filled for totals (`serve status`), not for increases."""
 
     @property
     def errors(self) -> int:
@@ -99,7 +105,9 @@ class RoleStats:
                 "p50_s": self.p50, "p95_s": self.p95, "p99_s": self.p99,
                 "quality": None if self.quality is None else
                 {"metric": self.quality.metric, "value": self.quality.value,
-                 "labelled_rows": self.quality.labelled_rows}}
+                 "labelled_rows": self.quality.labelled_rows},
+                "contract_breaches": [{"column": column, "rule": rule, "count": count}
+                                      for column, rule, count in self.contract_breaches]}
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ def parse_metrics(text: str, at: float | None = None) -> Scrape:
 
     requests: dict[tuple[str, str, str], float] = {}
     buckets: dict[Key, list[tuple[float, float]]] = {}
+    breaches: dict[tuple[str, str, str, str], float] = {}
     alias, served, swaps = "", None, 0
     try:
         for family in text_string_to_metric_families(text):
@@ -167,10 +176,12 @@ def parse_metrics(text: str, at: float | None = None) -> Scrape:
                     served = int(sample.value) if sample.value >= 0 else None
                 elif sample.name == "wb_model_swaps_total":
                     swaps = int(sample.value)
+                elif sample.name == "wb_contract_breaches_total":
+                    breaches[key + (labels["column"], labels["rule"])] = sample.value
     except (ValueError, KeyError, TypeError) as exc:
         raise ScrapeFailed(f"/metrics is not Prometheus text: {exc}") from None
     return Scrape(time.monotonic() if at is None else at, alias, requests,
-                  {key: tuple(sorted(counts)) for key, counts in buckets.items()}, served, swaps)
+                  {key: tuple(sorted(counts)) for key, counts in buckets.items()}, served, swaps, breaches)
 
 
 def scrape(url: str) -> Scrape:
@@ -239,9 +250,16 @@ def _row_order(row: RoleStats) -> tuple:
 
 
 def totals(url: str, latest: Scrape) -> ServerStats:
-    """The rows since the server started (its counters as they are)."""
+    """The rows since the server started (its counters as they are), with their contract breaches."""
+    rows = _rows(latest.alias, latest.requests, latest.buckets, None)
     return ServerStats(url, latest.alias, latest.served_version,
-                       _rows(latest.alias, latest.requests, latest.buckets, None))
+                       tuple(replace(row, contract_breaches=_breaches_of(latest, row)) for row in rows))
+
+
+def _breaches_of(latest: Scrape, row: RoleStats) -> tuple[tuple[str, str, int], ...]:
+    found = [(column, rule, int(round(count))) for (version, role, column, rule), count in latest.breaches.items()
+             if (version, role) == (row.version, row.role) and count > 0]
+    return tuple(sorted(found, key=lambda b: (-b[2], b[0], b[1])))
 
 
 def between(url: str, scrapes: list[Scrape]) -> ServerStats:
