@@ -506,7 +506,10 @@ async def test_a_gate_failed_run_reads_as_one_in_the_runs_table_and_the_projects
         await pilot.press("r")
         run = await finished_run(pilot, main, 1)
         assert run.status == "gate_failed"
-        assert main.projects.rows["tiny"].last_status == "gate_failed"
+        # The runs table may read the finished run from the store a moment before the app handles
+        # the run's end event, which updates the projects pane: wait for that, as a person would.
+        await wait_for(pilot, lambda: main.projects.rows["tiny"].last_status == "gate_failed", timeout=10,
+                       what="the projects pane to show the gate-failed run")
         text = await shown(pilot, "✗ gate failed", "✗ ○ tiny")
         runs_line = next(line for line in text.splitlines() if f" {run.id} " in line and "gate failed" in line)
         assert "✗1" in runs_line
