@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from workbench.core.errors import ManifestError
 from workbench.core.manifest_reader import TableReader
+from workbench.core.workspace_config import WORKSPACE_CONFIG_NAME, workspace_tables
 
-WORKSPACE_CONFIG = "workspace.toml"
+WORKSPACE_CONFIG = WORKSPACE_CONFIG_NAME
 
 EVENT_KINDS: dict[str, str] = {
     "run_failed": "a run failed (a stage failed, timed out or the run could not start)",
@@ -178,13 +178,7 @@ def parse_notify_table(table: TableReader) -> NotifySpec:
 
 def parse_workspace_notify(text: str, source: str = WORKSPACE_CONFIG) -> NotifySpec:
     """The `[notify]` section of a workspace.toml's text; other sections are not ours to judge."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(source, None, f"not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ManifestError(source, None, "cannot be read: tables nested too deeply") from None
-    section = data.get("notify")
+    section = workspace_tables(text, source).get("notify")
     if section is None:
         return NotifySpec()
     if not isinstance(section, dict):

@@ -69,12 +69,20 @@ def scheduler_problem(address: str) -> str | None:
     return None
 
 
-def parse_workspace_config(text: str, source: str) -> WorkspaceConfig:
-    """The settings in `text` (the content of `source`, named in every error)."""
+def workspace_tables(text: str, source: str) -> dict:
+    """workspace.toml's tables, for each section's own parser (`[cluster]` here, `[notify]` in
+    core/notify_config.py); a file that is not TOML is one error naming it."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise WorkspaceConfigError(source, None, f"is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise WorkspaceConfigError(source, None, "cannot be read: tables nested too deeply") from None
+
+
+def parse_workspace_config(text: str, source: str) -> WorkspaceConfig:
+    """The settings in `text` (the content of `source`, named in every error)."""
+    data = workspace_tables(text, source)
     cluster = data.get("cluster", {})
     if not isinstance(cluster, dict):
         raise WorkspaceConfigError(source, "cluster", "must be a table ([cluster]), "
