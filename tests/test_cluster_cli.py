@@ -260,3 +260,17 @@ async def test_an_unreachable_scheduler_shows_in_the_tui_status_line_not_as_a_cr
         await shown(pilot, "runner cluster 127.0.0.1:9 unreachable")
     # The status line says it; no notification pops up every few seconds.
     assert not [note for note in app.notes if note[2] == "cluster"], app.notes
+
+
+def test_doctor_checks_the_workspaces_cluster(cluster, tmp_path):
+    write_pair(tmp_path)
+    write_config(tmp_path, f'[cluster]\nscheduler = "{cluster}"\nrunner = "cluster"\n')
+    done = workbench("-w", str(tmp_path), "doctor")
+    line = next(line for line in done.stdout.splitlines() if "cluster" in line.split()[1:2])
+    assert line.startswith("✓") and f"{cluster} (from {tmp_path / 'workspace.toml'}): 2 worker(s), 2 cpus" in line
+
+    write_config(tmp_path, f'[cluster]\nscheduler = "{DOWN}"\nrunner = "cluster"\n')
+    done = workbench("-w", str(tmp_path), "doctor")
+    assert done.returncode == 3  # stages would go to a cluster that does not answer
+    line = next(line for line in done.stdout.splitlines() if "cluster" in line.split()[1:2])
+    assert line.startswith("✗") and f"the Dask scheduler at {DOWN} is unreachable" in line

@@ -245,6 +245,8 @@ def test_notify_status_lists_what_waits_and_sync_sends_it(tmp_path):
     assert status.returncode == 0
     text = " ".join(status.stdout.split())
     assert "1 alert delivery(ies) waiting" in text and "gate_failed" in text and "connection refused" in text
+    doctor = " ".join(wb(root, "doctor").stdout.split())
+    assert "! alerts 1 alert delivery(ies) waiting; last error:" in doctor and "connection refused" in doctor
     receiver.start()
     try:
         synced = wb(root, "notify", "sync")

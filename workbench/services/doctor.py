@@ -29,6 +29,7 @@ def run_checks(workspace_root: Path) -> list[Check]:
     checks = [Check("workbench", "ok", f"{__version__} on Python {sys.version.split()[0]} ({sys.executable})")]
     checks += _workspace_checks(workspace_root)
     checks += _docker_checks(workspace_root)
+    checks += _cluster_and_alert_checks(workspace_root)
     return checks
 
 
@@ -108,6 +109,46 @@ def _docker_checks(root: Path) -> list[Check]:
         checks.append(Check("base image", "fail", f"no base image available offline: {hint}"))
     checks += _pull_failure_checks()
     return checks
+
+
+def _cluster_and_alert_checks(root: Path) -> list[Check]:
+    """The cluster stages would run on, when one is named (--scheduler aside: $WORKBENCH_SCHEDULER
+    or workspace.toml), and the alerts still waiting for their webhooks."""
+    from workbench.services.session import WorkbenchSession
+
+    try:
+        session = WorkbenchSession(root)
+        choice = session.scheduler_choice
+    except WorkbenchError as exc:  # a bad workspace.toml, already said by the workspace check or here
+        return [Check("workspace.toml", "fail", str(exc))]
+    checks = [] if choice is None else [_cluster_check(session, choice)]
+    try:
+        alerts = session.alerts.status()
+    except WorkbenchError as exc:
+        return checks + [Check("alerts", "warn", str(exc))]
+    if alerts.pending:
+        checks.append(Check("alerts", "warn", f"{alerts.pending} alert delivery(ies) waiting; last error: "
+                                              f"{alerts.last_error or 'none yet'} (`workbench notify status`)"))
+    return checks
+
+
+def _cluster_check(session, choice) -> Check:
+    from workbench.services.cluster import cluster_status
+
+    needed = session.runner_choice == "cluster"  # stages go there by default: not reaching it is a failure
+    try:
+        _choice, workers = cluster_status(session)
+    except WorkbenchError as exc:
+        return Check("cluster", "fail" if needed else "warn", str(exc))
+    cpus = sum(w.resources.get("cpus", 0) for w in workers)
+    detail = f"{choice.address} (from {choice.source}): {len(workers)} worker(s), {cpus:g} cpus"
+    undeclared = [w.name for w in workers if "cpus" not in w.resources]
+    if not workers:
+        return Check("cluster", "warn", f"{detail}; no worker connected: stages wait for one")
+    if undeclared:
+        return Check("cluster", "warn", f"{detail}; {', '.join(undeclared)} declare no cpus, so no stage goes "
+                                        f"to them: start them with --resources \"cpus=N\"")
+    return Check("cluster", "ok", detail)
 
 
 def _pull_failure_checks() -> list[Check]:
