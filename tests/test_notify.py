@@ -424,3 +424,27 @@ def test_a_webhook_s_secret_path_is_never_stored_or_shown(tmp_path):
         assert [b["kind"] for b in receiver.bodies()] == ["gate_failed"]
     finally:
         receiver.stop()
+
+
+def test_gc_deletes_alerts_delivered_long_ago_and_keeps_what_waits(tmp_path):
+    """The outbox holds what waits; delivered alerts older than 30 days go with `workbench gc`."""
+    from workbench.adapters.duckdb_alerts import DuckDBAlertOutbox
+
+    root = workspace_with(tmp_path, 'url = "http://127.0.0.1:9/hook"')
+    session = WorkbenchSession(root)
+    outbox = DuckDBAlertOutbox(session.store)
+    old, recent, waiting = (outbox.add(f"e{n}", "tiny", "run_failed", f"alert {n}", {}, [("r", "http://r")])
+                            for n in range(3))
+    for alert_id in (old, recent):
+        outbox.delivered(alert_id, "r")
+    with session.store.transaction(write=True) as con:  # delivered 40 days ago
+        con.execute("UPDATE alert_deliveries SET delivered_at = delivered_at - INTERVAL 40 DAY WHERE alert_id = ?",
+                    [old])
+    dry = wb(root, "gc", "--dry-run")
+    assert "would delete 1 alert(s) delivered over 30 days ago" in dry.stdout, dry.stdout
+    done = wb(root, "gc")
+    assert done.returncode == 0 and "deleted 1 alert(s) delivered over 30 days ago" in done.stdout, done.stdout
+    with session.store.transaction() as con:
+        left = [row[0] for row in con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
+        deliveries = [row[0] for row in con.execute("SELECT alert_id FROM alert_deliveries ORDER BY 1").fetchall()]
+    assert left == deliveries == [recent, waiting]

@@ -91,6 +91,18 @@ class DuckDBAlertOutbox:
                         "next_attempt_at = ? WHERE alert_id = ? AND receiver = ?",
                         [error, _now(), _now() + timedelta(seconds=retry_in_s), alert_id, receiver])
 
+    def prune(self, before: datetime, dry_run: bool = False) -> int:
+        """Alerts whose every delivery went out before `before` (history no one waits on): deleted
+        with their deliveries, or only counted in a dry run. Returns how many alerts."""
+        done = ("SELECT alert_id FROM alert_deliveries GROUP BY alert_id "
+                "HAVING count(*) = count(delivered_at) AND max(delivered_at) < ?")
+        with self.lineage.transaction(write=not dry_run) as con:
+            count = con.execute(f"SELECT count(*) FROM ({done})", [before]).fetchone()[0]
+            if count and not dry_run:
+                con.execute(f"DELETE FROM alerts WHERE id IN ({done})", [before])
+                con.execute("DELETE FROM alert_deliveries WHERE alert_id NOT IN (SELECT id FROM alerts)")
+        return count
+
     def summary(self) -> dict[str, Any]:
         """Undelivered count, how many of them failed at least once, and the newest error."""
         with self.lineage.transaction() as con:

@@ -31,6 +31,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +49,8 @@ from workbench.services.workspace import Workspace
 ANCHOR_RETRIES = 10
 KEEP_ALL = 2**31 - 1
 DELETE_THREADS = 8
+ALERTS_KEPT_DAYS = 30
+"""Delivered alerts are kept this long in the outbox; `workbench gc` deletes older ones."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class GcService:
         name = self._project_name(project) if project else None
         decide = lambda facts: self._decide(facts, keeps, default_keep, name)  # noqa: E731
         cutoff = time.time() - grace_s
+        notes += self._prune_alerts(dry_run)
         if dry_run:
             plan = self.gc_store.plan(decide)
             sweep = self._sweep(plan, cutoff)
@@ -252,6 +256,18 @@ class GcService:
         with ThreadPoolExecutor(max_workers=DELETE_THREADS) as pool:
             for _ in pool.map(self.files.remove, plain):
                 pass
+
+    def _prune_alerts(self, dry_run: bool) -> list[str]:
+        """Delivered alerts older than ALERTS_KEPT_DAYS: the outbox is for what waits, the
+        receivers keep the history."""
+        from workbench.adapters.duckdb_alerts import DuckDBAlertOutbox
+
+        before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=ALERTS_KEPT_DAYS)
+        count = DuckDBAlertOutbox(self.store).prune(before, dry_run)
+        if not count:
+            return []
+        return [f"{'would delete' if dry_run else 'deleted'} {count} alert(s) delivered over "
+                f"{ALERTS_KEPT_DAYS} days ago"]
 
     @staticmethod
     def _report(dry_run: bool, plan: RunPlan, sweep: _Sweep, notes: list[str]) -> GcReport:
