@@ -652,3 +652,24 @@ async def test_every_projects_aliases_show_without_selecting_it(tmp_path):
         await wait_for(pilot, lambda: main.projects.rows["alpha"].production == 1, timeout=3,
                        what="alpha's new production version")
         assert main.project.name == "alpha"
+
+
+@asyncio_test
+async def test_a_watch_note_that_arrives_before_the_projects_are_listed_is_kept():
+    """The first listing is read on a worker thread, and the watch service may speak first
+    (`pid N watches`): the note waits for the row instead of being lost (a CI flake showed it)."""
+    from textual.app import App
+
+    from workbench.ui.widgets.projects import ProjectRow, ProjectsList
+
+    class Host(App):
+        def compose(self):
+            yield ProjectsList(id="projects")
+
+    async with Host().run_test() as pilot:
+        projects = pilot.app.query_one(ProjectsList)
+        projects.update_row("tiny", watching=False, note="pid 42 watches", busy=True)
+        projects.set_rows([ProjectRow("tiny", "/ws/tiny"), ProjectRow("other", "/ws/other")])
+        assert projects.rows["tiny"].note == "pid 42 watches"
+        assert projects.rows["tiny"].busy is False  # a run's state comes with the listing, not from before it
+        assert projects.rows["other"].note == ""

@@ -61,6 +61,9 @@ class ProjectsList(OptionList):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.rows: dict[str, ProjectRow] = {}
+        self._early: dict[str, dict] = {}
+        """Changes events made to projects not listed yet (the first listing is read on a worker
+        thread, and the watch service may speak first): applied when they are listed."""
 
     @property
     def selected(self) -> ProjectRow | None:
@@ -73,6 +76,8 @@ class ProjectsList(OptionList):
         """Replace the list, keeping the highlighted project if it is still there."""
         previous = self.selected
         self.rows = self.keyed(rows)
+        for key in [key for key in self._early if key in self.rows]:
+            self.rows[key] = replace(self.rows[key], **self._early.pop(key))
         self.clear_options()
         self.add_options([Option(self._prompt(row), id=key) for key, row in self.rows.items()])
         if self.rows:
@@ -92,7 +97,10 @@ class ProjectsList(OptionList):
 
     def update_row(self, name: str, **changes) -> None:
         row = self.rows.get(name)
-        if row is None:
+        if row is None:  # the watch service's word on it (a run's state comes with the listing)
+            early = {field: value for field, value in changes.items() if field in ("note", "watching")}
+            if early:
+                self._early.setdefault(name, {}).update(early)
             return
         row = self.rows[name] = replace(row, **changes)
         self.replace_option_prompt(name, self._prompt(row))
