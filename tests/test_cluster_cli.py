@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -206,12 +207,26 @@ def test_watch_runs_on_the_workspaces_cluster(cluster, tmp_path):
     watch = subprocess.Popen([sys.executable, "-m", "workbench", "-w", str(tmp_path), "watch", "pair"],
                              env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
+    lines: list[str] = []
     try:
-        first = watch.stdout.readline()
+        # The summary line and the watch's own `◉ watching pair` come from two threads, in either
+        # order: read until the summary (startup done), then stop it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("· runner " in line for line in lines):
+            line = watch.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
     finally:
         watch.send_signal(signal.SIGINT)
-        watch.communicate(timeout=30)
-    assert f"runner cluster {cluster}" in first, first
+        try:
+            watch.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.communicate()
+            raise
+    summary = next((line for line in lines if "· runner " in line), "")
+    assert f"runner cluster {cluster}" in summary, lines
 
 
 @pytest.mark.parametrize("command", [["run", "P"], ["watch"], ["tui"], ["sweep", "P"], ["reproduce", "1"],
