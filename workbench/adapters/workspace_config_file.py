@@ -8,28 +8,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.core.errors import ManifestError
 from workbench.core.workspace_config import (WORKSPACE_CONFIG_NAME, WorkspaceConfig, WorkspaceConfigError,
                                              parse_workspace_config)
 
 MAX_CONFIG_BYTES = 1024**2
 
 
-def read_workspace_config(root: Path) -> WorkspaceConfig:
-    path = Path(root) / WORKSPACE_CONFIG_NAME
+def read_settings_text(path: Path, max_bytes: int, what: str, error=ManifestError) -> str | None:
+    """A settings file's text (a manifest, workspace.toml), or None when it does not exist: one
+    bounded read (a runaway file must not fill memory), UTF-8, each problem an `error` naming
+    the file. `what` ends the too-large message ("a manifest is a few kilobytes")."""
     try:
         with path.open("rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)  # a runaway file must not fill memory
+            data = file.read(max_bytes + 1)
     except FileNotFoundError:
-        return WorkspaceConfig(path=str(path))
+        return None
     except OSError as exc:
-        raise WorkspaceConfigError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise WorkspaceConfigError(str(path), None, f"is larger than {MAX_CONFIG_BYTES // 1024**2} MiB; "
-                                                    "workspace settings are a few lines (is this the right file?)")
+        raise error(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise error(str(path), None, f"is larger than {max_bytes // 1024**2} MiB; {what} (is this the right file?)")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise WorkspaceConfigError(str(path), None, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line "
-                                                    f"{line}); save it as UTF-8") from None
+        raise error(str(path), None, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                                     "save it as UTF-8") from None
+
+
+def read_workspace_config(root: Path) -> WorkspaceConfig:
+    path = Path(root) / WORKSPACE_CONFIG_NAME
+    text = read_settings_text(path, MAX_CONFIG_BYTES, "workspace settings are a few lines", WorkspaceConfigError)
+    if text is None:
+        return WorkspaceConfig(path=str(path))
     return parse_workspace_config(text, str(path))

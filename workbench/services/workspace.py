@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.adapters.project_sources import read_python_sources
-from workbench.adapters.workspace_config_file import read_workspace_config
+from workbench.adapters.workspace_config_file import read_settings_text, read_workspace_config
 from workbench.core.errors import ManifestError, ProjectNotFound, WorkbenchError
 from workbench.core.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from workbench.core.scaffold import NothingToRun, manifest_text, survey
@@ -59,22 +59,9 @@ class ProjectRef:
 def load_manifest(project_dir: Path) -> tuple[Manifest, str]:
     """The project's manifest and a hash of its text."""
     path = project_dir / MANIFEST_NAME
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_MANIFEST_BYTES + 1)  # a runaway file must not fill memory
-    except FileNotFoundError:
-        raise ManifestError(str(path), None, "no such file: a project folder needs a workbench.toml") from None
-    except OSError as exc:
-        raise ManifestError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(str(path), None, f"is larger than {MAX_MANIFEST_BYTES // 1024**2} MiB; "
-                                             "a manifest is a few kilobytes (is this the right file?)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ManifestError(str(path), None, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
-                                             "save it as UTF-8") from None
+    text = read_settings_text(path, MAX_MANIFEST_BYTES, "a manifest is a few kilobytes")
+    if text is None:
+        raise ManifestError(str(path), None, "no such file: a project folder needs a workbench.toml")
     manifest = parse_manifest(text, str(path))
     check_data_columns(manifest, project_dir, str(path))
     return manifest, hashlib.sha256(text.encode()).hexdigest()
